@@ -1,0 +1,134 @@
+"""Composition root of mission-service: builds every component and owns their lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from missions import amqp
+from missions.eventlog import EventPublisher, read_log
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
+
+from mission_service.follower import LogFollower
+from mission_service.operations import MissionOperations, OperationsConfig
+from mission_service.servicer import MissionServicer
+from mission_service.settings import ServiceSettings
+from mission_service.store import MissionStore
+from mission_service.watch import Hub
+
+__all__ = ["serve"]
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = mission_service_pb2.DESCRIPTOR.services_by_name["MissionService"].full_name
+
+
+class _Health:
+    """SERVING only while the broker connection is up and the log follower is attached."""
+
+    def __init__(self) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._broker_up = False
+        self._following = False
+
+    async def _publish(self) -> None:
+        serving = self._broker_up and self._following
+        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", SERVICE_NAME):
+            await self.servicer.set(name, status)
+
+    async def broker(self, up: bool) -> None:
+        self._broker_up = up
+        await self._publish()
+
+    async def following(self, attached: bool) -> None:
+        self._following = attached
+        await self._publish()
+
+
+async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.Future[int] | None = None) -> None:
+    """Run the service until ``stop`` is set; ``bound`` receives the listening port."""
+    names = Topology(settings.namespace)
+    source = f"mission-service/{socket.gethostname()}:{os.getpid()}"
+    health_state = _Health()
+    await health_state.broker(False)
+    async with contextlib.AsyncExitStack() as stack:
+        connection = await amqp.connect(settings.amqp_url, source)
+        stack.push_async_callback(connection.close)
+
+        async def on_close(*_: Any) -> None:
+            log.warning("broker connection lost; reconnecting")
+            await health_state.broker(False)
+
+        async def on_reconnect(*_: Any) -> None:
+            log.info("broker connection restored")
+            await health_state.broker(True)
+
+        connection.close_callbacks.add(on_close)
+        connection.reconnect_callbacks.add(on_reconnect)
+        await health_state.broker(True)
+
+        publisher = await EventPublisher.open(connection, names, settings.retention)
+        store = MissionStore(settings.database)
+        stack.callback(store.close)
+        hub = Hub(head=store.checkpoint())
+        follower = LogFollower(connection, names, store, hub.publish)
+
+        def replay(after: int) -> AsyncIterator[events_pb2.MissionEvent]:
+            return read_log(connection, names, after)
+
+        config = OperationsConfig(namespace=settings.namespace, source=source, limits=settings.limits)
+        operations = MissionOperations(config, publisher, store, follower, hub, replay)
+
+        server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", settings.limits.max_payload_bytes * 2 + 64 * 1024),
+                ("grpc.keepalive_time_ms", 30_000),
+                ("grpc.keepalive_timeout_ms", 10_000),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                ("grpc.keepalive_permit_without_calls", 1),
+            ]
+        )
+        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(MissionServicer(operations), server)
+        health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
+        reflection.enable_server_reflection(
+            (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
+            server,
+        )
+        port = server.add_insecure_port(settings.listen)
+        if port == 0:
+            raise OSError(f"cannot listen on {settings.listen}")
+        await server.start()
+        log.info("mission-service listening on %s (namespace %r, insecure plaintext)", settings.listen, settings.namespace)
+        if bound is not None:
+            bound.set_result(port)
+
+        follow = asyncio.create_task(follower.run(), name="log-follower")
+        attached = asyncio.create_task(follower.attached.wait())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait({attached, follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            if attached.done():
+                await health_state.following(True)
+                await asyncio.wait({follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            failure = follow.exception() if follow.done() and not follow.cancelled() else None
+            log.info("mission-service stopping")
+            await health_state.servicer.enter_graceful_shutdown()
+            await server.stop(settings.shutdown_grace_s)
+            for task in (follow, attached, stopping):
+                task.cancel()
+            await asyncio.gather(follow, attached, stopping, return_exceptions=True)
+            await publisher.close()
+        if failure is not None:
+            raise RuntimeError("the event log follower stopped") from failure

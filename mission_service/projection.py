@@ -1,0 +1,83 @@
+"""Mission state as a fold over its events: ``apply`` is the whole state machine."""
+
+from __future__ import annotations
+
+import logging
+
+from missions.events import TERMINAL_STATES
+from missions.v1 import events_pb2, mission_pb2
+
+__all__ = ["apply"]
+
+log = logging.getLogger(__name__)
+
+E = events_pb2
+M = mission_pb2
+
+
+def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -> mission_pb2.Mission | None:
+    """The mission after ``event``; None when the event cannot apply to anything.
+
+    Terminal states absorb: a late or redelivered event after SUCCEEDED, FAILED or
+    CANCELLED still advances ``last_sequence`` but changes nothing else, except that
+    DEAD_LETTERED completes a FAILED mission.
+    """
+    mission = mission_pb2.Mission()
+    if current is not None:
+        mission.CopyFrom(current)
+    elif event.type == E.EVENT_TYPE_CREATED:
+        mission.CopyFrom(event.created.mission)
+        mission.state = M.MISSION_STATE_QUEUED
+        return _touch(mission, event)
+    else:
+        log.warning("event %s (sequence %d) for unknown mission %s", event.id, event.sequence, event.mission_id)
+        return None
+    if event.type == E.EVENT_TYPE_CREATED:
+        pass  # a duplicate submission of an existing id changes nothing
+    elif mission.state not in TERMINAL_STATES:
+        _transition(mission, event)
+    elif event.type == E.EVENT_TYPE_DEAD_LETTERED and not mission.HasField("end_time"):
+        mission.end_time.CopyFrom(event.time)
+    return _touch(mission, event)
+
+
+def _transition(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> None:
+    kind = event.WhichOneof("details")
+    if kind == "started":
+        mission.state = M.MISSION_STATE_RUNNING
+        mission.attempt = event.attempt
+        mission.worker_id = event.started.worker_id
+        mission.start_time.CopyFrom(event.time)
+        mission.progress = 0.0
+        mission.progress_message = ""
+    elif kind == "progress":
+        mission.progress = event.progress.fraction
+        mission.progress_message = event.progress.message
+    elif kind == "completed":
+        mission.state = M.MISSION_STATE_SUCCEEDED
+        mission.result.CopyFrom(event.completed.result)
+        mission.ClearField("error")
+        mission.progress = 1.0
+        mission.end_time.CopyFrom(event.time)
+    elif kind == "failed":
+        mission.error.CopyFrom(event.failed.error)
+        if not event.failed.will_retry:
+            mission.state = M.MISSION_STATE_FAILED
+            mission.end_time.CopyFrom(event.time)
+    elif kind == "retrying":
+        mission.state = M.MISSION_STATE_RETRYING
+        mission.error.CopyFrom(event.retrying.error)
+    elif kind == "cancelled":
+        mission.state = M.MISSION_STATE_CANCELLED
+        mission.end_time.CopyFrom(event.time)
+    elif kind == "dead_lettered":
+        # A mission dead-lettered without a final FAILED (e.g. undeliverable) ends FAILED here.
+        mission.state = M.MISSION_STATE_FAILED
+        mission.error.CopyFrom(event.dead_lettered.last_error)
+        mission.end_time.CopyFrom(event.time)
+
+
+def _touch(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> mission_pb2.Mission:
+    mission.last_sequence = event.sequence
+    mission.update_time.CopyFrom(event.time)
+    return mission

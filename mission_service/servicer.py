@@ -1,0 +1,60 @@
+"""The MissionService gRPC servicer: translate requests, delegate, map errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import grpc
+
+from missions.v1 import mission_service_pb2 as pb
+from missions.v1 import mission_service_pb2_grpc
+
+from mission_service.operations import MissionOperations
+from mission_service.status import translate_errors
+
+__all__ = ["MissionServicer"]
+
+CORRELATION_KEY = "x-correlation-id"
+
+
+def _correlation_id(context: grpc.aio.ServicerContext) -> str:
+    for key, value in context.invocation_metadata() or ():
+        if key == CORRELATION_KEY and isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return uuid.uuid4().hex
+
+
+class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
+    def __init__(self, operations: MissionOperations) -> None:
+        self._ops = operations
+
+    @translate_errors
+    async def GetMission(self, request: pb.GetMissionRequest, context: grpc.aio.ServicerContext) -> pb.GetMissionResponse:
+        return pb.GetMissionResponse(mission=self._ops.get(request.mission_id))
+
+    @translate_errors
+    async def ListMissions(
+        self, request: pb.ListMissionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListMissionsResponse:
+        return self._ops.list(request)
+
+    @translate_errors
+    async def SubmitMission(
+        self, request: pb.SubmitMissionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitMissionResponse:
+        mission = await self._ops.submit(request, _correlation_id(context))
+        return pb.SubmitMissionResponse(mission=mission)
+
+    @translate_errors
+    async def CancelMission(
+        self, request: pb.CancelMissionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CancelMissionResponse:
+        return pb.CancelMissionResponse(mission=await self._ops.cancel(request))
+
+    @translate_errors
+    async def WatchEvents(
+        self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchEventsResponse]:
+        async for event in self._ops.watch(request):
+            yield pb.WatchEventsResponse(event=event)

@@ -1,0 +1,140 @@
+"""The SQLite read model: missions by id plus the log position they reflect.
+
+One writer (the log follower) applies batches of events; each batch and the new
+checkpoint commit in one transaction, so after a crash the follower resumes exactly
+after the last committed event.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from missions.events import is_final
+from missions.v1 import events_pb2, mission_pb2
+
+from mission_service.projection import apply
+
+__all__ = ["MissionStore", "Page"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS missions (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    created_sequence INTEGER NOT NULL,
+    final_sequence INTEGER,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS missions_by_created ON missions (created_sequence);
+CREATE INDEX IF NOT EXISTS missions_by_state ON missions (state, created_sequence);
+CREATE INDEX IF NOT EXISTS missions_by_type ON missions (type, created_sequence);
+CREATE TABLE IF NOT EXISTS checkpoint (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    sequence INTEGER NOT NULL
+);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of ListMissions; ``last_created_sequence`` positions the next page."""
+
+    missions: list[mission_pb2.Mission]
+    last_created_sequence: int
+    more: bool
+
+
+def _decode(body: bytes) -> mission_pb2.Mission:
+    return mission_pb2.Mission.FromString(body)
+
+
+class MissionStore:
+    """Missions projected from the log, in one SQLite file per namespace."""
+
+    def __init__(self, path: pathlib.Path | str) -> None:
+        if str(path) != ":memory:":
+            pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        # WAL + NORMAL: commits do not fsync; a power loss may lose the last batches,
+        # which the follower then re-reads from the log (the checkpoint rolls back too).
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def checkpoint(self) -> int:
+        """Sequence of the last event applied (0 for an empty store)."""
+        row = self._db.execute("SELECT sequence FROM checkpoint WHERE id = 1").fetchone()
+        return int(row[0]) if row else 0
+
+    def get(self, mission_id: str) -> mission_pb2.Mission | None:
+        row = self._db.execute("SELECT body FROM missions WHERE id = ?", (mission_id,)).fetchone()
+        return _decode(row[0]) if row else None
+
+    def positions(self, mission_ids: Iterable[str]) -> dict[str, tuple[int, int | None]]:
+        """(created_sequence, final_sequence) of each known id; unknown ids are absent."""
+        ids = list(dict.fromkeys(mission_ids))
+        marks = ",".join("?" * len(ids))
+        rows = self._db.execute(
+            f"SELECT id, created_sequence, final_sequence FROM missions WHERE id IN ({marks})", ids
+        )
+        return {row[0]: (int(row[1]), row[2]) for row in rows}
+
+    def list(
+        self, *, states: Sequence[int], mission_type: str, after_created_sequence: int, limit: int
+    ) -> Page:
+        clauses = ["created_sequence > ?"]
+        args: list[object] = [after_created_sequence]
+        if states:
+            clauses.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(states)
+        if mission_type:
+            clauses.append("type = ?")
+            args.append(mission_type)
+        rows = self._db.execute(
+            f"SELECT created_sequence, body FROM missions WHERE {' AND '.join(clauses)}"
+            " ORDER BY created_sequence LIMIT ?",
+            [*args, limit + 1],
+        ).fetchall()
+        page = rows[:limit]
+        return Page(
+            missions=[_decode(row[1]) for row in page],
+            last_created_sequence=int(page[-1][0]) if page else after_created_sequence,
+            more=len(rows) > limit,
+        )
+
+    def apply_batch(self, events: Sequence[events_pb2.MissionEvent]) -> None:
+        """Apply events in order and advance the checkpoint, atomically."""
+        if not events:
+            return
+        with self._db:
+            self._db.execute("BEGIN")
+            for event in events:
+                self._apply(event)
+            self._db.execute(
+                "INSERT INTO checkpoint (id, sequence) VALUES (1, ?)"
+                " ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence",
+                (events[-1].sequence,),
+            )
+
+    def _apply(self, event: events_pb2.MissionEvent) -> None:
+        row = self._db.execute(
+            "SELECT body, created_sequence, final_sequence FROM missions WHERE id = ?", (event.mission_id,)
+        ).fetchone()
+        mission = apply(_decode(row[0]) if row else None, event)
+        if mission is None:
+            return
+        created = int(row[1]) if row else event.sequence
+        final = row[2] if row else None
+        if final is None and is_final(event):
+            final = event.sequence
+        self._db.execute(
+            "INSERT OR REPLACE INTO missions (id, type, state, created_sequence, final_sequence, body)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (mission.id, mission.type, mission.state, created, final, mission.SerializeToString()),
+        )

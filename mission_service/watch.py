@@ -1,0 +1,141 @@
+"""WatchEvents: filters, live fan-out to bounded subscriber buffers, replay hand-over."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, field
+
+from missions.events import is_final
+from missions.v1 import events_pb2
+
+__all__ = ["EventFilter", "Hub", "SubscriberLaggingError", "watch"]
+
+# Events a subscriber may have waiting before it is cut off as too slow.
+DEFAULT_BUFFER = 10_000
+
+
+class SubscriberLaggingError(Exception):
+    """A subscriber's buffer overflowed; it can resume after ``last_sequence``."""
+
+    def __init__(self, last_sequence: int) -> None:
+        super().__init__(f"subscriber fell behind; resume with after_sequence={last_sequence}")
+        self.last_sequence = last_sequence
+
+
+@dataclass(frozen=True, slots=True)
+class EventFilter:
+    """Which events a subscriber wants; empty collections match everything."""
+
+    mission_ids: frozenset[str] = frozenset()
+    types: frozenset[int] = frozenset()
+
+    def wants_mission(self, event: events_pb2.MissionEvent) -> bool:
+        return not self.mission_ids or event.mission_id in self.mission_ids
+
+    def matches(self, event: events_pb2.MissionEvent) -> bool:
+        return self.wants_mission(event) and (not self.types or event.type in self.types)
+
+
+@dataclass(eq=False)
+class _Subscription:
+    filter: EventFilter
+    head: int
+    queue: asyncio.Queue[events_pb2.MissionEvent] = field(default_factory=asyncio.Queue)
+    capacity: int = DEFAULT_BUFFER
+    overflowed: bool = False
+
+    def offer(self, event: events_pb2.MissionEvent) -> None:
+        if self.overflowed:
+            return
+        if self.queue.qsize() >= self.capacity:
+            self.overflowed = True
+            # Wake the reader so it notices at once rather than after draining.
+            self.queue.put_nowait(events_pb2.MissionEvent())
+            return
+        self.queue.put_nowait(event)
+
+
+class Hub:
+    """Fans each applied batch out to the live subscribers whose filter wants it."""
+
+    def __init__(self, head: int = 0, buffer: int = DEFAULT_BUFFER) -> None:
+        self.head = head
+        self._buffer = buffer
+        self._subscriptions: set[_Subscription] = set()
+
+    def __len__(self) -> int:
+        return len(self._subscriptions)
+
+    def publish(self, batch: Sequence[events_pb2.MissionEvent]) -> None:
+        for event in batch:
+            for sub in self._subscriptions:
+                if sub.filter.wants_mission(event):
+                    sub.offer(event)
+        if batch:
+            self.head = batch[-1].sequence
+
+    @contextlib.contextmanager
+    def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
+        sub = _Subscription(event_filter, self.head, capacity=self._buffer)
+        self._subscriptions.add(sub)
+        try:
+            yield sub
+        finally:
+            self._subscriptions.discard(sub)
+
+
+# Opens a replay of the log: yields events with sequence > the argument, in order.
+LogReplay = Callable[[int], AsyncIterator[events_pb2.MissionEvent]]
+
+
+async def watch(
+    hub: Hub,
+    replay: LogReplay,
+    event_filter: EventFilter,
+    start: int | None,
+    finished: Collection[str] = (),
+) -> AsyncIterator[events_pb2.MissionEvent]:
+    """Events matching ``event_filter`` after sequence ``start`` (None: live only).
+
+    Registers with the hub first, then replays the log up to the hub's head at that
+    moment, then continues with the live events buffered meanwhile; sequences already
+    delivered are skipped, so the hand-over has neither gap nor duplicate. When the
+    filter names missions, the stream ends after each has emitted its final event;
+    ``finished`` lists those already final at or before ``start``.
+    """
+    pending = set(event_filter.mission_ids) - set(finished)
+    if event_filter.mission_ids and not pending:
+        return
+    with hub.subscribe(event_filter) as sub:
+        position = sub.head if start is None else start
+
+        def accept(event: events_pb2.MissionEvent) -> bool:
+            if is_final(event):
+                pending.discard(event.mission_id)
+            return event_filter.matches(event)
+
+        if position < sub.head:
+            async with contextlib.aclosing(replay(position)) as past:
+                async for event in past:
+                    if event.sequence > sub.head:
+                        break
+                    position = event.sequence
+                    if accept(event):
+                        yield event
+                    if event_filter.mission_ids and not pending:
+                        return
+                    if position == sub.head:
+                        break
+        while True:
+            event = await sub.queue.get()
+            if sub.overflowed:
+                raise SubscriberLaggingError(position)
+            if event.sequence <= position:
+                continue
+            position = event.sequence
+            if accept(event):
+                yield event
+            if event_filter.mission_ids and not pending:
+                return

@@ -1,0 +1,106 @@
+"""Broker connection and idempotent topology declaration (see missions.topology)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+
+from missions import topology
+from missions.topology import Topology
+
+__all__ = ["LogRetention", "connect", "declare_retry_queue", "declare_topology", "redact_url"]
+
+log = logging.getLogger(__name__)
+
+# A retry queue lives this long past the last message routed to it (each publish
+# re-declares it, which restarts the clock), so it never expires holding a message.
+_RETRY_QUEUE_GRACE_MS = 10 * 60 * 1000
+
+
+@dataclass(frozen=True, slots=True)
+class LogRetention:
+    """How long the event log keeps events: whichever limit is reached first.
+
+    Attributes:
+        max_age: RabbitMQ duration string, default "7D" (units Y, M, D, h, m, s).
+        max_bytes: total size cap, default 10 GiB.
+        segment_bytes: segment file size; retention drops whole segments, default 64 MiB.
+    """
+
+    max_age: str = "7D"
+    max_bytes: int = 10 * 1024**3
+    segment_bytes: int = 64 * 1024**2
+
+
+def redact_url(url: str) -> str:
+    """The URL with its password replaced, for logs."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+async def connect(url: str, name: str) -> AbstractRobustConnection:
+    """A robust connection that fails fast if the broker is unreachable at start-up."""
+    connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+    log.info("connected to %s as %s", redact_url(url), name)
+    return connection
+
+
+async def declare_exchange(channel: AbstractChannel, names: Topology) -> AbstractExchange:
+    return await channel.declare_exchange(
+        names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
+    )
+
+
+async def declare_topology(
+    channel: AbstractChannel, names: Topology, retention: LogRetention = LogRetention()
+) -> AbstractExchange:
+    """Declare the exchange, log, work and dead-letter queues and their bindings.
+
+    Safe to run by every process at every start and after every reconnect.
+    """
+    exchange = await declare_exchange(channel, names)
+    log_queue = await channel.declare_queue(
+        names.log_queue,
+        durable=True,
+        arguments={
+            "x-queue-type": "stream",
+            "x-max-age": retention.max_age,
+            "x-max-length-bytes": retention.max_bytes,
+            "x-stream-max-segment-size-bytes": retention.segment_bytes,
+        },
+    )
+    await log_queue.bind(exchange, "#")
+    work = await channel.declare_queue(
+        names.work_queue, durable=True, arguments={"x-max-priority": topology.MAX_PRIORITY}
+    )
+    await work.bind(exchange, topology.CREATED_BINDING)
+    # A retry with no delay goes straight back to the work queue.
+    await work.bind(exchange, topology.retry_binding(0))
+    dead = await channel.declare_queue(names.dead_letter_queue, durable=True)
+    await dead.bind(exchange, topology.DEAD_LETTERED_BINDING)
+    return exchange
+
+
+async def declare_retry_queue(
+    channel: AbstractChannel, exchange: AbstractExchange, names: Topology, delay_ms: int
+) -> AbstractQueue:
+    """The delay queue for one backoff delay: messages expire into the work queue."""
+    queue = await channel.declare_queue(
+        names.retry_queue(delay_ms),
+        durable=True,
+        arguments={
+            "x-message-ttl": delay_ms,
+            "x-dead-letter-exchange": "",
+            "x-dead-letter-routing-key": names.work_queue,
+            "x-expires": delay_ms + _RETRY_QUEUE_GRACE_MS,
+        },
+    )
+    await queue.bind(exchange, topology.retry_binding(delay_ms))
+    return queue

@@ -1,0 +1,59 @@
+"""Domain exceptions shared by the service, the worker and the client.
+
+The service maps them to gRPC status codes in one table (mission_service/status.py).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AlreadyExistsError",
+    "BrokerUnavailableError",
+    "DecodeError",
+    "FailedPreconditionError",
+    "InvalidArgumentError",
+    "MissionsError",
+    "NonRetryableError",
+    "NotFoundError",
+    "UnimplementedError",
+]
+
+
+class MissionsError(Exception):
+    """Base of every exception this project raises on purpose."""
+
+
+class InvalidArgumentError(MissionsError):
+    """A request field is malformed or out of its limits."""
+
+    def __init__(self, field: str, description: str) -> None:
+        super().__init__(f"{field}: {description}")
+        self.field = field
+        self.description = description
+
+
+class NotFoundError(MissionsError):
+    """No mission has the given id."""
+
+
+class AlreadyExistsError(MissionsError):
+    """An idempotency key was reused with a different request."""
+
+
+class FailedPreconditionError(MissionsError):
+    """The mission is not in a state that allows the operation."""
+
+
+class BrokerUnavailableError(MissionsError):
+    """RabbitMQ could not be reached or did not confirm a publish."""
+
+
+class DecodeError(MissionsError):
+    """A broker message is not a MissionEvent this version understands."""
+
+
+class NonRetryableError(MissionsError):
+    """Raised by a handler to fail the mission at once, without further attempts."""
+
+
+class UnimplementedError(MissionsError):
+    """The operation is part of the contract but this version does not serve it yet."""

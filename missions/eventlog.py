@@ -1,0 +1,106 @@
+"""Publishing events (one confirmed message each) and reading them back from the log."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+import aiormq
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+
+from missions import codec, topology
+from missions.amqp import LogRetention, declare_retry_queue, declare_topology
+from missions.errors import BrokerUnavailableError, DecodeError
+from missions.topology import Topology
+from missions.v1 import events_pb2
+
+__all__ = ["EventPublisher", "read_log"]
+
+log = logging.getLogger(__name__)
+
+# Errors that mean "the broker did not durably take the message".
+_PUBLISH_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError)
+
+
+class EventPublisher:
+    """Publishes MissionEvents to the namespace's exchange with publisher confirms.
+
+    ``publish`` returns only once the broker has routed the message to every bound
+    queue and persisted it; otherwise it raises BrokerUnavailableError.
+    """
+
+    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, names: Topology) -> None:
+        self._channel = channel
+        self._exchange = exchange
+        self._names = names
+
+    @classmethod
+    async def open(
+        cls, connection: AbstractConnection, names: Topology, retention: LogRetention
+    ) -> EventPublisher:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await declare_topology(channel, names, retention)
+        return cls(channel, exchange, names)
+
+    async def publish(
+        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
+    ) -> None:
+        try:
+            if event.type == events_pb2.EVENT_TYPE_RETRYING:
+                delay_ms = topology.retry_delay_ms(event)
+                if delay_ms:
+                    await declare_retry_queue(self._channel, self._exchange, self._names, delay_ms)
+            await self._exchange.publish(
+                codec.encode(event, priority),
+                routing_key=topology.event_routing_key(event),
+                mandatory=False,
+                timeout=timeout,
+            )
+        except _PUBLISH_ERRORS as exc:
+            raise BrokerUnavailableError(f"broker did not confirm the event: {exc!r}") from exc
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+async def read_log(
+    connection: AbstractConnection,
+    names: Topology,
+    after_sequence: int,
+    *,
+    prefetch: int = 1000,
+    attached: asyncio.Event | None = None,
+) -> AsyncIterator[events_pb2.MissionEvent]:
+    """Yield the log's events with sequence > ``after_sequence``, in order, then follow it.
+
+    Sequences are stream offsets + 1. Deliveries the stream repeats (it starts at a chunk
+    boundary, and a robust channel re-consumes from the original offset after a
+    reconnect) are skipped, so the result has no duplicates. A record that does not
+    decode is logged and skipped. ``attached`` is set once the consumer is registered.
+    Close the generator (``contextlib.aclosing``) to stop.
+    """
+    channel = await connection.channel()
+    try:
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.get_queue(names.log_queue)
+        next_offset = after_sequence
+        async with queue.iterator(arguments={"x-stream-offset": after_sequence}) as messages:
+            if attached is not None:
+                attached.set()
+            async for message in messages:
+                await message.ack()
+                offset = codec.stream_offset(message.headers)
+                if offset < next_offset:
+                    continue
+                next_offset = offset + 1
+                try:
+                    event = codec.decode(message.body, message.headers, message.type)
+                except DecodeError as exc:
+                    log.warning("skipping undecodable log record at sequence %d: %s", offset + 1, exc)
+                    continue
+                event.sequence = offset + 1
+                yield event
+    finally:
+        if not channel.is_closed:
+            await channel.close()

@@ -1,0 +1,77 @@
+"""Every broker name and routing key, derived from one namespace.
+
+Layout (``ns`` is the namespace, default ``missions``)::
+
+    ns.events        topic exchange every MissionEvent is published to, once
+    ns.log           stream queue bound to "#": the durable ordered event log
+    ns.work          priority queue bound to "created.#": missions ready to run
+    ns.retry.<ms>    delay queue (fixed TTL of <ms>) bound to "retrying.<ms>";
+                     expired messages dead-letter straight into ns.work
+    ns.dead          dead-letter queue bound to "dead_lettered.#"
+
+Routing keys are ``<event type>.<detail>``: ``created.<mission type>``,
+``retrying.<delay ms>``, ``dead_lettered.<mission type>`` and so on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from missions.v1 import events_pb2
+
+__all__ = ["Topology", "event_routing_key"]
+
+# The work queue's x-max-priority; AMQP priorities are the Priority enum numbers (1..4).
+MAX_PRIORITY = 4
+
+
+@dataclass(frozen=True, slots=True)
+class Topology:
+    """The names of one namespace's exchange and queues."""
+
+    namespace: str = "missions"
+
+    @property
+    def events_exchange(self) -> str:
+        return f"{self.namespace}.events"
+
+    @property
+    def log_queue(self) -> str:
+        return f"{self.namespace}.log"
+
+    @property
+    def work_queue(self) -> str:
+        return f"{self.namespace}.work"
+
+    @property
+    def dead_letter_queue(self) -> str:
+        return f"{self.namespace}.dead"
+
+    def retry_queue(self, delay_ms: int) -> str:
+        return f"{self.namespace}.retry.{delay_ms}"
+
+
+def _event_name(event_type: int) -> str:
+    return events_pb2.EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower()  # type: ignore[arg-type]
+
+
+def event_routing_key(event: events_pb2.MissionEvent) -> str:
+    """Routing key of an event: what the work, retry and dead-letter bindings match on."""
+    name = _event_name(event.type)
+    if event.type == events_pb2.EVENT_TYPE_RETRYING:
+        return f"{name}.{retry_delay_ms(event)}"
+    return f"{name}.{event.mission_type or '_'}"
+
+
+def retry_delay_ms(event: events_pb2.MissionEvent) -> int:
+    """The backoff delay of a RETRYING event in whole milliseconds."""
+    delay = event.retrying.delay
+    return delay.seconds * 1000 + delay.nanos // 1_000_000
+
+
+CREATED_BINDING = "created.#"
+DEAD_LETTERED_BINDING = "dead_lettered.#"
+
+
+def retry_binding(delay_ms: int) -> str:
+    return f"retrying.{delay_ms}"

@@ -1,0 +1,85 @@
+"""`mission-worker`: parse flags (each backed by a MISSIONS_* variable) and work."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import sys
+from datetime import timedelta
+
+from missions.settings import add_common_options, env, run_until_signalled
+
+from worker_service.app import run_worker
+from worker_service.settings import WorkerSettings
+
+__all__ = ["main"]
+
+
+def _seconds(flag: str, value: float, *, positive: bool = False) -> timedelta:
+    if value < 0 or (positive and value == 0):
+        raise SystemExit(f"mission-worker: {flag} must be {'positive' if positive else 'non-negative'}, got {value}")
+    return timedelta(seconds=value)
+
+
+def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Namespace]:
+    parser = argparse.ArgumentParser(prog="mission-worker", description="Runs missions from the work queue")
+    add_common_options(parser)
+    parser.add_argument(
+        "--worker-id", default=env("WORKER_ID", f"{socket.gethostname()}:{os.getpid()}"), help="[MISSIONS_WORKER_ID]"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=int(env("CONCURRENCY", "8")), help="missions at once [MISSIONS_CONCURRENCY]"
+    )
+    parser.add_argument(
+        "--handlers",
+        default=env("HANDLERS", ""),
+        help="comma-separated handler modules to import, e.g. pkg.module,pkg.other [MISSIONS_HANDLERS]",
+    )
+    parser.add_argument(
+        "--retry-base", type=float, default=float(env("RETRY_BASE", "1")), help="seconds [MISSIONS_RETRY_BASE]"
+    )
+    parser.add_argument(
+        "--retry-max", type=float, default=float(env("RETRY_MAX", "300")), help="seconds [MISSIONS_RETRY_MAX]"
+    )
+    parser.add_argument(
+        "--default-timeout",
+        type=float,
+        default=float(env("DEFAULT_TIMEOUT", "300")),
+        help="per-attempt seconds when a mission sets none [MISSIONS_DEFAULT_TIMEOUT]",
+    )
+    parser.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=float(env("DRAIN_TIMEOUT", "30")),
+        help="seconds running missions get to finish on shutdown [MISSIONS_DRAIN_TIMEOUT]",
+    )
+    args = parser.parse_args(argv)
+    if args.concurrency < 1:
+        parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    settings = WorkerSettings(
+        amqp_url=args.amqp_url,
+        namespace=args.namespace,
+        worker_id=args.worker_id,
+        concurrency=args.concurrency,
+        handler_modules=tuple(module.strip() for module in args.handlers.split(",") if module.strip()),
+        retry_base=_seconds("--retry-base", args.retry_base),
+        retry_max=_seconds("--retry-max", args.retry_max),
+        default_timeout=_seconds("--default-timeout", args.default_timeout, positive=True),
+        drain_timeout=_seconds("--drain-timeout", args.drain_timeout),
+    )
+    return settings, args
+
+
+def main(argv: list[str] | None = None) -> int:
+    settings, args = parse(argv)
+
+    async def run(stop: asyncio.Event) -> None:
+        await run_worker(settings, stop)
+
+    return run_until_signalled(run, args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,43 @@
+"""Configuration of one mission-worker process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from missions.amqp import redact_url
+
+__all__ = ["WorkerSettings"]
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerSettings:
+    """Everything mission-worker needs; built by cli.py from flags and MISSIONS_* variables.
+
+    Attributes:
+        amqp_url: broker URL (MISSIONS_AMQP_URL).
+        namespace: prefix of every exchange and queue (MISSIONS_NAMESPACE).
+        worker_id: identity in STARTED events, default "<host>:<pid>".
+        concurrency: missions run at once, also the prefetch count, default 8.
+        handler_modules: extra modules to import for their @handler functions.
+        retry_base: backoff base; attempt n waits up to base * 2^(n-1), default 1 s.
+        retry_max: backoff cap, default 5 min.
+        default_timeout: attempt timeout when the mission sets none, default 5 min.
+        drain_timeout: on shutdown, how long running missions may finish, default 30 s.
+    """
+
+    amqp_url: str
+    namespace: str
+    worker_id: str
+    concurrency: int = 8
+    handler_modules: tuple[str, ...] = ()
+    retry_base: timedelta = timedelta(seconds=1)
+    retry_max: timedelta = timedelta(minutes=5)
+    default_timeout: timedelta = timedelta(minutes=5)
+    drain_timeout: timedelta = timedelta(seconds=30)
+
+    def __repr__(self) -> str:
+        return (
+            f"WorkerSettings(amqp_url={redact_url(self.amqp_url)!r}, namespace={self.namespace!r},"
+            f" worker_id={self.worker_id!r}, concurrency={self.concurrency})"
+        )
