@@ -7,17 +7,12 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
-
-from missions import amqp
-from missions.eventlog import EventPublisher, read_log
-from missions.topology import Topology
-from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
 from mission_service.follower import LogFollower
 from mission_service.operations import MissionOperations, OperationsConfig
@@ -25,6 +20,10 @@ from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings
 from mission_service.store import MissionStore
 from mission_service.watch import Hub
+from missions import amqp
+from missions.eventlog import EventPublisher, read_log
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
 __all__ = ["serve"]
 
@@ -84,7 +83,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         hub = Hub(head=store.checkpoint())
         follower = LogFollower(connection, names, store, hub.publish)
 
-        def replay(after: int) -> AsyncIterator[events_pb2.MissionEvent]:
+        def replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
             return read_log(connection, names, after)
 
         config = OperationsConfig(namespace=settings.namespace, source=source, limits=settings.limits)
@@ -99,7 +98,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(MissionServicer(operations), server)
+        # The generated registration function carries no annotations.
+        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(  # type: ignore[no-untyped-call]
+            MissionServicer(operations), server
+        )
         health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
@@ -109,7 +111,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         if port == 0:
             raise OSError(f"cannot listen on {settings.listen}")
         await server.start()
-        log.info("mission-service listening on %s (namespace %r, insecure plaintext)", settings.listen, settings.namespace)
+        log.info(
+            "mission-service listening on %s (namespace %r, insecure plaintext)", settings.listen, settings.namespace
+        )
         if bound is not None:
             bound.set_result(port)
 

@@ -7,11 +7,10 @@ import asyncio
 import pathlib
 import sys
 
-from missions.amqp import LogRetention
-from missions.settings import add_common_options, env, run_until_signalled
-
 from mission_service.app import serve
 from mission_service.settings import ServiceSettings
+from missions.amqp import LogRetention
+from missions.settings import add_common_options, env, run_until_signalled
 
 __all__ = ["main"]
 
@@ -22,10 +21,16 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
     add_common_options(parser)
     parser.add_argument("--listen", default=env("LISTEN", "127.0.0.1:50051"), help="[MISSIONS_LISTEN]")
     parser.add_argument(
-        "--state-dir", type=pathlib.Path, default=env("STATE_DIR", ".state"), help="SQLite location [MISSIONS_STATE_DIR]"
+        "--state-dir",
+        type=pathlib.Path,
+        default=env("STATE_DIR", ".state"),
+        help="SQLite location [MISSIONS_STATE_DIR]",
     )
     parser.add_argument(
-        "--shutdown-grace", type=float, default=float(env("SHUTDOWN_GRACE", "5")), help="seconds [MISSIONS_SHUTDOWN_GRACE]"
+        "--shutdown-grace",
+        type=float,
+        default=float(env("SHUTDOWN_GRACE", "5")),
+        help="seconds [MISSIONS_SHUTDOWN_GRACE]",
     )
     parser.add_argument(
         "--log-max-age", default=env("LOG_MAX_AGE", defaults.max_age), help="event log retention [MISSIONS_LOG_MAX_AGE]"

@@ -14,11 +14,10 @@ from collections.abc import Callable, Sequence
 
 from aio_pika.abc import AbstractConnection
 
+from mission_service.store import MissionStore
 from missions.eventlog import read_log
 from missions.topology import Topology
 from missions.v1 import events_pb2
-
-from mission_service.store import MissionStore
 
 __all__ = ["LogFollower"]
 
@@ -59,7 +58,9 @@ class LogFollower:
 
     async def _receive(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
         log.info("following %s after sequence %d", self._names.log_queue, self.position)
-        async with contextlib.aclosing(read_log(self._connection, self._names, self.position, attached=self.attached)) as events:
+        async with contextlib.aclosing(
+            read_log(self._connection, self._names, self.position, attached=self.attached)
+        ) as events:
             async for event in events:
                 await inbox.put(event)
 

@@ -6,11 +6,14 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 
-from missions.eventlog import EventPublisher
-from missions.events import new_event, now
+from mission_service import validation
+from mission_service.follower import LogFollower
+from mission_service.store import MissionStore
+from mission_service.validation import Limits
+from mission_service.watch import EventFilter, Hub, LogReplay, watch
 from missions.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
@@ -18,13 +21,9 @@ from missions.errors import (
     NotFoundError,
     UnimplementedError,
 )
+from missions.eventlog import EventPublisher
+from missions.events import new_event, now
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
-
-from mission_service import validation
-from mission_service.follower import LogFollower
-from mission_service.store import MissionStore
-from mission_service.validation import Limits
-from mission_service.watch import EventFilter, Hub, LogReplay, watch
 
 __all__ = ["MissionOperations", "OperationsConfig"]
 
@@ -89,7 +88,9 @@ class MissionOperations:
             existing = self._store.get(mission.id)
             if existing is not None:
                 return _same_submission(existing, mission)
-        event = new_event(mission, events_pb2.EVENT_TYPE_CREATED, source=self._config.source, correlation_id=correlation_id)
+        event = new_event(
+            mission, events_pb2.EVENT_TYPE_CREATED, source=self._config.source, correlation_id=correlation_id
+        )
         event.created.mission.CopyFrom(mission)
         applied = self._follower.expect(event.id)
         try:
@@ -117,9 +118,7 @@ class MissionOperations:
             states=list(request.states), mission_type=request.type, after_created_sequence=after, limit=size
         )
         token = (
-            validation.encode_page_token(page.last_created_sequence, request.states, request.type)
-            if page.more
-            else ""
+            validation.encode_page_token(page.last_created_sequence, request.states, request.type) if page.more else ""
         )
         return mission_service_pb2.ListMissionsResponse(missions=page.missions, next_page_token=token)
 
@@ -132,7 +131,9 @@ class MissionOperations:
             raise FailedPreconditionError(f"mission {mission.id} has already finished ({state})")
         raise UnimplementedError("cancelling a queued or running mission is not available yet")
 
-    async def watch(self, request: mission_service_pb2.WatchEventsRequest) -> AsyncIterator[events_pb2.MissionEvent]:
+    async def watch(
+        self, request: mission_service_pb2.WatchEventsRequest
+    ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
         validation.validate_watch(request, self._config.limits)
         event_filter = EventFilter(frozenset(request.mission_ids), frozenset(request.types))
         start: int | None = request.after_sequence if request.HasField("after_sequence") else None

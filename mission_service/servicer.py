@@ -7,11 +7,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
-from missions.v1 import mission_service_pb2 as pb
-from missions.v1 import mission_service_pb2_grpc
-
 from mission_service.operations import MissionOperations
 from mission_service.status import translate_errors
+from missions.v1 import mission_service_pb2 as pb
+from missions.v1 import mission_service_pb2_grpc
 
 __all__ = ["MissionServicer"]
 
@@ -30,7 +29,9 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
         self._ops = operations
 
     @translate_errors
-    async def GetMission(self, request: pb.GetMissionRequest, context: grpc.aio.ServicerContext) -> pb.GetMissionResponse:
+    async def GetMission(
+        self, request: pb.GetMissionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetMissionResponse:
         return pb.GetMissionResponse(mission=self._ops.get(request.mission_id))
 
     @translate_errors

@@ -5,9 +5,8 @@ from __future__ import annotations
 import pathlib
 from dataclasses import dataclass, field
 
-from missions.amqp import LogRetention, redact_url
-
 from mission_service.validation import Limits
+from missions.amqp import LogRetention, redact_url
 
 __all__ = ["ServiceSettings"]
 

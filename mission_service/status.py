@@ -14,9 +14,8 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from missions import errors
-
 from mission_service.watch import SubscriberLaggingError
+from missions import errors
 
 __all__ = ["translate_errors"]
 
@@ -47,13 +46,12 @@ def _packed(message: Any) -> any_pb2.Any:
 
 def to_status(exc: BaseException) -> grpc.Status:
     """The status a client receives for ``exc``; unexpected errors become INTERNAL with an id."""
-    for kind, code, reason in _TABLE:
-        if isinstance(exc, kind):
-            break
-    else:
+    match = next(((code, reason) for kind, code, reason in _TABLE if isinstance(exc, kind)), None)
+    if match is None:
         error_id = uuid.uuid4().hex[:12]
         log.error("unexpected error %s", error_id, exc_info=exc)
-        code, reason, exc = grpc.StatusCode.INTERNAL, "INTERNAL", RuntimeError(f"internal error (id {error_id})")
+        match, exc = (grpc.StatusCode.INTERNAL, "INTERNAL"), RuntimeError(f"internal error (id {error_id})")
+    code, reason = match
     metadata = {}
     if isinstance(exc, SubscriberLaggingError):
         metadata["last_sequence"] = str(exc.last_sequence)

@@ -12,10 +12,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from mission_service.projection import apply
 from missions.events import is_final
 from missions.v1 import events_pb2, mission_pb2
-
-from mission_service.projection import apply
 
 __all__ = ["MissionStore", "Page"]
 
@@ -80,14 +79,10 @@ class MissionStore:
         """(created_sequence, final_sequence) of each known id; unknown ids are absent."""
         ids = list(dict.fromkeys(mission_ids))
         marks = ",".join("?" * len(ids))
-        rows = self._db.execute(
-            f"SELECT id, created_sequence, final_sequence FROM missions WHERE id IN ({marks})", ids
-        )
+        rows = self._db.execute(f"SELECT id, created_sequence, final_sequence FROM missions WHERE id IN ({marks})", ids)
         return {row[0]: (int(row[1]), row[2]) for row in rows}
 
-    def list(
-        self, *, states: Sequence[int], mission_type: str, after_created_sequence: int, limit: int
-    ) -> Page:
+    def list(self, *, states: Sequence[int], mission_type: str, after_created_sequence: int, limit: int) -> Page:
         clauses = ["created_sequence > ?"]
         args: list[object] = [after_created_sequence]
         if states:

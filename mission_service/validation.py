@@ -68,9 +68,7 @@ def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limit
     if timeout < timedelta(0) or timeout > limits.max_timeout:
         raise InvalidArgumentError("timeout", f"must be between 0 (default) and {limits.max_timeout}, got {timeout}")
     if len(request.idempotency_key) > limits.max_idempotency_key_length:
-        raise InvalidArgumentError(
-            "idempotency_key", f"is longer than {limits.max_idempotency_key_length} characters"
-        )
+        raise InvalidArgumentError("idempotency_key", f"is longer than {limits.max_idempotency_key_length} characters")
     _check_labels(request.labels, limits)
 
 
@@ -91,7 +89,9 @@ def _check_labels(labels: Mapping[str, str], limits: Limits) -> None:
         raise InvalidArgumentError("labels", f"has {len(items)} entries; the limit is {limits.max_labels}")
     for key, value in items:
         if not key or len(key) > limits.max_label_key_length:
-            raise InvalidArgumentError("labels", f"key {key[:70]!r} must be 1..{limits.max_label_key_length} characters")
+            raise InvalidArgumentError(
+                "labels", f"key {key[:70]!r} must be 1..{limits.max_label_key_length} characters"
+            )
         if len(value) > limits.max_label_value_length:
             raise InvalidArgumentError(
                 f"labels[{key}]", f"value is longer than {limits.max_label_value_length} characters"

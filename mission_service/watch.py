@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, field
 
 from missions.events import is_final
@@ -87,7 +87,7 @@ class Hub:
 
 
 # Opens a replay of the log: yields events with sequence > the argument, in order.
-LogReplay = Callable[[int], AsyncIterator[events_pb2.MissionEvent]]
+LogReplay = Callable[[int], AsyncGenerator[events_pb2.MissionEvent, None]]
 
 
 async def watch(
@@ -96,7 +96,7 @@ async def watch(
     event_filter: EventFilter,
     start: int | None,
     finished: Collection[str] = (),
-) -> AsyncIterator[events_pb2.MissionEvent]:
+) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """Events matching ``event_filter`` after sequence ``start`` (None: live only).
 
     Registers with the hub first, then replays the log up to the hub's head at that

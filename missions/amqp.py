@@ -53,9 +53,7 @@ async def connect(url: str, name: str) -> AbstractRobustConnection:
 
 
 async def declare_exchange(channel: AbstractChannel, names: Topology) -> AbstractExchange:
-    return await channel.declare_exchange(
-        names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True
-    )
+    return await channel.declare_exchange(names.events_exchange, aio_pika.ExchangeType.TOPIC, durable=True)
 
 
 async def declare_topology(

@@ -34,9 +34,7 @@ def snap_delay_ms(delay_ms: int) -> int:
     return (delay_ms >> exponent) << exponent
 
 
-def full_jitter(
-    failed_attempt: int, base: timedelta, cap: timedelta, rng: random.Random | None = None
-) -> timedelta:
+def full_jitter(failed_attempt: int, base: timedelta, cap: timedelta, rng: random.Random | None = None) -> timedelta:
     """Delay before the next attempt: uniform in [0, bound], snapped down (see module doc)."""
     bound_ms = int(backoff_bound(failed_attempt, base, cap).total_seconds() * 1000)
     pick = (rng or random).randint(0, bound_ms)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
@@ -36,9 +36,7 @@ class EventPublisher:
         self._names = names
 
     @classmethod
-    async def open(
-        cls, connection: AbstractConnection, names: Topology, retention: LogRetention
-    ) -> EventPublisher:
+    async def open(cls, connection: AbstractConnection, names: Topology, retention: LogRetention) -> EventPublisher:
         channel = await connection.channel(publisher_confirms=True)
         exchange = await declare_topology(channel, names, retention)
         return cls(channel, exchange, names)
@@ -71,7 +69,7 @@ async def read_log(
     *,
     prefetch: int = 1000,
     attached: asyncio.Event | None = None,
-) -> AsyncIterator[events_pb2.MissionEvent]:
+) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """Yield the log's events with sequence > ``after_sequence``, in order, then follow it.
 
     Sequences are stream offsets + 1. Deliveries the stream repeats (it starts at a chunk

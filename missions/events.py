@@ -14,9 +14,7 @@ __all__ = ["FINAL_EVENT_TYPES", "TERMINAL_STATES", "duration", "is_final", "new_
 E = events_pb2
 
 # The last event a mission ever emits; a watch of that mission may end after it.
-FINAL_EVENT_TYPES = frozenset(
-    {E.EVENT_TYPE_COMPLETED, E.EVENT_TYPE_CANCELLED, E.EVENT_TYPE_DEAD_LETTERED}
-)
+FINAL_EVENT_TYPES = frozenset({E.EVENT_TYPE_COMPLETED, E.EVENT_TYPE_CANCELLED, E.EVENT_TYPE_DEAD_LETTERED})
 TERMINAL_STATES = frozenset(
     {
         mission_pb2.MISSION_STATE_SUCCEEDED,
@@ -44,7 +42,7 @@ def is_final(event: events_pb2.MissionEvent) -> bool:
 
 def new_event(
     mission: mission_pb2.Mission,
-    event_type: events_pb2.EventType.ValueType,
+    event_type: events_pb2.EventType,
     *,
     source: str,
     correlation_id: str,

@@ -25,9 +25,7 @@ def env(name: str, default: str) -> str:
 
 
 def add_common_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--amqp-url", default=env("AMQP_URL", DEFAULT_AMQP_URL), help="broker URL [MISSIONS_AMQP_URL]"
-    )
+    parser.add_argument("--amqp-url", default=env("AMQP_URL", DEFAULT_AMQP_URL), help="broker URL [MISSIONS_AMQP_URL]")
     parser.add_argument(
         "--namespace",
         default=env("NAMESPACE", "missions"),

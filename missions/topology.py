@@ -52,7 +52,7 @@ class Topology:
 
 
 def _event_name(event_type: int) -> str:
-    return events_pb2.EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower()  # type: ignore[arg-type]
+    return events_pb2.EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower()
 
 
 def event_routing_key(event: events_pb2.MissionEvent) -> str:

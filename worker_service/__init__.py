@@ -6,7 +6,6 @@ Handler authors import from here::
 """
 
 from missions.errors import NonRetryableError
-
 from worker_service.context import MissionContext
 from worker_service.handlers import handler
 

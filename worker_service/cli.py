@@ -10,7 +10,6 @@ import sys
 from datetime import timedelta
 
 from missions.settings import add_common_options, env, run_until_signalled
-
 from worker_service.app import run_worker
 from worker_service.settings import WorkerSettings
 

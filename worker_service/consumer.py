@@ -22,7 +22,6 @@ from missions.eventlog import EventPublisher
 from missions.events import duration, new_event, now
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
-
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 from worker_service.runner import Outcome, run_attempt
@@ -34,7 +33,7 @@ log = logging.getLogger(__name__)
 
 E = events_pb2
 
-_EventFactory = Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]
+_EventFactory = Callable[[events_pb2.EventType], events_pb2.MissionEvent]
 
 
 def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
@@ -127,10 +126,12 @@ class MissionConsumer:
             with contextlib.suppress(Exception):
                 await message.nack(requeue=True)
 
-    async def _execute(self, mission: mission_pb2.Mission, correlation_id: str, message: AbstractIncomingMessage) -> None:
+    async def _execute(
+        self, mission: mission_pb2.Mission, correlation_id: str, message: AbstractIncomingMessage
+    ) -> None:
         settings = self._settings
 
-        def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
+        def event(kind: events_pb2.EventType) -> events_pb2.MissionEvent:
             return new_event(mission, kind, source=settings.worker_id, correlation_id=correlation_id)
 
         async def progress(fraction: float, text: str) -> None:

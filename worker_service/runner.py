@@ -12,7 +12,6 @@ from google.protobuf import json_format, struct_pb2
 
 from missions.errors import NonRetryableError
 from missions.v1 import mission_pb2
-
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 

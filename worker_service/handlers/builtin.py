@@ -7,7 +7,6 @@ import contextlib
 from typing import Any
 
 from missions.errors import NonRetryableError
-
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import handler
 
