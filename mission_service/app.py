@@ -11,6 +11,7 @@ from collections.abc import AsyncGenerator
 from typing import Any
 
 import grpc
+from aio_pika.abc import AbstractRobustConnection
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -33,58 +34,60 @@ SERVICE_NAME = mission_service_pb2.DESCRIPTOR.services_by_name["MissionService"]
 
 
 class _Health:
-    """SERVING only while the broker connection is up and the log follower is attached."""
+    """SERVING only while every named condition holds: both broker connections are up and
+    the log follower is attached."""
 
-    def __init__(self) -> None:
+    def __init__(self, *conditions: str) -> None:
         self.servicer = health.aio.HealthServicer()
-        self._broker_up = False
-        self._following = False
+        self._failing = set(conditions)
 
-    async def _publish(self) -> None:
-        serving = self._broker_up and self._following
-        status = health_pb2.HealthCheckResponse.SERVING if serving else health_pb2.HealthCheckResponse.NOT_SERVING
+    async def set(self, condition: str, ok: bool) -> None:
+        (self._failing.discard if ok else self._failing.add)(condition)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        status = serving if not self._failing else health_pb2.HealthCheckResponse.NOT_SERVING
         for name in ("", SERVICE_NAME):
             await self.servicer.set(name, status)
 
-    async def broker(self, up: bool) -> None:
-        self._broker_up = up
-        await self._publish()
+    async def track(self, connection: AbstractRobustConnection, condition: str) -> None:
+        """Follow a robust connection's losses and recoveries."""
 
-    async def following(self, attached: bool) -> None:
-        self._following = attached
-        await self._publish()
+        async def on_close(*_: Any) -> None:
+            log.warning("%s lost; reconnecting", condition)
+            await self.set(condition, False)
+
+        async def on_reconnect(*_: Any) -> None:
+            log.info("%s restored", condition)
+            await self.set(condition, True)
+
+        connection.close_callbacks.add(on_close)
+        connection.reconnect_callbacks.add(on_reconnect)
+        await self.set(condition, True)
 
 
 async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.Future[int] | None = None) -> None:
     """Run the service until ``stop`` is set; ``bound`` receives the listening port."""
     names = Topology(settings.namespace)
     source = f"mission-service/{socket.gethostname()}:{os.getpid()}"
-    health_state = _Health()
-    await health_state.broker(False)
+    health_state = _Health("publisher connection", "log connection", "log follower")
+    await health_state.set("log follower", False)
     async with contextlib.AsyncExitStack() as stack:
+        # Publishing and reading the log use separate connections, so a publisher blocked
+        # by a broker resource alarm never stalls the follower and the watchers.
         connection = await amqp.connect(settings.amqp_url, source)
         stack.push_async_callback(connection.close)
-
-        async def on_close(*_: Any) -> None:
-            log.warning("broker connection lost; reconnecting")
-            await health_state.broker(False)
-
-        async def on_reconnect(*_: Any) -> None:
-            log.info("broker connection restored")
-            await health_state.broker(True)
-
-        connection.close_callbacks.add(on_close)
-        connection.reconnect_callbacks.add(on_reconnect)
-        await health_state.broker(True)
+        log_connection = await amqp.connect(settings.amqp_url, f"{source}/log")
+        stack.push_async_callback(log_connection.close)
+        await health_state.track(connection, "publisher connection")
+        await health_state.track(log_connection, "log connection")
 
         publisher = await EventPublisher.open(connection, names, settings.retention)
         store = MissionStore(settings.database)
         stack.callback(store.close)
         hub = Hub(head=store.checkpoint())
-        follower = LogFollower(connection, names, store, hub.publish)
+        follower = LogFollower(log_connection, names, store, hub.publish)
 
         def replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
-            return read_log(connection, names, after)
+            return read_log(log_connection, names, after)
 
         config = OperationsConfig(namespace=settings.namespace, source=source, limits=settings.limits)
         operations = MissionOperations(config, publisher, store, follower, hub, replay)
@@ -123,7 +126,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         try:
             await asyncio.wait({attached, follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if attached.done():
-                await health_state.following(True)
+                await health_state.set("log follower", True)
                 await asyncio.wait({follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
             failure = follow.exception() if follow.done() and not follow.cancelled() else None

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
+import aio_pika
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from missions import codec, topology
 from missions.amqp import LogRetention, declare_retry_queue, declare_topology
@@ -18,6 +20,9 @@ from missions.v1 import events_pb2
 __all__ = ["EventPublisher", "read_log"]
 
 log = logging.getLogger(__name__)
+
+# Acking a delivery of a channel that has since been closed (and reopened) fails harmlessly.
+_SETTLE_ERRORS = (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, RuntimeError)
 
 # Errors that mean "the broker did not durably take the message".
 _PUBLISH_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError)
@@ -82,23 +87,29 @@ async def read_log(
     try:
         await channel.set_qos(prefetch_count=prefetch)
         queue = await channel.get_queue(names.log_queue)
+        # Our own consumer rather than aio-pika's QueueIterator: closing that nacks the
+        # messages it buffered, and a nack on a stream makes RabbitMQ close the whole
+        # connection (540 NOT_IMPLEMENTED). Closing the channel simply drops them.
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        await queue.consume(inbox.put, arguments={"x-stream-offset": after_sequence})
+        if attached is not None:
+            attached.set()
         next_offset = after_sequence
-        async with queue.iterator(arguments={"x-stream-offset": after_sequence}) as messages:
-            if attached is not None:
-                attached.set()
-            async for message in messages:
-                await message.ack()
-                offset = codec.stream_offset(message.headers)
-                if offset < next_offset:
-                    continue
-                next_offset = offset + 1
-                try:
-                    event = codec.decode(message.body, message.headers, message.type)
-                except DecodeError as exc:
-                    log.warning("skipping undecodable log record at sequence %d: %s", offset + 1, exc)
-                    continue
-                event.sequence = offset + 1
-                yield event
+        while True:
+            message = await inbox.get()
+            with contextlib.suppress(*_SETTLE_ERRORS):
+                await message.ack()  # stream acks only return credit
+            offset = codec.stream_offset(message.headers)
+            if offset < next_offset:
+                continue
+            next_offset = offset + 1
+            try:
+                event = codec.decode(message.body, message.headers, message.type)
+            except DecodeError as exc:
+                log.warning("skipping undecodable log record at sequence %d: %s", offset + 1, exc)
+                continue
+            event.sequence = offset + 1
+            yield event
     finally:
         if not channel.is_closed:
             await channel.close()

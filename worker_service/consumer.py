@@ -19,7 +19,7 @@ from missions import codec
 from missions.backoff import full_jitter
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.eventlog import EventPublisher
-from missions.events import duration, new_event, now
+from missions.events import duration, new_event
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.context import MissionContext
@@ -187,12 +187,16 @@ class MissionConsumer:
             retry = event(E.EVENT_TYPE_RETRYING)
             retry.retrying.error.CopyFrom(outcome.error)
             retry.retrying.delay.CopyFrom(duration(delay))
-            retry.retrying.next_attempt_time.FromDatetime(now().ToDatetime() + delay)
+            retry.retrying.next_attempt_time.FromDatetime(retry.time.ToDatetime() + delay)
             retry.retrying.mission.CopyFrom(mission)
+            retry.retrying.mission.state = mission_pb2.MISSION_STATE_RETRYING
+            retry.retrying.mission.error.CopyFrom(outcome.error)
             return [failed, retry]
         dead = event(E.EVENT_TYPE_DEAD_LETTERED)
         reason = "attempts exhausted" if outcome.error.retryable else "non-retryable error"
         dead.dead_lettered.reason = f"{reason} after attempt {mission.attempt} of {mission.max_attempts}"
         dead.dead_lettered.last_error.CopyFrom(outcome.error)
         dead.dead_lettered.mission.CopyFrom(mission)
+        dead.dead_lettered.mission.state = mission_pb2.MISSION_STATE_FAILED
+        dead.dead_lettered.mission.error.CopyFrom(outcome.error)
         return [failed, dead]

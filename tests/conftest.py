@@ -1,0 +1,39 @@
+"""Fixtures shared by the integration and end-to-end tests: the real broker, per-test namespaces."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import AsyncIterator
+
+import aio_pika
+import pytest
+
+from missions.topology import Topology
+
+AMQP_URL = os.environ.get("MISSIONS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+
+
+@pytest.fixture
+def amqp_url() -> str:
+    return AMQP_URL
+
+
+@pytest.fixture
+async def namespace(request: pytest.FixtureRequest) -> AsyncIterator[str]:
+    """A namespace of its own for one test; its exchange and queues are deleted afterwards.
+
+    Delay queues (ns.retry.<ms>) expire by themselves (x-expires).
+    """
+    name = f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
+    yield name
+    names = Topology(name)
+    connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": f"cleanup {name}"})
+    async with connection:
+        for queue in (names.log_queue, names.work_queue, names.dead_letter_queue):
+            channel = await connection.channel()
+            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+                await channel.queue_delete(queue)
+        channel = await connection.channel()
+        await channel.exchange_delete(names.events_exchange)

@@ -1,0 +1,148 @@
+"""End to end: the real mission-service and mission-worker processes on the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+
+import aio_pika
+import grpc
+import pytest
+
+from missions import codec
+from missions.backoff import backoff_bound
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_pb2
+from missions.v1 import mission_service_pb2 as pb
+from tests.support import Stack, collect, drain, payload
+
+pytestmark = pytest.mark.e2e
+
+E = events_pb2
+M = mission_pb2
+
+
+async def _submit_all(stack: Stack, requests: list[pb.SubmitMissionRequest], clients: int = 8) -> list[M.Mission]:
+    """Submit through ``clients`` concurrent callers, preserving request order in the result."""
+    results: list[M.Mission | None] = [None] * len(requests)
+
+    async def client(offset: int) -> None:
+        for index in range(offset, len(requests), clients):
+            results[index] = (await stack.stub.SubmitMission(requests[index], timeout=30)).mission
+
+    await asyncio.gather(*(client(offset) for offset in range(clients)))
+    return [mission for mission in results if mission is not None]
+
+
+@contextlib.asynccontextmanager
+async def _watching(stack: Stack, request: pb.WatchEventsRequest):  # type: ignore[no-untyped-def]
+    queue: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
+    task = asyncio.create_task(collect(stack.stub, request, queue))
+    try:
+        yield queue
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await task
+
+
+async def test_two_hundred_echo_missions_from_concurrent_clients(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker("--concurrency", "8")
+    stack.start_worker("--concurrency", "8")
+    # after_sequence=0 on a fresh namespace: every event, however early the stream registers.
+    async with _watching(stack, pb.WatchEventsRequest(after_sequence=0)) as live:
+        requests = [pb.SubmitMissionRequest(type="echo", payload=payload(n=i, text=f"mission {i}")) for i in range(200)]
+        missions = await _submit_all(stack, requests)
+        assert len({mission.id for mission in missions}) == 200
+        seen: dict[str, list[events_pb2.MissionEvent]] = defaultdict(list)
+        async for event in drain(live, [mission.id for mission in missions]):
+            seen[event.mission_id].append(event)
+
+    for request, mission in zip(requests, missions, strict=True):
+        final = (await stack.stub.GetMission(pb.GetMissionRequest(mission_id=mission.id))).mission
+        assert final.state == M.MISSION_STATE_SUCCEEDED
+        assert final.result == request.payload
+        events = seen[mission.id]
+        assert [event.type for event in events] == [E.EVENT_TYPE_CREATED, E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
+        sequences = [event.sequence for event in events]
+        assert sequences == sorted(sequences) and len(set(sequences)) == 3
+    all_sequences = [event.sequence for events in seen.values() for event in events]
+    assert len(all_sequences) == len(set(all_sequences)), "a sequence was delivered twice"
+
+
+async def test_retry_then_success_with_bounded_backoff(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker("--retry-base", "0.2", "--retry-max", "0.5")
+    mission = (
+        await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="fail", payload=payload(fail_times=2)))
+    ).mission
+    events = [item.event async for item in stack.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]))]
+    retries = [event for event in events if event.type == E.EVENT_TYPE_RETRYING]
+    assert len(retries) == 2
+    for retry in retries:
+        bound = backoff_bound(retry.attempt, _seconds(0.2), _seconds(0.5))
+        delay = retry.retrying.delay.ToTimedelta()
+        assert _seconds(0) <= delay <= bound
+        assert retry.retrying.next_attempt_time.ToDatetime() - retry.time.ToDatetime() == delay
+    assert [retry.attempt for retry in retries] == [1, 2]
+    assert events[-1].type == E.EVENT_TYPE_COMPLETED and events[-1].attempt == 3
+    final = (await stack.stub.GetMission(pb.GetMissionRequest(mission_id=mission.id))).mission
+    assert final.state == M.MISSION_STATE_SUCCEEDED
+    assert final.attempt == 3
+
+
+def _seconds(value: float):  # type: ignore[no-untyped-def]
+    from datetime import timedelta
+
+    return timedelta(seconds=value)
+
+
+async def test_exhausted_attempts_dead_letter(stack: Stack, amqp_url: str) -> None:
+    await stack.start_service()
+    stack.start_worker("--retry-base", "0.05", "--retry-max", "0.1")
+    mission = (
+        await stack.stub.SubmitMission(
+            pb.SubmitMissionRequest(type="fail", payload=payload(fail_times=10, message="boom"), max_attempts=2)
+        )
+    ).mission
+    events = [item.event async for item in stack.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]))]
+    assert [event.type for event in events] == [
+        E.EVENT_TYPE_CREATED,
+        E.EVENT_TYPE_STARTED,
+        E.EVENT_TYPE_FAILED,
+        E.EVENT_TYPE_RETRYING,
+        E.EVENT_TYPE_STARTED,
+        E.EVENT_TYPE_FAILED,
+        E.EVENT_TYPE_DEAD_LETTERED,
+    ]
+    assert events[-2].failed.will_retry is False
+    assert events[-1].dead_lettered.last_error.message == "boom"
+    final = (await stack.stub.GetMission(pb.GetMissionRequest(mission_id=mission.id))).mission
+    assert final.state == M.MISSION_STATE_FAILED
+    assert final.error.message == "boom"
+
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        queue = await channel.get_queue(Topology(stack.namespace).dead_letter_queue)
+        message = await queue.get(timeout=10)
+        dead = codec.decode(message.body, message.headers, message.type)
+        assert dead.mission_id == mission.id
+        assert dead.dead_lettered.mission.payload == mission.payload
+
+
+async def test_critical_mission_overtakes_a_normal_backlog(stack: Stack) -> None:
+    await stack.start_service()
+    backlog = await _submit_all(stack, [pb.SubmitMissionRequest(type="noop") for _ in range(20)], clients=1)
+    critical = (
+        await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="noop", priority=M.PRIORITY_CRITICAL))
+    ).mission
+    # The backlog is queued before any worker exists; one worker then takes one at a time.
+    stack.start_worker("--concurrency", "1")
+    request = pb.WatchEventsRequest(types=[E.EVENT_TYPE_STARTED], after_sequence=critical.last_sequence)
+    async with _watching(stack, request) as started:
+        first = await asyncio.wait_for(started.get(), 30)
+    assert first.mission_id == critical.id
+    assert critical.id not in {mission.id for mission in backlog}

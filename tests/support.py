@@ -1,0 +1,166 @@
+"""Helpers for tests that run the real processes: start, wait for health, stop, watch."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import pathlib
+import signal
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
+
+__all__ = ["Process", "Stack", "collect", "drain", "free_port", "payload", "wait_serving"]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def payload(**values: object) -> struct_pb2.Struct:
+    struct = struct_pb2.Struct()
+    struct.update(values)
+    return struct
+
+
+@dataclass
+class Process:
+    """One real mission-service or mission-worker process, with its output in a file."""
+
+    argv: Sequence[str]
+    env: dict[str, str]
+    log_path: pathlib.Path
+    popen: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self) -> Process:
+        log = self.log_path.open("ab")
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", *self.argv],
+            env={**os.environ, **self.env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        log.close()
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        """Signal the process and wait for it; returns its exit code."""
+        assert self.popen is not None
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+            raise
+
+    def kill(self) -> None:
+        if self.popen is not None and self.popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            self.popen.wait()
+
+    def output(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+async def wait_serving(target: str, process: Process, timeout: float = 30) -> None:
+    """Wait until the service's health check says SERVING (fail if it does not in time)."""
+    async with grpc.aio.insecure_channel(target) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            # wait_for_ready rides out "connection refused" until the port is bound, and
+            # Health.Watch pushes status changes: no polling.
+            async for response in stub.Watch(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True):
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError as exc:
+            raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
+    raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
+
+
+async def collect(
+    stub: mission_service_pb2_grpc.MissionServiceStub,
+    request: mission_service_pb2.WatchEventsRequest,
+    queue: asyncio.Queue[events_pb2.MissionEvent],
+) -> None:
+    """Pump a WatchEvents stream into ``queue`` until it ends."""
+    async for item in stub.WatchEvents(request):
+        await queue.put(item.event)
+
+
+async def drain(
+    queue: asyncio.Queue[events_pb2.MissionEvent], until: Iterable[str], timeout: float = 60
+) -> AsyncIterator[events_pb2.MissionEvent]:
+    """Yield events from ``queue`` until every mission in ``until`` has emitted its final event."""
+    pending = set(until)
+    final = {events_pb2.EVENT_TYPE_COMPLETED, events_pb2.EVENT_TYPE_CANCELLED, events_pb2.EVENT_TYPE_DEAD_LETTERED}
+    async with asyncio.timeout(timeout):
+        while pending:
+            event = await queue.get()
+            if event.type in final:
+                pending.discard(event.mission_id)
+            yield event
+
+
+@dataclass
+class Stack:
+    """A namespace's mission-service and workers, started as real processes."""
+
+    namespace: str
+    amqp_url: str
+    directory: pathlib.Path
+    port: int = field(default_factory=free_port)
+    service: Process | None = None
+    workers: list[Process] = field(default_factory=list)
+    _channel: grpc.aio.Channel | None = None
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def env(self) -> dict[str, str]:
+        return {
+            "MISSIONS_AMQP_URL": self.amqp_url,
+            "MISSIONS_NAMESPACE": self.namespace,
+            "MISSIONS_LISTEN": self.target,
+            "MISSIONS_STATE_DIR": str(self.directory / "state"),
+        }
+
+    async def start_service(self, *args: str) -> Process:
+        self.service = Process(["mission_service", *args], self.env(), self.directory / "service.log").start()
+        await wait_serving(self.target, self.service)
+        return self.service
+
+    def start_worker(self, *args: str) -> Process:
+        name = f"worker-{len(self.workers)}"
+        worker = Process(
+            ["worker_service", "--worker-id", name, *args], self.env(), self.directory / f"{name}.log"
+        ).start()
+        self.workers.append(worker)
+        return worker
+
+    @property
+    def stub(self) -> mission_service_pb2_grpc.MissionServiceStub:
+        if self._channel is None:
+            self._channel = grpc.aio.insecure_channel(self.target)
+        return mission_service_pb2_grpc.MissionServiceStub(self._channel)
+
+    async def close(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+        for process in [*self.workers, *([self.service] if self.service else [])]:
+            process.kill()
