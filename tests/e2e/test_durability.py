@@ -74,9 +74,7 @@ async def test_restarted_service_still_knows_every_mission(stack: Stack) -> None
     await stack.start_service()
     stack.start_worker()
     missions = await _run_to_end(stack, 30)
-    pending = (
-        await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="sleep", payload=payload(seconds=0)))
-    ).mission
+    last = (await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="noop"))).mission
     assert stack.service is not None and stack.service.stop() == 0
 
     await stack.start_service()
