@@ -1,0 +1,20 @@
+# One image, both entry points: `mission-service` (default) and `mission-worker`.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /app
+COPY pyproject.toml README.md ./
+COPY missions ./missions
+COPY mission_service ./mission_service
+COPY worker_service ./worker_service
+RUN pip install . && useradd --system --uid 10001 missions \
+    && mkdir -p /var/lib/missions && chown missions /var/lib/missions
+
+USER missions
+ENV MISSIONS_LISTEN=0.0.0.0:50051 \
+    MISSIONS_STATE_DIR=/var/lib/missions
+EXPOSE 50051
+VOLUME ["/var/lib/missions"]
+HEALTHCHECK --interval=10s --timeout=5s --start-period=20s \
+    CMD ["python", "-m", "mission_service.healthcheck", "127.0.0.1:50051"]
+CMD ["mission-service"]

@@ -1,0 +1,152 @@
+"""Integration: the topology, the event publisher and the log reader on the real RabbitMQ."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import aio_pika
+import pytest
+from aio_pika.abc import AbstractRobustConnection
+
+from missions import amqp, codec
+from missions.amqp import LogRetention
+from missions.eventlog import EventPublisher, read_log
+from missions.events import duration, new_event
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_pb2
+
+pytestmark = pytest.mark.integration
+
+E = events_pb2
+
+
+@pytest.fixture
+async def connection(amqp_url: str, request: pytest.FixtureRequest) -> AsyncIterator[AbstractRobustConnection]:
+    connection = await amqp.connect(amqp_url, f"test {request.node.name}")
+    async with connection:
+        yield connection
+
+
+@pytest.fixture
+async def publisher(connection: AbstractRobustConnection, namespace: str) -> AsyncIterator[EventPublisher]:
+    publisher = await EventPublisher.open(connection, Topology(namespace), LogRetention())
+    yield publisher
+    await publisher.close()
+
+
+def _mission(mission_type: str = "echo") -> mission_pb2.Mission:
+    return mission_pb2.Mission(id=str(uuid.uuid4()), type=mission_type, max_attempts=3)
+
+
+def _created(mission: mission_pb2.Mission) -> events_pb2.MissionEvent:
+    event = new_event(mission, E.EVENT_TYPE_CREATED, source="test", correlation_id="c")
+    event.created.mission.CopyFrom(mission)
+    return event
+
+
+async def _take(events: AsyncIterator[events_pb2.MissionEvent], count: int) -> list[events_pb2.MissionEvent]:
+    taken: list[events_pb2.MissionEvent] = []
+    async with asyncio.timeout(20):
+        async for event in events:
+            taken.append(event)
+            if len(taken) == count:
+                break
+    return taken
+
+
+async def test_log_assigns_consecutive_sequences_and_resumes_anywhere(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    published = [_created(_mission()) for _ in range(30)]
+    for event in published:
+        await publisher.publish(event)
+    names = Topology(namespace)
+    async with contextlib.aclosing(read_log(connection, names, 0)) as log:
+        everything = await _take(log, 30)
+    assert [event.id for event in everything] == [event.id for event in published]
+    assert [event.sequence for event in everything] == list(range(1, 31))
+    for position in (1, 17, 29):
+        async with contextlib.aclosing(read_log(connection, names, position)) as log:
+            rest = await _take(log, 30 - position)
+        assert [event.sequence for event in rest] == list(range(position + 1, 31))
+
+
+async def test_closing_a_replay_keeps_the_connection_usable(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    """Regression: abandoning a stream consumer with buffered messages must not nack them."""
+    for _ in range(50):
+        await publisher.publish(_created(_mission()))
+    names = Topology(namespace)
+    for _ in range(3):
+        async with contextlib.aclosing(read_log(connection, names, 0, prefetch=100)) as log:
+            await _take(log, 1)
+    async with contextlib.aclosing(read_log(connection, names, 49)) as log:
+        (last,) = await _take(log, 1)
+    assert last.sequence == 50
+    assert not connection.is_closed
+
+
+async def test_undecodable_records_in_the_log_are_skipped(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    names = Topology(namespace)
+    channel = await connection.channel()
+    exchange = await channel.get_exchange(names.events_exchange)
+    await exchange.publish(aio_pika.Message(b"\xff garbage"), routing_key="created.x")
+    good = _created(_mission())
+    await publisher.publish(good)
+    async with contextlib.aclosing(read_log(connection, names, 0)) as log:
+        (event,) = await _take(log, 1)
+    assert event.id == good.id and event.sequence == 2
+
+
+async def _get(connection: AbstractRobustConnection, queue_name: str, timeout: float = 20) -> events_pb2.MissionEvent:
+    """The next message of a queue, consumed (pushed by the broker, not polled)."""
+    channel = await connection.channel()
+    queue = await channel.get_queue(queue_name)
+    async with queue.iterator() as messages:
+        async with asyncio.timeout(timeout):
+            async for message in messages:
+                await message.ack()
+                return codec.decode(message.body, message.headers, message.type)
+    raise AssertionError("queue iterator ended")
+
+
+async def test_routing_created_to_work_and_dead_lettered_to_dead_queue(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    names = Topology(namespace)
+    mission = _mission()
+    created = _created(mission)
+    await publisher.publish(created, priority=mission_pb2.PRIORITY_NORMAL)
+    assert (await _get(connection, names.work_queue)).id == created.id
+
+    dead = new_event(mission, E.EVENT_TYPE_DEAD_LETTERED, source="test", correlation_id="c")
+    dead.dead_lettered.reason = "attempts exhausted"
+    dead.dead_lettered.mission.CopyFrom(mission)
+    await publisher.publish(dead)
+    assert (await _get(connection, names.dead_letter_queue)).id == dead.id
+
+
+async def test_retrying_event_comes_back_to_the_work_queue_after_its_delay(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    names = Topology(namespace)
+    mission = _mission()
+    loop = asyncio.get_running_loop()
+    for delay in (timedelta(milliseconds=640), timedelta(milliseconds=0)):
+        retry = new_event(mission, E.EVENT_TYPE_RETRYING, source="test", correlation_id="c")
+        retry.retrying.delay.CopyFrom(duration(delay))
+        retry.retrying.mission.CopyFrom(mission)
+        published_at = loop.time()
+        await publisher.publish(retry, priority=mission_pb2.PRIORITY_NORMAL)
+        arrived = await _get(connection, names.work_queue)
+        waited = loop.time() - published_at
+        assert arrived.id == retry.id
+        # Not a timing threshold: the broker must not hand it back before the TTL ran out.
+        assert waited >= delay.total_seconds()
