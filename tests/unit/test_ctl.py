@@ -1,0 +1,444 @@
+"""missionctl against a grpc_testing channel: the client runs in a thread, the test plays the server."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any
+
+import grpc
+import grpc_testing
+import pytest
+from google.protobuf import struct_pb2, timestamp_pb2
+
+from missions import ctl
+from missions.v1 import events_pb2, mission_pb2
+from missions.v1 import mission_service_pb2 as pb
+
+pytestmark = pytest.mark.timeout(20)
+
+SERVICE = pb.DESCRIPTOR.services_by_name["MissionService"]
+OK = grpc.StatusCode.OK
+MISSION_ID = "5b1c0a52-6a55-4d7c-9a43-0f1e6fb0d6a1"
+
+Run = Callable[..., "Future[int]"]
+
+
+def method(name: str) -> Any:
+    return SERVICE.methods_by_name[name]
+
+
+def mission(state: mission_pb2.MissionState = mission_pb2.MISSION_STATE_QUEUED, **fields: Any) -> mission_pb2.Mission:
+    fields.setdefault("id", MISSION_ID)
+    fields.setdefault("type", "echo")
+    fields.setdefault("priority", mission_pb2.PRIORITY_NORMAL)
+    fields.setdefault("max_attempts", 3)
+    return mission_pb2.Mission(state=state, **fields)
+
+
+def event(sequence: int, **fields: Any) -> pb.WatchEventsResponse:
+    time = timestamp_pb2.Timestamp(seconds=1_767_225_600 + sequence)
+    return pb.WatchEventsResponse(
+        event=events_pb2.MissionEvent(id=f"e{sequence}", sequence=sequence, mission_id=MISSION_ID, time=time, **fields)
+    )
+
+
+@pytest.fixture
+def channel() -> Any:
+    return grpc_testing.channel([SERVICE], grpc_testing.strict_real_time())
+
+
+@pytest.fixture
+def servers() -> list[str]:
+    """The addresses missionctl connected to."""
+    return []
+
+
+@pytest.fixture
+def run(channel: Any, servers: list[str]) -> Iterator[Run]:
+    """Start ``missionctl ARGV...`` in a thread against the testing channel."""
+
+    def connect(server: str) -> Any:
+        servers.append(server)
+        return channel
+
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        yield lambda *argv: pool.submit(ctl.main, list(argv), connect=connect)
+
+
+def answer(channel: Any, name: str, response: Any, code: grpc.StatusCode = OK, details: str = "") -> Any:
+    """Take the next call of unary method ``name``, reply, and return (metadata, request)."""
+    metadata, request, rpc = channel.take_unary_unary(method(name))
+    rpc.terminate(response, (), code, details)
+    return metadata, request
+
+
+def stream(channel: Any, responses: list[pb.WatchEventsResponse], code: grpc.StatusCode = OK, details: str = "") -> Any:
+    """Take the next WatchEvents call, send ``responses``, end it, and return the request."""
+    _, request, rpc = channel.take_unary_stream(method("WatchEvents"))
+    for response in responses:
+        rpc.send_response(response)
+    rpc.terminate((), code, details)
+    return request
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def test_get_prints_the_mission_as_keys_and_values(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("get", MISSION_ID)
+    found = mission(mission_pb2.MISSION_STATE_RUNNING, attempt=2, labels={"team": "ops"}, worker_id="w-1")
+    _, request = answer(channel, "GetMission", pb.GetMissionResponse(mission=found))
+
+    assert done.result(timeout=10) == 0
+    assert request.mission_id == MISSION_ID
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["id", MISSION_ID]
+    assert ["state", "RUNNING"] in (line.split() for line in lines)
+    assert ["attempt", "2", "of", "3"] in (line.split() for line in lines)
+    assert ["labels", "team=ops"] in (line.split() for line in lines)
+    assert "\x1b[" not in "\n".join(lines)  # no colour codes when stdout is not a terminal
+
+
+def test_get_json_is_the_response_in_proto_json(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("-o", "json", "get", MISSION_ID)
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(idempotency_key="k")))
+
+    assert done.result(timeout=10) == 0
+    assert json_lines(capsys.readouterr().out) == [
+        {
+            "mission": {
+                "id": MISSION_ID,
+                "type": "echo",
+                "priority": "PRIORITY_NORMAL",
+                "state": "MISSION_STATE_QUEUED",
+                "max_attempts": 3,
+                "idempotency_key": "k",
+            }
+        }
+    ]
+
+
+def test_server_defaults_to_missions_server(
+    run: Run, channel: Any, servers: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MISSIONS_SERVER", "missions.internal:7000")
+    done = run("get", MISSION_ID)
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission()))
+    assert done.result(timeout=10) == 0
+    done = run("--server", "other:1", "get", MISSION_ID)
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission()))
+    assert done.result(timeout=10) == 0
+
+    assert servers == ["missions.internal:7000", "other:1"]
+
+
+def test_global_options_also_work_after_the_command(
+    run: Run, channel: Any, servers: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("get", MISSION_ID, "-o", "json", "--server", "late:2")
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission()))
+
+    assert done.result(timeout=10) == 0
+    assert servers == ["late:2"]
+    assert json_lines(capsys.readouterr().out)[0]["mission"]["id"] == MISSION_ID
+
+
+def test_list_all_follows_page_tokens_with_the_same_filters(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("-o", "json", "list", "--all", "--state", "queued", "--state", "running", "--type", "echo")
+    first_page = pb.ListMissionsResponse(missions=[mission(id="a"), mission(id="b")], next_page_token="t1")
+    _, first = answer(channel, "ListMissions", first_page)
+    _, second = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[mission(id="c")]))
+
+    assert done.result(timeout=10) == 0
+    assert list(first.states) == [mission_pb2.MISSION_STATE_QUEUED, mission_pb2.MISSION_STATE_RUNNING]
+    assert (first.type, first.page_token, first.page_size) == ("echo", "", 0)
+    assert list(second.states) == list(first.states)
+    assert (second.type, second.page_token) == ("echo", "t1")
+    [listing] = json_lines(capsys.readouterr().out)
+    assert [found["id"] for found in listing["missions"]] == ["a", "b", "c"]
+    assert "next_page_token" not in listing
+
+
+def test_list_one_page_shows_a_table_and_how_to_continue(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("list", "--page-size", "2")
+    page = pb.ListMissionsResponse(missions=[mission(id="a"), mission(id="b")], next_page_token="t1")
+    _, request = answer(channel, "ListMissions", page)
+
+    assert done.result(timeout=10) == 0
+    assert request.page_size == 2
+    captured = capsys.readouterr()
+    rows = [line.split() for line in captured.out.splitlines()]
+    assert rows[0][:3] == ["ID", "TYPE", "STATE"]
+    assert [row[:3] for row in rows[1:]] == [["a", "echo", "QUEUED"], ["b", "echo", "QUEUED"]]
+    assert "--page-token t1" in captured.err
+
+
+def test_submit_passes_every_flag_through(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run(
+        "-o",
+        "json",
+        "submit",
+        "echo",
+        "--payload",
+        '{"text": "hi", "n": 2, "nested": {"ok": true, "items": [1, null]}}',
+        "--priority",
+        "critical",
+        "--max-attempts",
+        "5",
+        "--timeout-s",
+        "2.5",
+        "--idempotency-key",
+        "order-42",
+        "--label",
+        "team=ops",
+        "--label",
+        "expr=a=b",
+    )
+    metadata, request = answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+
+    assert done.result(timeout=10) == 0
+    expected_payload = struct_pb2.Struct()
+    expected_payload.update({"text": "hi", "n": 2, "nested": {"ok": True, "items": [1, None]}})
+    assert request.type == "echo"
+    assert request.payload == expected_payload
+    assert request.priority == mission_pb2.PRIORITY_CRITICAL
+    assert request.max_attempts == 5
+    assert request.timeout.ToMilliseconds() == 2500
+    assert request.idempotency_key == "order-42"
+    assert dict(request.labels) == {"team": "ops", "expr": "a=b"}
+    correlation = dict(metadata)[ctl.CORRELATION_KEY]
+    assert len(correlation) == 32
+    assert json_lines(capsys.readouterr().out)[0]["mission"]["id"] == MISSION_ID
+
+
+def test_submit_defaults_leave_fields_to_the_service(run: Run, channel: Any, tmp_path: pathlib.Path) -> None:
+    payload_file = tmp_path / "payload.json"
+    payload_file.write_text('{"from": "file"}', encoding="utf-8")
+    done = run("submit", "echo", "--payload", f"@{payload_file}")
+    _, request = answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+
+    assert done.result(timeout=10) == 0
+    assert dict(request.payload) == {"from": "file"}
+    assert request.priority == mission_pb2.PRIORITY_UNSPECIFIED
+    assert (request.max_attempts, request.idempotency_key, dict(request.labels)) == (0, "", {})
+    assert not request.HasField("timeout")
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{not json", "argument --payload: not valid JSON"),
+        ("[1, 2]", "argument --payload: must be a JSON object, got an array"),
+        ("42", "argument --payload: must be a JSON object, got a number"),
+        ('{"x": NaN}', "argument --payload: not valid JSON: NaN is not allowed"),
+        ("@/nonexistent/payload.json", "argument --payload: cannot read '/nonexistent/payload.json'"),
+    ],
+)
+def test_bad_payload_is_a_usage_error(payload: str, message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    def connect(server: str) -> Any:
+        raise AssertionError("no RPC may be made")
+
+    assert ctl.main(["submit", "echo", "--payload", payload], connect=connect) == 2
+    assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [[], ["get"], ["list", "--state", "sleeping"], ["submit", "echo", "--label", "novalue"], ["--timeout", "0", "get"]],
+)
+def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert ctl.main(argv, connect=lambda server: pytest.fail("no RPC may be made")) == 2
+    assert "usage: missionctl" in capsys.readouterr().err
+
+
+def test_not_found_exits_8_with_the_status_on_stderr(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("get", "nope")
+    answer(channel, "GetMission", pb.GetMissionResponse(), grpc.StatusCode.NOT_FOUND, "mission 'nope' not found")
+
+    assert done.result(timeout=10) == 3 + grpc.StatusCode.NOT_FOUND.value[0] == 8
+    captured = capsys.readouterr()
+    assert captured.err == "error: NOT_FOUND: mission 'nope' not found\n"
+    assert captured.out == ""
+
+
+def test_cancel_passes_the_reason_and_maps_failed_precondition(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("cancel", MISSION_ID, "--reason", "no longer needed")
+    _, request = answer(
+        channel,
+        "CancelMission",
+        pb.CancelMissionResponse(),
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "mission has already finished (SUCCEEDED)",
+    )
+
+    assert done.result(timeout=10) == 12
+    assert (request.mission_id, request.reason) == (MISSION_ID, "no longer needed")
+    assert capsys.readouterr().err.startswith("error: FAILED_PRECONDITION: mission has already finished")
+
+
+def progress_then_completed() -> list[pb.WatchEventsResponse]:
+    return [
+        event(7, type=events_pb2.EVENT_TYPE_STARTED, attempt=1, started=events_pb2.StartedEvent(worker_id="w-1")),
+        event(8, type=events_pb2.EVENT_TYPE_PROGRESS, progress=events_pb2.ProgressEvent(fraction=0.5, message="half")),
+        event(9, type=events_pb2.EVENT_TYPE_COMPLETED, completed=events_pb2.CompletedEvent()),
+    ]
+
+
+def test_submit_wait_follows_events_and_exits_0_on_success(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("submit", "echo", "--wait")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    watch = stream(channel, progress_then_completed())
+    _, get = answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
+
+    assert done.result(timeout=10) == 0
+    assert list(watch.mission_ids) == [MISSION_ID]
+    assert not watch.HasField("after_sequence")
+    assert get.mission_id == MISSION_ID
+    out = capsys.readouterr().out
+    assert f"submitted mission {MISSION_ID}" in out
+    assert "PROGRESS" in out and "50% half" in out
+    assert "COMPLETED" in out
+    assert ["state", "SUCCEEDED"] in (line.split() for line in out.splitlines())
+
+
+def test_submit_wait_draws_a_progress_bar_on_a_terminal(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich then treats stdout as a terminal
+    done = run("submit", "echo", "--wait")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    stream(channel, progress_then_completed())
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
+
+    assert done.result(timeout=10) == 0
+    out = capsys.readouterr().out
+    assert "100%" in out  # the bar, finished
+    assert "COMPLETED" in out
+    assert "SUCCEEDED" in out
+
+
+def test_submit_wait_exits_1_when_the_mission_fails(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("-o", "json", "submit", "echo", "--wait")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    error = mission_pb2.MissionError(type="ValueError", message="boom")
+    stream(
+        channel,
+        [
+            event(8, type=events_pb2.EVENT_TYPE_FAILED, attempt=1, failed=events_pb2.FailedEvent(error=error)),
+            event(9, type=events_pb2.EVENT_TYPE_DEAD_LETTERED, dead_lettered=events_pb2.DeadLetteredEvent()),
+        ],
+    )
+    failed = mission(mission_pb2.MISSION_STATE_FAILED, error=error)
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=failed))
+
+    assert done.result(timeout=10) == 1
+    captured = capsys.readouterr()
+    lines = json_lines(captured.out)
+    assert [next(iter(line)) for line in lines] == ["mission", "event", "event", "mission"]
+    assert [line["event"]["type"] for line in lines[1:3]] == ["EVENT_TYPE_FAILED", "EVENT_TYPE_DEAD_LETTERED"]
+    assert lines[-1]["mission"]["state"] == "MISSION_STATE_FAILED"
+    assert "did not succeed: FAILED" in captured.err
+
+
+def test_watch_passes_filters_and_prints_one_line_per_event(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("watch", "--mission", MISSION_ID, "--mission", "other", "--type", "progress", "--after", "0")
+    request = stream(channel, progress_then_completed()[1:])
+
+    assert done.result(timeout=10) == 0
+    assert list(request.mission_ids) == [MISSION_ID, "other"]
+    assert list(request.types) == [events_pb2.EVENT_TYPE_PROGRESS]
+    assert request.HasField("after_sequence") and request.after_sequence == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines == [
+        ["8", "2026-01-01T00:00:08.000Z", MISSION_ID, "PROGRESS", "50%", "half"],
+        ["9", "2026-01-01T00:00:09.000Z", MISSION_ID, "COMPLETED", "in", "0s", "result={}"],
+    ]
+
+
+def test_watch_json_prints_one_event_per_line(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("-o", "json", "watch")
+    request = stream(channel, progress_then_completed())
+
+    assert done.result(timeout=10) == 0
+    assert not request.HasField("after_sequence") and not request.mission_ids
+    lines = json_lines(capsys.readouterr().out)
+    assert [line["event"]["sequence"] for line in lines] == ["7", "8", "9"]  # uint64 is a string in proto JSON
+    assert lines[1]["event"]["progress"] == {"fraction": 0.5, "message": "half"}
+
+
+def test_watch_cut_off_suggests_where_to_resume(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # grpc_testing drops responses still buffered when a call ends with an error (real gRPC
+    # delivers them), so the events come first and the testing channel supplies the error.
+    rpc_watch = ctl._Service.watch
+
+    def watch(self: Any, request: pb.WatchEventsRequest) -> Iterator[pb.WatchEventsResponse]:
+        yield from progress_then_completed()[:2]
+        yield from rpc_watch(self, request)
+
+    monkeypatch.setattr(ctl._Service, "watch", watch)
+    done = run("watch")
+    stream(channel, [], grpc.StatusCode.RESOURCE_EXHAUSTED, "subscriber fell behind")
+
+    assert done.result(timeout=10) == 3 + 8
+    assert capsys.readouterr().err.splitlines() == [
+        "error: RESOURCE_EXHAUSTED: subscriber fell behind",
+        "hint: resume with --after 8",
+    ]
+
+
+def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., Iterator[pb.WatchEventsResponse]]:
+    def watch(self: Any, request: pb.WatchEventsRequest) -> Iterator[pb.WatchEventsResponse]:
+        yield from responses
+        raise KeyboardInterrupt
+
+    return watch
+
+
+def test_watch_exits_0_on_ctrl_c(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctl._Service, "watch", interrupted_after(progress_then_completed()[:1]))
+
+    assert run("watch").result(timeout=10) == 0
+    assert "STARTED" in capsys.readouterr().out
+
+
+def test_submit_wait_exits_130_on_ctrl_c_and_says_how_to_follow(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(ctl._Service, "watch", interrupted_after([]))
+    done = run("submit", "echo", "--wait")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+
+    assert done.result(timeout=10) == 130
+    assert f"missionctl watch --mission {MISSION_ID}" in capsys.readouterr().err
+
+
+def test_submit_wait_on_an_already_finished_mission_does_not_watch(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("submit", "echo", "--idempotency-key", "k", "--wait")
+    finished = mission(mission_pb2.MISSION_STATE_CANCELLED, idempotency_key="k")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=finished))
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=finished))  # no WatchEvents call in between
+
+    assert done.result(timeout=10) == 1
+    assert "did not succeed: CANCELLED" in capsys.readouterr().err
