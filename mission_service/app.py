@@ -132,6 +132,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             failure = follow.exception() if follow.done() and not follow.cancelled() else None
             log.info("mission-service stopping")
             await health_state.servicer.enter_graceful_shutdown()
+            hub.close()  # streams end with UNAVAILABLE and their position, before the grace period
             await server.stop(settings.shutdown_grace_s)
             for task in (follow, attached, stopping):
                 task.cancel()

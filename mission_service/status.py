@@ -14,7 +14,7 @@ from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mission_service.watch import SubscriberLaggingError
+from mission_service.watch import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions import errors
 
 __all__ = ["translate_errors"]
@@ -32,6 +32,7 @@ _TABLE: list[tuple[type[BaseException], grpc.StatusCode, str]] = [
     (errors.BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE, "BROKER_UNAVAILABLE"),
     (errors.UnimplementedError, grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED"),
     (SubscriberLaggingError, grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW"),
+    (ServiceStoppingError, grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING"),
 ]
 
 # Trailing metadata key carrying the last delivered sequence of a cut-off stream.
@@ -53,7 +54,7 @@ def to_status(exc: BaseException) -> grpc.Status:
         match, exc = (grpc.StatusCode.INTERNAL, "INTERNAL"), RuntimeError(f"internal error (id {error_id})")
     code, reason = match
     metadata = {}
-    if isinstance(exc, SubscriberLaggingError):
+    if isinstance(exc, StreamEndedError):
         metadata["last_sequence"] = str(exc.last_sequence)
     details = [_packed(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))]
     if isinstance(exc, errors.InvalidArgumentError):

@@ -10,18 +10,39 @@ from dataclasses import dataclass, field
 from missions.events import is_final
 from missions.v1 import events_pb2
 
-__all__ = ["EventFilter", "Hub", "SubscriberLaggingError", "watch"]
+__all__ = [
+    "EventFilter",
+    "Hub",
+    "ServiceStoppingError",
+    "StreamEndedError",
+    "SubscriberLaggingError",
+    "watch",
+]
 
 # Events a subscriber may have waiting before it is cut off as too slow.
 DEFAULT_BUFFER = 10_000
 
 
-class SubscriberLaggingError(Exception):
-    """A subscriber's buffer overflowed; it can resume after ``last_sequence``."""
+class StreamEndedError(Exception):
+    """The server ended a stream early; the client resumes after ``last_sequence``."""
+
+    reason = "stream ended"
 
     def __init__(self, last_sequence: int) -> None:
-        super().__init__(f"subscriber fell behind; resume with after_sequence={last_sequence}")
+        super().__init__(f"{self.reason}; resume with after_sequence={last_sequence}")
         self.last_sequence = last_sequence
+
+
+class SubscriberLaggingError(StreamEndedError):
+    """The subscriber's buffer overflowed."""
+
+    reason = "subscriber fell behind"
+
+
+class ServiceStoppingError(StreamEndedError):
+    """This replica is shutting down; any replica can continue the stream."""
+
+    reason = "service is shutting down"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,17 +65,24 @@ class _Subscription:
     head: int
     queue: asyncio.Queue[events_pb2.MissionEvent] = field(default_factory=asyncio.Queue)
     capacity: int = DEFAULT_BUFFER
-    overflowed: bool = False
+    ended: type[StreamEndedError] | None = None
+
+    @property
+    def overflowed(self) -> bool:
+        return self.ended is SubscriberLaggingError
 
     def offer(self, event: events_pb2.MissionEvent) -> None:
-        if self.overflowed:
+        if self.ended:
             return
         if self.queue.qsize() >= self.capacity:
-            self.overflowed = True
-            # Wake the reader so it notices at once rather than after draining.
-            self.queue.put_nowait(events_pb2.MissionEvent())
+            self.end(SubscriberLaggingError)
             return
         self.queue.put_nowait(event)
+
+    def end(self, why: type[StreamEndedError]) -> None:
+        self.ended = why
+        # An empty event wakes the reader so it notices at once rather than after draining.
+        self.queue.put_nowait(events_pb2.MissionEvent())
 
 
 class Hub:
@@ -75,6 +103,11 @@ class Hub:
                     sub.offer(event)
         if batch:
             self.head = batch[-1].sequence
+
+    def close(self) -> None:
+        """End every live stream with ServiceStoppingError (clients resume elsewhere)."""
+        for sub in self._subscriptions:
+            sub.end(ServiceStoppingError)
 
     @contextlib.contextmanager
     def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
@@ -130,8 +163,8 @@ async def watch(
                         break
         while True:
             event = await sub.queue.get()
-            if sub.overflowed:
-                raise SubscriberLaggingError(position)
+            if sub.ended:
+                raise sub.ended(position)
             if event.sequence <= position:
                 continue
             position = event.sequence

@@ -168,3 +168,21 @@ async def test_bad_input_gets_a_clear_status_and_the_service_keeps_serving(stack
     assert not (await stack.stub.ListMissions(pb.ListMissionsRequest())).missions
     accepted = (await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"))).mission
     assert accepted.state == M.MISSION_STATE_QUEUED
+
+
+async def test_stopping_service_ends_streams_with_a_resumable_status(stack: Stack) -> None:
+    await stack.start_service()
+    mission = (await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="noop"))).mission
+    call = stack.stub.WatchEvents(pb.WatchEventsRequest(after_sequence=0))
+    first = await call.read()
+    assert first.event.mission_id == mission.id  # registered and live
+    assert stack.service is not None
+    stopped = asyncio.create_task(asyncio.to_thread(stack.service.stop))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        while True:
+            response = await call.read()
+            assert response is not grpc.aio.EOF, "stream ended OK instead of UNAVAILABLE"
+    assert await stopped == 0
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    trailing = dict(caught.value.trailing_metadata() or ())
+    assert trailing["missions-last-sequence"] == str(first.event.sequence)
