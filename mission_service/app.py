@@ -101,10 +101,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
                 ("grpc.keepalive_permit_without_calls", 1),
             ]
         )
-        # The generated registration function carries no annotations.
-        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(  # type: ignore[no-untyped-call]
-            MissionServicer(operations), server
-        )
+        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(MissionServicer(operations), server)
         health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),

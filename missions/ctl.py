@@ -34,11 +34,10 @@ import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
-from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 from google.protobuf.message import Message
 from rich.console import Console
 from rich.markup import escape
@@ -50,6 +49,11 @@ from missions.events import TERMINAL_STATES
 from missions.settings import env
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc
 from missions.v1 import mission_service_pb2 as pb
+
+if TYPE_CHECKING:
+    from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
+
+_V = TypeVar("_V", bound=int)
 
 __all__ = ["main"]
 
@@ -76,17 +80,18 @@ _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a num
 # --- enums: CLI spells values in lower case without the prefix ("queued", "high") ---
 
 
-def _choices(enum: tuple[str, EnumTypeWrapper]) -> list[str]:
+def _choices(enum: tuple[str, _EnumTypeWrapper[Any]]) -> list[str]:
     prefix, wrapper = enum
     return [name.removeprefix(prefix).lower() for name, number in wrapper.items() if number != 0]
 
 
-def _proto_name(enum: tuple[str, EnumTypeWrapper], choice: str) -> str:
-    """The proto enum value name for a CLI choice; request constructors accept names."""
-    return enum[0] + choice.upper()
+def _enum_value(enum: tuple[str, _EnumTypeWrapper[_V]], choice: str) -> _V:
+    """The proto enum value for a CLI choice."""
+    prefix, wrapper = enum
+    return wrapper.Value(prefix + choice.upper())
 
 
-def _short(enum: tuple[str, EnumTypeWrapper], number: int) -> str:
+def _short(enum: tuple[str, _EnumTypeWrapper[Any]], number: int) -> str:
     prefix, wrapper = enum
     try:
         return wrapper.Name(number).removeprefix(prefix)
@@ -159,8 +164,7 @@ class _Service:
     """Typed calls to MissionService over one channel; unary calls carry the --timeout deadline."""
 
     def __init__(self, channel: grpc.Channel, timeout: float) -> None:
-        # The generated stub carries no annotations.
-        self._stub = mission_service_pb2_grpc.MissionServiceStub(channel)  # type: ignore[no-untyped-call]
+        self._stub = mission_service_pb2_grpc.MissionServiceStub(channel)
         self._timeout = timeout
 
     def get(self, mission_id: str) -> pb.GetMissionResponse:
@@ -370,7 +374,7 @@ def _list(service: _Service, out: _Output, args: argparse.Namespace) -> int:
     request = pb.ListMissionsRequest(
         page_size=args.page_size or 0,
         page_token=args.page_token or "",
-        states=[_proto_name(_STATE, state) for state in args.state or ()],
+        states=[_enum_value(_STATE, state) for state in args.state or ()],
         type=args.type or "",
     )
     page = service.list(request)
@@ -394,7 +398,7 @@ def _cancel(service: _Service, out: _Output, args: argparse.Namespace) -> int:
 
 def _watch(service: _Service, out: _Output, args: argparse.Namespace) -> int:
     request = pb.WatchEventsRequest(
-        mission_ids=args.mission or (), types=[_proto_name(_EVENT, kind) for kind in args.type or ()]
+        mission_ids=args.mission or (), types=[_enum_value(_EVENT, kind) for kind in args.type or ()]
     )
     if args.after is not None:
         request.after_sequence = args.after
@@ -415,7 +419,7 @@ def _watch(service: _Service, out: _Output, args: argparse.Namespace) -> int:
 def _submission(args: argparse.Namespace) -> pb.SubmitMissionRequest:
     request = pb.SubmitMissionRequest(
         type=args.type,
-        priority=_proto_name(_PRIORITY, args.priority) if args.priority else "PRIORITY_UNSPECIFIED",
+        priority=_enum_value(_PRIORITY, args.priority) if args.priority else mission_pb2.PRIORITY_UNSPECIFIED,
         max_attempts=args.max_attempts or 0,
         idempotency_key=args.idempotency_key or "",
         labels=dict(args.label or ()),

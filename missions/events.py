@@ -42,7 +42,7 @@ def is_final(event: events_pb2.MissionEvent) -> bool:
 
 def new_event(
     mission: mission_pb2.Mission,
-    event_type: events_pb2.EventType,
+    event_type: events_pb2.EventType.ValueType,
     *,
     source: str,
     correlation_id: str,

@@ -51,7 +51,7 @@ class Topology:
         return f"{self.namespace}.retry.{delay_ms}"
 
 
-def _event_name(event_type: int) -> str:
+def _event_name(event_type: events_pb2.EventType.ValueType) -> str:
     return events_pb2.EventType.Name(event_type).removeprefix("EVENT_TYPE_").lower()
 
 

@@ -21,13 +21,19 @@ def main() -> int:
     for stale in OUT.glob("*_pb2*.py*"):
         stale.unlink()
     include = str(pathlib.Path(protoc.__file__).parent / "_proto")
+    # mypy-protobuf's plugins sit next to this interpreter; they emit typed .pyi for the
+    # messages and for the gRPC stubs and servicers.
+    bindir = pathlib.Path(sys.executable).parent
     args = [
         "protoc",
         f"-I{ROOT / 'proto'}",
         f"-I{include}",
+        f"--plugin=protoc-gen-mypy={bindir / 'protoc-gen-mypy'}",
+        f"--plugin=protoc-gen-mypy_grpc={bindir / 'protoc-gen-mypy_grpc'}",
         f"--python_out={ROOT}",
-        f"--pyi_out={ROOT}",
+        f"--mypy_out={ROOT}",
         f"--grpc_python_out={ROOT}",
+        f"--mypy_grpc_out={ROOT}",
         *protos,
     ]
     code = protoc.main(args)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
@@ -28,7 +29,7 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def payload(**values: object) -> struct_pb2.Struct:
+def payload(**values: Any) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(values)
     return struct

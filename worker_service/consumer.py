@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 
 E = events_pb2
 
-_EventFactory = Callable[[events_pb2.EventType], events_pb2.MissionEvent]
+_EventFactory = Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]
 
 
 def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
@@ -131,7 +131,7 @@ class MissionConsumer:
     ) -> None:
         settings = self._settings
 
-        def event(kind: events_pb2.EventType) -> events_pb2.MissionEvent:
+        def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
             return new_event(mission, kind, source=settings.worker_id, correlation_id=correlation_id)
 
         async def progress(fraction: float, text: str) -> None:

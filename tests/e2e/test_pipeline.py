@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import aio_pika
 import grpc
@@ -36,7 +38,9 @@ async def _submit_all(stack: Stack, requests: list[pb.SubmitMissionRequest], cli
 
 
 @contextlib.asynccontextmanager
-async def _watching(stack: Stack, request: pb.WatchEventsRequest):  # type: ignore[no-untyped-def]
+async def _watching(
+    stack: Stack, request: pb.WatchEventsRequest
+) -> AsyncIterator[asyncio.Queue[events_pb2.MissionEvent]]:
     queue: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
     task = asyncio.create_task(collect(stack.stub, request, queue))
     try:
@@ -93,9 +97,7 @@ async def test_retry_then_success_with_bounded_backoff(stack: Stack) -> None:
     assert final.attempt == 3
 
 
-def _seconds(value: float):  # type: ignore[no-untyped-def]
-    from datetime import timedelta
-
+def _seconds(value: float) -> timedelta:
     return timedelta(seconds=value)
 
 
