@@ -100,7 +100,11 @@ class MissionOperations:
                 await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
         finally:
             applied.cancel()
-        return self._store.get(mission.id) or mission
+        stored = self._store.get(mission.id)
+        if stored is None:
+            return mission
+        # A concurrent submission with the same key may have won the race to the log.
+        return _same_submission(stored, mission) if request.idempotency_key else stored
 
     def get(self, mission_id: str) -> mission_pb2.Mission:
         if not mission_id:
@@ -115,7 +119,7 @@ class MissionOperations:
         size = validation.page_size(request.page_size, self._config.limits)
         after = validation.decode_page_token(request.page_token, request.states, request.type)
         page = self._store.list(
-            states=list(request.states), mission_type=request.type, after_created_sequence=after, limit=size
+            states=sorted(set(request.states)), mission_type=request.type, after_created_sequence=after, limit=size
         )
         token = (
             validation.encode_page_token(page.last_created_sequence, request.states, request.type) if page.more else ""

@@ -26,6 +26,9 @@ __all__ = [
     "validate_watch",
 ]
 
+# Largest value an SQLite INTEGER (and a log position) can hold.
+_MAX_POSITION = 2**63 - 1
+
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]*")
 
 
@@ -147,7 +150,7 @@ def decode_page_token(token: str, states: Sequence[int], mission_type: str) -> i
         after, digest = raw["after"], raw["filter"]
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
         raise InvalidArgumentError("page_token", "is not a token returned by ListMissions") from exc
-    if not isinstance(after, int) or after < 0:
+    if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= _MAX_POSITION:
         raise InvalidArgumentError("page_token", "is not a token returned by ListMissions")
     if digest != _filter_digest(states, mission_type):
         raise InvalidArgumentError("page_token", "was issued for different filters (states, type)")

@@ -92,6 +92,7 @@ class Hub:
         self.head = head
         self._buffer = buffer
         self._subscriptions: set[_Subscription] = set()
+        self._closed = False
 
     def __len__(self) -> int:
         return len(self._subscriptions)
@@ -106,12 +107,15 @@ class Hub:
 
     def close(self) -> None:
         """End every live stream with ServiceStoppingError (clients resume elsewhere)."""
+        self._closed = True
         for sub in self._subscriptions:
             sub.end(ServiceStoppingError)
 
     @contextlib.contextmanager
     def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
         sub = _Subscription(event_filter, self.head, capacity=self._buffer)
+        if self._closed:
+            sub.end(ServiceStoppingError)
         self._subscriptions.add(sub)
         try:
             yield sub

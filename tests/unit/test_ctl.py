@@ -30,7 +30,9 @@ def method(name: str) -> Any:
     return SERVICE.methods_by_name[name]
 
 
-def mission(state: mission_pb2.MissionState = mission_pb2.MISSION_STATE_QUEUED, **fields: Any) -> mission_pb2.Mission:
+def mission(
+    state: mission_pb2.MissionState.ValueType = mission_pb2.MISSION_STATE_QUEUED, **fields: Any
+) -> mission_pb2.Mission:
     fields.setdefault("id", MISSION_ID)
     fields.setdefault("type", "echo")
     fields.setdefault("priority", mission_pb2.PRIORITY_NORMAL)

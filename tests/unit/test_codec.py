@@ -1,0 +1,96 @@
+"""The wire format: MissionEvent <-> AMQP message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import aio_pika
+import pytest
+
+from missions import codec
+from missions.errors import DecodeError
+from missions.v1 import events_pb2, mission_pb2
+from tests.unit.factories import EventLog, struct
+
+
+@pytest.fixture
+def event() -> events_pb2.MissionEvent:
+    log = EventLog()
+    created = log.created("m1", "echo", payload=struct(text="hi", n=3))
+    created.meta["origin"] = "tests"
+    return created
+
+
+def _decode(message: aio_pika.Message) -> events_pb2.MissionEvent:
+    return codec.decode(message.body, message.headers, message.type)
+
+
+def test_round_trip(event: events_pb2.MissionEvent) -> None:
+    assert _decode(codec.encode(event)) == event
+
+
+def test_the_message_is_persistent_and_self_describing(event: events_pb2.MissionEvent) -> None:
+    message = codec.encode(event, priority=mission_pb2.PRIORITY_HIGH)
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.content_type == "application/x-protobuf"
+    assert message.type == "missions.v1.MissionEvent"
+    assert message.message_id == event.id
+    assert message.correlation_id == event.correlation_id
+    assert message.priority == mission_pb2.PRIORITY_HIGH
+    assert message.headers == {"x-missions-schema": codec.SCHEMA_VERSION}
+
+
+def test_an_empty_correlation_id_is_left_out(event: events_pb2.MissionEvent) -> None:
+    event.correlation_id = ""
+    message = codec.encode(event)
+    assert message.correlation_id is None
+    assert _decode(message).correlation_id == ""
+
+
+@pytest.mark.parametrize("message_type", [None, "", "missions.v1.Mission", "missions.v2.MissionEvent"])
+def test_wrong_message_type(event: events_pb2.MissionEvent, message_type: str | None) -> None:
+    message = codec.encode(event)
+    with pytest.raises(DecodeError, match="message type"):
+        codec.decode(message.body, message.headers, message_type)
+
+
+@pytest.mark.parametrize("headers", [None, {}, {"x-missions-schema": 2}, {"x-missions-schema": "1"}])
+def test_unknown_schema(event: events_pb2.MissionEvent, headers: dict[str, Any] | None) -> None:
+    message = codec.encode(event)
+    with pytest.raises(DecodeError, match="schema"):
+        codec.decode(message.body, headers, message.type)
+
+
+@pytest.mark.parametrize("body", [b"\xff\xff\xff\xff", b"\x0a\x05ab", b"\x0f"])
+def test_garbage_bytes(event: events_pb2.MissionEvent, body: bytes) -> None:
+    message = codec.encode(event)
+    with pytest.raises(DecodeError, match="malformed"):
+        codec.decode(body, message.headers, message.type)
+
+
+@pytest.mark.parametrize("missing", ["id", "mission_id", "details"])
+def test_an_event_missing_its_identity_or_details(event: events_pb2.MissionEvent, missing: str) -> None:
+    if missing == "details":
+        event.ClearField("created")
+    else:
+        setattr(event, missing, "")
+    message = codec.encode(event)
+    with pytest.raises(DecodeError, match="lacks"):
+        _decode(message)
+
+
+def test_an_empty_body_is_rejected(event: events_pb2.MissionEvent) -> None:
+    message = codec.encode(event)
+    with pytest.raises(DecodeError):
+        codec.decode(b"", message.headers, message.type)
+
+
+def test_stream_offset() -> None:
+    assert codec.stream_offset({"x-stream-offset": 0}) == 0
+    assert codec.stream_offset({"x-stream-offset": 41, "other": "x"}) == 41
+
+
+@pytest.mark.parametrize("headers", [None, {}, {"x-stream-offset": "41"}, {"x-stream-offset": 4.5}])
+def test_stream_offset_missing_or_not_an_integer(headers: dict[str, Any] | None) -> None:
+    with pytest.raises(DecodeError, match="x-stream-offset"):
+        codec.stream_offset(headers)

@@ -1,0 +1,215 @@
+"""projection.apply: the mission state machine as a fold over its events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from mission_service.projection import apply
+from missions.v1 import events_pb2, mission_pb2
+from tests.unit.factories import EventLog, struct, time_of
+
+M = mission_pb2
+
+
+def _fold(events: Iterable[events_pb2.MissionEvent]) -> M.Mission | None:
+    mission: M.Mission | None = None
+    for event in events:
+        mission = apply(mission, event)
+    return mission
+
+
+def _states(events: list[events_pb2.MissionEvent]) -> list[int]:
+    states: list[int] = []
+    mission: M.Mission | None = None
+    for event in events:
+        mission = apply(mission, event)
+        assert mission is not None
+        states.append(mission.state)
+    return states
+
+
+def test_created_makes_a_queued_mission_from_the_submitted_one() -> None:
+    log = EventLog()
+    event = log.created("m1", "report", payload=struct(n=1), labels={"team": "ops"})
+    mission = apply(None, event)
+    assert mission is not None
+    assert (mission.id, mission.type, mission.state) == ("m1", "report", M.MISSION_STATE_QUEUED)
+    assert mission.payload == struct(n=1)
+    assert dict(mission.labels) == {"team": "ops"}
+    assert mission.last_sequence == 1
+    assert mission.update_time == time_of(1)
+    assert mission.attempt == 0
+
+
+def test_apply_does_not_modify_its_input() -> None:
+    log = EventLog()
+    queued = apply(None, log.created("m1"))
+    assert queued is not None
+    running = apply(queued, log.started("m1"))
+    assert running is not None
+    assert queued.state == M.MISSION_STATE_QUEUED
+    assert running.state == M.MISSION_STATE_RUNNING
+
+
+def test_success_life_cycle() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, worker_id="w-7")
+    log.progress("m1", 0.5, "half way")
+    log.completed("m1", answer=42)
+    assert _states(log.events) == [
+        M.MISSION_STATE_QUEUED,
+        M.MISSION_STATE_RUNNING,
+        M.MISSION_STATE_RUNNING,
+        M.MISSION_STATE_SUCCEEDED,
+    ]
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.attempt == 1
+    assert mission.worker_id == "w-7"
+    assert mission.start_time == time_of(2)
+    assert mission.end_time == time_of(4)
+    assert mission.result == struct(answer=42)
+    assert mission.progress == 1.0
+    assert mission.last_sequence == 4
+    assert not mission.HasField("error")
+
+
+def test_progress_is_recorded_while_running() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1")
+    log.progress("m1", 0.25, "a quarter")
+    mission = _fold(log.events)
+    assert mission is not None
+    assert (mission.progress, mission.progress_message) == (0.25, "a quarter")
+
+
+def test_failure_then_retry_then_second_attempt() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1)
+    log.progress("m1", 0.5, "half")
+    log.failed("m1", will_retry=True, error_type="ValueError")
+    log.retrying("m1", delay_ms=800)
+    log.started("m1", attempt=2, worker_id="w-2")
+    assert _states(log.events) == [
+        M.MISSION_STATE_QUEUED,
+        M.MISSION_STATE_RUNNING,
+        M.MISSION_STATE_RUNNING,
+        M.MISSION_STATE_RUNNING,  # a failed attempt that will be retried is not terminal
+        M.MISSION_STATE_RETRYING,
+        M.MISSION_STATE_RUNNING,
+    ]
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.attempt == 2
+    assert mission.worker_id == "w-2"
+    assert mission.start_time == time_of(6)
+    # A new attempt starts from scratch, but the last error stays visible.
+    assert (mission.progress, mission.progress_message) == (0.0, "")
+    assert mission.error.type == "ValueError"
+    assert not mission.HasField("end_time")
+
+
+def test_final_failure_then_dead_lettered() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1)
+    log.failed("m1", will_retry=False, error_type="NonRetryableError", message="bad input")
+    log.dead_lettered("m1", error_type="SomethingElse")
+    assert _states(log.events) == [
+        M.MISSION_STATE_QUEUED,
+        M.MISSION_STATE_RUNNING,
+        M.MISSION_STATE_FAILED,
+        M.MISSION_STATE_FAILED,
+    ]
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.error == M.MissionError(type="NonRetryableError", message="bad input", retryable=False)
+    assert mission.end_time == time_of(3)
+    assert mission.last_sequence == 4
+
+
+def test_dead_lettered_without_a_final_failure_fails_the_mission() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.dead_lettered("m1", error_type="UnknownMissionType")
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.state == M.MISSION_STATE_FAILED
+    assert mission.error.type == "UnknownMissionType"
+    assert mission.end_time == time_of(2)
+
+
+def test_cancelled_is_terminal() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.cancelled("m1")
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.state == M.MISSION_STATE_CANCELLED
+    assert mission.end_time == time_of(2)
+
+
+def test_terminal_states_absorb_late_events_but_advance_last_sequence() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, worker_id="w-1")
+    log.completed("m1", answer=1)
+    done = _fold(log.events)
+    assert done is not None
+    # A redelivered attempt after success, then stray events.
+    late = [
+        log.started("m1", attempt=2, worker_id="w-2"),
+        log.progress("m1", 0.3),
+        log.failed("m1", will_retry=False),
+        log.cancelled("m1"),
+        log.dead_lettered("m1"),
+    ]
+    mission = done
+    for event in late:
+        after = apply(mission, event)
+        assert after is not None
+        assert after.last_sequence == event.sequence
+        assert after.update_time == event.time
+        mission = after
+    expected = M.Mission()
+    expected.CopyFrom(done)
+    expected.last_sequence = late[-1].sequence
+    expected.update_time.CopyFrom(late[-1].time)
+    assert mission == expected
+
+
+def test_cancelled_mission_ignores_a_later_completion() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1")
+    log.cancelled("m1")
+    log.completed("m1", answer=1)
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.state == M.MISSION_STATE_CANCELLED
+    assert not mission.HasField("result")
+    assert mission.last_sequence == 4
+
+
+def test_event_for_an_unknown_mission_applies_to_nothing() -> None:
+    log = EventLog()
+    for event in (log.started("ghost"), log.completed("ghost"), log.dead_lettered("ghost")):
+        assert apply(None, event) is None
+
+
+def test_duplicate_created_keeps_the_original() -> None:
+    first = EventLog()
+    first.created("m1", "echo", payload=struct(n=1))
+    first.started("m1")
+    original = _fold(first.events)
+    assert original is not None
+    second = EventLog(start=first.sequence)
+    duplicate = second.created("m1", "sleep", payload=struct(n=2))
+    mission = apply(original, duplicate)
+    assert mission is not None
+    assert (mission.type, mission.state, mission.payload) == ("echo", M.MISSION_STATE_RUNNING, struct(n=1))
+    assert mission.create_time == original.create_time
+    assert mission.last_sequence == duplicate.sequence

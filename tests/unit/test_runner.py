@@ -1,0 +1,239 @@
+"""run_attempt: one attempt under a deadline, and how its outcome is classified."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from google.protobuf import struct_pb2
+
+from missions.errors import NonRetryableError
+from tests.unit.factories import mission_context, struct
+from worker_service.context import MissionContext
+from worker_service.handlers.registry import Handler, HandlerRegistry
+from worker_service.runner import Outcome, run_attempt
+
+LONG = timedelta(seconds=30)
+
+
+async def _run(fn: Handler, payload: struct_pb2.Struct | None = None, timeout: timedelta = LONG) -> Outcome:
+    registry = HandlerRegistry()
+    registry.register("job", fn)
+    ctx, _ = mission_context("job")
+    return await run_attempt(registry, ctx, payload or struct(), timeout)
+
+
+async def test_success_returns_the_dict_as_a_struct() -> None:
+    seen: list[tuple[MissionContext, dict[str, Any]]] = []
+
+    async def add(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        seen.append((ctx, payload))
+        return {"sum": payload["a"] + payload["b"], "labels": dict(ctx.labels)}
+
+    outcome = await _run(add, struct(a=1, b=2))
+    assert outcome.error is None
+    assert outcome.result == struct(sum=3, labels={"team": "ops"})
+    assert outcome.duration >= timedelta(0)
+    [(ctx, payload)] = seen
+    assert ctx.mission_type == "job"
+    assert payload == {"a": 1, "b": 2}
+
+
+async def test_none_result_is_an_empty_struct() -> None:
+    async def nothing(ctx: MissionContext, payload: dict[str, Any]) -> None:
+        return None
+
+    outcome = await _run(nothing)
+    assert outcome.error is None
+    assert outcome.result == struct_pb2.Struct()
+    assert outcome.result is not None
+
+
+@pytest.mark.parametrize("result", [[1, 2], "done", 42])
+async def test_a_result_that_is_not_a_dict_fails_without_retry(result: object) -> None:
+    async def wrong(ctx: MissionContext, payload: dict[str, Any]) -> object:
+        return result
+
+    outcome = await _run(wrong)
+    assert outcome.result is None
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("NonRetryableError", False)
+    assert type(result).__name__ in outcome.error.message
+
+
+async def test_a_dict_that_is_not_json_like_fails_without_retry() -> None:
+    async def wrong(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"when": object()}
+
+    outcome = await _run(wrong)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("NonRetryableError", False)
+
+
+class QuotaExceededError(Exception):
+    pass
+
+
+async def test_an_exception_is_retryable_and_named_after_its_class() -> None:
+    async def flaky(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        raise QuotaExceededError("try later")
+
+    outcome = await _run(flaky)
+    assert outcome.result is None
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message, outcome.error.retryable) == (
+        "QuotaExceededError",
+        "try later",
+        True,
+    )
+
+
+async def test_an_exception_without_a_message_is_described_by_its_repr() -> None:
+    async def flaky(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        raise KeyError
+
+    outcome = await _run(flaky)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message) == ("KeyError", "KeyError()")
+
+
+async def test_a_long_message_is_truncated() -> None:
+    async def verbose(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        raise ValueError("x" * 10_000)
+
+    outcome = await _run(verbose)
+    assert outcome.error is not None
+    assert outcome.error.message == "x" * 4096
+
+
+class BadInputError(NonRetryableError):
+    pass
+
+
+@pytest.mark.parametrize("kind", [NonRetryableError, BadInputError])
+async def test_non_retryable_error_is_not_retried(kind: type[NonRetryableError]) -> None:
+    async def refuse(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        raise kind("payload is wrong")
+
+    outcome = await _run(refuse)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message, outcome.error.retryable) == (
+        kind.__name__,
+        "payload is wrong",
+        False,
+    )
+
+
+async def test_timeout_cancels_the_handler_and_is_retryable() -> None:
+    handler_cancelled = asyncio.Event()
+
+    async def hang(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            handler_cancelled.set()
+            raise
+        return {}
+
+    registry = HandlerRegistry()
+    registry.register("job", hang)
+    ctx, _ = mission_context("job")
+    outcome = await asyncio.wait_for(run_attempt(registry, ctx, struct(), timedelta(milliseconds=50)), 5)
+    assert outcome.result is None
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("DeadlineExceeded", True)
+    assert "0:00:00.050000" in outcome.error.message
+    assert ctx.cancelled.is_set()
+    assert handler_cancelled.is_set()
+    assert outcome.duration >= timedelta(milliseconds=50)
+
+
+async def test_a_handlers_own_timeout_error_is_not_the_deadline() -> None:
+    async def upstream_timeout(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        raise TimeoutError("upstream did not answer")
+
+    registry = HandlerRegistry()
+    registry.register("job", upstream_timeout)
+    ctx, _ = mission_context("job")
+    outcome = await run_attempt(registry, ctx, struct(), LONG)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message, outcome.error.retryable) == (
+        "TimeoutError",
+        "upstream did not answer",
+        True,
+    )
+    assert not ctx.cancelled.is_set()
+
+
+async def test_an_unknown_type_fails_without_retry() -> None:
+    called = False
+
+    async def other(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        nonlocal called
+        called = True
+        return {}
+
+    registry = HandlerRegistry()
+    registry.register("zeta", other)
+    registry.register("alpha", other)
+    ctx, _ = mission_context("nope")
+    outcome = await run_attempt(registry, ctx, struct(), LONG)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("UnknownMissionType", False)
+    assert "'nope'" in outcome.error.message
+    assert "alpha, zeta" in outcome.error.message
+    assert not called
+
+
+async def test_a_plain_function_runs_in_a_worker_thread() -> None:
+    def blocking(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        thread = threading.current_thread()
+        return {"main": thread is threading.main_thread(), "name": thread.name, "echo": payload["x"]}
+
+    outcome = await _run(blocking, struct(x="y"))
+    assert outcome.error is None
+    assert outcome.result is not None
+    assert outcome.result["main"] is False
+    assert outcome.result["echo"] == "y"
+
+
+async def test_an_async_handler_runs_on_the_event_loop() -> None:
+    loop = asyncio.get_running_loop()
+
+    async def on_loop(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        return {"same_loop": asyncio.get_running_loop() is loop}
+
+    outcome = await _run(on_loop)
+    assert outcome.result == struct(same_loop=True)
+
+
+async def test_a_cooperative_plain_function_sees_the_deadline() -> None:
+    finished = threading.Event()
+
+    def poll(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        try:
+            while not ctx.cancelled.is_set():
+                finished.wait(0.005)
+            return {}
+        finally:
+            finished.set()
+
+    registry = HandlerRegistry()
+    registry.register("job", poll)
+    ctx, _ = mission_context("job")
+    outcome = await asyncio.wait_for(run_attempt(registry, ctx, struct(), timedelta(milliseconds=50)), 5)
+    assert outcome.error is not None
+    assert outcome.error.type == "DeadlineExceeded"
+    assert await asyncio.to_thread(finished.wait, 5)
+
+
+async def test_a_plain_function_error_is_classified_like_an_async_one() -> None:
+    def broken(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        raise ZeroDivisionError("division by zero")
+
+    outcome = await _run(broken)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("ZeroDivisionError", True)
