@@ -8,11 +8,9 @@ import logging
 import os
 import socket
 from collections.abc import AsyncGenerator
-from typing import Any
 
 import grpc
-from aio_pika.abc import AbstractRobustConnection
-from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mission_service.follower import LogFollower
@@ -21,8 +19,10 @@ from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings
 from mission_service.store import MissionStore
 from mission_service.watch import Hub
+from mission_service.workers import WorkerRegistry
 from missions import amqp
 from missions.eventlog import EventPublisher, read_log
+from missions.health import HealthConditions
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
@@ -33,42 +33,11 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = mission_service_pb2.DESCRIPTOR.services_by_name["MissionService"].full_name
 
 
-class _Health:
-    """SERVING only while every named condition holds: both broker connections are up and
-    the log follower is attached."""
-
-    def __init__(self, *conditions: str) -> None:
-        self.servicer = health.aio.HealthServicer()
-        self._failing = set(conditions)
-
-    async def set(self, condition: str, ok: bool) -> None:
-        (self._failing.discard if ok else self._failing.add)(condition)
-        serving = health_pb2.HealthCheckResponse.SERVING
-        status = serving if not self._failing else health_pb2.HealthCheckResponse.NOT_SERVING
-        for name in ("", SERVICE_NAME):
-            await self.servicer.set(name, status)
-
-    async def track(self, connection: AbstractRobustConnection, condition: str) -> None:
-        """Follow a robust connection's losses and recoveries."""
-
-        async def on_close(*_: Any) -> None:
-            log.warning("%s lost; reconnecting", condition)
-            await self.set(condition, False)
-
-        async def on_reconnect(*_: Any) -> None:
-            log.info("%s restored", condition)
-            await self.set(condition, True)
-
-        connection.close_callbacks.add(on_close)
-        connection.reconnect_callbacks.add(on_reconnect)
-        await self.set(condition, True)
-
-
 async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.Future[int] | None = None) -> None:
     """Run the service until ``stop`` is set; ``bound`` receives the listening port."""
     names = Topology(settings.namespace)
     source = f"mission-service/{socket.gethostname()}:{os.getpid()}"
-    health_state = _Health("publisher connection", "log connection", "log follower")
+    health_state = HealthConditions(SERVICE_NAME, "publisher connection", "log connection", "log follower")
     await health_state.set("log follower", False)
     async with contextlib.AsyncExitStack() as stack:
         # Publishing and reading the log use separate connections, so a publisher blocked
@@ -89,8 +58,15 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         def replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
             return read_log(log_connection, names, after)
 
+        workers = WorkerRegistry()
+        await workers.start(log_connection, names)
+
+        async def queue_depths() -> tuple[int, int]:
+            work, dead = await amqp.message_counts(connection, [names.work_queue, names.dead_letter_queue])
+            return work, dead
+
         config = OperationsConfig(namespace=settings.namespace, source=source, limits=settings.limits)
-        operations = MissionOperations(config, publisher, store, follower, hub, replay)
+        operations = MissionOperations(config, publisher, store, follower, hub, replay, workers, queue_depths)
 
         server = grpc.aio.server(
             options=[

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
 
 from mission_service import validation
@@ -14,18 +15,23 @@ from mission_service.follower import LogFollower
 from mission_service.store import MissionStore
 from mission_service.validation import Limits
 from mission_service.watch import EventFilter, Hub, LogReplay, watch
+from mission_service.workers import WorkerRegistry
 from missions.errors import (
     AlreadyExistsError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
-    UnimplementedError,
 )
 from missions.eventlog import EventPublisher
-from missions.events import new_event, now
+from missions.events import TERMINAL_STATES, new_event, now
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
-__all__ = ["MissionOperations", "OperationsConfig"]
+__all__ = ["MissionOperations", "OperationsConfig", "QueueDepths"]
+
+M = mission_pb2
+
+# Messages ready in the work queue and in the dead-letter queue.
+QueueDepths = Callable[[], Awaitable[tuple[int, int]]]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +59,8 @@ class MissionOperations:
         follower: LogFollower,
         hub: Hub,
         replay: LogReplay,
+        workers: WorkerRegistry,
+        queue_depths: QueueDepths,
     ) -> None:
         self._config = config
         self._publisher = publisher
@@ -60,6 +68,8 @@ class MissionOperations:
         self._follower = follower
         self._hub = hub
         self._replay = replay
+        self._workers = workers
+        self._queue_depths = queue_depths
 
     def mission_id_for(self, idempotency_key: str) -> str:
         if not idempotency_key:
@@ -67,7 +77,7 @@ class MissionOperations:
         return str(uuid.uuid5(_KEY_NAMESPACE, f"{self._config.namespace}/{idempotency_key}"))
 
     async def submit(
-        self, request: mission_service_pb2.SubmitMissionRequest, correlation_id: str
+        self, request: mission_service_pb2.SubmitMissionRequest, correlation_id: str, submitted_by: str = ""
     ) -> mission_pb2.Mission:
         limits = self._config.limits
         validation.validate_submission(request, limits)
@@ -81,6 +91,8 @@ class MissionOperations:
             labels=request.labels,
             idempotency_key=request.idempotency_key,
             create_time=now(),
+            submitted_by=submitted_by,
+            correlation_id=correlation_id,
         )
         if request.HasField("timeout"):
             mission.timeout.CopyFrom(request.timeout)
@@ -92,19 +104,23 @@ class MissionOperations:
             mission, events_pb2.EVENT_TYPE_CREATED, source=self._config.source, correlation_id=correlation_id
         )
         event.created.mission.CopyFrom(mission)
-        applied = self._follower.expect(event.id)
-        try:
-            await self._publisher.publish(event, priority=mission.priority)
-            log.info("mission %s (%s) queued", mission.id, mission.type)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
-        finally:
-            applied.cancel()
+        await self._append(event, priority=mission.priority)
+        log.info("mission %s (%s) queued", mission.id, mission.type)
         stored = self._store.get(mission.id)
         if stored is None:
             return mission
         # A concurrent submission with the same key may have won the race to the log.
         return _same_submission(stored, mission) if request.idempotency_key else stored
+
+    async def _append(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
+        """Publish ``event`` and wait (bounded) until this replica's store reflects it."""
+        applied = self._follower.expect(event.id)
+        try:
+            await self._publisher.publish(event, priority=priority)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
+        finally:
+            applied.cancel()
 
     def get(self, mission_id: str) -> mission_pb2.Mission:
         if not mission_id:
@@ -126,14 +142,91 @@ class MissionOperations:
         )
         return mission_service_pb2.ListMissionsResponse(missions=page.missions, next_page_token=token)
 
-    async def cancel(self, request: mission_service_pb2.CancelMissionRequest) -> mission_pb2.Mission:
+    async def cancel(self, request: mission_service_pb2.CancelMissionRequest, requested_by: str) -> mission_pb2.Mission:
+        """Cancel a queued, retrying or running mission; idempotent for a cancelled one.
+
+        The CANCELLED event is the decision: it reaches the log and, through the control
+        stream, every worker, which drop the mission's queued work and interrupt a running
+        attempt.
+        """
         mission = self.get(request.mission_id)
-        if mission.state == mission_pb2.MISSION_STATE_CANCELLED:
+        if mission.state == M.MISSION_STATE_CANCELLED:
             return mission
-        if mission.state in (mission_pb2.MISSION_STATE_SUCCEEDED, mission_pb2.MISSION_STATE_FAILED):
-            state = mission_pb2.MissionState.Name(mission.state)
+        if mission.state in TERMINAL_STATES:
+            state = M.MissionState.Name(mission.state)
             raise FailedPreconditionError(f"mission {mission.id} has already finished ({state})")
-        raise UnimplementedError("cancelling a queued or running mission is not available yet")
+        event = new_event(
+            mission, events_pb2.EVENT_TYPE_CANCELLED, source=self._config.source, correlation_id=_correlation(mission)
+        )
+        event.cancelled.reason = request.reason[:1024]
+        event.cancelled.cancelled_by = requested_by
+        event.cancelled.previous_state = mission.state
+        await self._append(event)
+        log.info("mission %s cancelled by %s", mission.id, requested_by)
+        return self._store.get(mission.id) or mission
+
+    async def redrive(
+        self, request: mission_service_pb2.RedriveMissionRequest, requested_by: str
+    ) -> mission_pb2.Mission:
+        """Queue a dead-lettered mission again with a fresh attempt budget."""
+        limits = self._config.limits
+        if not 0 <= request.max_attempts <= limits.max_max_attempts:
+            raise InvalidArgumentError(
+                "max_attempts", f"must be between 0 (the mission's own) and {limits.max_max_attempts}"
+            )
+        mission = self.get(request.mission_id)
+        if not mission.dead_lettered:
+            state = M.MissionState.Name(mission.state)
+            raise FailedPreconditionError(f"mission {mission.id} is not dead-lettered ({state})")
+        fresh = M.Mission()
+        fresh.CopyFrom(mission)
+        fresh.state = M.MISSION_STATE_QUEUED
+        fresh.attempt = 0
+        fresh.max_attempts = request.max_attempts or mission.max_attempts
+        fresh.redrive_count = mission.redrive_count + 1
+        fresh.dead_lettered = False
+        for name in ("error", "result", "start_time", "end_time"):
+            fresh.ClearField(name)
+        event = new_event(
+            fresh, events_pb2.EVENT_TYPE_REDRIVEN, source=self._config.source, correlation_id=_correlation(mission)
+        )
+        event.redriven.mission.CopyFrom(fresh)
+        event.redriven.requested_by = requested_by
+        event.redriven.redrive_count = fresh.redrive_count
+        await self._append(event, priority=fresh.priority)
+        log.info("mission %s redriven by %s (%d attempts)", mission.id, requested_by, fresh.max_attempts)
+        return self._store.get(mission.id) or fresh
+
+    def list_dead_letters(
+        self, request: mission_service_pb2.ListDeadLettersRequest
+    ) -> mission_service_pb2.ListDeadLettersResponse:
+        size = validation.page_size(request.page_size, self._config.limits)
+        # The token's filter digest marks it as a dead-letter token (state list [-1]).
+        marker = [-1]
+        after = validation.decode_page_token(request.page_token, marker, request.type)
+        page = self._store.list(
+            states=(), mission_type=request.type, after_created_sequence=after, limit=size, dead_lettered=True
+        )
+        token = validation.encode_page_token(page.last_created_sequence, marker, request.type) if page.more else ""
+        return mission_service_pb2.ListDeadLettersResponse(missions=page.missions, next_page_token=token)
+
+    async def stats(self) -> mission_service_pb2.GetStatsResponse:
+        counts = self._store.counts_by_state()
+        queue_depth, dead_depth = await self._queue_depths()
+        hour_ago = time.time() - 3600
+        return mission_service_pb2.GetStatsResponse(
+            states=[mission_service_pb2.StateCount(state=state, count=n) for state, n in sorted(counts.items())],
+            queue_depth=queue_depth,
+            dead_letter_depth=dead_depth,
+            running=counts.get(M.MISSION_STATE_RUNNING, 0),
+            succeeded_last_hour=self._store.ended_since(M.MISSION_STATE_SUCCEEDED, hour_ago),
+            failed_last_hour=self._store.ended_since(M.MISSION_STATE_FAILED, hour_ago),
+            active_workers=self._workers.active(),
+            last_sequence=self._follower.position,
+        )
+
+    def workers(self, request: mission_service_pb2.ListWorkersRequest) -> mission_service_pb2.ListWorkersResponse:
+        return mission_service_pb2.ListWorkersResponse(workers=self._workers.list(request.include_gone))
 
     async def watch(
         self, request: mission_service_pb2.WatchEventsRequest
@@ -153,6 +246,11 @@ class MissionOperations:
         async with contextlib.aclosing(watch(self._hub, self._replay, event_filter, start, finished)) as events:
             async for event in events:
                 yield event
+
+
+def _correlation(mission: mission_pb2.Mission) -> str:
+    """Correlation id for a follow-up event: the submission's, else the mission id."""
+    return mission.correlation_id or mission.id
 
 
 def _same_submission(existing: mission_pb2.Mission, requested: mission_pb2.Mission) -> mission_pb2.Mission:

@@ -20,7 +20,8 @@ def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -
 
     Terminal states absorb: a late or redelivered event after SUCCEEDED, FAILED or
     CANCELLED still advances ``last_sequence`` but changes nothing else, except that
-    DEAD_LETTERED completes a FAILED mission.
+    DEAD_LETTERED marks a FAILED mission dead-lettered and REDRIVEN starts a
+    dead-lettered one over.
     """
     mission = mission_pb2.Mission()
     if current is not None:
@@ -34,11 +35,30 @@ def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -
         return None
     if event.type == E.EVENT_TYPE_CREATED:
         pass  # a duplicate submission of an existing id changes nothing
+    elif event.type == E.EVENT_TYPE_REDRIVEN:
+        if mission.dead_lettered:
+            _redrive(mission, event)
     elif mission.state not in TERMINAL_STATES:
         _transition(mission, event)
-    elif event.type == E.EVENT_TYPE_DEAD_LETTERED and not mission.HasField("end_time"):
-        mission.end_time.CopyFrom(event.time)
+    elif event.type == E.EVENT_TYPE_DEAD_LETTERED and mission.state == M.MISSION_STATE_FAILED:
+        mission.dead_lettered = True
+        if not mission.HasField("end_time"):
+            mission.end_time.CopyFrom(event.time)
     return _touch(mission, event)
+
+
+def _redrive(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> None:
+    """A dead-lettered mission starts over: QUEUED, attempt 0, the event's attempt budget."""
+    fresh = event.redriven.mission
+    mission.state = M.MISSION_STATE_QUEUED
+    mission.attempt = 0
+    mission.max_attempts = fresh.max_attempts
+    mission.redrive_count = fresh.redrive_count
+    mission.dead_lettered = False
+    mission.progress = 0.0
+    mission.progress_message = ""
+    for name in ("end_time", "start_time", "result"):
+        mission.ClearField(name)
 
 
 def _transition(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> None:
@@ -73,6 +93,7 @@ def _transition(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) ->
     elif kind == "dead_lettered":
         # A mission dead-lettered without a final FAILED (e.g. undeliverable) ends FAILED here.
         mission.state = M.MISSION_STATE_FAILED
+        mission.dead_lettered = True
         mission.error.CopyFrom(event.dead_lettered.last_error)
         mission.end_time.CopyFrom(event.time)
 

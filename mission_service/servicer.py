@@ -24,6 +24,11 @@ def _correlation_id(context: grpc.aio.ServicerContext) -> str:
     return uuid.uuid4().hex
 
 
+def _principal(context: grpc.aio.ServicerContext) -> str:
+    """Who is calling: the client's peer address until the service authenticates callers."""
+    return str(context.peer() or "unknown")
+
+
 class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     def __init__(self, operations: MissionOperations) -> None:
         self._ops = operations
@@ -44,14 +49,14 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def SubmitMission(
         self, request: pb.SubmitMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitMissionResponse:
-        mission = await self._ops.submit(request, _correlation_id(context))
+        mission = await self._ops.submit(request, _correlation_id(context), _principal(context))
         return pb.SubmitMissionResponse(mission=mission)
 
     @translate_errors
     async def CancelMission(
         self, request: pb.CancelMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMissionResponse:
-        return pb.CancelMissionResponse(mission=await self._ops.cancel(request))
+        return pb.CancelMissionResponse(mission=await self._ops.cancel(request, _principal(context)))
 
     @translate_errors
     async def WatchEvents(
@@ -59,3 +64,25 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     ) -> AsyncIterator[pb.WatchEventsResponse]:
         async for event in self._ops.watch(request):
             yield pb.WatchEventsResponse(event=event)
+
+    @translate_errors
+    async def ListWorkers(
+        self, request: pb.ListWorkersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListWorkersResponse:
+        return self._ops.workers(request)
+
+    @translate_errors
+    async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
+        return await self._ops.stats()
+
+    @translate_errors
+    async def ListDeadLetters(
+        self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListDeadLettersResponse:
+        return self._ops.list_dead_letters(request)
+
+    @translate_errors
+    async def RedriveMission(
+        self, request: pb.RedriveMissionRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedriveMissionResponse:
+        return pb.RedriveMissionResponse(mission=await self._ops.redrive(request, _principal(context)))

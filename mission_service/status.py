@@ -30,7 +30,6 @@ _TABLE: list[tuple[type[BaseException], grpc.StatusCode, str]] = [
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED"),
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, "MISSION_FINISHED"),
     (errors.BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE, "BROKER_UNAVAILABLE"),
-    (errors.UnimplementedError, grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED"),
     (SubscriberLaggingError, grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW"),
     (ServiceStoppingError, grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING"),
 ]

@@ -7,6 +7,7 @@ after the last committed event.
 
 from __future__ import annotations
 
+import logging
 import pathlib
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -18,6 +19,11 @@ from missions.v1 import events_pb2, mission_pb2
 
 __all__ = ["MissionStore", "Page"]
 
+log = logging.getLogger(__name__)
+
+# Bump when the tables change: an older file is dropped and rebuilt from the log.
+SCHEMA_VERSION = 2
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS missions (
     id TEXT PRIMARY KEY,
@@ -25,11 +31,15 @@ CREATE TABLE IF NOT EXISTS missions (
     state INTEGER NOT NULL,
     created_sequence INTEGER NOT NULL,
     final_sequence INTEGER,
+    end_time REAL,
+    dead_lettered INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS missions_by_created ON missions (created_sequence);
 CREATE INDEX IF NOT EXISTS missions_by_state ON missions (state, created_sequence);
 CREATE INDEX IF NOT EXISTS missions_by_type ON missions (type, created_sequence);
+CREATE INDEX IF NOT EXISTS missions_by_end ON missions (state, end_time);
+CREATE INDEX IF NOT EXISTS missions_dead ON missions (dead_lettered, created_sequence);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     sequence INTEGER NOT NULL
@@ -61,7 +71,13 @@ class MissionStore:
         # which the follower then re-reads from the log (the checkpoint rolls back too).
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            if version:
+                log.warning("read model schema %d is not %d: rebuilding it from the log", version, SCHEMA_VERSION)
+            self._db.executescript("DROP TABLE IF EXISTS missions; DROP TABLE IF EXISTS checkpoint;")
         self._db.executescript(_SCHEMA)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def close(self) -> None:
         self._db.close()
@@ -82,9 +98,30 @@ class MissionStore:
         rows = self._db.execute(f"SELECT id, created_sequence, final_sequence FROM missions WHERE id IN ({marks})", ids)
         return {row[0]: (int(row[1]), row[2]) for row in rows}
 
-    def list(self, *, states: Sequence[int], mission_type: str, after_created_sequence: int, limit: int) -> Page:
+    def counts_by_state(self) -> dict[mission_pb2.MissionState.ValueType, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM missions GROUP BY state")
+        return {mission_pb2.MissionState.ValueType(state): int(count) for state, count in rows}
+
+    def ended_since(self, state: int, since: float) -> int:
+        """Missions in ``state`` whose end_time (epoch seconds) is at or after ``since``."""
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM missions WHERE state = ? AND end_time >= ?", (state, since)
+        ).fetchone()
+        return int(row[0])
+
+    def list(
+        self,
+        *,
+        states: Sequence[int],
+        mission_type: str,
+        after_created_sequence: int,
+        limit: int,
+        dead_lettered: bool = False,
+    ) -> Page:
         clauses = ["created_sequence > ?"]
         args: list[object] = [after_created_sequence]
+        if dead_lettered:
+            clauses.append("dead_lettered = 1")
         if states:
             clauses.append(f"state IN ({','.join('?' * len(states))})")
             args.extend(states)
@@ -128,8 +165,21 @@ class MissionStore:
         final = row[2] if row else None
         if final is None and is_final(event):
             final = event.sequence
+        if event.type == events_pb2.EVENT_TYPE_REDRIVEN:
+            final = None  # a new generation: its own final event will end watches
+        end_time = mission.end_time.ToNanoseconds() / 1e9 if mission.HasField("end_time") else None
         self._db.execute(
-            "INSERT OR REPLACE INTO missions (id, type, state, created_sequence, final_sequence, body)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            (mission.id, mission.type, mission.state, created, final, mission.SerializeToString()),
+            "INSERT OR REPLACE INTO missions"
+            " (id, type, state, created_sequence, final_sequence, end_time, dead_lettered, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                mission.id,
+                mission.type,
+                mission.state,
+                created,
+                final,
+                end_time,
+                int(mission.dead_lettered),
+                mission.SerializeToString(),
+            ),
         )

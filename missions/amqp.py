@@ -3,16 +3,31 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
-from aio_pika.abc import AbstractChannel, AbstractExchange, AbstractQueue, AbstractRobustConnection
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+from pamqp.common import FieldTable
 
 from missions import topology
 from missions.topology import Topology
 
-__all__ = ["LogRetention", "connect", "declare_retry_queue", "declare_topology", "redact_url"]
+__all__ = [
+    "LogRetention",
+    "connect",
+    "declare_retry_queue",
+    "declare_topology",
+    "message_counts",
+    "redact_url",
+]
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +38,7 @@ _RETRY_QUEUE_GRACE_MS = 10 * 60 * 1000
 
 @dataclass(frozen=True, slots=True)
 class LogRetention:
-    """How long the event log keeps events: whichever limit is reached first.
+    """How long the event log (and the control stream) keep events: whichever limit is hit first.
 
     Attributes:
         max_age: RabbitMQ duration string, default "7D" (units Y, M, D, h, m, s).
@@ -34,6 +49,15 @@ class LogRetention:
     max_age: str = "7D"
     max_bytes: int = 10 * 1024**3
     segment_bytes: int = 64 * 1024**2
+
+    def arguments(self) -> FieldTable:
+        """Declaration arguments of a stream queue with this retention."""
+        return {
+            "x-queue-type": "stream",
+            "x-max-age": self.max_age,
+            "x-max-length-bytes": self.max_bytes,
+            "x-stream-max-segment-size-bytes": self.segment_bytes,
+        }
 
 
 def redact_url(url: str) -> str:
@@ -64,25 +88,21 @@ async def declare_topology(
     Safe to run by every process at every start and after every reconnect.
     """
     exchange = await declare_exchange(channel, names)
-    log_queue = await channel.declare_queue(
-        names.log_queue,
-        durable=True,
-        arguments={
-            "x-queue-type": "stream",
-            "x-max-age": retention.max_age,
-            "x-max-length-bytes": retention.max_bytes,
-            "x-stream-max-segment-size-bytes": retention.segment_bytes,
-        },
-    )
+    log_queue = await channel.declare_queue(names.log_queue, durable=True, arguments=retention.arguments())
     await log_queue.bind(exchange, "#")
+    control = await channel.declare_queue(names.control_queue, durable=True, arguments=retention.arguments())
+    for binding in topology.CONTROL_BINDINGS:
+        await control.bind(exchange, binding)
     work = await channel.declare_queue(
         names.work_queue, durable=True, arguments={"x-max-priority": topology.MAX_PRIORITY}
     )
     await work.bind(exchange, topology.CREATED_BINDING)
+    await work.bind(exchange, topology.REDRIVEN_BINDING)
     # A retry with no delay goes straight back to the work queue.
     await work.bind(exchange, topology.retry_binding(0))
     dead = await channel.declare_queue(names.dead_letter_queue, durable=True)
     await dead.bind(exchange, topology.DEAD_LETTERED_BINDING)
+    await channel.declare_exchange(names.workers_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     return exchange
 
 
@@ -102,3 +122,20 @@ async def declare_retry_queue(
     )
     await queue.bind(exchange, topology.retry_binding(delay_ms))
     return queue
+
+
+async def message_counts(connection: AbstractConnection, queue_names: Sequence[str]) -> list[int]:
+    """Messages ready in each queue (0 for a queue that does not exist)."""
+    counts = []
+    for name in queue_names:
+        # A passive declare of a missing queue closes its channel, so each gets its own.
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(name, passive=True)
+            counts.append(queue.declaration_result.message_count or 0)
+        except aio_pika.exceptions.ChannelNotFoundEntity:
+            counts.append(0)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+    return counts

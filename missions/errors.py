@@ -14,7 +14,6 @@ __all__ = [
     "MissionsError",
     "NonRetryableError",
     "NotFoundError",
-    "UnimplementedError",
 ]
 
 
@@ -53,7 +52,3 @@ class DecodeError(MissionsError):
 
 class NonRetryableError(MissionsError):
     """Raised by a handler to fail the mission at once, without further attempts."""
-
-
-class UnimplementedError(MissionsError):
-    """The operation is part of the contract but this version does not serve it yet."""

@@ -17,7 +17,7 @@ from missions.errors import BrokerUnavailableError, DecodeError
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
-__all__ = ["EventPublisher", "read_log"]
+__all__ = ["EventPublisher", "read_log", "read_stream"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,48 @@ class EventPublisher:
         await self._channel.close()
 
 
+async def read_stream(
+    connection: AbstractConnection,
+    queue_name: str,
+    offset: int | str,
+    *,
+    prefetch: int = 1000,
+    attached: asyncio.Event | None = None,
+) -> AsyncGenerator[tuple[int, AbstractIncomingMessage], None]:
+    """Yield ``(offset, message)`` from a stream queue, starting at ``offset``, then follow it.
+
+    ``offset`` is a number or a RabbitMQ offset spec ("first", "last", "next").
+    Deliveries the stream repeats (it starts at a chunk boundary, and a robust channel
+    re-consumes from the original offset after a reconnect) are skipped, so offsets
+    strictly increase. ``attached`` is set once the consumer is registered. Close the
+    generator (``contextlib.aclosing``) to stop.
+    """
+    channel = await connection.channel()
+    try:
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.get_queue(queue_name)
+        # Our own consumer rather than aio-pika's QueueIterator: closing that nacks the
+        # messages it buffered, and a nack on a stream makes RabbitMQ close the whole
+        # connection (540 NOT_IMPLEMENTED). Closing the channel simply drops them.
+        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+        await queue.consume(inbox.put, arguments={"x-stream-offset": offset})
+        if attached is not None:
+            attached.set()
+        next_offset = offset if isinstance(offset, int) else 0
+        while True:
+            message = await inbox.get()
+            with contextlib.suppress(*_SETTLE_ERRORS):
+                await message.ack()  # stream acks only return credit
+            position = codec.stream_offset(message.headers)
+            if position < next_offset:
+                continue
+            next_offset = position + 1
+            yield position, message
+    finally:
+        if not channel.is_closed:
+            await channel.close()
+
+
 async def read_log(
     connection: AbstractConnection,
     names: Topology,
@@ -77,32 +119,12 @@ async def read_log(
 ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """Yield the log's events with sequence > ``after_sequence``, in order, then follow it.
 
-    Sequences are stream offsets + 1. Deliveries the stream repeats (it starts at a chunk
-    boundary, and a robust channel re-consumes from the original offset after a
-    reconnect) are skipped, so the result has no duplicates. A record that does not
-    decode is logged and skipped. ``attached`` is set once the consumer is registered.
-    Close the generator (``contextlib.aclosing``) to stop.
+    Sequences are stream offsets + 1, without duplicates (see read_stream). A record
+    that does not decode is logged and skipped.
     """
-    channel = await connection.channel()
-    try:
-        await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(names.log_queue)
-        # Our own consumer rather than aio-pika's QueueIterator: closing that nacks the
-        # messages it buffered, and a nack on a stream makes RabbitMQ close the whole
-        # connection (540 NOT_IMPLEMENTED). Closing the channel simply drops them.
-        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        await queue.consume(inbox.put, arguments={"x-stream-offset": after_sequence})
-        if attached is not None:
-            attached.set()
-        next_offset = after_sequence
-        while True:
-            message = await inbox.get()
-            with contextlib.suppress(*_SETTLE_ERRORS):
-                await message.ack()  # stream acks only return credit
-            offset = codec.stream_offset(message.headers)
-            if offset < next_offset:
-                continue
-            next_offset = offset + 1
+    stream = read_stream(connection, names.log_queue, after_sequence, prefetch=prefetch, attached=attached)
+    async with contextlib.aclosing(stream) as records:
+        async for offset, message in records:
             try:
                 event = codec.decode(message.body, message.headers, message.type)
             except DecodeError as exc:
@@ -110,6 +132,3 @@ async def read_log(
                 continue
             event.sequence = offset + 1
             yield event
-    finally:
-        if not channel.is_closed:
-            await channel.close()

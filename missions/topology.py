@@ -4,10 +4,15 @@ Layout (``ns`` is the namespace, default ``missions``)::
 
     ns.events        topic exchange every MissionEvent is published to, once
     ns.log           stream queue bound to "#": the durable ordered event log
-    ns.work          priority queue bound to "created.#": missions ready to run
+    ns.work          priority queue bound to "created.#", "redriven.#" and
+                     "retrying.0": missions ready to run
     ns.retry.<ms>    delay queue (fixed TTL of <ms>) bound to "retrying.<ms>";
                      expired messages dead-letter straight into ns.work
     ns.dead          dead-letter queue bound to "dead_lettered.#"
+    ns.control       stream queue of the events that move a mission past a work
+                     message (retrying, completed, dead_lettered, cancelled,
+                     redriven): workers follow it to skip stale or cancelled work
+    ns.workers       fanout exchange for worker heartbeats (transient messages)
 
 Routing keys are ``<event type>.<detail>``: ``created.<mission type>``,
 ``retrying.<delay ms>``, ``dead_lettered.<mission type>`` and so on.
@@ -47,6 +52,14 @@ class Topology:
     def dead_letter_queue(self) -> str:
         return f"{self.namespace}.dead"
 
+    @property
+    def control_queue(self) -> str:
+        return f"{self.namespace}.control"
+
+    @property
+    def workers_exchange(self) -> str:
+        return f"{self.namespace}.workers"
+
     def retry_queue(self, delay_ms: int) -> str:
         return f"{self.namespace}.retry.{delay_ms}"
 
@@ -70,7 +83,9 @@ def retry_delay_ms(event: events_pb2.MissionEvent) -> int:
 
 
 CREATED_BINDING = "created.#"
+REDRIVEN_BINDING = "redriven.#"
 DEAD_LETTERED_BINDING = "dead_lettered.#"
+CONTROL_BINDINGS = ("retrying.#", "completed.#", "dead_lettered.#", "cancelled.#", REDRIVEN_BINDING)
 
 
 def retry_binding(delay_ms: int) -> str:

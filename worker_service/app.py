@@ -3,30 +3,71 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+
+import grpc
+from grpc_health.v1 import health_pb2_grpc
 
 from missions import amqp
 from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
+from missions.health import HealthConditions
 from missions.topology import Topology
 from worker_service.consumer import MissionConsumer
 from worker_service.handlers import default_registry, load_modules
+from worker_service.heartbeat import Heartbeat
+from worker_service.ledger import MissionLedger
+from worker_service.outbox import Outbox
 from worker_service.settings import WorkerSettings
 
-__all__ = ["run_worker"]
+__all__ = ["WORKER_HEALTH_SERVICE", "run_worker"]
 
 log = logging.getLogger(__name__)
 
+# The health service name the worker reports under (besides the overall "").
+WORKER_HEALTH_SERVICE = "missions.v1.Worker"
+
+# How long the worker may take to read the control stream before it starts consuming.
+_CATCH_UP_TIMEOUT_S = 120
+
 
 async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: LogRetention | None = None) -> None:
-    """Run until ``stop`` is set, then drain running missions and close."""
+    """Run until ``stop`` is set, then drain running missions and close.
+
+    Start-up order: connect, declare the topology, read the control stream up to now,
+    then consume work. Health is SERVING only while connected, following the control
+    stream and consuming.
+    """
     load_modules(settings.handler_modules)
-    connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}")
-    try:
-        publisher = await EventPublisher.open(connection, Topology(settings.namespace), retention or LogRetention())
-        consumer = MissionConsumer(settings, connection, publisher, default_registry)
-        await consumer.run(stop)
-        await publisher.close()
-    finally:
-        await connection.close()
+    names = Topology(settings.namespace)
+    health = HealthConditions(WORKER_HEALTH_SERVICE, "broker connection", "control stream", "consuming")
+    async with contextlib.AsyncExitStack() as stack:
+        connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}")
+        stack.push_async_callback(connection.close)
+        await health.track(connection, "broker connection")
+        if settings.health_listen:
+            server = grpc.aio.server()
+            health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
+            if server.add_insecure_port(settings.health_listen) == 0:
+                raise OSError(f"cannot listen on {settings.health_listen} for health checks")
+            await server.start()
+            stack.push_async_callback(server.stop, 1)
+            log.info("worker health service on %s", settings.health_listen)
+        publisher = await EventPublisher.open(connection, names, retention or LogRetention())
+        stack.push_async_callback(publisher.close)
+        ledger = MissionLedger()
+        consumer = MissionConsumer(settings, connection, Outbox(publisher), default_registry, ledger)
+        heartbeat = Heartbeat(settings, consumer, lambda: default_registry.names)
+        async with asyncio.TaskGroup() as tasks:
+            following = tasks.create_task(ledger.follow(connection, names))
+            await asyncio.wait_for(ledger.caught_up.wait(), _CATCH_UP_TIMEOUT_S)
+            await health.set("control stream", True)
+            tasks.create_task(heartbeat.run(connection, stop))
+            consuming = tasks.create_task(consumer.run(stop))
+            await consumer.consuming.wait()
+            await health.set("consuming", True)
+            await consuming
+            await health.set("consuming", False)
+            following.cancel()
     log.info("worker %s stopped", settings.worker_id)

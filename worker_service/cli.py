@@ -54,6 +54,24 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         default=float(env("DRAIN_TIMEOUT", "30")),
         help="seconds running missions get to finish on shutdown [MISSIONS_DRAIN_TIMEOUT]",
     )
+    parser.add_argument(
+        "--cancel-grace",
+        type=float,
+        default=float(env("CANCEL_GRACE", "5")),
+        help="seconds a cancelled or timed-out handler gets to return before its task is cancelled"
+        " [MISSIONS_CANCEL_GRACE]",
+    )
+    parser.add_argument(
+        "--heartbeat-interval",
+        type=float,
+        default=float(env("HEARTBEAT_INTERVAL", "5")),
+        help="seconds between heartbeats [MISSIONS_HEARTBEAT_INTERVAL]",
+    )
+    parser.add_argument(
+        "--health-listen",
+        default=env("WORKER_HEALTH_LISTEN", ""),
+        help="serve gRPC health checks on this address, e.g. 127.0.0.1:50052 [MISSIONS_WORKER_HEALTH_LISTEN]",
+    )
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
@@ -67,6 +85,9 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         retry_max=_seconds("--retry-max", args.retry_max),
         default_timeout=_seconds("--default-timeout", args.default_timeout, positive=True),
         drain_timeout=_seconds("--drain-timeout", args.drain_timeout),
+        cancel_grace=_seconds("--cancel-grace", args.cancel_grace),
+        heartbeat_interval=_seconds("--heartbeat-interval", args.heartbeat_interval, positive=True),
+        health_listen=args.health_listen,
     )
     return settings, args
 

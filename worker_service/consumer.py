@@ -1,8 +1,13 @@
 """Deliveries in, events out: runs each mission attempt and settles its delivery once.
 
-A delivery is acked only after the attempt's terminal events (COMPLETED; FAILED plus
+A delivery is acked only after the attempt's outcome events (COMPLETED; FAILED plus
 RETRYING or DEAD_LETTERED) are confirmed by the broker, so a crash at any point leaves
-the delivery to be redelivered: execution is at-least-once.
+the delivery to be redelivered: execution is at-least-once. A redelivered message means
+the attempt that had it was lost (its worker died or was cut off): it is recorded as a
+failed attempt with the error type ``WorkerLost`` and the retry policy decides what
+follows, so a mission that kills its worker every time ends DEAD_LETTERED after
+``max_attempts`` deliveries. Work the ledger knows to be stale (cancelled, finished, or
+an attempt already over) is acked and dropped without running.
 """
 
 from __future__ import annotations
@@ -10,20 +15,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
+import aio_pika
+import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
-from missions.backoff import full_jitter
-from missions.errors import BrokerUnavailableError, DecodeError
-from missions.eventlog import EventPublisher
-from missions.events import duration, new_event
+from missions.errors import DecodeError
+from missions.events import new_event
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
+from worker_service.ledger import MissionLedger
+from worker_service.outbox import Outbox
+from worker_service.outcomes import outcome_events
 from worker_service.runner import Outcome, run_attempt
 from worker_service.settings import WorkerSettings
 
@@ -33,7 +42,15 @@ log = logging.getLogger(__name__)
 
 E = events_pb2
 
-_EventFactory = Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]
+# Settling a delivery whose channel has since been closed fails harmlessly: the broker
+# redelivers it, and the ledger then knows it is stale.
+_SETTLE_ERRORS = (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, RuntimeError)
+
+_WORKER_LOST = mission_pb2.MissionError(
+    type="WorkerLost",
+    message="the worker running this attempt stopped before finishing it (crash, kill or lost connection)",
+    retryable=True,
+)
 
 
 def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
@@ -42,6 +59,8 @@ def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
         source = event.created.mission
     elif event.type == E.EVENT_TYPE_RETRYING:
         source = event.retrying.mission
+    elif event.type == E.EVENT_TYPE_REDRIVEN:
+        source = event.redriven.mission
     else:
         raise DecodeError(f"{E.EventType.Name(event.type)} is not a runnable event")
     mission = mission_pb2.Mission()
@@ -57,19 +76,26 @@ class MissionConsumer:
         self,
         settings: WorkerSettings,
         connection: AbstractConnection,
-        publisher: EventPublisher,
+        outbox: Outbox,
         registry: HandlerRegistry,
+        ledger: MissionLedger,
     ) -> None:
         self._settings = settings
         self._connection = connection
-        self._publisher = publisher
+        self._outbox = outbox
         self._registry = registry
+        self._ledger = ledger
         self._names = Topology(settings.namespace)
-        self._running: dict[asyncio.Task[None], MissionContext | None] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._contexts: dict[str, MissionContext] = {}
+        self.consuming = asyncio.Event()
+        self.last_delivery_time: float | None = None
+        self.finished = 0
+        ledger.on_cancel(self._cancel)
 
     @property
     def running(self) -> int:
-        return len(self._running)
+        return len(self._tasks)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then drain: see WorkerSettings.drain_timeout."""
@@ -78,6 +104,7 @@ class MissionConsumer:
             await channel.set_qos(prefetch_count=self._settings.concurrency)
             queue = await channel.get_queue(self._names.work_queue)
             tag = await queue.consume(self._on_delivery)
+            self.consuming.set()
             log.info(
                 "worker %s consuming %s (concurrency %d, handlers: %s)",
                 self._settings.worker_id,
@@ -86,29 +113,39 @@ class MissionConsumer:
                 ", ".join(self._registry.names),
             )
             await stop.wait()
+            self.consuming.clear()
             await queue.cancel(tag)
             await self._drain()
         finally:
+            self.consuming.clear()
             # Unacked deliveries go back to the queue when the channel closes.
             if not channel.is_closed:
                 await channel.close()
 
+    def _cancel(self, event: events_pb2.MissionEvent) -> None:
+        ctx = self._contexts.get(event.mission_id)
+        if ctx is not None and not ctx.cancelled.is_set():
+            log.info("mission %s cancelled while running: %s", event.mission_id, event.cancelled.reason or "-")
+            ctx.cancelled.set()
+
     async def _drain(self) -> None:
-        if not self._running:
+        if not self._tasks:
             return
-        log.info("draining %d running missions (up to %s)", len(self._running), self._settings.drain_timeout)
-        _, pending = await asyncio.wait(self._running, timeout=self._settings.drain_timeout.total_seconds())
+        log.info("draining %d running missions (up to %s)", len(self._tasks), self._settings.drain_timeout)
+        _, pending = await asyncio.wait(self._tasks, timeout=self._settings.drain_timeout.total_seconds())
+        if pending:
+            log.warning("%d missions still running after the drain timeout: interrupting them", len(pending))
+        for ctx in self._contexts.values():
+            ctx.cancelled.set()
         for task in pending:
-            ctx = self._running.get(task)
-            if ctx is not None:
-                ctx.cancelled.set()
             task.cancel()
         await asyncio.gather(*pending, return_exceptions=True)
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
+        self.last_delivery_time = time.time()
         task = asyncio.create_task(self._handle(message))
-        self._running[task] = None
-        task.add_done_callback(self._running.pop)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -118,27 +155,33 @@ class MissionConsumer:
             log.error("rejecting undecodable work message %s: %s", message.message_id, exc)
             await message.reject(requeue=False)
             return
-        try:
-            await self._execute(mission, event.correlation_id, message)
+        if self._ledger.is_stale(mission):
+            log.info("mission %s attempt %d is cancelled or already handled: dropped", mission.id, mission.attempt)
+        elif message.redelivered:
+            log.warning("mission %s attempt %d was lost by its worker", mission.id, mission.attempt)
+            await self._publish_outcome(mission, event.correlation_id, Outcome(timedelta(0), error=_WORKER_LOST))
+        else:
+            await self._execute(mission, event.correlation_id)
+        with contextlib.suppress(*_SETTLE_ERRORS):
             await message.ack()
-        except BrokerUnavailableError as exc:
-            log.warning("mission %s: %s; leaving the delivery to be redelivered", mission.id, exc)
-            with contextlib.suppress(Exception):
-                await message.nack(requeue=True)
 
-    async def _execute(
-        self, mission: mission_pb2.Mission, correlation_id: str, message: AbstractIncomingMessage
-    ) -> None:
-        settings = self._settings
-
+    def _factory(
+        self, mission: mission_pb2.Mission, correlation_id: str
+    ) -> Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]:
         def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
-            return new_event(mission, kind, source=settings.worker_id, correlation_id=correlation_id)
+            return new_event(mission, kind, source=self._settings.worker_id, correlation_id=correlation_id)
+
+        return event
+
+    async def _execute(self, mission: mission_pb2.Mission, correlation_id: str) -> None:
+        settings = self._settings
+        event = self._factory(mission, correlation_id)
 
         async def progress(fraction: float, text: str) -> None:
             update = event(E.EVENT_TYPE_PROGRESS)
             update.progress.fraction = fraction
             update.progress.message = text
-            await self._publisher.publish(update)
+            await self._outbox.publish(update)
 
         ctx = MissionContext(
             mission_id=mission.id,
@@ -148,55 +191,27 @@ class MissionConsumer:
             labels=dict(mission.labels),
             _progress=progress,
         )
-        self._running[asyncio.current_task()] = ctx  # type: ignore[index]
-        started = event(E.EVENT_TYPE_STARTED)
-        started.started.worker_id = settings.worker_id
-        await self._publisher.publish(started)
-        log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
-        timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
-        outcome = await run_attempt(self._registry, ctx, mission.payload, timeout or settings.default_timeout)
-        for follow_up in self._outcome_events(mission, outcome, event):
-            await self._publisher.publish(follow_up, priority=mission.priority)
+        self._contexts[mission.id] = ctx
+        try:
+            started = event(E.EVENT_TYPE_STARTED)
+            started.started.worker_id = settings.worker_id
+            await self._outbox.publish(started)
+            log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
+            timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
+            outcome = await run_attempt(
+                self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace
+            )
+        finally:
+            del self._contexts[mission.id]
+        if self._ledger.is_stale(mission):
+            log.info("mission %s attempt %d ended after its cancellation: outcome dropped", mission.id, mission.attempt)
+            return
+        await self._publish_outcome(mission, correlation_id, outcome)
 
-    def _outcome_events(
-        self, mission: mission_pb2.Mission, outcome: Outcome, event: _EventFactory
-    ) -> list[events_pb2.MissionEvent]:
-        """COMPLETED; or FAILED then RETRYING; or FAILED then DEAD_LETTERED."""
-        if outcome.result is not None:
-            done = event(E.EVENT_TYPE_COMPLETED)
-            done.completed.result.CopyFrom(outcome.result)
-            done.completed.duration.CopyFrom(duration(outcome.duration))
-            log.info("mission %s attempt %d succeeded in %s", mission.id, mission.attempt, outcome.duration)
-            return [done]
-        assert outcome.error is not None
-        will_retry = outcome.error.retryable and mission.attempt < mission.max_attempts
-        failed = event(E.EVENT_TYPE_FAILED)
-        failed.failed.error.CopyFrom(outcome.error)
-        failed.failed.will_retry = will_retry
-        failed.failed.duration.CopyFrom(duration(outcome.duration))
-        log.info(
-            "mission %s attempt %d failed (%s: %s)%s",
-            mission.id,
-            mission.attempt,
-            outcome.error.type,
-            outcome.error.message,
-            "; will retry" if will_retry else "",
-        )
-        if will_retry:
-            delay = full_jitter(mission.attempt, self._settings.retry_base, self._settings.retry_max)
-            retry = event(E.EVENT_TYPE_RETRYING)
-            retry.retrying.error.CopyFrom(outcome.error)
-            retry.retrying.delay.CopyFrom(duration(delay))
-            retry.retrying.next_attempt_time.FromDatetime(retry.time.ToDatetime() + delay)
-            retry.retrying.mission.CopyFrom(mission)
-            retry.retrying.mission.state = mission_pb2.MISSION_STATE_RETRYING
-            retry.retrying.mission.error.CopyFrom(outcome.error)
-            return [failed, retry]
-        dead = event(E.EVENT_TYPE_DEAD_LETTERED)
-        reason = "attempts exhausted" if outcome.error.retryable else "non-retryable error"
-        dead.dead_lettered.reason = f"{reason} after attempt {mission.attempt} of {mission.max_attempts}"
-        dead.dead_lettered.last_error.CopyFrom(outcome.error)
-        dead.dead_lettered.mission.CopyFrom(mission)
-        dead.dead_lettered.mission.state = mission_pb2.MISSION_STATE_FAILED
-        dead.dead_lettered.mission.error.CopyFrom(outcome.error)
-        return [failed, dead]
+    async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
+        events = outcome_events(mission, outcome, self._factory(mission, correlation_id), self._settings)
+        for follow_up in events:
+            await self._outbox.publish(follow_up, priority=mission.priority)
+            # What we published is known at once, before the control stream echoes it.
+            self._ledger.observe(follow_up)
+        self.finished += 1

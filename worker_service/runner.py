@@ -45,14 +45,22 @@ def _to_struct(result: Any) -> struct_pb2.Struct:
 
 
 async def run_attempt(
-    registry: HandlerRegistry, ctx: MissionContext, payload: struct_pb2.Struct, timeout: timedelta
+    registry: HandlerRegistry,
+    ctx: MissionContext,
+    payload: struct_pb2.Struct,
+    timeout: timedelta,
+    cancel_grace: timedelta = timedelta(seconds=5),
 ) -> Outcome:
     """Run the handler for ``ctx.mission_type``; never raises except on cancellation.
 
     Handler exceptions become retryable errors named after their class, except
-    NonRetryableError. Passing ``timeout`` cancels the handler and fails the attempt
-    with the retryable error type ``DeadlineExceeded``. An unknown type fails with the
-    non-retryable ``UnknownMissionType``.
+    NonRetryableError. An unknown type fails with the non-retryable ``UnknownMissionType``.
+
+    Stopping: when ``timeout`` passes, or someone sets ``ctx.cancelled`` (a cancellation
+    or a shutdown), ``ctx.cancelled`` is set and the handler gets ``cancel_grace`` to
+    return; then its task is cancelled (a thread-run handler cannot be interrupted and
+    finishes in the background). A timeout fails the attempt with the retryable error
+    type ``DeadlineExceeded``; an interruption with ``Cancelled``.
     """
     started = time.monotonic()
 
@@ -65,20 +73,41 @@ async def run_attempt(
         message = f"no handler for mission type {ctx.mission_type!r} on this worker (known: {known})"
         return Outcome(elapsed(), error=_error("UnknownMissionType", message, retryable=False))
     arguments = json_format.MessageToDict(payload)
-    deadline = asyncio.timeout(timeout.total_seconds())
+    if registry.is_async(ctx.mission_type):
+        call: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx, arguments))
+    else:
+        call = asyncio.ensure_future(asyncio.to_thread(fn, ctx, arguments))
+    interrupted = asyncio.ensure_future(ctx.cancelled.wait())
     try:
-        async with deadline:
-            if registry.is_async(ctx.mission_type):
-                raw = await fn(ctx, arguments)
-            else:
-                raw = await asyncio.to_thread(fn, ctx, arguments)
-        return Outcome(elapsed(), result=_to_struct(raw))
-    except TimeoutError as exc:
-        if not deadline.expired():  # the handler's own timeout, not the attempt's
-            return Outcome(elapsed(), error=_error(type(exc).__name__, str(exc) or repr(exc), retryable=True))
-        ctx.cancelled.set()
-        return Outcome(elapsed(), error=_error("DeadlineExceeded", f"attempt exceeded its timeout of {timeout}", True))
-    except NonRetryableError as exc:
-        return Outcome(elapsed(), error=_error(type(exc).__name__, str(exc), retryable=False))
-    except Exception as exc:
-        return Outcome(elapsed(), error=_error(type(exc).__name__, str(exc) or repr(exc), retryable=True))
+        done, _ = await asyncio.wait(
+            {call, interrupted}, timeout=timeout.total_seconds(), return_when=asyncio.FIRST_COMPLETED
+        )
+        if call not in done:
+            expired = interrupted not in done
+            ctx.cancelled.set()
+            await asyncio.wait({call}, timeout=cancel_grace.total_seconds())
+            if not call.done():
+                call.cancel()
+                await asyncio.wait({call})
+            if expired:
+                message = f"attempt exceeded its timeout of {timeout}"
+                return Outcome(elapsed(), error=_error("DeadlineExceeded", message, retryable=True))
+            if call.cancelled():
+                return Outcome(elapsed(), error=_error("Cancelled", "the attempt was interrupted", retryable=True))
+        return _settle(call, elapsed())
+    finally:
+        interrupted.cancel()
+        if not call.done():  # we were cancelled ourselves (worker shutdown): stop the handler too
+            call.cancel()
+
+
+def _settle(call: asyncio.Future[Any], elapsed: timedelta) -> Outcome:
+    """The outcome of a finished handler call."""
+    exc = call.exception()
+    if exc is None:
+        try:
+            return Outcome(elapsed, result=_to_struct(call.result()))
+        except NonRetryableError as invalid:
+            exc = invalid
+    retryable = not isinstance(exc, NonRetryableError)
+    return Outcome(elapsed, error=_error(type(exc).__name__, str(exc) or repr(exc), retryable=retryable))

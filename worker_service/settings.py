@@ -24,6 +24,10 @@ class WorkerSettings:
         retry_max: backoff cap, default 5 min.
         default_timeout: attempt timeout when the mission sets none, default 5 min.
         drain_timeout: on shutdown, how long running missions may finish, default 30 s.
+        cancel_grace: how long a cancelled or timed-out handler may take to return after
+            ``ctx.cancelled`` is set before its task is cancelled, default 5 s.
+        heartbeat_interval: how often the worker announces itself, default 5 s.
+        health_listen: address of the worker's gRPC health service ("" = none).
     """
 
     amqp_url: str
@@ -35,6 +39,9 @@ class WorkerSettings:
     retry_max: timedelta = timedelta(minutes=5)
     default_timeout: timedelta = timedelta(minutes=5)
     drain_timeout: timedelta = timedelta(seconds=30)
+    cancel_grace: timedelta = timedelta(seconds=5)
+    heartbeat_interval: timedelta = timedelta(seconds=5)
+    health_listen: str = ""
 
     def __repr__(self) -> str:
         return (

@@ -47,6 +47,10 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     """The mission was cancelled. Final event of the mission."""
     EVENT_TYPE_DEAD_LETTERED: _EventType.ValueType  # 8
     """The mission failed for good and was moved to the dead-letter queue. Final event."""
+    EVENT_TYPE_REDRIVEN: _EventType.ValueType  # 9
+    """A dead-lettered mission was put back in the queue by RedriveMission, with a fresh
+    attempt budget; the mission is QUEUED again and continues with a STARTED event.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of state change."""
@@ -69,6 +73,10 @@ EVENT_TYPE_CANCELLED: EventType.ValueType  # 7
 """The mission was cancelled. Final event of the mission."""
 EVENT_TYPE_DEAD_LETTERED: EventType.ValueType  # 8
 """The mission failed for good and was moved to the dead-letter queue. Final event."""
+EVENT_TYPE_REDRIVEN: EventType.ValueType  # 9
+"""A dead-lettered mission was put back in the queue by RedriveMission, with a fresh
+attempt budget; the mission is QUEUED again and continues with a STARTED event.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
 @_typing.final
@@ -117,6 +125,7 @@ class MissionEvent(_message.Message):
     RETRYING_FIELD_NUMBER: _builtins.int
     CANCELLED_FIELD_NUMBER: _builtins.int
     DEAD_LETTERED_FIELD_NUMBER: _builtins.int
+    REDRIVEN_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the event (a UUID); a redelivered event keeps its id."""
     sequence: _builtins.int
@@ -177,6 +186,10 @@ class MissionEvent(_message.Message):
     def dead_lettered(self) -> Global___DeadLetteredEvent:
         """Set for EVENT_TYPE_DEAD_LETTERED."""
 
+    @_builtins.property
+    def redriven(self) -> Global___RedrivenEvent:
+        """Set for EVENT_TYPE_REDRIVEN."""
+
     def __init__(
         self,
         *,
@@ -198,12 +211,13 @@ class MissionEvent(_message.Message):
         retrying: Global___RetryingEvent | None = ...,
         cancelled: Global___CancelledEvent | None = ...,
         dead_lettered: Global___DeadLetteredEvent | None = ...,
+        redriven: Global___RedrivenEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "progress", b"progress", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered"]  # noqa: Y015
+    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
@@ -395,19 +409,25 @@ class CancelledEvent(_message.Message):
 
     REASON_FIELD_NUMBER: _builtins.int
     CANCELLED_BY_FIELD_NUMBER: _builtins.int
+    PREVIOUS_STATE_FIELD_NUMBER: _builtins.int
     reason: _builtins.str
     """Why the mission was cancelled, as given to CancelMission."""
     cancelled_by: _builtins.str
-    """Who asked for the cancellation."""
+    """Who asked for the cancellation: the authenticated principal, or the client's
+    peer address when the service runs without authentication.
+    """
+    previous_state: _mission_pb2.MissionState.ValueType
+    """The state the mission was in when it was cancelled."""
     def __init__(
         self,
         *,
         reason: _builtins.str = ...,
         cancelled_by: _builtins.str = ...,
+        previous_state: _mission_pb2.MissionState.ValueType = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_by", b"cancelled_by", "reason", b"reason"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cancelled_by", b"cancelled_by", "previous_state", b"previous_state", "reason", b"reason"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -446,3 +466,37 @@ class DeadLetteredEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DeadLetteredEvent: _TypeAlias = DeadLetteredEvent  # noqa: Y015
+
+@_typing.final
+class RedrivenEvent(_message.Message):
+    """Details of EVENT_TYPE_REDRIVEN."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSION_FIELD_NUMBER: _builtins.int
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    REDRIVE_COUNT_FIELD_NUMBER: _builtins.int
+    requested_by: _builtins.str
+    """Who asked for the redrive (see CancelledEvent.cancelled_by)."""
+    redrive_count: _builtins.int
+    """How many times this mission has been redriven, including this time."""
+    @_builtins.property
+    def mission(self) -> _mission_pb2.Mission:
+        """The mission as it runs again: state QUEUED, attempt 0 (the next STARTED is
+        attempt 1) and the new attempt budget in `max_attempts`.
+        """
+
+    def __init__(
+        self,
+        *,
+        mission: _mission_pb2.Mission | None = ...,
+        requested_by: _builtins.str = ...,
+        redrive_count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mission", b"mission"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mission", b"mission", "redrive_count", b"redrive_count", "requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedrivenEvent: _TypeAlias = RedrivenEvent  # noqa: Y015

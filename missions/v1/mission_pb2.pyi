@@ -143,6 +143,10 @@ class Mission(_message.Message):
     WORKER_ID_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
     PROGRESS_MESSAGE_FIELD_NUMBER: _builtins.int
+    DEAD_LETTERED_FIELD_NUMBER: _builtins.int
+    REDRIVE_COUNT_FIELD_NUMBER: _builtins.int
+    SUBMITTED_BY_FIELD_NUMBER: _builtins.int
+    CORRELATION_ID_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Unique id (a UUID). When the mission was submitted with an
     idempotency key the id derives deterministically from the key.
@@ -169,6 +173,20 @@ class Mission(_message.Message):
     """Output only. Last progress reported by the handler, 0..1."""
     progress_message: _builtins.str
     """Output only. Message that came with the last progress report."""
+    dead_lettered: _builtins.bool
+    """Output only. True while the mission sits in the dead-letter queue (it failed for
+    good and has not been redriven).
+    """
+    redrive_count: _builtins.int
+    """Output only. How many times the mission was redriven out of the dead-letter queue."""
+    submitted_by: _builtins.str
+    """Output only. Who submitted the mission: the authenticated principal, or the
+    client's peer address when the service runs without authentication.
+    """
+    correlation_id: _builtins.str
+    """Output only. Correlation id of the submission (the `x-correlation-id` metadata, or
+    generated); every event of the mission carries it.
+    """
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """JSON-like input handed to the handler."""
@@ -228,10 +246,14 @@ class Mission(_message.Message):
         worker_id: _builtins.str = ...,
         progress: _builtins.float = ...,
         progress_message: _builtins.str = ...,
+        dead_lettered: _builtins.bool = ...,
+        redrive_count: _builtins.int = ...,
+        submitted_by: _builtins.str = ...,
+        correlation_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "payload", b"payload", "result", b"result", "start_time", b"start_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "create_time", b"create_time", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_sequence", b"last_sequence", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "result", b"result", "start_time", b"start_time", "state", b"state", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_sequence", b"last_sequence", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "redrive_count", b"redrive_count", "result", b"result", "start_time", b"start_time", "state", b"state", "submitted_by", b"submitted_by", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

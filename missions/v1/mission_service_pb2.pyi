@@ -11,6 +11,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from missions.v1 import events_pb2 as _events_pb2
 from missions.v1 import mission_pb2 as _mission_pb2
+from missions.v1 import worker_pb2 as _worker_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -353,3 +354,256 @@ class WatchEventsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___WatchEventsResponse: _TypeAlias = WatchEventsResponse  # noqa: Y015
+
+@_typing.final
+class ListWorkersRequest(_message.Message):
+    """Request of ListWorkers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INCLUDE_GONE_FIELD_NUMBER: _builtins.int
+    include_gone: _builtins.bool
+    """Also list workers that stopped or were lost more than 10 minutes ago
+    (they are forgotten after an hour).
+    """
+    def __init__(
+        self,
+        *,
+        include_gone: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["include_gone", b"include_gone"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersRequest: _TypeAlias = ListWorkersRequest  # noqa: Y015
+
+@_typing.final
+class ListWorkersResponse(_message.Message):
+    """Response of ListWorkers."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    WORKERS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def workers(self) -> _containers.RepeatedCompositeFieldContainer[_worker_pb2.Worker]:
+        """The workers, by id."""
+
+    def __init__(
+        self,
+        *,
+        workers: _abc.Iterable[_worker_pb2.Worker] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["workers", b"workers"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListWorkersResponse: _TypeAlias = ListWorkersResponse  # noqa: Y015
+
+@_typing.final
+class GetStatsRequest(_message.Message):
+    """Request of GetStats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsRequest: _TypeAlias = GetStatsRequest  # noqa: Y015
+
+@_typing.final
+class GetStatsResponse(_message.Message):
+    """Response of GetStats."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATES_FIELD_NUMBER: _builtins.int
+    QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    DEAD_LETTER_DEPTH_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_LAST_HOUR_FIELD_NUMBER: _builtins.int
+    FAILED_LAST_HOUR_FIELD_NUMBER: _builtins.int
+    ACTIVE_WORKERS_FIELD_NUMBER: _builtins.int
+    LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    queue_depth: _builtins.int
+    """Messages waiting in the work queue (queued missions not yet delivered to a worker)."""
+    dead_letter_depth: _builtins.int
+    """Messages in the dead-letter queue."""
+    running: _builtins.int
+    """Missions RUNNING now."""
+    succeeded_last_hour: _builtins.int
+    """Missions that SUCCEEDED in the last hour."""
+    failed_last_hour: _builtins.int
+    """Missions that ended FAILED in the last hour."""
+    active_workers: _builtins.int
+    """Workers whose heartbeats arrive on time."""
+    last_sequence: _builtins.int
+    """Sequence of the last event this replica has applied."""
+    @_builtins.property
+    def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
+        """Number of missions in each state (states with no mission are omitted)."""
+
+    def __init__(
+        self,
+        *,
+        states: _abc.Iterable[Global___StateCount] | None = ...,
+        queue_depth: _builtins.int = ...,
+        dead_letter_depth: _builtins.int = ...,
+        running: _builtins.int = ...,
+        succeeded_last_hour: _builtins.int = ...,
+        failed_last_hour: _builtins.int = ...,
+        active_workers: _builtins.int = ...,
+        last_sequence: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "queue_depth", b"queue_depth", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class StateCount(_message.Message):
+    """A number of missions in one state."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    COUNT_FIELD_NUMBER: _builtins.int
+    state: _mission_pb2.MissionState.ValueType
+    """The state."""
+    count: _builtins.int
+    """How many missions are in it."""
+    def __init__(
+        self,
+        *,
+        state: _mission_pb2.MissionState.ValueType = ...,
+        count: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StateCount: _TypeAlias = StateCount  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersRequest(_message.Message):
+    """Request of ListDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    TYPE_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """Maximum missions per page, as in ListMissionsRequest."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous page; empty for the first page."""
+    type: _builtins.str
+    """Only missions of this handler type; empty means every type."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        type: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersRequest: _TypeAlias = ListDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class ListDeadLettersResponse(_message.Message):
+    """Response of ListDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSIONS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Token for the next page; empty when this is the last page."""
+    @_builtins.property
+    def missions(self) -> _containers.RepeatedCompositeFieldContainer[_mission_pb2.Mission]:
+        """The dead-lettered missions, oldest first; `error` holds the last error."""
+
+    def __init__(
+        self,
+        *,
+        missions: _abc.Iterable[_mission_pb2.Mission] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missions", b"missions", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDeadLettersResponse: _TypeAlias = ListDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class RedriveMissionRequest(_message.Message):
+    """Request of RedriveMission."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSION_ID_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    mission_id: _builtins.str
+    """Id of a dead-lettered mission. Required."""
+    max_attempts: _builtins.int
+    """Attempt budget of the redriven mission: 0 means the mission's original
+    max_attempts; at most 100.
+    """
+    def __init__(
+        self,
+        *,
+        mission_id: _builtins.str = ...,
+        max_attempts: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["max_attempts", b"max_attempts", "mission_id", b"mission_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveMissionRequest: _TypeAlias = RedriveMissionRequest  # noqa: Y015
+
+@_typing.final
+class RedriveMissionResponse(_message.Message):
+    """Response of RedriveMission."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSION_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def mission(self) -> _mission_pb2.Mission:
+        """The mission, QUEUED again."""
+
+    def __init__(
+        self,
+        *,
+        mission: _mission_pb2.Mission | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["mission", b"mission"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["mission", b"mission"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveMissionResponse: _TypeAlias = RedriveMissionResponse  # noqa: Y015

@@ -65,6 +65,26 @@ class MissionServiceStub:
                 request_serializer=missions_dot_v1_dot_mission__service__pb2.WatchEventsRequest.SerializeToString,
                 response_deserializer=missions_dot_v1_dot_mission__service__pb2.WatchEventsResponse.FromString,
                 _registered_method=True)
+        self.ListWorkers = channel.unary_unary(
+                '/missions.v1.MissionService/ListWorkers',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.ListWorkersRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.ListWorkersResponse.FromString,
+                _registered_method=True)
+        self.GetStats = channel.unary_unary(
+                '/missions.v1.MissionService/GetStats',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.GetStatsRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.GetStatsResponse.FromString,
+                _registered_method=True)
+        self.ListDeadLetters = channel.unary_unary(
+                '/missions.v1.MissionService/ListDeadLetters',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.ListDeadLettersRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.ListDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.RedriveMission = channel.unary_unary(
+                '/missions.v1.MissionService/RedriveMission',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionResponse.FromString,
+                _registered_method=True)
 
 
 class MissionServiceServicer:
@@ -118,6 +138,35 @@ class MissionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListWorkers(self, request, context):
+        """Lists the workers that sent a heartbeat recently, including those now LOST.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetStats(self, request, context):
+        """Returns mission counts, queue depths and recent outcomes.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDeadLetters(self, request, context):
+        """Lists dead-lettered missions (failed for good and not redriven), oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RedriveMission(self, request, context):
+        """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
+        emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MissionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -145,6 +194,26 @@ def add_MissionServiceServicer_to_server(servicer, server):
                     servicer.WatchEvents,
                     request_deserializer=missions_dot_v1_dot_mission__service__pb2.WatchEventsRequest.FromString,
                     response_serializer=missions_dot_v1_dot_mission__service__pb2.WatchEventsResponse.SerializeToString,
+            ),
+            'ListWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListWorkers,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.ListWorkersRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.ListWorkersResponse.SerializeToString,
+            ),
+            'GetStats': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStats,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.GetStatsRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.GetStatsResponse.SerializeToString,
+            ),
+            'ListDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDeadLetters,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.ListDeadLettersRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.ListDeadLettersResponse.SerializeToString,
+            ),
+            'RedriveMission': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveMission,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -288,6 +357,114 @@ class MissionService:
             '/missions.v1.MissionService/WatchEvents',
             missions_dot_v1_dot_mission__service__pb2.WatchEventsRequest.SerializeToString,
             missions_dot_v1_dot_mission__service__pb2.WatchEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/ListWorkers',
+            missions_dot_v1_dot_mission__service__pb2.ListWorkersRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.ListWorkersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStats(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/GetStats',
+            missions_dot_v1_dot_mission__service__pb2.GetStatsRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.GetStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/ListDeadLetters',
+            missions_dot_v1_dot_mission__service__pb2.ListDeadLettersRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.ListDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveMission(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/RedriveMission',
+            missions_dot_v1_dot_mission__service__pb2.RedriveMissionRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.RedriveMissionResponse.FromString,
             options,
             channel_credentials,
             insecure,

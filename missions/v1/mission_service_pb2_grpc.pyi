@@ -59,6 +59,16 @@ class MissionServiceStub:
     every watched mission has emitted its final event (COMPLETED, CANCELLED or
     DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
     """
+    ListWorkers: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListWorkersRequest, _mission_service_pb2.ListWorkersResponse]
+    """Lists the workers that sent a heartbeat recently, including those now LOST."""
+    GetStats: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.GetStatsRequest, _mission_service_pb2.GetStatsResponse]
+    """Returns mission counts, queue depths and recent outcomes."""
+    ListDeadLetters: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListDeadLettersRequest, _mission_service_pb2.ListDeadLettersResponse]
+    """Lists dead-lettered missions (failed for good and not redriven), oldest first."""
+    RedriveMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.RedriveMissionRequest, _mission_service_pb2.RedriveMissionResponse]
+    """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
+    emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
+    """
 
 @_typing.type_check_only
 class MissionServiceAsyncStub(MissionServiceStub):
@@ -90,6 +100,16 @@ class MissionServiceAsyncStub(MissionServiceStub):
     duplicate at the hand-over. With `mission_ids`, the stream ends with OK once
     every watched mission has emitted its final event (COMPLETED, CANCELLED or
     DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
+    """
+    ListWorkers: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListWorkersRequest, _mission_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
+    """Lists the workers that sent a heartbeat recently, including those now LOST."""
+    GetStats: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.GetStatsRequest, _mission_service_pb2.GetStatsResponse]  # type: ignore[assignment]
+    """Returns mission counts, queue depths and recent outcomes."""
+    ListDeadLetters: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListDeadLettersRequest, _mission_service_pb2.ListDeadLettersResponse]  # type: ignore[assignment]
+    """Lists dead-lettered missions (failed for good and not redriven), oldest first."""
+    RedriveMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.RedriveMissionRequest, _mission_service_pb2.RedriveMissionResponse]  # type: ignore[assignment]
+    """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
+    emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
     """
 
 class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -149,6 +169,40 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         duplicate at the hand-over. With `mission_ids`, the stream ends with OK once
         every watched mission has emitted its final event (COMPLETED, CANCELLED or
         DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
+        """
+
+    @_abc_1.abstractmethod
+    def ListWorkers(
+        self,
+        request: _mission_service_pb2.ListWorkersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.ListWorkersResponse, _abc.Awaitable[_mission_service_pb2.ListWorkersResponse]]:
+        """Lists the workers that sent a heartbeat recently, including those now LOST."""
+
+    @_abc_1.abstractmethod
+    def GetStats(
+        self,
+        request: _mission_service_pb2.GetStatsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.GetStatsResponse, _abc.Awaitable[_mission_service_pb2.GetStatsResponse]]:
+        """Returns mission counts, queue depths and recent outcomes."""
+
+    @_abc_1.abstractmethod
+    def ListDeadLetters(
+        self,
+        request: _mission_service_pb2.ListDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.ListDeadLettersResponse, _abc.Awaitable[_mission_service_pb2.ListDeadLettersResponse]]:
+        """Lists dead-lettered missions (failed for good and not redriven), oldest first."""
+
+    @_abc_1.abstractmethod
+    def RedriveMission(
+        self,
+        request: _mission_service_pb2.RedriveMissionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.RedriveMissionResponse, _abc.Awaitable[_mission_service_pb2.RedriveMissionResponse]]:
+        """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
+        emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
         """
 
 def add_MissionServiceServicer_to_server(servicer: MissionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -141,7 +141,9 @@ async def test_timeout_cancels_the_handler_and_is_retryable() -> None:
     registry = HandlerRegistry()
     registry.register("job", hang)
     ctx, _ = mission_context("job")
-    outcome = await asyncio.wait_for(run_attempt(registry, ctx, struct(), timedelta(milliseconds=50)), 5)
+    outcome = await asyncio.wait_for(
+        run_attempt(registry, ctx, struct(), timedelta(milliseconds=50), cancel_grace=timedelta(0)), 5
+    )
     assert outcome.result is None
     assert outcome.error is not None
     assert (outcome.error.type, outcome.error.retryable) == ("DeadlineExceeded", True)
@@ -237,3 +239,46 @@ async def test_a_plain_function_error_is_classified_like_an_async_one() -> None:
     outcome = await _run(broken)
     assert outcome.error is not None
     assert (outcome.error.type, outcome.error.retryable) == ("ZeroDivisionError", True)
+
+
+async def test_an_interrupted_handler_that_ignores_the_signal_is_cancelled_after_the_grace() -> None:
+    handler_cancelled = asyncio.Event()
+    running = asyncio.Event()
+
+    async def stubborn(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        running.set()
+        try:
+            await asyncio.Event().wait()
+        except asyncio.CancelledError:
+            handler_cancelled.set()
+            raise
+        return {}
+
+    registry = HandlerRegistry()
+    registry.register("job", stubborn)
+    ctx, _ = mission_context("job")
+    attempt = asyncio.ensure_future(
+        run_attempt(registry, ctx, struct(), timedelta(seconds=60), cancel_grace=timedelta(milliseconds=20))
+    )
+    await asyncio.wait_for(running.wait(), 5)
+    ctx.cancelled.set()
+    outcome = await asyncio.wait_for(attempt, 5)
+    assert outcome.error is not None and outcome.error.type == "Cancelled"
+    assert handler_cancelled.is_set()
+
+
+async def test_a_cooperative_handler_returns_within_the_grace_when_interrupted() -> None:
+    async def polite(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
+        await ctx.cancelled.wait()
+        return {"stopped": True}
+
+    registry = HandlerRegistry()
+    registry.register("job", polite)
+    ctx, _ = mission_context("job")
+    attempt = asyncio.ensure_future(
+        run_attempt(registry, ctx, struct(), timedelta(seconds=60), cancel_grace=timedelta(seconds=30))
+    )
+    ctx.cancelled.set()
+    outcome = await asyncio.wait_for(attempt, 5)
+    assert outcome.error is None and outcome.result is not None
+    assert outcome.result["stopped"] is True

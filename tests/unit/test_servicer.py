@@ -29,6 +29,7 @@ from mission_service.status import LAST_SEQUENCE_KEY
 from mission_service.store import MissionStore
 from mission_service.validation import Limits, encode_page_token
 from mission_service.watch import EventFilter, Hub, _Subscription
+from mission_service.workers import WorkerRegistry
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
 from missions.events import new_event
@@ -75,6 +76,15 @@ class FakeBroker:
         self.log.append(stored)
         self.priorities.append(priority)
         self.follower_inbox.put_nowait(stored)
+
+    async def queue_depths(self) -> tuple[int, int]:
+        """Work queue: missions whose last event made them runnable; dead letters: DEAD_LETTERED events."""
+        last: dict[str, int] = {}
+        for event in self.log:
+            last[event.mission_id] = event.type
+        runnable = {E.EVENT_TYPE_CREATED, E.EVENT_TYPE_REDRIVEN}
+        dead = sum(1 for event in self.log if event.type == E.EVENT_TYPE_DEAD_LETTERED)
+        return sum(1 for kind in last.values() if kind in runnable), dead
 
     async def replay(self, after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
         """The log after sequence ``after`` (sequences are 1-based positions in the log).
@@ -167,6 +177,8 @@ async def running_service(buffer: int = 10_000) -> AsyncIterator[Service]:
         follower,
         hub,
         broker.replay,
+        WorkerRegistry(),
+        broker.queue_depths,
     )
     server = grpc.aio.server()
     mission_service_pb2_grpc.add_MissionServiceServicer_to_server(MissionServicer(operations), server)
@@ -371,11 +383,18 @@ async def test_cancel_an_already_cancelled_mission_returns_it(service: Service) 
     assert response.mission.state == M.MISSION_STATE_CANCELLED
 
 
-async def test_cancel_a_queued_mission_is_not_implemented_yet(service: Service) -> None:
+async def test_cancel_a_queued_mission_publishes_one_cancelled_event(service: Service) -> None:
     mission = await service.submit()
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.CancelMission(pb.CancelMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
-    assert raised.value.code() == grpc.StatusCode.UNIMPLEMENTED
+    request = pb.CancelMissionRequest(mission_id=mission.id, reason="not needed")
+    response = await service.stub.CancelMission(request, timeout=TIMEOUT)
+    assert response.mission.state == M.MISSION_STATE_CANCELLED
+    again = await service.stub.CancelMission(request, timeout=TIMEOUT)
+    assert again.mission == response.mission
+    cancelled = [event for event in service.broker.log if event.type == E.EVENT_TYPE_CANCELLED]
+    assert len(cancelled) == 1
+    assert cancelled[0].cancelled.reason == "not needed"
+    assert cancelled[0].cancelled.cancelled_by.startswith("ipv4:127.0.0.1:")
+    assert cancelled[0].cancelled.previous_state == M.MISSION_STATE_QUEUED
 
 
 async def test_list_missions_pages_through_everything_oldest_first(service: Service) -> None:

@@ -58,7 +58,6 @@ class MissionGoneError(errors.NotFoundError):
         (errors.AlreadyExistsError("key reused"), grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED"),
         (errors.FailedPreconditionError("finished"), grpc.StatusCode.FAILED_PRECONDITION, "MISSION_FINISHED"),
         (errors.BrokerUnavailableError("no broker"), grpc.StatusCode.UNAVAILABLE, "BROKER_UNAVAILABLE"),
-        (errors.UnimplementedError("later"), grpc.StatusCode.UNIMPLEMENTED, "NOT_IMPLEMENTED"),
     ],
 )
 def test_each_domain_error_has_its_code(exc: Exception, code: grpc.StatusCode, reason: str) -> None:

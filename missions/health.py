@@ -1,0 +1,48 @@
+"""gRPC health status derived from named conditions (connections up, streams followed, ...)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aio_pika.abc import AbstractRobustConnection
+from grpc_health.v1 import health, health_pb2
+
+__all__ = ["HealthConditions"]
+
+log = logging.getLogger(__name__)
+
+
+class HealthConditions:
+    """SERVING (for "" and ``service``) only while every named condition holds."""
+
+    def __init__(self, service: str, *conditions: str) -> None:
+        self.servicer = health.aio.HealthServicer()
+        self._service = service
+        self._failing = set(conditions)
+
+    @property
+    def failing(self) -> frozenset[str]:
+        return frozenset(self._failing)
+
+    async def set(self, condition: str, ok: bool) -> None:
+        (self._failing.discard if ok else self._failing.add)(condition)
+        serving = health_pb2.HealthCheckResponse.SERVING
+        status = serving if not self._failing else health_pb2.HealthCheckResponse.NOT_SERVING
+        for name in ("", self._service):
+            await self.servicer.set(name, status)
+
+    async def track(self, connection: AbstractRobustConnection, condition: str) -> None:
+        """Follow a robust connection's losses and recoveries."""
+
+        async def on_close(*_: Any) -> None:
+            log.warning("%s lost; reconnecting", condition)
+            await self.set(condition, False)
+
+        async def on_reconnect(*_: Any) -> None:
+            log.info("%s restored", condition)
+            await self.set(condition, True)
+
+        connection.close_callbacks.add(on_close)
+        connection.reconnect_callbacks.add(on_reconnect)
+        await self.set(condition, True)

@@ -1,0 +1,86 @@
+"""Worker heartbeats: a missions.v1.Worker message on the workers exchange every interval."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import Callable
+
+import aio_pika
+from aio_pika.abc import AbstractConnection
+from google.protobuf import timestamp_pb2
+
+from missions.events import duration, now
+from missions.topology import Topology
+from missions.v1 import worker_pb2
+from worker_service.consumer import MissionConsumer
+from worker_service.settings import WorkerSettings
+
+__all__ = ["HEARTBEAT_TYPE", "Heartbeat"]
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_TYPE = "missions.v1.Worker"
+
+
+class Heartbeat:
+    """Announces this worker until stopped, then once more as STOPPING."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        consumer: MissionConsumer,
+        handler_types: Callable[[], list[str]],
+    ) -> None:
+        self._settings = settings
+        self._consumer = consumer
+        self._handler_types = handler_types
+        self._started = now()
+
+    def snapshot(self, state: worker_pb2.WorkerState.ValueType) -> worker_pb2.Worker:
+        worker = worker_pb2.Worker(
+            id=self._settings.worker_id,
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            handler_types=self._handler_types(),
+            concurrency=self._settings.concurrency,
+            running=self._consumer.running,
+            start_time=self._started,
+            heartbeat_time=now(),
+            heartbeat_interval=duration(self._settings.heartbeat_interval),
+            state=state,
+            finished=self._consumer.finished,
+        )
+        if self._consumer.last_delivery_time is not None:
+            delivered = timestamp_pb2.Timestamp()
+            delivered.FromNanoseconds(int(self._consumer.last_delivery_time * 1e9))
+            worker.last_delivery_time.CopyFrom(delivered)
+        return worker
+
+    async def run(self, connection: AbstractConnection, stop: asyncio.Event) -> None:
+        channel = await connection.channel()
+        try:
+            exchange = await channel.get_exchange(Topology(self._settings.namespace).workers_exchange)
+            interval = self._settings.heartbeat_interval.total_seconds()
+            while not stop.is_set():
+                await self._send(exchange, worker_pb2.WORKER_STATE_ACTIVE)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval)
+            await self._send(exchange, worker_pb2.WORKER_STATE_STOPPING)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _send(self, exchange: aio_pika.abc.AbstractExchange, state: worker_pb2.WorkerState.ValueType) -> None:
+        message = aio_pika.Message(
+            self.snapshot(state).SerializeToString(),
+            type=HEARTBEAT_TYPE,
+            expiration=self._settings.heartbeat_interval.total_seconds() * 3,
+        )
+        try:
+            await exchange.publish(message, routing_key="")
+        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+            log.debug("heartbeat not sent: %r", exc)

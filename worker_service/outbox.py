@@ -1,0 +1,46 @@
+"""Publishing that survives broker outages: an event is retried until it is confirmed.
+
+Each running mission awaits its own events in order, so at most a few events per
+running mission wait here (memory is bounded by ``--concurrency``), and the delivery
+is acked only after they are out. While the broker is away the attempt's outcome is
+kept, not lost, and published as soon as it is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from missions.errors import BrokerUnavailableError
+from missions.eventlog import EventPublisher
+from missions.v1 import events_pb2
+
+__all__ = ["Outbox"]
+
+log = logging.getLogger(__name__)
+
+_FIRST_RETRY_S = 0.1
+_MAX_RETRY_S = 5.0
+
+
+class Outbox:
+    """Wraps an EventPublisher with retries; counts what is waiting."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self._publisher = publisher
+        self.waiting = 0
+
+    async def publish(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
+        pause = _FIRST_RETRY_S
+        self.waiting += 1
+        try:
+            while True:
+                try:
+                    await self._publisher.publish(event, priority=priority)
+                    return
+                except BrokerUnavailableError as exc:
+                    log.warning("event %s of mission %s not confirmed (%s); retrying", event.id, event.mission_id, exc)
+                    await asyncio.sleep(pause)
+                    pause = min(pause * 2, _MAX_RETRY_S)
+        finally:
+            self.waiting -= 1
