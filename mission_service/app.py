@@ -15,6 +15,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mission_service.follower import LogFollower
 from mission_service.operations import MissionOperations, OperationsConfig
+from mission_service.reaper import Reaper
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings
 from mission_service.store import MissionStore
@@ -93,23 +94,28 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         if bound is not None:
             bound.set_result(port)
 
+        reaper = Reaper(store, workers, lambda event, priority: publisher.publish(event, priority=priority), source)
         follow = asyncio.create_task(follower.run(), name="log-follower")
         attached = asyncio.create_task(follower.attached.wait())
         stopping = asyncio.create_task(stop.wait())
+        background = {follow}
         try:
             await asyncio.wait({attached, follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if attached.done():
                 await health_state.set("log follower", True)
-                await asyncio.wait({follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
+                background.add(
+                    asyncio.create_task(reaper.run(log_connection, names, settings.reap_interval), name="reaper")
+                )
+                await asyncio.wait({*background, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            failure = follow.exception() if follow.done() and not follow.cancelled() else None
+            failed = [task for task in background if task.done() and not task.cancelled() and task.exception()]
             log.info("mission-service stopping")
             await health_state.servicer.enter_graceful_shutdown()
             hub.close()  # streams end with UNAVAILABLE and their position, before the grace period
             await server.stop(settings.shutdown_grace_s)
-            for task in (follow, attached, stopping):
+            for task in (*background, attached, stopping):
                 task.cancel()
-            await asyncio.gather(follow, attached, stopping, return_exceptions=True)
+            await asyncio.gather(*background, attached, stopping, return_exceptions=True)
             await publisher.close()
-        if failure is not None:
-            raise RuntimeError("the event log follower stopped") from failure
+        if failed:
+            raise RuntimeError(f"background task {failed[0].get_name()} stopped") from failed[0].exception()

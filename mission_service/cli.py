@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import pathlib
 import sys
+from datetime import timedelta
 
 from mission_service.app import serve
 from mission_service.settings import ServiceSettings
@@ -41,7 +42,15 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         default=int(env("LOG_MAX_BYTES", str(defaults.max_bytes))),
         help="event log size cap [MISSIONS_LOG_MAX_BYTES]",
     )
+    parser.add_argument(
+        "--reap-interval",
+        type=float,
+        default=float(env("REAP_INTERVAL", "1")),
+        help="seconds between sweeps for attempts of lost workers [MISSIONS_REAP_INTERVAL]",
+    )
     args = parser.parse_args(argv)
+    if args.reap_interval <= 0:
+        parser.error("--reap-interval must be positive")
     if args.shutdown_grace < 0:
         parser.error("--shutdown-grace must not be negative")
     settings = ServiceSettings(
@@ -50,6 +59,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         listen=args.listen,
         state_dir=args.state_dir,
         shutdown_grace_s=args.shutdown_grace,
+        reap_interval=timedelta(seconds=args.reap_interval),
         retention=LogRetention(max_age=args.log_max_age, max_bytes=args.log_max_bytes),
     )
     return settings, args

@@ -67,6 +67,7 @@ def _transition(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) ->
         mission.state = M.MISSION_STATE_RUNNING
         mission.attempt = event.attempt
         mission.worker_id = event.started.worker_id
+        mission.worker_session = event.started.worker_session
         mission.start_time.CopyFrom(event.time)
         mission.progress = 0.0
         mission.progress_message = ""

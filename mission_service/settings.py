@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pathlib
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from mission_service.validation import Limits
 from missions.amqp import LogRetention, redact_url
@@ -21,6 +22,7 @@ class ServiceSettings:
         listen: gRPC bind address (MISSIONS_LISTEN), default 127.0.0.1:50051.
         state_dir: directory of the SQLite read model (MISSIONS_STATE_DIR), default ./.state.
         shutdown_grace_s: seconds in-flight RPCs get to finish on SIGTERM, default 5.
+        reap_interval: how often lost workers' attempts are looked for, default 1 s.
         retention: event log retention (see LogRetention).
         limits: input limits (see Limits).
     """
@@ -30,6 +32,7 @@ class ServiceSettings:
     listen: str = "127.0.0.1:50051"
     state_dir: pathlib.Path = pathlib.Path(".state")
     shutdown_grace_s: float = 5.0
+    reap_interval: timedelta = timedelta(seconds=1)
     retention: LogRetention = field(default_factory=LogRetention)
     limits: Limits = field(default_factory=Limits)
 

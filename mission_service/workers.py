@@ -1,4 +1,8 @@
-"""The worker registry: what the heartbeats on ``ns.workers`` say about each worker."""
+"""The worker registry: what the heartbeats on ``ns.workers`` say about each worker session.
+
+A session is one run of one worker process; a restarted worker (even with the same
+``--worker-id``) is a new session, and its previous session ends up LOST.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,8 @@ W = worker_pb2
 
 # A worker silent for this many heartbeat intervals is LOST.
 LOST_AFTER_INTERVALS = 3
+# Heartbeat interval assumed for a session never heard from (the worker's default).
+_DEFAULT_INTERVAL_S = 5.0
 # LOST or STOPPING workers are listed for this long (longer with include_gone) ...
 _GONE_LISTED_S = 10 * 60
 # ... and forgotten after this long.
@@ -39,23 +45,36 @@ class WorkerRegistry:
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._workers: dict[str, _Seen] = {}
         self._clock = clock
+        self._since = clock()
 
     def record(self, worker: worker_pb2.Worker) -> None:
-        self._workers[worker.id] = _Seen(worker, self._clock())
+        self._workers[worker.session or worker.id] = _Seen(worker, self._clock())
+
+    def is_lost(self, session: str) -> bool:
+        """True when ``session`` has been silent for three of its heartbeat intervals.
+
+        A session never heard from counts as lost once this registry has listened for
+        three default intervals (so a restarted service does not reap live workers).
+        """
+        now = self._clock()
+        seen = self._workers.get(session)
+        if seen is None:
+            return now - self._since > LOST_AFTER_INTERVALS * _DEFAULT_INTERVAL_S
+        interval = seen.worker.heartbeat_interval.ToTimedelta().total_seconds() or _DEFAULT_INTERVAL_S
+        return now - seen.received > LOST_AFTER_INTERVALS * interval
 
     def list(self, include_gone: bool = False) -> list[worker_pb2.Worker]:
+        """The workers by id, with their state derived; forgets sessions silent for an hour."""
         now = self._clock()
         listed = []
-        for worker_id in sorted(self._workers):
-            seen = self._workers[worker_id]
+        for session, seen in sorted(self._workers.items(), key=lambda item: (item[1].worker.id, item[0])):
             silent = now - seen.received
             if silent > _FORGET_S:
-                del self._workers[worker_id]
+                del self._workers[session]
                 continue
             worker = worker_pb2.Worker()
             worker.CopyFrom(seen.worker)
-            interval = seen.worker.heartbeat_interval.ToTimedelta().total_seconds() or 5.0
-            if worker.state != W.WORKER_STATE_STOPPING and silent > LOST_AFTER_INTERVALS * interval:
+            if self.is_lost(session):
                 worker.state = W.WORKER_STATE_LOST
             gone = worker.state != W.WORKER_STATE_ACTIVE
             if gone and silent > _GONE_LISTED_S and not include_gone:

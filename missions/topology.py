@@ -10,9 +10,11 @@ Layout (``ns`` is the namespace, default ``missions``)::
                      expired messages dead-letter straight into ns.work
     ns.dead          dead-letter queue bound to "dead_lettered.#"
     ns.control       stream queue of the events that move a mission past a work
-                     message (retrying, completed, dead_lettered, cancelled,
-                     redriven): workers follow it to skip stale or cancelled work
+                     message (started, retrying, completed, dead_lettered,
+                     cancelled, redriven): workers follow it to skip taken work
     ns.workers       fanout exchange for worker heartbeats (transient messages)
+    ns.leader        single-active-consumer queue of ticks: its active consumer is the
+                     service replica that declares lost workers' attempts
 
 Routing keys are ``<event type>.<detail>``: ``created.<mission type>``,
 ``retrying.<delay ms>``, ``dead_lettered.<mission type>`` and so on.
@@ -60,6 +62,10 @@ class Topology:
     def workers_exchange(self) -> str:
         return f"{self.namespace}.workers"
 
+    @property
+    def leader_queue(self) -> str:
+        return f"{self.namespace}.leader"
+
     def retry_queue(self, delay_ms: int) -> str:
         return f"{self.namespace}.retry.{delay_ms}"
 
@@ -85,7 +91,14 @@ def retry_delay_ms(event: events_pb2.MissionEvent) -> int:
 CREATED_BINDING = "created.#"
 REDRIVEN_BINDING = "redriven.#"
 DEAD_LETTERED_BINDING = "dead_lettered.#"
-CONTROL_BINDINGS = ("retrying.#", "completed.#", "dead_lettered.#", "cancelled.#", REDRIVEN_BINDING)
+CONTROL_BINDINGS = (
+    "started.#",
+    "retrying.#",
+    "completed.#",
+    "dead_lettered.#",
+    "cancelled.#",
+    REDRIVEN_BINDING,
+)
 
 
 def retry_binding(delay_ms: int) -> str:

@@ -31,9 +31,16 @@ async def namespace(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     names = Topology(name)
     connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": f"cleanup {name}"})
     async with connection:
-        for queue in (names.log_queue, names.work_queue, names.dead_letter_queue):
+        for queue in (
+            names.log_queue,
+            names.work_queue,
+            names.dead_letter_queue,
+            names.control_queue,
+            names.leader_queue,
+        ):
             channel = await connection.channel()
             with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
                 await channel.queue_delete(queue)
         channel = await connection.channel()
         await channel.exchange_delete(names.events_exchange)
+        await channel.exchange_delete(names.workers_exchange)

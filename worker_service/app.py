@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 
 import grpc
 from grpc_health.v1 import health_pb2_grpc
@@ -57,17 +58,20 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
         publisher = await EventPublisher.open(connection, names, retention or LogRetention())
         stack.push_async_callback(publisher.close)
         ledger = MissionLedger()
-        consumer = MissionConsumer(settings, connection, Outbox(publisher), default_registry, ledger)
+        session = uuid.uuid4().hex
+        consumer = MissionConsumer(settings, connection, Outbox(publisher), default_registry, ledger, session)
         heartbeat = Heartbeat(settings, consumer, lambda: default_registry.names)
         async with asyncio.TaskGroup() as tasks:
             following = tasks.create_task(ledger.follow(connection, names))
             await asyncio.wait_for(ledger.caught_up.wait(), _CATCH_UP_TIMEOUT_S)
             await health.set("control stream", True)
-            tasks.create_task(heartbeat.run(connection, stop))
+            drained = asyncio.Event()
+            tasks.create_task(heartbeat.run(connection, stop, drained))
             consuming = tasks.create_task(consumer.run(stop))
             await consumer.consuming.wait()
             await health.set("consuming", True)
             await consuming
+            drained.set()
             await health.set("consuming", False)
             following.cancel()
     log.info("worker %s stopped", settings.worker_id)

@@ -1,13 +1,11 @@
-"""Deliveries in, events out: runs each mission attempt and settles its delivery once.
+"""Deliveries in, events out: runs each mission attempt.
 
-A delivery is acked only after the attempt's outcome events (COMPLETED; FAILED plus
-RETRYING or DEAD_LETTERED) are confirmed by the broker, so a crash at any point leaves
-the delivery to be redelivered: execution is at-least-once. A redelivered message means
-the attempt that had it was lost (its worker died or was cut off): it is recorded as a
-failed attempt with the error type ``WorkerLost`` and the retry policy decides what
-follows, so a mission that kills its worker every time ends DEAD_LETTERED after
-``max_attempts`` deliveries. Work the ledger knows to be stale (cancelled, finished, or
-an attempt already over) is acked and dropped without running.
+A delivery is acked as soon as its attempt's STARTED event is confirmed: from then on
+the attempt is owned by the log, not by the broker's delivery, so an hour-long mission
+never meets RabbitMQ's delivery acknowledgement timeout. If the worker dies before
+STARTED, the delivery is redelivered; if it dies after, its heartbeats stop and the
+service declares the attempt lost (``WorkerLost``) and retries it. Work that the ledger
+knows to be taken (started, over, cancelled or finished) is acked and dropped.
 """
 
 from __future__ import annotations
@@ -24,16 +22,17 @@ import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
-from missions.errors import DecodeError
+from missions.backoff import full_jitter
+from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
+from missions.outcomes import Outcome, outcome_events
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 from worker_service.ledger import MissionLedger
 from worker_service.outbox import Outbox
-from worker_service.outcomes import outcome_events
-from worker_service.runner import Outcome, run_attempt
+from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
 
 __all__ = ["MissionConsumer"]
@@ -43,14 +42,8 @@ log = logging.getLogger(__name__)
 E = events_pb2
 
 # Settling a delivery whose channel has since been closed fails harmlessly: the broker
-# redelivers it, and the ledger then knows it is stale.
+# redelivers it, and the ledger then knows it is taken.
 _SETTLE_ERRORS = (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, RuntimeError)
-
-_WORKER_LOST = mission_pb2.MissionError(
-    type="WorkerLost",
-    message="the worker running this attempt stopped before finishing it (crash, kill or lost connection)",
-    retryable=True,
-)
 
 
 def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
@@ -79,6 +72,7 @@ class MissionConsumer:
         outbox: Outbox,
         registry: HandlerRegistry,
         ledger: MissionLedger,
+        session: str,
     ) -> None:
         self._settings = settings
         self._connection = connection
@@ -88,6 +82,7 @@ class MissionConsumer:
         self._names = Topology(settings.namespace)
         self._tasks: set[asyncio.Task[None]] = set()
         self._contexts: dict[str, MissionContext] = {}
+        self.session = session
         self.consuming = asyncio.Event()
         self.last_delivery_time: float | None = None
         self.finished = 0
@@ -129,17 +124,20 @@ class MissionConsumer:
             ctx.cancelled.set()
 
     async def _drain(self) -> None:
+        """Let running missions finish for up to the drain timeout, then interrupt the rest.
+
+        Interrupted attempts end with the retryable error ``Interrupted`` (published like
+        any outcome, so another worker retries them); nothing is left unaccounted for.
+        """
         if not self._tasks:
             return
         log.info("draining %d running missions (up to %s)", len(self._tasks), self._settings.drain_timeout)
         _, pending = await asyncio.wait(self._tasks, timeout=self._settings.drain_timeout.total_seconds())
         if pending:
             log.warning("%d missions still running after the drain timeout: interrupting them", len(pending))
-        for ctx in self._contexts.values():
-            ctx.cancelled.set()
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
+            for ctx in self._contexts.values():
+                ctx.cancelled.set()
+            await asyncio.wait(pending)
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
         self.last_delivery_time = time.time()
@@ -155,15 +153,12 @@ class MissionConsumer:
             log.error("rejecting undecodable work message %s: %s", message.message_id, exc)
             await message.reject(requeue=False)
             return
-        if self._ledger.is_stale(mission):
-            log.info("mission %s attempt %d is cancelled or already handled: dropped", mission.id, mission.attempt)
-        elif message.redelivered:
-            log.warning("mission %s attempt %d was lost by its worker", mission.id, mission.attempt)
-            await self._publish_outcome(mission, event.correlation_id, Outcome(timedelta(0), error=_WORKER_LOST))
-        else:
-            await self._execute(mission, event.correlation_id)
-        with contextlib.suppress(*_SETTLE_ERRORS):
-            await message.ack()
+        if self._ledger.is_taken(mission):
+            log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
+            with contextlib.suppress(*_SETTLE_ERRORS):
+                await message.ack()
+            return
+        await self._execute(mission, event.correlation_id, message)
 
     def _factory(
         self, mission: mission_pb2.Mission, correlation_id: str
@@ -173,7 +168,9 @@ class MissionConsumer:
 
         return event
 
-    async def _execute(self, mission: mission_pb2.Mission, correlation_id: str) -> None:
+    async def _execute(
+        self, mission: mission_pb2.Mission, correlation_id: str, message: AbstractIncomingMessage
+    ) -> None:
         settings = self._settings
         event = self._factory(mission, correlation_id)
 
@@ -195,7 +192,18 @@ class MissionConsumer:
         try:
             started = event(E.EVENT_TYPE_STARTED)
             started.started.worker_id = settings.worker_id
-            await self._outbox.publish(started)
+            started.started.worker_session = self.session
+            self._ledger.enter(mission)
+            try:
+                # Once, not through the outbox: unconfirmed, the attempt must not run, since
+                # the delivery may already be on its way to another worker.
+                await self._outbox.publisher.publish(started)
+            except BrokerUnavailableError as exc:
+                log.warning("mission %s not started (%s); leaving it to be redelivered", mission.id, exc)
+                return
+            self._ledger.observe(started)
+            with contextlib.suppress(*_SETTLE_ERRORS):
+                await message.ack()
             log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
             timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
             outcome = await run_attempt(
@@ -203,13 +211,23 @@ class MissionConsumer:
             )
         finally:
             del self._contexts[mission.id]
-        if self._ledger.is_stale(mission):
-            log.info("mission %s attempt %d ended after its cancellation: outcome dropped", mission.id, mission.attempt)
+        if self._ledger.is_over(mission):
+            log.info(
+                "mission %s attempt %d was ended elsewhere (cancelled or lost): outcome dropped",
+                mission.id,
+                mission.attempt,
+            )
             return
         await self._publish_outcome(mission, correlation_id, outcome)
 
     async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
-        events = outcome_events(mission, outcome, self._factory(mission, correlation_id), self._settings)
+        settings = self._settings
+        events = outcome_events(
+            mission,
+            outcome,
+            self._factory(mission, correlation_id),
+            lambda failed: full_jitter(failed, settings.retry_base, settings.retry_max),
+        )
         for follow_up in events:
             await self._outbox.publish(follow_up, priority=mission.priority)
             # What we published is known at once, before the control stream echoes it.

@@ -53,6 +53,7 @@ class Heartbeat:
             heartbeat_interval=duration(self._settings.heartbeat_interval),
             state=state,
             finished=self._consumer.finished,
+            session=self._consumer.session,
         )
         if self._consumer.last_delivery_time is not None:
             delivered = timestamp_pb2.Timestamp()
@@ -60,16 +61,20 @@ class Heartbeat:
             worker.last_delivery_time.CopyFrom(delivered)
         return worker
 
-    async def run(self, connection: AbstractConnection, stop: asyncio.Event) -> None:
+    async def run(self, connection: AbstractConnection, stop: asyncio.Event, done: asyncio.Event) -> None:
+        """Announce ACTIVE until ``stop``, then STOPPING (while draining) until ``done``."""
         channel = await connection.channel()
         try:
             exchange = await channel.get_exchange(Topology(self._settings.namespace).workers_exchange)
             interval = self._settings.heartbeat_interval.total_seconds()
-            while not stop.is_set():
-                await self._send(exchange, worker_pb2.WORKER_STATE_ACTIVE)
+            while not done.is_set():
+                stopping = stop.is_set()
+                await self._send(
+                    exchange, worker_pb2.WORKER_STATE_STOPPING if stopping else worker_pb2.WORKER_STATE_ACTIVE
+                )
+                # ``stop`` wakes us early to announce STOPPING at once; ``done`` comes after it.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), interval)
-            await self._send(exchange, worker_pb2.WORKER_STATE_STOPPING)
+                    await asyncio.wait_for((done if stopping else stop).wait(), interval)
         finally:
             if not channel.is_closed:
                 await channel.close()

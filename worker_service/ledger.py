@@ -1,11 +1,14 @@
 """What a worker knows about missions beyond their work messages, from the control stream.
 
 The control stream (``ns.control``) carries the events that move a mission past a work
-message: RETRYING (attempt n is over), COMPLETED, DEAD_LETTERED, CANCELLED (the mission is
-over) and REDRIVEN (a new generation starts). A work message is *stale* when the ledger
-has seen its attempt end, or its mission end, or a newer generation; the consumer then
-drops it without running it. That is how a cancelled queued mission never starts, and how
-a redelivered message that was already handled (a lost ack) does not run twice.
+message: STARTED (attempt n is taken by a worker), RETRYING (attempt n is over),
+COMPLETED, DEAD_LETTERED, CANCELLED (the mission is over) and REDRIVEN (a new
+generation starts). A work message is *taken* when its attempt already started or is
+over, when its mission ended, or when a newer generation exists; the consumer drops
+such a message without running it. That is how a cancelled queued mission never
+starts, and how a redelivered message never runs an attempt twice. An attempt's
+outcome is published only while the attempt is not *over* (a cancellation, or the
+service declaring its worker lost, ends it first).
 """
 
 from __future__ import annotations
@@ -13,9 +16,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import sys
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
@@ -31,17 +34,24 @@ __all__ = ["MissionLedger"]
 log = logging.getLogger(__name__)
 
 E = events_pb2
-_FINAL = sys.maxsize
 _MARKER_HEADER = "x-missions-marker"
 
 CancelListener = Callable[[events_pb2.MissionEvent], None]
 
 
+@dataclass(slots=True)
+class _Entry:
+    generation: int = 0
+    started: int = 0  # highest attempt known to have started
+    over: int = 0  # highest attempt known to be over
+    final: bool = False
+
+
 class MissionLedger:
-    """Per mission: (generation, attempts known to be over), or final."""
+    """Per mission: its generation, the attempts started and over, and whether it ended."""
 
     def __init__(self) -> None:
-        self._missions: dict[str, tuple[int, int]] = {}
+        self._missions: dict[str, _Entry] = {}
         self._cancel_listeners: list[CancelListener] = []
         self.caught_up = asyncio.Event()
 
@@ -52,28 +62,54 @@ class MissionLedger:
         self._cancel_listeners.append(listener)
 
     def observe(self, event: events_pb2.MissionEvent) -> None:
-        generation, done = self._missions.get(event.mission_id, (0, 0))
+        entry = self._missions.setdefault(event.mission_id, _Entry())
         kind = event.WhichOneof("details")
-        if kind == "retrying":
-            incoming = event.retrying.mission.redrive_count
-            if incoming > generation:
-                self._missions[event.mission_id] = (incoming, event.attempt)
-            elif incoming == generation:
-                self._missions[event.mission_id] = (generation, max(done, event.attempt))
+        if kind == "started":
+            entry.started = max(entry.started, event.attempt)
+        elif kind == "retrying":
+            generation = event.retrying.mission.redrive_count
+            if generation > entry.generation:
+                self._missions[event.mission_id] = _Entry(generation, event.attempt, event.attempt)
+            elif generation == entry.generation:
+                entry.over = max(entry.over, event.attempt)
         elif kind == "redriven":
-            incoming = event.redriven.mission.redrive_count
-            if incoming > generation:
-                self._missions[event.mission_id] = (incoming, 0)
+            generation = event.redriven.mission.redrive_count
+            if generation > entry.generation:
+                self._missions[event.mission_id] = _Entry(generation)
         elif kind in ("completed", "dead_lettered", "cancelled"):
-            self._missions[event.mission_id] = (generation, _FINAL)
+            entry.final = True
             if kind == "cancelled":
                 for listener in self._cancel_listeners:
                     listener(event)
 
-    def is_stale(self, mission: mission_pb2.Mission) -> bool:
-        """True when ``mission`` (at its ``attempt`` and ``redrive_count``) must not run."""
-        generation, done = self._missions.get(mission.id, (0, 0))
-        return mission.redrive_count < generation or (mission.redrive_count == generation and done >= mission.attempt)
+    def enter(self, mission: mission_pb2.Mission) -> None:
+        """Note that ``mission``'s generation exists (its REDRIVEN may not have been read yet)."""
+        entry = self._missions.get(mission.id)
+        if entry is None or mission.redrive_count > entry.generation:
+            self._missions[mission.id] = _Entry(mission.redrive_count)
+
+    def _entry(self, mission: mission_pb2.Mission) -> _Entry | None:
+        """The ledger entry for ``mission``'s generation; None when it is newer than known."""
+        entry = self._missions.get(mission.id)
+        if entry is None or mission.redrive_count > entry.generation:
+            return None
+        return entry
+
+    def is_taken(self, mission: mission_pb2.Mission) -> bool:
+        """True when the work message for ``mission`` (at its attempt) must not run."""
+        entry = self._entry(mission)
+        if entry is None:
+            return False
+        return (
+            mission.redrive_count < entry.generation or entry.final or mission.attempt <= max(entry.started, entry.over)
+        )
+
+    def is_over(self, mission: mission_pb2.Mission) -> bool:
+        """True when ``mission``'s current attempt has been ended by someone else."""
+        entry = self._entry(mission)
+        if entry is None:
+            return False
+        return mission.redrive_count < entry.generation or entry.final or mission.attempt <= entry.over
 
     async def follow(self, connection: AbstractConnection, names: Topology) -> None:
         """Read the control stream from its start, then follow it until cancelled.

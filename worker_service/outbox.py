@@ -27,7 +27,7 @@ class Outbox:
     """Wraps an EventPublisher with retries; counts what is waiting."""
 
     def __init__(self, publisher: EventPublisher) -> None:
-        self._publisher = publisher
+        self.publisher = publisher
         self.waiting = 0
 
     async def publish(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
@@ -36,7 +36,7 @@ class Outbox:
         try:
             while True:
                 try:
-                    await self._publisher.publish(event, priority=priority)
+                    await self.publisher.publish(event, priority=priority)
                     return
                 except BrokerUnavailableError as exc:
                     log.warning("event %s of mission %s not confirmed (%s); retrying", event.id, event.mission_id, exc)

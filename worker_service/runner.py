@@ -4,27 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from google.protobuf import json_format, struct_pb2
 
 from missions.errors import NonRetryableError
+from missions.outcomes import Outcome
 from missions.v1 import mission_pb2
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 
-__all__ = ["Outcome", "run_attempt"]
-
-
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """A finished attempt: exactly one of ``result`` and ``error`` is set."""
-
-    duration: timedelta
-    result: struct_pb2.Struct | None = None
-    error: mission_pb2.MissionError | None = None
+__all__ = ["run_attempt"]
 
 
 def _error(kind: str, message: str, retryable: bool) -> mission_pb2.MissionError:
@@ -60,7 +51,7 @@ async def run_attempt(
     or a shutdown), ``ctx.cancelled`` is set and the handler gets ``cancel_grace`` to
     return; then its task is cancelled (a thread-run handler cannot be interrupted and
     finishes in the background). A timeout fails the attempt with the retryable error
-    type ``DeadlineExceeded``; an interruption with ``Cancelled``.
+    type ``DeadlineExceeded``; an interruption with ``Interrupted``.
     """
     started = time.monotonic()
 
@@ -93,7 +84,7 @@ async def run_attempt(
                 message = f"attempt exceeded its timeout of {timeout}"
                 return Outcome(elapsed(), error=_error("DeadlineExceeded", message, retryable=True))
             if call.cancelled():
-                return Outcome(elapsed(), error=_error("Cancelled", "the attempt was interrupted", retryable=True))
+                return Outcome(elapsed(), error=_error("Interrupted", "the attempt was interrupted", retryable=True))
         return _settle(call, elapsed())
     finally:
         interrupted.cancel()

@@ -254,16 +254,22 @@ class StartedEvent(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     WORKER_ID_FIELD_NUMBER: _builtins.int
+    WORKER_SESSION_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Id of the worker running the attempt."""
+    worker_session: _builtins.str
+    """Session of the worker process (unique per process start); the service declares
+    the attempt lost when that session stops sending heartbeats.
+    """
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
+        worker_session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id", "worker_session", b"worker_session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

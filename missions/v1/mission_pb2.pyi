@@ -147,6 +147,7 @@ class Mission(_message.Message):
     REDRIVE_COUNT_FIELD_NUMBER: _builtins.int
     SUBMITTED_BY_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
+    WORKER_SESSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Unique id (a UUID). When the mission was submitted with an
     idempotency key the id derives deterministically from the key.
@@ -187,6 +188,8 @@ class Mission(_message.Message):
     """Output only. Correlation id of the submission (the `x-correlation-id` metadata, or
     generated); every event of the mission carries it.
     """
+    worker_session: _builtins.str
+    """Output only. Session of the worker process running or last running the mission."""
     @_builtins.property
     def payload(self) -> _struct_pb2.Struct:
         """JSON-like input handed to the handler."""
@@ -250,10 +253,11 @@ class Mission(_message.Message):
         redrive_count: _builtins.int = ...,
         submitted_by: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
+        worker_session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "payload", b"payload", "result", b"result", "start_time", b"start_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_sequence", b"last_sequence", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "redrive_count", b"redrive_count", "result", b"result", "start_time", b"start_time", "state", b"state", "submitted_by", b"submitted_by", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_sequence", b"last_sequence", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "redrive_count", b"redrive_count", "result", b"result", "start_time", b"start_time", "state", b"state", "submitted_by", b"submitted_by", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id", "worker_session", b"worker_session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -67,6 +67,7 @@ class Worker(_message.Message):
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _builtins.int
     STATE_FIELD_NUMBER: _builtins.int
     FINISHED_FIELD_NUMBER: _builtins.int
+    SESSION_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Worker id (`--worker-id`, default "<host>:<pid>")."""
     host: _builtins.str
@@ -80,7 +81,9 @@ class Worker(_message.Message):
     state: Global___WorkerState.ValueType
     """Output only. Derived by the service from the heartbeats."""
     finished: _builtins.int
-    """Missions this worker process has finished (any outcome) since it started."""
+    """Attempts this worker process has finished (any outcome) since it started."""
+    session: _builtins.str
+    """Unique id of this worker process's session (a new one at every start)."""
     @_builtins.property
     def handler_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Mission types this worker has handlers for."""
@@ -116,10 +119,11 @@ class Worker(_message.Message):
         heartbeat_interval: _duration_pb2.Duration | None = ...,
         state: Global___WorkerState.ValueType = ...,
         finished: _builtins.int = ...,
+        session: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["heartbeat_interval", b"heartbeat_interval", "heartbeat_time", b"heartbeat_time", "last_delivery_time", b"last_delivery_time", "start_time", b"start_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "finished", b"finished", "handler_types", b"handler_types", "heartbeat_interval", b"heartbeat_interval", "heartbeat_time", b"heartbeat_time", "host", b"host", "id", b"id", "last_delivery_time", b"last_delivery_time", "pid", b"pid", "running", b"running", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["concurrency", b"concurrency", "finished", b"finished", "handler_types", b"handler_types", "heartbeat_interval", b"heartbeat_interval", "heartbeat_time", b"heartbeat_time", "host", b"host", "id", b"id", "last_delivery_time", b"last_delivery_time", "pid", b"pid", "running", b"running", "session", b"session", "start_time", b"start_time", "state", b"state"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -11,10 +11,11 @@ import pytest
 from google.protobuf import struct_pb2
 
 from missions.errors import NonRetryableError
+from missions.outcomes import Outcome
 from tests.unit.factories import mission_context, struct
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import Handler, HandlerRegistry
-from worker_service.runner import Outcome, run_attempt
+from worker_service.runner import run_attempt
 
 LONG = timedelta(seconds=30)
 
@@ -263,7 +264,7 @@ async def test_an_interrupted_handler_that_ignores_the_signal_is_cancelled_after
     await asyncio.wait_for(running.wait(), 5)
     ctx.cancelled.set()
     outcome = await asyncio.wait_for(attempt, 5)
-    assert outcome.error is not None and outcome.error.type == "Cancelled"
+    assert outcome.error is not None and outcome.error.type == "Interrupted"
     assert handler_cancelled.is_set()
 
 

@@ -1,27 +1,43 @@
-"""The events that end an attempt: COMPLETED; FAILED then RETRYING; FAILED then DEAD_LETTERED."""
+"""How an attempt ends, and the events that say so.
+
+COMPLETED; or FAILED then RETRYING; or FAILED then DEAD_LETTERED. Workers publish them
+for the attempts they run, the service for attempts whose worker was lost.
+"""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
-from missions.backoff import full_jitter
+from google.protobuf import struct_pb2
+
 from missions.events import duration
 from missions.v1 import events_pb2, mission_pb2
-from worker_service.runner import Outcome
-from worker_service.settings import WorkerSettings
 
-__all__ = ["outcome_events"]
+__all__ = ["Backoff", "EventFactory", "Outcome", "outcome_events"]
 
 log = logging.getLogger(__name__)
 
 E = events_pb2
 
 EventFactory = Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]
+# The delay before the next attempt, given the attempt that failed (1-based).
+Backoff = Callable[[int], timedelta]
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """A finished attempt: exactly one of ``result`` and ``error`` is set."""
+
+    duration: timedelta
+    result: struct_pb2.Struct | None = None
+    error: mission_pb2.MissionError | None = None
 
 
 def outcome_events(
-    mission: mission_pb2.Mission, outcome: Outcome, event: EventFactory, settings: WorkerSettings
+    mission: mission_pb2.Mission, outcome: Outcome, event: EventFactory, backoff: Backoff
 ) -> list[events_pb2.MissionEvent]:
     """The events to publish, in order, for ``mission`` whose current attempt ended with ``outcome``."""
     if outcome.result is not None:
@@ -46,7 +62,7 @@ def outcome_events(
         "; will retry" if will_retry else "",
     )
     if will_retry:
-        delay = full_jitter(mission.attempt, settings.retry_base, settings.retry_max)
+        delay = backoff(mission.attempt)
         retry = event(E.EVENT_TYPE_RETRYING)
         retry.retrying.error.CopyFrom(error)
         retry.retrying.delay.CopyFrom(duration(delay))

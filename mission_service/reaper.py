@@ -1,0 +1,119 @@
+"""Declares attempts lost when their worker's session falls silent, and retries them.
+
+Workers ack a delivery once its attempt has STARTED, so when a worker dies mid-mission
+nothing comes back from the broker: the attempt is recovered here instead. A RUNNING
+mission whose worker session is LOST (no heartbeat for three intervals) gets the
+outcome a worker would have published for a failed attempt, with the retryable error
+``WorkerLost`` and no backoff: FAILED + RETRYING, or FAILED + DEAD_LETTERED when its
+attempts are used up. A mission that kills its worker every time thus ends up in the
+dead-letter queue after ``max_attempts`` deliveries.
+
+One replica sweeps at a time. Every replica publishes a tick into ``ns.leader``, a
+queue with a single active consumer; only the active consumer receives ticks, and a
+tick triggers a sweep. Event ids are derived from (mission, attempt), so the rare
+double sweep during a leadership change publishes the same ids twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+import aio_pika
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+
+from mission_service.store import MissionStore
+from mission_service.workers import WorkerRegistry
+from missions.events import new_event
+from missions.outcomes import Outcome, outcome_events
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_pb2
+
+__all__ = ["WORKER_LOST", "Reaper"]
+
+log = logging.getLogger(__name__)
+
+WORKER_LOST = mission_pb2.MissionError(
+    type="WorkerLost",
+    message="the worker running this attempt stopped sending heartbeats (crashed, killed or cut off)",
+    retryable=True,
+)
+_EVENT_IDS = uuid.UUID("0b1d6c3e-8f7a-5e2d-9c4b-1a3f5e7d9b2c")
+_MAX_SWEEP = 10_000
+
+Publish = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
+
+
+class Reaper:
+    """Finds RUNNING missions of lost worker sessions and fails their attempts."""
+
+    def __init__(self, store: MissionStore, workers: WorkerRegistry, publish: Publish, source: str) -> None:
+        self._store = store
+        self._workers = workers
+        self._publish = publish
+        self._source = source
+        self._last_sweep = 0.0
+
+    async def sweep(self) -> int:
+        """One pass; returns the number of attempts declared lost."""
+        running = self._store.list(
+            states=[mission_pb2.MISSION_STATE_RUNNING], mission_type="", after_created_sequence=0, limit=_MAX_SWEEP
+        )
+        lost = [m for m in running.missions if m.worker_session and self._workers.is_lost(m.worker_session)]
+        for mission in lost:
+            await self._fail(mission)
+        return len(lost)
+
+    async def _fail(self, mission: mission_pb2.Mission) -> None:
+        log.warning(
+            "mission %s attempt %d lost with worker %s (session %s)",
+            mission.id,
+            mission.attempt,
+            mission.worker_id,
+            mission.worker_session,
+        )
+        serial = 0
+
+        def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
+            nonlocal serial
+            made = new_event(mission, kind, source=self._source, correlation_id=mission.correlation_id or mission.id)
+            serial += 1
+            made.id = str(uuid.uuid5(_EVENT_IDS, f"{mission.id}/{mission.redrive_count}/{mission.attempt}/{serial}"))
+            return made
+
+        outcome = Outcome(timedelta(0), error=WORKER_LOST)
+        for follow_up in outcome_events(mission, outcome, event, lambda _: timedelta(0)):
+            await self._publish(follow_up, mission.priority)
+
+    async def run(self, connection: AbstractConnection, names: Topology, interval: timedelta) -> None:
+        """Tick and sweep (when this replica is the active consumer) until cancelled."""
+        period = interval.total_seconds()
+        channel = await connection.channel()
+        try:
+            queue = await channel.declare_queue(
+                names.leader_queue,
+                durable=False,
+                arguments={"x-single-active-consumer": True, "x-message-ttl": int(period * 1000)},
+            )
+            await queue.consume(self._on_tick, no_ack=True)
+            while True:
+                await channel.default_exchange.publish(aio_pika.Message(b"tick"), routing_key=names.leader_queue)
+                await asyncio.sleep(period)
+        finally:
+            if not channel.is_closed:
+                await channel.close()
+
+    async def _on_tick(self, message: AbstractIncomingMessage) -> None:
+        # Every replica ticks; sweep at most about once per interval.
+        now = time.monotonic()
+        if now - self._last_sweep < 0.5:
+            return
+        self._last_sweep = now
+        try:
+            await self.sweep()
+        except Exception:
+            log.exception("sweep for lost workers failed; retrying at the next tick")
