@@ -51,7 +51,8 @@ async def run_attempt(
     or a shutdown), ``ctx.cancelled`` is set and the handler gets ``cancel_grace`` to
     return; then its task is cancelled (a thread-run handler cannot be interrupted and
     finishes in the background). A timeout fails the attempt with the retryable error
-    type ``DeadlineExceeded``; an interruption with ``Interrupted``.
+    type ``DeadlineExceeded``; an interruption with ``Interrupted``, even if the handler
+    returned a value after noticing ``ctx.cancelled`` (that value is partial).
     """
     started = time.monotonic()
 
@@ -73,6 +74,8 @@ async def run_attempt(
         done, _ = await asyncio.wait(
             {call, interrupted}, timeout=timeout.total_seconds(), return_when=asyncio.FIRST_COMPLETED
         )
+        if interrupted not in done and call in done:
+            return _settle(call, elapsed())
         if call not in done:
             expired = interrupted not in done
             ctx.cancelled.set()
@@ -83,9 +86,8 @@ async def run_attempt(
             if expired:
                 message = f"attempt exceeded its timeout of {timeout}"
                 return Outcome(elapsed(), error=_error("DeadlineExceeded", message, retryable=True))
-            if call.cancelled():
-                return Outcome(elapsed(), error=_error("Interrupted", "the attempt was interrupted", retryable=True))
-        return _settle(call, elapsed())
+        # Whatever an interrupted handler returned is partial: the attempt did not finish.
+        return Outcome(elapsed(), error=_error("Interrupted", "the attempt was interrupted", retryable=True))
     finally:
         interrupted.cancel()
         if not call.done():  # we were cancelled ourselves (worker shutdown): stop the handler too

@@ -211,3 +211,38 @@ def _set_consumer_timeout(value: str) -> None:
         else f"application:set_env(rabbit, consumer_timeout, {value})."
     )
     subprocess.run(["rabbitmqctl", "eval", command], check=True, capture_output=True)
+
+
+async def test_service_killed_mid_run_catches_up_without_loss_or_duplicates(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker(*FAST, "--concurrency", "4")
+    missions = [await _submit(stack, "sleep", {"seconds": 0.3}) for _ in range(12)]
+    await _first(stack, missions[0].id, E.EVENT_TYPE_STARTED)
+    assert stack.service is not None
+    stack.service.stop(signal.SIGKILL)
+    await stack.start_service()
+    for mission in missions:
+        assert (await _history(stack, mission.id))[-1].type == E.EVENT_TYPE_COMPLETED
+    listed = (await stack.stub.ListMissions(pb.ListMissionsRequest(page_size=100))).missions
+    assert sorted(mission.id for mission in listed) == sorted(mission.id for mission in missions)
+    assert all(mission.state == M.MISSION_STATE_SUCCEEDED for mission in listed)
+
+
+async def test_sigterm_past_the_drain_timeout_hands_the_rest_to_another_worker(stack: Stack) -> None:
+    await stack.start_service()
+    leaving = stack.start_worker(*FAST, "--concurrency", "3", "--drain-timeout", "0.5", "--cancel-grace", "0.5")
+    quick = await _submit(stack, "sleep", {"seconds": 0.2})
+    slow = [await _submit(stack, "sleep", {"seconds": 5}) for _ in range(2)]
+    for mission in (quick, *slow):
+        await _first(stack, mission.id, E.EVENT_TYPE_STARTED)
+    assert await asyncio.to_thread(leaving.stop) == 0
+    stack.start_worker(*FAST)
+    quick_events = await _history(stack, quick.id)
+    assert [event.type for event in quick_events].count(E.EVENT_TYPE_COMPLETED) == 1
+    for mission in slow:
+        events = await _history(stack, mission.id)
+        kinds = [event.type for event in events]
+        assert kinds.count(E.EVENT_TYPE_COMPLETED) == 1 and kinds[-1] == E.EVENT_TYPE_COMPLETED
+        interrupted = [event.failed.error.type for event in events if event.type == E.EVENT_TYPE_FAILED]
+        assert interrupted == ["Interrupted"]
+        assert events[-1].attempt == 2

@@ -27,7 +27,7 @@ async def echo(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
 
 @handler("sleep")
 async def sleep(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
-    """Sleeps ``seconds`` (default 1), reporting progress about 10 times, stopping early when cancelled."""
+    """Sleeps ``seconds`` (default 1), reporting progress 10 times; returns early when interrupted."""
     seconds = float(payload.get("seconds", 1.0))
     if seconds < 0:
         raise NonRetryableError("seconds must not be negative")
@@ -36,7 +36,7 @@ async def sleep(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(ctx.cancelled.wait(), seconds / steps)
         if ctx.cancelled.is_set():
-            return {"slept": seconds * (step - 1) / steps, "interrupted": True}
+            return {"slept": seconds * (step - 1) / steps}  # the runner records the attempt as interrupted
         await ctx.report_progress(step / steps, f"slept {seconds * step / steps:.2f}s of {seconds:g}s")
     return {"slept": seconds}
 
