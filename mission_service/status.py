@@ -30,6 +30,7 @@ _TABLE: list[tuple[type[BaseException], grpc.StatusCode, str]] = [
     (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED"),
     (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, "MISSION_FINISHED"),
     (errors.BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE, "BROKER_UNAVAILABLE"),
+    (errors.LogTruncatedError, grpc.StatusCode.OUT_OF_RANGE, "POSITION_BEFORE_RETENTION"),
     (SubscriberLaggingError, grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW"),
     (ServiceStoppingError, grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING"),
 ]
@@ -55,6 +56,8 @@ def to_status(exc: BaseException) -> grpc.Status:
     metadata = {}
     if isinstance(exc, StreamEndedError):
         metadata["last_sequence"] = str(exc.last_sequence)
+    if isinstance(exc, errors.LogTruncatedError):
+        metadata["oldest_sequence"] = str(exc.oldest_sequence)
     details = [_packed(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))]
     if isinstance(exc, errors.InvalidArgumentError):
         violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)

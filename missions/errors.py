@@ -11,6 +11,7 @@ __all__ = [
     "DecodeError",
     "FailedPreconditionError",
     "InvalidArgumentError",
+    "LogTruncatedError",
     "MissionsError",
     "NonRetryableError",
     "NotFoundError",
@@ -52,3 +53,14 @@ class DecodeError(MissionsError):
 
 class NonRetryableError(MissionsError):
     """Raised by a handler to fail the mission at once, without further attempts."""
+
+
+class LogTruncatedError(MissionsError):
+    """A log position is older than the log's retention."""
+
+    def __init__(self, oldest_sequence: int) -> None:
+        super().__init__(
+            f"the position is older than the event log's retention; the oldest available sequence is"
+            f" {oldest_sequence} (resume with after_sequence={oldest_sequence - 1} or 0 for the whole log)"
+        )
+        self.oldest_sequence = oldest_sequence

@@ -13,7 +13,7 @@ from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, 
 
 from missions import codec, topology
 from missions.amqp import LogRetention, declare_retry_queue, declare_topology
-from missions.errors import BrokerUnavailableError, DecodeError
+from missions.errors import BrokerUnavailableError, DecodeError, LogTruncatedError
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -74,13 +74,16 @@ async def read_stream(
     *,
     prefetch: int = 1000,
     attached: asyncio.Event | None = None,
+    strict: bool = False,
 ) -> AsyncGenerator[tuple[int, AbstractIncomingMessage], None]:
     """Yield ``(offset, message)`` from a stream queue, starting at ``offset``, then follow it.
 
     ``offset`` is a number or a RabbitMQ offset spec ("first", "last", "next").
     Deliveries the stream repeats (it starts at a chunk boundary, and a robust channel
     re-consumes from the original offset after a reconnect) are skipped, so offsets
-    strictly increase. ``attached`` is set once the consumer is registered. Close the
+    strictly increase. ``attached`` is set once the consumer is registered. With
+    ``strict``, a numeric ``offset`` older than the stream's retention raises
+    LogTruncatedError instead of starting at the oldest retained message. Close the
     generator (``contextlib.aclosing``) to stop.
     """
     channel = await connection.channel()
@@ -102,6 +105,8 @@ async def read_stream(
             position = codec.stream_offset(message.headers)
             if position < next_offset:
                 continue
+            if strict and position > next_offset == offset:
+                raise LogTruncatedError(position + 1)
             next_offset = position + 1
             yield position, message
     finally:
@@ -120,9 +125,12 @@ async def read_log(
     """Yield the log's events with sequence > ``after_sequence``, in order, then follow it.
 
     Sequences are stream offsets + 1, without duplicates (see read_stream). A record
-    that does not decode is logged and skipped.
+    that does not decode is logged and skipped. A position older than the log's
+    retention (other than 0, "from the oldest") raises LogTruncatedError.
     """
-    stream = read_stream(connection, names.log_queue, after_sequence, prefetch=prefetch, attached=attached)
+    stream = read_stream(
+        connection, names.log_queue, after_sequence, prefetch=prefetch, attached=attached, strict=after_sequence > 0
+    )
     async with contextlib.aclosing(stream) as records:
         async for offset, message in records:
             try:

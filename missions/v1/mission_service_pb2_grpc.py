@@ -132,7 +132,11 @@ class MissionServiceServicer:
         `after_sequence` or `mission_ids` is given), then live ones, with no gap and no
         duplicate at the hand-over. With `mission_ids`, the stream ends with OK once
         every watched mission has emitted its final event (COMPLETED, CANCELLED or
-        DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
+        DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown;
+        OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
+        older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
+        and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
+        in the `missions-last-sequence` trailing metadata, to resume from.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

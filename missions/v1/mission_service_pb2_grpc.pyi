@@ -57,7 +57,11 @@ class MissionServiceStub:
     `after_sequence` or `mission_ids` is given), then live ones, with no gap and no
     duplicate at the hand-over. With `mission_ids`, the stream ends with OK once
     every watched mission has emitted its final event (COMPLETED, CANCELLED or
-    DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
+    DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown;
+    OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
+    older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
+    and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
+    in the `missions-last-sequence` trailing metadata, to resume from.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListWorkersRequest, _mission_service_pb2.ListWorkersResponse]
     """Lists the workers that sent a heartbeat recently, including those now LOST."""
@@ -99,7 +103,11 @@ class MissionServiceAsyncStub(MissionServiceStub):
     `after_sequence` or `mission_ids` is given), then live ones, with no gap and no
     duplicate at the hand-over. With `mission_ids`, the stream ends with OK once
     every watched mission has emitted its final event (COMPLETED, CANCELLED or
-    DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
+    DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown;
+    OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
+    older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
+    and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
+    in the `missions-last-sequence` trailing metadata, to resume from.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListWorkersRequest, _mission_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the workers that sent a heartbeat recently, including those now LOST."""
@@ -168,7 +176,11 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         `after_sequence` or `mission_ids` is given), then live ones, with no gap and no
         duplicate at the hand-over. With `mission_ids`, the stream ends with OK once
         every watched mission has emitted its final event (COMPLETED, CANCELLED or
-        DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown.
+        DEAD_LETTERED). NOT_FOUND before any event when a watched id is unknown;
+        OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
+        older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
+        and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
+        in the `missions-last-sequence` trailing metadata, to resume from.
         """
 
     @_abc_1.abstractmethod

@@ -14,6 +14,7 @@ from aio_pika.abc import AbstractRobustConnection
 
 from missions import amqp, codec
 from missions.amqp import LogRetention
+from missions.errors import LogTruncatedError
 from missions.eventlog import EventPublisher, read_log
 from missions.events import duration, new_event
 from missions.topology import Topology
@@ -150,3 +151,26 @@ async def test_retrying_event_comes_back_to_the_work_queue_after_its_delay(
         assert arrived.id == retry.id
         # Not a timing threshold: the broker must not hand it back before the TTL ran out.
         assert waited >= delay.total_seconds()
+
+
+async def test_a_position_older_than_the_retention_is_out_of_range(
+    connection: AbstractRobustConnection, namespace: str
+) -> None:
+    names = Topology(namespace)
+    tiny = LogRetention(max_bytes=4_000, segment_bytes=1_000)
+    publisher = await EventPublisher.open(connection, names, tiny)
+    try:
+        for _ in range(100):
+            await publisher.publish(_created(_mission()))
+    finally:
+        await publisher.close()
+    async with contextlib.aclosing(read_log(connection, names, 0)) as log:
+        (oldest,) = await _take(log, 1)
+    assert oldest.sequence > 1, "retention should have dropped the first segments"
+    with pytest.raises(LogTruncatedError) as caught:
+        async with contextlib.aclosing(read_log(connection, names, 1)) as log:
+            await _take(log, 1)
+    assert caught.value.oldest_sequence == oldest.sequence
+    async with contextlib.aclosing(read_log(connection, names, oldest.sequence - 1)) as log:
+        (resumed,) = await _take(log, 1)
+    assert resumed.sequence == oldest.sequence

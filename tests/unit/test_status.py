@@ -58,6 +58,7 @@ class MissionGoneError(errors.NotFoundError):
         (errors.AlreadyExistsError("key reused"), grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED"),
         (errors.FailedPreconditionError("finished"), grpc.StatusCode.FAILED_PRECONDITION, "MISSION_FINISHED"),
         (errors.BrokerUnavailableError("no broker"), grpc.StatusCode.UNAVAILABLE, "BROKER_UNAVAILABLE"),
+        (errors.LogTruncatedError(42), grpc.StatusCode.OUT_OF_RANGE, "POSITION_BEFORE_RETENTION"),
     ],
 )
 def test_each_domain_error_has_its_code(exc: Exception, code: grpc.StatusCode, reason: str) -> None:
@@ -197,3 +198,10 @@ async def test_translate_errors_on_a_stream_delivers_then_aborts() -> None:
             received.append(item)
     assert received == [0, 1, 2]
     assert [code for code, _, _ in context.aborts] == [grpc.StatusCode.UNAVAILABLE]
+
+
+def test_out_of_range_names_the_oldest_available_sequence() -> None:
+    status = to_status(errors.LogTruncatedError(42))
+    assert status.code == grpc.StatusCode.OUT_OF_RANGE
+    assert "oldest available sequence is 42" in status.details
+    assert "after_sequence=41" in status.details
