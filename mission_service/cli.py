@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import pathlib
 import sys
 from datetime import timedelta
@@ -67,11 +66,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
 
 def main(argv: list[str] | None = None) -> int:
     settings, args = parse(argv)
-
-    async def run(stop: asyncio.Event) -> None:
-        await serve(settings, stop)
-
-    return run_until_signalled(run, args)
+    return run_until_signalled(lambda stop: serve(settings, stop), args)
 
 
 if __name__ == "__main__":

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import socket
 import sys
@@ -94,11 +93,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
 
 def main(argv: list[str] | None = None) -> int:
     settings, args = parse(argv)
-
-    async def run(stop: asyncio.Event) -> None:
-        await run_worker(settings, stop)
-
-    return run_until_signalled(run, args)
+    return run_until_signalled(lambda stop: run_worker(settings, stop), args)
 
 
 if __name__ == "__main__":
