@@ -40,6 +40,8 @@ class EventLog:
         self.events: list[events_pb2.MissionEvent] = []
         self._types: dict[str, str] = {}
         self._attempts: dict[str, int] = {}
+        self._generations: dict[str, int] = {}
+        self._missions: dict[str, mission_pb2.Mission] = {}
 
     def _next(self, mission_id: str, kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
         self.sequence += 1
@@ -59,23 +61,30 @@ class EventLog:
 
     def created(self, mission_id: str, mission_type: str = "echo", **fields: Any) -> events_pb2.MissionEvent:
         self._types[mission_id] = mission_type
-        mission = M.Mission(
-            id=mission_id,
-            type=mission_type,
-            state=M.MISSION_STATE_QUEUED,
-            priority=M.PRIORITY_NORMAL,
-            max_attempts=3,
-            **fields,
-        )
+        defaults: dict[str, Any] = {"priority": M.PRIORITY_NORMAL, "max_attempts": 3}
+        mission = M.Mission(id=mission_id, type=mission_type, state=M.MISSION_STATE_QUEUED, **{**defaults, **fields})
+        self._missions[mission_id] = mission
         event = self._next(mission_id, E.EVENT_TYPE_CREATED)
         mission.create_time.CopyFrom(event.time)
         event.created.mission.CopyFrom(mission)
         return event
 
-    def started(self, mission_id: str, attempt: int = 1, worker_id: str = "worker-1") -> events_pb2.MissionEvent:
+    def _snapshot(self, mission_id: str, state: mission_pb2.MissionState.ValueType) -> mission_pb2.Mission:
+        """The mission as an event carries it: as created, at its attempt and generation (redrive_count)."""
+        mission = M.Mission()
+        mission.CopyFrom(self._missions.get(mission_id, M.Mission(id=mission_id, max_attempts=3)))
+        mission.state = state
+        mission.attempt = self._attempts.get(mission_id, 0)
+        mission.redrive_count = self._generations.get(mission_id, 0)
+        return mission
+
+    def started(
+        self, mission_id: str, attempt: int = 1, worker_id: str = "worker-1", session: str = ""
+    ) -> events_pb2.MissionEvent:
         self._attempts[mission_id] = attempt
         event = self._next(mission_id, E.EVENT_TYPE_STARTED)
         event.started.worker_id = worker_id
+        event.started.worker_session = session
         return event
 
     def progress(self, mission_id: str, fraction: float, message: str = "") -> events_pb2.MissionEvent:
@@ -104,6 +113,7 @@ class EventLog:
         event = self._next(mission_id, E.EVENT_TYPE_RETRYING)
         event.retrying.error.CopyFrom(M.MissionError(type=error_type, message="boom", retryable=True))
         event.retrying.delay.CopyFrom(duration(timedelta(milliseconds=delay_ms)))
+        event.retrying.mission.CopyFrom(self._snapshot(mission_id, M.MISSION_STATE_RETRYING))
         return event
 
     def cancelled(self, mission_id: str, reason: str = "no longer needed") -> events_pb2.MissionEvent:
@@ -115,6 +125,20 @@ class EventLog:
         event = self._next(mission_id, E.EVENT_TYPE_DEAD_LETTERED)
         event.dead_lettered.reason = "attempts exhausted"
         event.dead_lettered.last_error.CopyFrom(M.MissionError(type=error_type, message="boom", retryable=False))
+        event.dead_lettered.mission.CopyFrom(self._snapshot(mission_id, M.MISSION_STATE_FAILED))
+        return event
+
+    def redriven(self, mission_id: str, max_attempts: int = 3, requested_by: str = "ops") -> events_pb2.MissionEvent:
+        """A new generation: the next redrive_count, attempt 0, a fresh attempt budget."""
+        generation = self._generations.get(mission_id, 0) + 1
+        self._generations[mission_id] = generation
+        self._attempts[mission_id] = 0
+        event = self._next(mission_id, E.EVENT_TYPE_REDRIVEN)
+        fresh = self._snapshot(mission_id, M.MISSION_STATE_QUEUED)
+        fresh.max_attempts = max_attempts
+        event.redriven.mission.CopyFrom(fresh)
+        event.redriven.requested_by = requested_by
+        event.redriven.redrive_count = generation
         return event
 
 

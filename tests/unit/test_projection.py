@@ -213,3 +213,137 @@ def test_duplicate_created_keeps_the_original() -> None:
     assert (mission.type, mission.state, mission.payload) == ("echo", M.MISSION_STATE_RUNNING, struct(n=1))
     assert mission.create_time == original.create_time
     assert mission.last_sequence == duplicate.sequence
+
+
+def _dead_lettered_log() -> EventLog:
+    log = EventLog()
+    log.created("m1", max_attempts=2)
+    log.started("m1", attempt=1)
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")
+    log.started("m1", attempt=2)
+    log.progress("m1", 0.7, "most")
+    log.failed("m1", will_retry=False, error_type="ValueError")
+    log.dead_lettered("m1")
+    return log
+
+
+def test_started_records_the_worker_session() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, worker_id="w-1", session="session-a")
+    mission = _fold(log.events)
+    assert mission is not None
+    assert (mission.worker_id, mission.worker_session) == ("w-1", "session-a")
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")
+    log.started("m1", attempt=2, worker_id="w-1", session="session-b")  # the same worker, restarted
+    mission = _fold(log.events)
+    assert mission is not None
+    assert (mission.attempt, mission.worker_session) == (2, "session-b")
+
+
+def test_dead_lettered_after_a_final_failure_marks_the_mission_dead_lettered() -> None:
+    log = _dead_lettered_log()
+    before = _fold(log.events[:-1])
+    assert before is not None
+    assert (before.state, before.dead_lettered) == (M.MISSION_STATE_FAILED, False)
+    mission = _fold(log.events)
+    assert mission is not None
+    assert (mission.state, mission.dead_lettered) == (M.MISSION_STATE_FAILED, True)
+    assert mission.end_time == time_of(7)  # the failure ended it, not the dead-lettering
+
+
+def test_dead_lettered_without_a_final_failure_marks_the_mission_dead_lettered() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.dead_lettered("m1")
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.dead_lettered
+
+
+def test_dead_lettered_does_not_touch_a_succeeded_or_cancelled_mission() -> None:
+    for last in ("completed", "cancelled"):
+        log = EventLog()
+        log.created("m1")
+        log.started("m1")
+        getattr(log, last)("m1")
+        log.dead_lettered("m1")
+        mission = _fold(log.events)
+        assert mission is not None
+        assert not mission.dead_lettered, last
+        assert mission.state != M.MISSION_STATE_FAILED, last
+
+
+def test_redriven_starts_a_dead_lettered_mission_over() -> None:
+    log = _dead_lettered_log()
+    log.redriven("m1", max_attempts=5, requested_by="ops")
+    mission = _fold(log.events)
+    assert mission is not None
+    assert mission.state == M.MISSION_STATE_QUEUED
+    assert (mission.attempt, mission.max_attempts, mission.redrive_count) == (0, 5, 1)
+    assert not mission.dead_lettered
+    assert (mission.progress, mission.progress_message) == (0.0, "")
+    for name in ("end_time", "start_time", "result"):
+        assert not mission.HasField(name), name
+    assert mission.last_sequence == 9
+    # What the mission is stays the same.
+    assert (mission.id, mission.type, mission.create_time) == ("m1", "echo", time_of(1))
+
+
+def test_a_redriven_mission_runs_through_a_second_life() -> None:
+    log = _dead_lettered_log()
+    log.redriven("m1", max_attempts=1)
+    log.started("m1", attempt=1, worker_id="w-9", session="s-9")
+    log.completed("m1", answer=7)
+    states = _states(log.events)
+    assert states[-3:] == [M.MISSION_STATE_QUEUED, M.MISSION_STATE_RUNNING, M.MISSION_STATE_SUCCEEDED]
+    mission = _fold(log.events)
+    assert mission is not None
+    assert (mission.attempt, mission.redrive_count, mission.worker_session) == (1, 1, "s-9")
+    assert mission.result == struct(answer=7)
+    assert mission.end_time == time_of(11)
+
+
+def test_a_second_redrive_after_a_second_dead_letter() -> None:
+    log = _dead_lettered_log()
+    log.redriven("m1")
+    log.started("m1", attempt=1)
+    log.failed("m1", will_retry=False)
+    log.dead_lettered("m1")
+    log.redriven("m1", max_attempts=4)
+    mission = _fold(log.events)
+    assert mission is not None
+    assert (mission.state, mission.redrive_count, mission.max_attempts) == (M.MISSION_STATE_QUEUED, 2, 4)
+
+
+def test_redriven_is_ignored_unless_the_mission_is_dead_lettered() -> None:
+    cases = {
+        "queued": ["created"],
+        "running": ["created", "started"],
+        "succeeded": ["created", "started", "completed"],
+        "cancelled": ["created", "cancelled"],
+    }
+    for name, steps in cases.items():
+        log = EventLog()
+        for step in steps:
+            getattr(log, step)("m1")
+        before = _fold(log.events)
+        assert before is not None
+        redriven = log.redriven("m1", max_attempts=9)
+        mission = apply(before, redriven)
+        expected = M.Mission()
+        expected.CopyFrom(before)
+        expected.last_sequence = redriven.sequence
+        expected.update_time.CopyFrom(redriven.time)
+        assert mission == expected, name
+
+
+def test_redriven_is_ignored_for_a_failed_mission_not_yet_dead_lettered() -> None:
+    log = _dead_lettered_log()
+    before = _fold(log.events[:-1])  # FAILED, its DEAD_LETTERED not applied yet
+    assert before is not None
+    mission = apply(before, log.redriven("m1"))
+    assert mission is not None
+    assert (mission.state, mission.redrive_count, mission.attempt) == (M.MISSION_STATE_FAILED, 0, 2)

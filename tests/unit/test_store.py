@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pathlib
+import sqlite3
 from collections.abc import Iterator
 
 import pytest
@@ -11,7 +12,7 @@ from mission_service import projection
 from mission_service import store as store_module
 from mission_service.store import MissionStore
 from missions.v1 import events_pb2, mission_pb2
-from tests.unit.factories import EventLog
+from tests.unit.factories import EventLog, time_of
 
 M = mission_pb2
 
@@ -197,5 +198,163 @@ def test_a_file_backed_store_survives_reopening(tmp_path: pathlib.Path) -> None:
         assert reopened.positions(["m1"]) == {"m1": (1, None)}
         reopened.apply_batch([log.completed("m1")])
         assert reopened.checkpoint() == 3
+    finally:
+        reopened.close()
+
+
+def test_counts_by_state(populated: MissionStore) -> None:
+    assert populated.counts_by_state() == {
+        M.MISSION_STATE_QUEUED: 4,
+        M.MISSION_STATE_SUCCEEDED: 1,
+        M.MISSION_STATE_FAILED: 1,
+        M.MISSION_STATE_RUNNING: 1,
+    }
+
+
+def test_counts_by_state_of_an_empty_store(store: MissionStore) -> None:
+    assert store.counts_by_state() == {}
+
+
+def test_ended_since_counts_missions_in_a_state_by_end_time(populated: MissionStore) -> None:
+    # Event n happens at time_of(n): m2 completed at event 9, m5 failed at event 11.
+    succeeded_at = time_of(9).seconds
+    assert populated.ended_since(M.MISSION_STATE_SUCCEEDED, succeeded_at - 100) == 1
+    assert populated.ended_since(M.MISSION_STATE_SUCCEEDED, succeeded_at) == 1
+    assert populated.ended_since(M.MISSION_STATE_SUCCEEDED, succeeded_at + 0.5) == 0
+    assert populated.ended_since(M.MISSION_STATE_FAILED, time_of(11).seconds) == 1
+    assert populated.ended_since(M.MISSION_STATE_FAILED, time_of(12).seconds) == 0
+    # Missions that have not ended are never counted.
+    assert populated.ended_since(M.MISSION_STATE_QUEUED, 0) == 0
+    assert populated.ended_since(M.MISSION_STATE_RUNNING, 0) == 0
+
+
+def _dead_letter(log: EventLog, mission_id: str) -> None:
+    log.started(mission_id)
+    log.failed(mission_id, will_retry=False)
+    log.dead_lettered(mission_id)
+
+
+def _dead_ids(store: MissionStore) -> list[str]:
+    return _ids(store.list(states=[], mission_type="", after_created_sequence=0, limit=10, dead_lettered=True))
+
+
+def test_list_dead_lettered_only(store: MissionStore) -> None:
+    log = EventLog()
+    for n in range(1, 7):
+        log.created(f"m{n}", "echo" if n % 2 else "sleep")
+    _dead_letter(log, "m1")
+    _dead_letter(log, "m4")
+    _dead_letter(log, "m5")
+    log.started("m2")
+    log.failed("m2", will_retry=False)  # FAILED, but its DEAD_LETTERED is not in yet
+    log.started("m3")
+    log.completed("m3")
+    store.apply_batch(log.events)
+    dead = store.list(states=[], mission_type="", after_created_sequence=0, limit=10, dead_lettered=True)
+    assert (_ids(dead), dead.more) == (["m1", "m4", "m5"], False)
+    assert all(mission.dead_lettered for mission in dead.missions)
+    first = store.list(states=[], mission_type="", after_created_sequence=0, limit=2, dead_lettered=True)
+    assert (_ids(first), first.last_created_sequence, first.more) == (["m1", "m4"], 4, True)
+    rest = store.list(states=[], mission_type="", after_created_sequence=4, limit=2, dead_lettered=True)
+    assert (_ids(rest), rest.more) == (["m5"], False)
+    echo = store.list(states=[], mission_type="echo", after_created_sequence=0, limit=10, dead_lettered=True)
+    assert _ids(echo) == ["m1", "m5"]
+    # Without the flag, everything is listed.
+    assert len(store.list(states=[], mission_type="", after_created_sequence=0, limit=10).missions) == 6
+
+
+def test_redriven_resets_the_final_sequence_and_the_dead_letter_flag(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    _dead_letter(log, "m1")
+    store.apply_batch(log.events)
+    assert store.positions(["m1"]) == {"m1": (1, 4)}
+    assert store.ended_since(M.MISSION_STATE_FAILED, 0) == 1
+    store.apply_batch([log.redriven("m1")])
+    # A watch of the new generation must not end at the old generation's final event.
+    assert store.positions(["m1"]) == {"m1": (1, None)}
+    assert _dead_ids(store) == []
+    assert store.counts_by_state() == {M.MISSION_STATE_QUEUED: 1}
+    assert store.ended_since(M.MISSION_STATE_FAILED, 0) == 0
+    store.apply_batch([log.started("m1"), log.completed("m1")])
+    assert store.positions(["m1"]) == {"m1": (1, 7)}
+    assert store.ended_since(M.MISSION_STATE_SUCCEEDED, time_of(7).seconds) == 1
+
+
+def test_a_redriven_that_does_not_apply_still_resets_nothing_else(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1")
+    log.completed("m1")
+    store.apply_batch(log.events)
+    store.apply_batch([log.redriven("m1")])
+    mission = store.get("m1")
+    assert mission is not None
+    assert mission.state == M.MISSION_STATE_SUCCEEDED
+    assert store.counts_by_state() == {M.MISSION_STATE_SUCCEEDED: 1}
+
+
+def _make_file(path: pathlib.Path, version: int, schema: str) -> None:
+    db = sqlite3.connect(str(path))
+    try:
+        db.executescript(schema)
+        db.execute(f"PRAGMA user_version = {version}")
+        db.commit()
+    finally:
+        db.close()
+
+
+_VERSION_1_SCHEMA = """
+CREATE TABLE missions (
+    id TEXT PRIMARY KEY,
+    type TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    created_sequence INTEGER NOT NULL,
+    final_sequence INTEGER,
+    body BLOB NOT NULL
+);
+CREATE TABLE checkpoint (id INTEGER PRIMARY KEY CHECK (id = 1), sequence INTEGER NOT NULL);
+INSERT INTO missions VALUES ('old', 'echo', 1, 1, NULL, x'');
+INSERT INTO checkpoint VALUES (1, 42);
+"""
+
+
+@pytest.mark.parametrize("version", [0, 1, store_module.SCHEMA_VERSION + 1])
+def test_a_file_of_another_schema_version_is_rebuilt_from_scratch(tmp_path: pathlib.Path, version: int) -> None:
+    path = tmp_path / "missions.sqlite3"
+    _make_file(path, version, _VERSION_1_SCHEMA)
+    rebuilt = MissionStore(path)
+    try:
+        assert rebuilt.checkpoint() == 0
+        assert rebuilt.get("old") is None
+        assert rebuilt.counts_by_state() == {}
+        # The new columns exist: the follower can re-apply the log from the start.
+        log = EventLog()
+        log.created("m1")
+        _dead_letter(log, "m1")
+        rebuilt.apply_batch(log.events)
+        assert _dead_ids(rebuilt) == ["m1"]
+        assert rebuilt.checkpoint() == 4
+    finally:
+        rebuilt.close()
+    db = sqlite3.connect(str(path))
+    try:
+        assert db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+    finally:
+        db.close()
+
+
+def test_a_file_of_the_current_version_is_kept(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "missions.sqlite3"
+    first = MissionStore(path)
+    log = EventLog()
+    log.created("m1")
+    _dead_letter(log, "m1")
+    first.apply_batch(log.events)
+    first.close()
+    reopened = MissionStore(path)
+    try:
+        assert reopened.checkpoint() == 4
+        assert _dead_ids(reopened) == ["m1"]
     finally:
         reopened.close()
