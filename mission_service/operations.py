@@ -177,7 +177,7 @@ class MissionOperations:
         mission = self.get(request.mission_id)
         if not mission.dead_lettered:
             state = M.MissionState.Name(mission.state)
-            raise FailedPreconditionError(f"mission {mission.id} is not dead-lettered ({state})")
+            raise FailedPreconditionError(f"mission {mission.id} is not dead-lettered ({state})", "NOT_DEAD_LETTERED")
         fresh = M.Mission()
         fresh.CopyFrom(mission)
         fresh.state = M.MISSION_STATE_QUEUED
@@ -235,6 +235,7 @@ class MissionOperations:
         event_filter = EventFilter(frozenset(request.mission_ids), frozenset(request.types))
         start: int | None = request.after_sequence if request.HasField("after_sequence") else None
         finished: list[str] = []
+        generations: dict[str, int] = {}
         if request.mission_ids:
             positions = self._store.positions(request.mission_ids)
             missing = [mission_id for mission_id in request.mission_ids if mission_id not in positions]
@@ -243,7 +244,9 @@ class MissionOperations:
             if start is None:
                 start = min(created for created, _ in positions.values()) - 1
             finished = [mid for mid, (_, final) in positions.items() if final is not None and final <= start]
-        async with contextlib.aclosing(watch(self._hub, self._replay, event_filter, start, finished)) as events:
+            generations = {mid: mission.redrive_count for mid in positions if (mission := self._store.get(mid))}
+        stream = watch(self._hub, self._replay, event_filter, start, finished, generations)
+        async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event
 

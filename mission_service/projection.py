@@ -57,7 +57,7 @@ def _redrive(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> No
     mission.dead_lettered = False
     mission.progress = 0.0
     mission.progress_message = ""
-    for name in ("end_time", "start_time", "result"):
+    for name in ("end_time", "start_time", "result", "error"):
         mission.ClearField(name)
 
 

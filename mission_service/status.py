@@ -53,6 +53,8 @@ def to_status(exc: BaseException) -> grpc.Status:
         log.error("unexpected error %s", error_id, exc_info=exc)
         match, exc = (grpc.StatusCode.INTERNAL, "INTERNAL"), RuntimeError(f"internal error (id {error_id})")
     code, reason = match
+    if isinstance(exc, errors.FailedPreconditionError):
+        reason = exc.reason
     metadata = {}
     if isinstance(exc, StreamEndedError):
         metadata["last_sequence"] = str(exc.last_sequence)

@@ -149,9 +149,9 @@ def decode_page_token(token: str, states: Sequence[int], mission_type: str) -> i
         raw = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
         after, digest = raw["after"], raw["filter"]
     except (binascii.Error, ValueError, TypeError, KeyError, UnicodeDecodeError) as exc:
-        raise InvalidArgumentError("page_token", "is not a token returned by ListMissions") from exc
+        raise InvalidArgumentError("page_token", "is not a page token issued for this list") from exc
     if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= _MAX_POSITION:
-        raise InvalidArgumentError("page_token", "is not a token returned by ListMissions")
+        raise InvalidArgumentError("page_token", "is not a page token issued for this list")
     if digest != _filter_digest(states, mission_type):
         raise InvalidArgumentError("page_token", "was issued for different filters (states, type)")
     return after

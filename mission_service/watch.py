@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Sequence
+from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from missions.events import is_final
@@ -133,23 +133,30 @@ async def watch(
     event_filter: EventFilter,
     start: int | None,
     finished: Collection[str] = (),
+    generations: Mapping[str, int] | None = None,
 ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """Events matching ``event_filter`` after sequence ``start`` (None: live only).
 
     Registers with the hub first, then replays the log up to the hub's head at that
     moment, then continues with the live events buffered meanwhile; sequences already
     delivered are skipped, so the hand-over has neither gap nor duplicate. When the
-    filter names missions, the stream ends after each has emitted its final event;
-    ``finished`` lists those already final at or before ``start``.
+    filter names missions, the stream ends after each has emitted the final event of its
+    current generation (``generations``: the redrive count of each, 0 if absent; a
+    REDRIVEN event seen on the way raises it); ``finished`` lists those already final at
+    or before ``start``.
     """
     pending = set(event_filter.mission_ids) - set(finished)
+    current = dict(generations or {})
     if event_filter.mission_ids and not pending:
         return
     with hub.subscribe(event_filter) as sub:
         position = sub.head if start is None else start
 
         def accept(event: events_pb2.MissionEvent) -> bool:
-            if is_final(event):
+            generation = current.get(event.mission_id, 0)
+            if event.type == events_pb2.EVENT_TYPE_REDRIVEN:
+                current[event.mission_id] = max(generation, event.generation)
+            elif is_final(event) and event.generation >= generation:
                 pending.discard(event.mission_id)
             return event_filter.matches(event)
 

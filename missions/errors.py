@@ -40,7 +40,11 @@ class AlreadyExistsError(MissionsError):
 
 
 class FailedPreconditionError(MissionsError):
-    """The mission is not in a state that allows the operation."""
+    """The mission is not in a state that allows the operation; ``reason`` says which."""
+
+    def __init__(self, message: str, reason: str = "MISSION_FINISHED") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class BrokerUnavailableError(MissionsError):

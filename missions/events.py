@@ -58,4 +58,5 @@ def new_event(
         attempt=mission.attempt if attempt is None else attempt,
         correlation_id=correlation_id,
         mission_type=mission.type,
+        generation=mission.redrive_count,
     )

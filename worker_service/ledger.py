@@ -62,20 +62,16 @@ class MissionLedger:
         self._cancel_listeners.append(listener)
 
     def observe(self, event: events_pb2.MissionEvent) -> None:
-        entry = self._missions.setdefault(event.mission_id, _Entry())
+        entry = self._missions.get(event.mission_id)
+        if entry is None or event.generation > entry.generation:
+            entry = self._missions[event.mission_id] = _Entry(event.generation)
+        elif event.generation < entry.generation:
+            return  # a late event of a generation that has been redriven since
         kind = event.WhichOneof("details")
         if kind == "started":
             entry.started = max(entry.started, event.attempt)
         elif kind == "retrying":
-            generation = event.retrying.mission.redrive_count
-            if generation > entry.generation:
-                self._missions[event.mission_id] = _Entry(generation, event.attempt, event.attempt)
-            elif generation == entry.generation:
-                entry.over = max(entry.over, event.attempt)
-        elif kind == "redriven":
-            generation = event.redriven.mission.redrive_count
-            if generation > entry.generation:
-                self._missions[event.mission_id] = _Entry(generation)
+            entry.over = max(entry.over, event.attempt)
         elif kind in ("completed", "dead_lettered", "cancelled"):
             entry.final = True
             if kind == "cancelled":

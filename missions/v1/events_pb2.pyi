@@ -117,6 +117,7 @@ class MissionEvent(_message.Message):
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     META_FIELD_NUMBER: _builtins.int
     MISSION_TYPE_FIELD_NUMBER: _builtins.int
+    GENERATION_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
@@ -146,6 +147,11 @@ class MissionEvent(_message.Message):
     """
     mission_type: _builtins.str
     """The mission's handler type, so subscribers can filter without a lookup."""
+    generation: _builtins.int
+    """The mission's generation: how many times it had been redriven out of the
+    dead-letter queue when this event was emitted (0 before any redrive). Attempt
+    numbers restart at 1 in every generation.
+    """
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the emitting process produced the event."""
@@ -203,6 +209,7 @@ class MissionEvent(_message.Message):
         correlation_id: _builtins.str = ...,
         meta: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         mission_type: _builtins.str = ...,
+        generation: _builtins.int = ...,
         created: Global___CreatedEvent | None = ...,
         started: Global___StartedEvent | None = ...,
         progress: Global___ProgressEvent | None = ...,
@@ -215,7 +222,7 @@ class MissionEvent(_message.Message):
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015

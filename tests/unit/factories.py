@@ -55,6 +55,7 @@ class EventLog:
             attempt=self._attempts.get(mission_id, 0),
             correlation_id=f"corr-{mission_id}",
             mission_type=self._types.get(mission_id, ""),
+            generation=self._generations.get(mission_id, 0),
         )
         self.events.append(event)
         return event

@@ -863,13 +863,6 @@ async def test_list_workers_returns_what_the_heartbeats_said() -> None:
         assert [worker.session for worker in response.workers] == ["s0", "s1", "s2"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: watch() ends a stream at any final event, so watching a redriven mission by id (after_sequence"
-    " unset: from its creation) replays the old generation, ends with OK at its DEAD_LETTERED and never shows the"
-    " REDRIVEN event or the new run; store.py resets final_sequence on REDRIVEN precisely so that the new"
-    " generation's own final event ends watches",
-)
 async def test_watching_a_redriven_mission_continues_past_its_old_dead_letter(service: Service) -> None:
     mission = await _dead_letter(service, await service.submit())
     await service.stub.RedriveMission(pb.RedriveMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
