@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
 from mission_service import validation
+from mission_service.filters import EventFilter
 from mission_service.follower import LogFollower
 from mission_service.store import MissionStore
 from mission_service.validation import Limits
-from mission_service.watch import EventFilter, Hub, LogReplay, watch
+from mission_service.watch import Hub, LogReplay, watch
 from mission_service.workers import WorkerRegistry
 from missions.errors import (
     AlreadyExistsError,
@@ -70,6 +72,12 @@ class MissionOperations:
         self._replay = replay
         self._workers = workers
         self._queue_depths = queue_depths
+        # Labels never change after submission, so a cache is always right.
+        self._labels_of = functools.lru_cache(maxsize=10_000)(self._labels)
+
+    def _labels(self, mission_id: str) -> Mapping[str, str]:
+        mission = self._store.get(mission_id)
+        return dict(mission.labels) if mission is not None else {}
 
     def mission_id_for(self, idempotency_key: str) -> str:
         if not idempotency_key:
@@ -232,7 +240,13 @@ class MissionOperations:
         self, request: mission_service_pb2.WatchEventsRequest
     ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
         validation.validate_watch(request, self._config.limits)
-        event_filter = EventFilter(frozenset(request.mission_ids), frozenset(request.types))
+        event_filter = EventFilter(
+            mission_ids=frozenset(request.mission_ids),
+            types=frozenset(request.types),
+            mission_types=frozenset(request.mission_types),
+            labels=validation.parse_label_selector(request.label_selector, self._config.limits),
+            labels_of=self._labels_of,
+        )
         start: int | None = request.after_sequence if request.HasField("after_sequence") else None
         finished: list[str] = []
         generations: dict[str, int] = {}

@@ -21,6 +21,7 @@ __all__ = [
     "decode_page_token",
     "encode_page_token",
     "page_size",
+    "parse_label_selector",
     "validate_states",
     "validate_submission",
     "validate_watch",
@@ -49,6 +50,8 @@ class Limits:
     default_page_size: int = 100
     max_page_size: int = 1000
     max_watch_mission_ids: int = 1000
+    max_watch_mission_types: int = 100
+    max_label_selector_pairs: int = 16
 
 
 def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limits: Limits) -> None:
@@ -164,6 +167,28 @@ def validate_watch(request: mission_service_pb2.WatchEventsRequest, limits: Limi
         )
     if any(not mission_id for mission_id in request.mission_ids):
         raise InvalidArgumentError("mission_ids", "contains an empty id")
+    if len(request.mission_types) > limits.max_watch_mission_types:
+        raise InvalidArgumentError(
+            "mission_types", f"has {len(request.mission_types)} entries; the limit is {limits.max_watch_mission_types}"
+        )
+    parse_label_selector(request.label_selector, limits)
     for event_type in request.types:
         if event_type not in events_pb2.EventType.values() or event_type == events_pb2.EVENT_TYPE_UNSPECIFIED:
             raise InvalidArgumentError("types", f"unknown event type {event_type}")
+
+
+def parse_label_selector(selector: str, limits: Limits) -> tuple[tuple[str, str], ...]:
+    """``"k=v,k2=v2"`` as sorted (key, value) pairs; empty for an empty selector."""
+    if not selector.strip():
+        return ()
+    pairs = []
+    for part in selector.split(","):
+        key, sep, value = part.strip().partition("=")
+        if not sep or not key.strip():
+            raise InvalidArgumentError("label_selector", f"{part.strip()!r} is not key=value")
+        pairs.append((key.strip(), value.strip()))
+    if len(pairs) > limits.max_label_selector_pairs:
+        raise InvalidArgumentError(
+            "label_selector", f"has {len(pairs)} pairs; the limit is {limits.max_label_selector_pairs}"
+        )
+    return tuple(sorted(dict(pairs).items()))

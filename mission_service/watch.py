@@ -7,6 +7,7 @@ import contextlib
 from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from mission_service.filters import EventFilter, IndexKey, event_keys
 from missions.events import is_final
 from missions.v1 import events_pb2
 
@@ -45,20 +46,6 @@ class ServiceStoppingError(StreamEndedError):
     reason = "service is shutting down"
 
 
-@dataclass(frozen=True, slots=True)
-class EventFilter:
-    """Which events a subscriber wants; empty collections match everything."""
-
-    mission_ids: frozenset[str] = frozenset()
-    types: frozenset[int] = frozenset()
-
-    def wants_mission(self, event: events_pb2.MissionEvent) -> bool:
-        return not self.mission_ids or event.mission_id in self.mission_ids
-
-    def matches(self, event: events_pb2.MissionEvent) -> bool:
-        return self.wants_mission(event) and (not self.types or event.type in self.types)
-
-
 @dataclass(eq=False)
 class _Subscription:
     filter: EventFilter
@@ -86,22 +73,30 @@ class _Subscription:
 
 
 class Hub:
-    """Fans each applied batch out to the live subscribers whose filter wants it."""
+    """Fans each applied batch out to the live subscribers whose filter admits it.
+
+    Subscribers are indexed by their most selective filter (see EventFilter.index_keys),
+    so an event costs work only for the subscribers whose index key it carries, not for
+    every subscriber.
+    """
 
     def __init__(self, head: int = 0, buffer: int = DEFAULT_BUFFER) -> None:
         self.head = head
         self._buffer = buffer
         self._subscriptions: set[_Subscription] = set()
+        self._index: dict[IndexKey, set[_Subscription]] = {}
         self._closed = False
 
     def __len__(self) -> int:
         return len(self._subscriptions)
 
     def publish(self, batch: Sequence[events_pb2.MissionEvent]) -> None:
+        index = self._index
         for event in batch:
-            for sub in self._subscriptions:
-                if sub.filter.wants_mission(event):
-                    sub.offer(event)
+            for key in event_keys(event):
+                for sub in index.get(key, ()):
+                    if sub.filter.admits(event):
+                        sub.offer(event)
         if batch:
             self.head = batch[-1].sequence
 
@@ -117,10 +112,18 @@ class Hub:
         if self._closed:
             sub.end(ServiceStoppingError)
         self._subscriptions.add(sub)
+        keys = event_filter.index_keys()
+        for key in keys:
+            self._index.setdefault(key, set()).add(sub)
         try:
             yield sub
         finally:
             self._subscriptions.discard(sub)
+            for key in keys:
+                bucket = self._index[key]
+                bucket.discard(sub)
+                if not bucket:
+                    del self._index[key]
 
 
 # Opens a replay of the log: yields events with sequence > the argument, in order.

@@ -301,10 +301,16 @@ class WatchEventsRequest(_message.Message):
     MISSION_IDS_FIELD_NUMBER: _builtins.int
     TYPES_FIELD_NUMBER: _builtins.int
     AFTER_SEQUENCE_FIELD_NUMBER: _builtins.int
+    MISSION_TYPES_FIELD_NUMBER: _builtins.int
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
     after_sequence: _builtins.int
     """Deliver only events with a sequence greater than this, then follow live.
     0 replays the whole retained log. Unset: with `mission_ids`, every past
     event of those missions, then live; without, live events only.
+    """
+    label_selector: _builtins.str
+    """Only events of missions carrying all these labels: comma-separated `key=value`
+    pairs, e.g. "team=payments,env=prod" (at most 16 pairs).
     """
     @_builtins.property
     def mission_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -314,16 +320,22 @@ class WatchEventsRequest(_message.Message):
     def types(self) -> _containers.RepeatedScalarFieldContainer[_events_pb2.EventType.ValueType]:
         """Only events of these types."""
 
+    @_builtins.property
+    def mission_types(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Only events of missions of these handler types (at most 100)."""
+
     def __init__(
         self,
         *,
         mission_ids: _abc.Iterable[_builtins.str] | None = ...,
         types: _abc.Iterable[_events_pb2.EventType.ValueType] | None = ...,
         after_sequence: _builtins.int | None = ...,
+        mission_types: _abc.Iterable[_builtins.str] | None = ...,
+        label_selector: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "mission_ids", b"mission_ids", "types", b"types"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence", "after_sequence", b"after_sequence", "label_selector", b"label_selector", "mission_ids", b"mission_ids", "mission_types", b"mission_types", "types", b"types"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__after_sequence: _TypeAlias = _typing.Literal["after_sequence"]  # noqa: Y015
     _WhichOneofArgType__after_sequence: _TypeAlias = _typing.Literal["_after_sequence", b"_after_sequence"]  # noqa: Y015
