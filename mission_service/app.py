@@ -66,7 +66,12 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             work, dead = await amqp.message_counts(connection, [names.work_queue, names.dead_letter_queue])
             return work, dead
 
-        config = OperationsConfig(namespace=settings.namespace, source=source, limits=settings.limits)
+        config = OperationsConfig(
+            namespace=settings.namespace,
+            source=source,
+            limits=settings.limits,
+            watch_heartbeat=settings.watch_heartbeat,
+        )
         operations = MissionOperations(config, publisher, store, follower, hub, replay, workers, queue_depths)
 
         server = grpc.aio.server(

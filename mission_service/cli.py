@@ -47,9 +47,16 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         default=float(env("REAP_INTERVAL", "1")),
         help="seconds between sweeps for attempts of lost workers [MISSIONS_REAP_INTERVAL]",
     )
+    parser.add_argument(
+        "--watch-heartbeat",
+        type=float,
+        default=float(env("WATCH_HEARTBEAT", "15")),
+        help="seconds of silence after which a WatchEvents stream gets a heartbeat [MISSIONS_WATCH_HEARTBEAT]",
+    )
     args = parser.parse_args(argv)
-    if args.reap_interval <= 0:
-        parser.error("--reap-interval must be positive")
+    for flag in ("reap_interval", "watch_heartbeat"):
+        if getattr(args, flag) <= 0:
+            parser.error(f"--{flag.replace('_', '-')} must be positive")
     if args.shutdown_grace < 0:
         parser.error("--shutdown-grace must not be negative")
     settings = ServiceSettings(
@@ -59,6 +66,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         state_dir=args.state_dir,
         shutdown_grace_s=args.shutdown_grace,
         reap_interval=timedelta(seconds=args.reap_interval),
+        watch_heartbeat=timedelta(seconds=args.watch_heartbeat),
         retention=LogRetention(max_age=args.log_max_age, max_bytes=args.log_max_bytes),
     )
     return settings, args

@@ -10,13 +10,14 @@ import time
 import uuid
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 
 from mission_service import validation
 from mission_service.filters import EventFilter
 from mission_service.follower import LogFollower
 from mission_service.store import MissionStore
 from mission_service.validation import Limits
-from mission_service.watch import Hub, LogReplay, watch
+from mission_service.watch import Hub, Idle, LogReplay, watch
 from mission_service.workers import WorkerRegistry
 from missions.errors import (
     AlreadyExistsError,
@@ -48,6 +49,7 @@ class OperationsConfig:
     source: str
     limits: Limits
     read_your_writes_timeout: float = 5.0
+    watch_heartbeat: timedelta = timedelta(seconds=15)
 
 
 class MissionOperations:
@@ -238,7 +240,7 @@ class MissionOperations:
 
     async def watch(
         self, request: mission_service_pb2.WatchEventsRequest
-    ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+    ) -> AsyncGenerator[events_pb2.MissionEvent | Idle, None]:
         validation.validate_watch(request, self._config.limits)
         event_filter = EventFilter(
             mission_ids=frozenset(request.mission_ids),
@@ -259,7 +261,8 @@ class MissionOperations:
                 start = min(created for created, _ in positions.values()) - 1
             finished = [mid for mid, (_, final) in positions.items() if final is not None and final <= start]
             generations = {mid: mission.redrive_count for mid in positions if (mission := self._store.get(mid))}
-        stream = watch(self._hub, self._replay, event_filter, start, finished, generations)
+        idle = self._config.watch_heartbeat.total_seconds()
+        stream = watch(self._hub, self._replay, event_filter, start, finished, generations, idle)
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event

@@ -9,6 +9,8 @@ import grpc
 
 from mission_service.operations import MissionOperations
 from mission_service.status import translate_errors
+from mission_service.watch import Idle
+from missions.events import now
 from missions.v1 import mission_service_pb2 as pb
 from missions.v1 import mission_service_pb2_grpc
 
@@ -62,8 +64,11 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        async for event in self._ops.watch(request):
-            yield pb.WatchEventsResponse(event=event)
+        async for item in self._ops.watch(request):
+            if isinstance(item, Idle):
+                yield pb.WatchEventsResponse(heartbeat=pb.WatchHeartbeat(time=now(), last_sequence=item.position))
+            else:
+                yield pb.WatchEventsResponse(event=item)
 
     @translate_errors
     async def ListWorkers(

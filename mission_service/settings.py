@@ -23,6 +23,7 @@ class ServiceSettings:
         state_dir: directory of the SQLite read model (MISSIONS_STATE_DIR), default ./.state.
         shutdown_grace_s: seconds in-flight RPCs get to finish on SIGTERM, default 5.
         reap_interval: how often lost workers' attempts are looked for, default 1 s.
+        watch_heartbeat: idle time after which a WatchEvents stream gets a heartbeat, 15 s.
         retention: event log retention (see LogRetention).
         limits: input limits (see Limits).
     """
@@ -33,6 +34,7 @@ class ServiceSettings:
     state_dir: pathlib.Path = pathlib.Path(".state")
     shutdown_grace_s: float = 5.0
     reap_interval: timedelta = timedelta(seconds=1)
+    watch_heartbeat: timedelta = timedelta(seconds=15)
     retention: LogRetention = field(default_factory=LogRetention)
     limits: Limits = field(default_factory=Limits)
 

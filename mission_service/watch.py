@@ -14,6 +14,7 @@ from missions.v1 import events_pb2
 __all__ = [
     "EventFilter",
     "Hub",
+    "Idle",
     "ServiceStoppingError",
     "StreamEndedError",
     "SubscriberLaggingError",
@@ -126,6 +127,13 @@ class Hub:
                     del self._index[key]
 
 
+@dataclass(frozen=True, slots=True)
+class Idle:
+    """No event for a while: the stream has seen every event up to ``position``."""
+
+    position: int
+
+
 # Opens a replay of the log: yields events with sequence > the argument, in order.
 LogReplay = Callable[[int], AsyncGenerator[events_pb2.MissionEvent, None]]
 
@@ -137,7 +145,8 @@ async def watch(
     start: int | None,
     finished: Collection[str] = (),
     generations: Mapping[str, int] | None = None,
-) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+    idle: float | None = None,
+) -> AsyncGenerator[events_pb2.MissionEvent | Idle, None]:
     """Events matching ``event_filter`` after sequence ``start`` (None: live only).
 
     Registers with the hub first, then replays the log up to the hub's head at that
@@ -146,7 +155,8 @@ async def watch(
     filter names missions, the stream ends after each has emitted the final event of its
     current generation (``generations``: the redrive count of each, 0 if absent; a
     REDRIVEN event seen on the way raises it); ``finished`` lists those already final at
-    or before ``start``.
+    or before ``start``. After ``idle`` seconds without a live event it yields Idle with
+    the position up to which the stream has seen everything.
     """
     pending = set(event_filter.mission_ids) - set(finished)
     current = dict(generations or {})
@@ -176,7 +186,13 @@ async def watch(
                     if position == sub.head:
                         break
         while True:
-            event = await sub.queue.get()
+            try:
+                event = await asyncio.wait_for(sub.queue.get(), idle)
+            except TimeoutError:
+                # Nothing is waiting, so nothing up to the hub's head matched this filter.
+                position = max(position, hub.head)
+                yield Idle(position)
+                continue
             if sub.ended:
                 raise sub.ended(position)
             if event.sequence <= position:

@@ -24,12 +24,13 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from missions.v1 import events_pb2 as missions_dot_v1_dot_events__pb2
 from missions.v1 import mission_pb2 as missions_dot_v1_dot_mission__pb2
 from missions.v1 import worker_pb2 as missions_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!missions/v1/mission_service.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x18missions/v1/events.proto\x1a\x19missions/v1/mission.proto\x1a\x18missions/v1/worker.proto\"\'\n\x11GetMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\";\n\x12GetMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"u\n\x13ListMissionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.missions.v1.MissionState\x12\x0c\n\x04type\x18\x04 \x01(\t\"W\n\x14ListMissionsResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc0\x02\n\x14SubmitMissionRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x08priority\x18\x03 \x01(\x0e\x32\x15.missions.v1.Priority\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12=\n\x06labels\x18\x07 \x03(\x0b\x32-.missions.v1.SubmitMissionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x15SubmitMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\":\n\x14\x43\x61ncelMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15\x43\x61ncelMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"\xaf\x01\n\x12WatchEventsRequest\x12\x13\n\x0bmission_ids\x18\x01 \x03(\t\x12%\n\x05types\x18\x02 \x03(\x0e\x32\x16.missions.v1.EventType\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rmission_types\x18\x04 \x03(\t\x12\x16\n\x0elabel_selector\x18\x05 \x01(\tB\x11\n\x0f_after_sequence\"?\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionEvent\"*\n\x12ListWorkersRequest\x12\x14\n\x0cinclude_gone\x18\x01 \x01(\x08\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.missions.v1.Worker\"\x11\n\x0fGetStatsRequest\"\xe2\x01\n\x10GetStatsResponse\x12\'\n\x06states\x18\x01 \x03(\x0b\x32\x17.missions.v1.StateCount\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\x03\x12\x19\n\x11\x64\x65\x61\x64_letter_depth\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x1b\n\x13succeeded_last_hour\x18\x05 \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x06 \x01(\x03\x12\x16\n\x0e\x61\x63tive_workers\x18\x07 \x01(\x05\x12\x15\n\rlast_sequence\x18\x08 \x01(\x04\"E\n\nStateCount\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.missions.v1.MissionState\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"Z\n\x17ListDeadLettersResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15RedriveMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\"?\n\x16RedriveMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission2\x8c\x06\n\x0eMissionService\x12M\n\nGetMission\x12\x1e.missions.v1.GetMissionRequest\x1a\x1f.missions.v1.GetMissionResponse\x12S\n\x0cListMissions\x12 .missions.v1.ListMissionsRequest\x1a!.missions.v1.ListMissionsResponse\x12V\n\rSubmitMission\x12!.missions.v1.SubmitMissionRequest\x1a\".missions.v1.SubmitMissionResponse\x12V\n\rCancelMission\x12!.missions.v1.CancelMissionRequest\x1a\".missions.v1.CancelMissionResponse\x12R\n\x0bWatchEvents\x12\x1f.missions.v1.WatchEventsRequest\x1a .missions.v1.WatchEventsResponse0\x01\x12P\n\x0bListWorkers\x12\x1f.missions.v1.ListWorkersRequest\x1a .missions.v1.ListWorkersResponse\x12G\n\x08GetStats\x12\x1c.missions.v1.GetStatsRequest\x1a\x1d.missions.v1.GetStatsResponse\x12\\\n\x0fListDeadLetters\x12#.missions.v1.ListDeadLettersRequest\x1a$.missions.v1.ListDeadLettersResponse\x12Y\n\x0eRedriveMission\x12\".missions.v1.RedriveMissionRequest\x1a#.missions.v1.RedriveMissionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!missions/v1/mission_service.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18missions/v1/events.proto\x1a\x19missions/v1/mission.proto\x1a\x18missions/v1/worker.proto\"\'\n\x11GetMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\";\n\x12GetMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"u\n\x13ListMissionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.missions.v1.MissionState\x12\x0c\n\x04type\x18\x04 \x01(\t\"W\n\x14ListMissionsResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc0\x02\n\x14SubmitMissionRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x08priority\x18\x03 \x01(\x0e\x32\x15.missions.v1.Priority\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12=\n\x06labels\x18\x07 \x03(\x0b\x32-.missions.v1.SubmitMissionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x15SubmitMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\":\n\x14\x43\x61ncelMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15\x43\x61ncelMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"\xaf\x01\n\x12WatchEventsRequest\x12\x13\n\x0bmission_ids\x18\x01 \x03(\t\x12%\n\x05types\x18\x02 \x03(\x0e\x32\x16.missions.v1.EventType\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rmission_types\x18\x04 \x03(\t\x12\x16\n\x0elabel_selector\x18\x05 \x01(\tB\x11\n\x0f_after_sequence\"o\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionEvent\x12.\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.missions.v1.WatchHeartbeat\"Q\n\x0eWatchHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"*\n\x12ListWorkersRequest\x12\x14\n\x0cinclude_gone\x18\x01 \x01(\x08\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.missions.v1.Worker\"\x11\n\x0fGetStatsRequest\"\xe2\x01\n\x10GetStatsResponse\x12\'\n\x06states\x18\x01 \x03(\x0b\x32\x17.missions.v1.StateCount\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\x03\x12\x19\n\x11\x64\x65\x61\x64_letter_depth\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x1b\n\x13succeeded_last_hour\x18\x05 \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x06 \x01(\x03\x12\x16\n\x0e\x61\x63tive_workers\x18\x07 \x01(\x05\x12\x15\n\rlast_sequence\x18\x08 \x01(\x04\"E\n\nStateCount\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.missions.v1.MissionState\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"Z\n\x17ListDeadLettersResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15RedriveMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\"?\n\x16RedriveMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission2\x8c\x06\n\x0eMissionService\x12M\n\nGetMission\x12\x1e.missions.v1.GetMissionRequest\x1a\x1f.missions.v1.GetMissionResponse\x12S\n\x0cListMissions\x12 .missions.v1.ListMissionsRequest\x1a!.missions.v1.ListMissionsResponse\x12V\n\rSubmitMission\x12!.missions.v1.SubmitMissionRequest\x1a\".missions.v1.SubmitMissionResponse\x12V\n\rCancelMission\x12!.missions.v1.CancelMissionRequest\x1a\".missions.v1.CancelMissionResponse\x12R\n\x0bWatchEvents\x12\x1f.missions.v1.WatchEventsRequest\x1a .missions.v1.WatchEventsResponse0\x01\x12P\n\x0bListWorkers\x12\x1f.missions.v1.ListWorkersRequest\x1a .missions.v1.ListWorkersResponse\x12G\n\x08GetStats\x12\x1c.missions.v1.GetStatsRequest\x1a\x1d.missions.v1.GetStatsResponse\x12\\\n\x0fListDeadLetters\x12#.missions.v1.ListDeadLettersRequest\x1a$.missions.v1.ListDeadLettersResponse\x12Y\n\x0eRedriveMission\x12\".missions.v1.RedriveMissionRequest\x1a#.missions.v1.RedriveMissionResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,46 +39,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._loaded_options = None
   _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_GETMISSIONREQUEST']._serialized_start=191
-  _globals['_GETMISSIONREQUEST']._serialized_end=230
-  _globals['_GETMISSIONRESPONSE']._serialized_start=232
-  _globals['_GETMISSIONRESPONSE']._serialized_end=291
-  _globals['_LISTMISSIONSREQUEST']._serialized_start=293
-  _globals['_LISTMISSIONSREQUEST']._serialized_end=410
-  _globals['_LISTMISSIONSRESPONSE']._serialized_start=412
-  _globals['_LISTMISSIONSRESPONSE']._serialized_end=499
-  _globals['_SUBMITMISSIONREQUEST']._serialized_start=502
-  _globals['_SUBMITMISSIONREQUEST']._serialized_end=822
-  _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._serialized_start=777
-  _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._serialized_end=822
-  _globals['_SUBMITMISSIONRESPONSE']._serialized_start=824
-  _globals['_SUBMITMISSIONRESPONSE']._serialized_end=886
-  _globals['_CANCELMISSIONREQUEST']._serialized_start=888
-  _globals['_CANCELMISSIONREQUEST']._serialized_end=946
-  _globals['_CANCELMISSIONRESPONSE']._serialized_start=948
-  _globals['_CANCELMISSIONRESPONSE']._serialized_end=1010
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1013
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1188
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1190
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1253
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1255
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1297
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1299
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1358
-  _globals['_GETSTATSREQUEST']._serialized_start=1360
-  _globals['_GETSTATSREQUEST']._serialized_end=1377
-  _globals['_GETSTATSRESPONSE']._serialized_start=1380
-  _globals['_GETSTATSRESPONSE']._serialized_end=1606
-  _globals['_STATECOUNT']._serialized_start=1608
-  _globals['_STATECOUNT']._serialized_end=1677
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1679
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1756
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1758
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=1848
-  _globals['_REDRIVEMISSIONREQUEST']._serialized_start=1850
-  _globals['_REDRIVEMISSIONREQUEST']._serialized_end=1915
-  _globals['_REDRIVEMISSIONRESPONSE']._serialized_start=1917
-  _globals['_REDRIVEMISSIONRESPONSE']._serialized_end=1980
-  _globals['_MISSIONSERVICE']._serialized_start=1983
-  _globals['_MISSIONSERVICE']._serialized_end=2763
+  _globals['_GETMISSIONREQUEST']._serialized_start=224
+  _globals['_GETMISSIONREQUEST']._serialized_end=263
+  _globals['_GETMISSIONRESPONSE']._serialized_start=265
+  _globals['_GETMISSIONRESPONSE']._serialized_end=324
+  _globals['_LISTMISSIONSREQUEST']._serialized_start=326
+  _globals['_LISTMISSIONSREQUEST']._serialized_end=443
+  _globals['_LISTMISSIONSRESPONSE']._serialized_start=445
+  _globals['_LISTMISSIONSRESPONSE']._serialized_end=532
+  _globals['_SUBMITMISSIONREQUEST']._serialized_start=535
+  _globals['_SUBMITMISSIONREQUEST']._serialized_end=855
+  _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._serialized_start=810
+  _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._serialized_end=855
+  _globals['_SUBMITMISSIONRESPONSE']._serialized_start=857
+  _globals['_SUBMITMISSIONRESPONSE']._serialized_end=919
+  _globals['_CANCELMISSIONREQUEST']._serialized_start=921
+  _globals['_CANCELMISSIONREQUEST']._serialized_end=979
+  _globals['_CANCELMISSIONRESPONSE']._serialized_start=981
+  _globals['_CANCELMISSIONRESPONSE']._serialized_end=1043
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1046
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1221
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1223
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1334
+  _globals['_WATCHHEARTBEAT']._serialized_start=1336
+  _globals['_WATCHHEARTBEAT']._serialized_end=1417
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1419
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1461
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1463
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1522
+  _globals['_GETSTATSREQUEST']._serialized_start=1524
+  _globals['_GETSTATSREQUEST']._serialized_end=1541
+  _globals['_GETSTATSRESPONSE']._serialized_start=1544
+  _globals['_GETSTATSRESPONSE']._serialized_end=1770
+  _globals['_STATECOUNT']._serialized_start=1772
+  _globals['_STATECOUNT']._serialized_end=1841
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1843
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1920
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1922
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2012
+  _globals['_REDRIVEMISSIONREQUEST']._serialized_start=2014
+  _globals['_REDRIVEMISSIONREQUEST']._serialized_end=2079
+  _globals['_REDRIVEMISSIONRESPONSE']._serialized_start=2081
+  _globals['_REDRIVEMISSIONRESPONSE']._serialized_end=2144
+  _globals['_MISSIONSERVICE']._serialized_start=2147
+  _globals['_MISSIONSERVICE']._serialized_end=2927
 # @@protoc_insertion_point(module_scope)

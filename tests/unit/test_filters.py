@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 
 import pytest
 
 from mission_service.filters import EventFilter
 from mission_service.validation import Limits, parse_label_selector
-from mission_service.watch import Hub, _Subscription
+from mission_service.watch import Hub, Idle, _Subscription, watch
 from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2
 from tests.unit.factories import EventLog
@@ -117,3 +118,25 @@ def drain(sub: _Subscription) -> list[events_pb2.MissionEvent]:
     while not sub.queue.empty():
         events.append(sub.queue.get_nowait())
     return events
+
+
+async def test_an_idle_stream_gets_heartbeats_that_advance_past_filtered_events() -> None:
+    log = EventLog()
+    hub = Hub()
+
+    async def no_replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+        raise AssertionError("a live-only watch must not replay")
+        yield  # pragma: no cover
+
+    only_sleep = EventFilter(mission_types=frozenset({"sleep"}))
+    stream = watch(hub, no_replay, only_sleep, start=None, idle=0.01)
+    async with contextlib.aclosing(stream) as items:
+        first = await asyncio.wait_for(anext(items), 5)
+        assert first == Idle(0)
+        hub.publish([log.created("m1", "echo"), log.started("m1")])  # nothing for this filter
+        second = await asyncio.wait_for(anext(items), 5)
+        assert second == Idle(2)  # seen everything up to 2, though nothing was delivered
+        wanted = log.created("m2", "sleep")
+        hub.publish([wanted])
+        third = await asyncio.wait_for(anext(items), 5)
+        assert isinstance(third, events_pb2.MissionEvent) and third.id == wanted.id
