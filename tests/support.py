@@ -20,7 +20,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
-__all__ = ["Process", "Stack", "collect", "drain", "free_port", "payload", "wait_serving"]
+__all__ = ["Process", "Stack", "collect", "drain", "free_port", "payload", "wait_serving", "watch_events"]
 
 
 def free_port() -> int:
@@ -93,14 +93,23 @@ async def wait_serving(target: str, process: Process, timeout: float = 30) -> No
     raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
 
 
+async def watch_events(
+    stub: mission_service_pb2_grpc.MissionServiceStub, request: mission_service_pb2.WatchEventsRequest
+) -> AsyncIterator[events_pb2.MissionEvent]:
+    """The events of a WatchEvents stream, without its idle heartbeats."""
+    async for item in stub.WatchEvents(request):
+        if item.HasField("event"):
+            yield item.event
+
+
 async def collect(
     stub: mission_service_pb2_grpc.MissionServiceStub,
     request: mission_service_pb2.WatchEventsRequest,
     queue: asyncio.Queue[events_pb2.MissionEvent],
 ) -> None:
     """Pump a WatchEvents stream into ``queue`` until it ends."""
-    async for item in stub.WatchEvents(request):
-        await queue.put(item.event)
+    async for event in watch_events(stub, request):
+        await queue.put(event)
 
 
 async def drain(

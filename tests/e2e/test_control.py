@@ -13,7 +13,7 @@ import pytest
 
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Process, Stack, payload
+from tests.support import Process, Stack, payload, watch_events
 
 pytestmark = pytest.mark.e2e
 
@@ -24,13 +24,12 @@ FAST = ("--heartbeat-interval", "0.5", "--retry-base", "0.05", "--retry-max", "0
 
 async def _history(stack: Stack, mission_id: str) -> list[events_pb2.MissionEvent]:
     """Every event of one mission, from its first; returns when the mission is final."""
-    return [item.event async for item in stack.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission_id]))]
+    return [event async for event in watch_events(stack.stub, pb.WatchEventsRequest(mission_ids=[mission_id]))]
 
 
 async def _first(stack: Stack, mission_id: str, kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
     request = pb.WatchEventsRequest(mission_ids=[mission_id], types=[kind])
-    async for item in stack.stub.WatchEvents(request):
-        event: events_pb2.MissionEvent = item.event
+    async for event in watch_events(stack.stub, request):
         return event
     raise AssertionError(f"mission {mission_id} ended without {E.EventType.Name(kind)}")
 
@@ -146,7 +145,7 @@ async def test_redrive_runs_a_dead_lettered_mission_again(stack: Stack) -> None:
     response = await stack.stub.RedriveMission(pb.RedriveMissionRequest(mission_id=mission.id, max_attempts=3))
     assert response.mission.state == M.MISSION_STATE_QUEUED and response.mission.redrive_count == 1
     request = pb.WatchEventsRequest(mission_ids=[mission.id], after_sequence=dead.last_sequence)
-    events = [item.event async for item in stack.stub.WatchEvents(request)]
+    events = [event async for event in watch_events(stack.stub, request)]
     assert events[0].type == E.EVENT_TYPE_REDRIVEN and events[-1].type == E.EVENT_TYPE_COMPLETED
     final = (await stack.stub.GetMission(pb.GetMissionRequest(mission_id=mission.id))).mission
     # fail_times=2 counts attempts of the new generation: 1 and 2 fail, 3 succeeds.

@@ -12,7 +12,7 @@ from grpc_status import rpc_status
 
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Stack, payload
+from tests.support import Stack, payload, watch_events
 
 pytestmark = pytest.mark.e2e
 
@@ -33,14 +33,14 @@ async def _run_to_end(stack: Stack, count: int, mission_type: str = "echo") -> l
 
 async def _everything(stack: Stack, after: int, until: int) -> list[events_pb2.MissionEvent]:
     """Every event with after < sequence <= until, read through WatchEvents."""
-    events = []
-    async for item in stack.stub.WatchEvents(pb.WatchEventsRequest(after_sequence=after)):
-        if item.event.sequence > until:
+    seen: list[events_pb2.MissionEvent] = []
+    async for event in watch_events(stack.stub, pb.WatchEventsRequest(after_sequence=after)):
+        if event.sequence > until:
             break
-        events.append(item.event)
-        if item.event.sequence == until:
+        seen.append(event)
+        if event.sequence == until:
             break
-    return events
+    return seen
 
 
 async def test_resume_with_after_sequence_gets_exactly_the_missed_events(stack: Stack) -> None:
@@ -66,7 +66,7 @@ async def test_get_then_watch_from_last_sequence_has_no_gap(stack: Stack) -> Non
     assert snapshot.state == M.MISSION_STATE_QUEUED and snapshot.last_sequence >= 1
     stack.start_worker()
     request = pb.WatchEventsRequest(mission_ids=[mission.id], after_sequence=snapshot.last_sequence)
-    events = [item.event async for item in stack.stub.WatchEvents(request)]
+    events = [event async for event in watch_events(stack.stub, request)]
     assert [event.type for event in events] == [E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
 
 
@@ -186,3 +186,17 @@ async def test_stopping_service_ends_streams_with_a_resumable_status(stack: Stac
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
     trailing = dict(caught.value.trailing_metadata() or ())
     assert trailing["missions-last-sequence"] == str(first.event.sequence)
+
+
+async def test_an_idle_stream_gets_heartbeats_with_a_resumable_position(stack: Stack) -> None:
+    await stack.start_service("--watch-heartbeat", "0.3")
+    echo = (await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"))).mission
+    call = stack.stub.WatchEvents(pb.WatchEventsRequest(after_sequence=0, mission_types=["sleep"]))
+    try:
+        response = await asyncio.wait_for(call.read(), 30)
+    finally:
+        call.cancel()
+    assert not response.HasField("event")
+    # Nothing matched, but the stream has seen everything up to the echo mission's event.
+    assert response.heartbeat.last_sequence == echo.last_sequence
+    assert response.heartbeat.time.seconds > 0

@@ -17,7 +17,7 @@ from missions.backoff import backoff_bound
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Stack, collect, drain, payload
+from tests.support import Stack, collect, drain, payload, watch_events
 
 pytestmark = pytest.mark.e2e
 
@@ -82,7 +82,7 @@ async def test_retry_then_success_with_bounded_backoff(stack: Stack) -> None:
     mission = (
         await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="fail", payload=payload(fail_times=2)))
     ).mission
-    events = [item.event async for item in stack.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]))]
+    events = [event async for event in watch_events(stack.stub, pb.WatchEventsRequest(mission_ids=[mission.id]))]
     retries = [event for event in events if event.type == E.EVENT_TYPE_RETRYING]
     assert len(retries) == 2
     for retry in retries:
@@ -109,7 +109,7 @@ async def test_exhausted_attempts_dead_letter(stack: Stack, amqp_url: str) -> No
             pb.SubmitMissionRequest(type="fail", payload=payload(fail_times=10, message="boom"), max_attempts=2)
         )
     ).mission
-    events = [item.event async for item in stack.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]))]
+    events = [event async for event in watch_events(stack.stub, pb.WatchEventsRequest(mission_ids=[mission.id]))]
     assert [event.type for event in events] == [
         E.EVENT_TYPE_CREATED,
         E.EVENT_TYPE_STARTED,
