@@ -6,6 +6,7 @@ import json
 import pathlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import grpc
@@ -14,7 +15,8 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from missions import ctl
-from missions.v1 import events_pb2, mission_pb2
+from missions.ctl.service import CORRELATION_KEY, Service
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 pytestmark = pytest.mark.timeout(20)
@@ -216,7 +218,7 @@ def test_submit_passes_every_flag_through(run: Run, channel: Any, capsys: pytest
     assert request.timeout.ToMilliseconds() == 2500
     assert request.idempotency_key == "order-42"
     assert dict(request.labels) == {"team": "ops", "expr": "a=b"}
-    correlation = dict(metadata)[ctl.CORRELATION_KEY]
+    correlation = dict(metadata)[CORRELATION_KEY]
     assert len(correlation) == 32
     assert json_lines(capsys.readouterr().out)[0]["mission"]["id"] == MISSION_ID
 
@@ -389,13 +391,13 @@ def test_watch_cut_off_suggests_where_to_resume(
 ) -> None:
     # grpc_testing drops responses still buffered when a call ends with an error (real gRPC
     # delivers them), so the events come first and the testing channel supplies the error.
-    rpc_watch = ctl._Service.watch
+    rpc_watch = Service.watch
 
     def watch(self: Any, request: pb.WatchEventsRequest) -> Iterator[pb.WatchEventsResponse]:
         yield from progress_then_completed()[:2]
         yield from rpc_watch(self, request)
 
-    monkeypatch.setattr(ctl._Service, "watch", watch)
+    monkeypatch.setattr(Service, "watch", watch)
     done = run("watch")
     stream(channel, [], grpc.StatusCode.RESOURCE_EXHAUSTED, "subscriber fell behind")
 
@@ -417,7 +419,7 @@ def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., 
 def test_watch_exits_0_on_ctrl_c(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctl._Service, "watch", interrupted_after(progress_then_completed()[:1]))
+    monkeypatch.setattr(Service, "watch", interrupted_after(progress_then_completed()[:1]))
 
     assert run("watch").result(timeout=10) == 0
     assert "STARTED" in capsys.readouterr().out
@@ -426,7 +428,7 @@ def test_watch_exits_0_on_ctrl_c(
 def test_submit_wait_exits_130_on_ctrl_c_and_says_how_to_follow(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ctl._Service, "watch", interrupted_after([]))
+    monkeypatch.setattr(Service, "watch", interrupted_after([]))
     done = run("submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
 
@@ -444,3 +446,254 @@ def test_submit_wait_on_an_already_finished_mission_does_not_watch(
 
     assert done.result(timeout=10) == 1
     assert "did not succeed: CANCELLED" in capsys.readouterr().err
+
+
+def stamp(ago: timedelta) -> timestamp_pb2.Timestamp:
+    """The instant ``ago`` before now."""
+    time = timestamp_pb2.Timestamp()
+    time.FromDatetime(datetime.now(UTC) - ago)
+    return time
+
+
+def test_workers_shows_a_table_with_states_and_ages(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("workers")
+    active = worker_pb2.Worker(
+        id="host-a:41",
+        host="host-a",
+        pid=41,
+        state=worker_pb2.WORKER_STATE_ACTIVE,
+        running=1,
+        concurrency=4,
+        finished=17,
+        handler_types=["echo", "sleep"],
+        heartbeat_time=stamp(timedelta(hours=2)),
+        last_delivery_time=stamp(timedelta(days=3)),
+    )
+    lost = worker_pb2.Worker(
+        id="host-b:7", host="host-b", pid=7, state=worker_pb2.WORKER_STATE_LOST, concurrency=2, handler_types=["fail"]
+    )
+    _, request = answer(channel, "ListWorkers", pb.ListWorkersResponse(workers=[active, lost]))
+
+    assert done.result(timeout=10) == 0
+    assert not request.include_gone
+    rows = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert rows == [
+        ["ID", "HOST", "PID", "STATE", "RUNNING", "FINISHED", "TYPES", "HEARTBEAT", "DELIVERY"],
+        ["host-a:41", "host-a", "41", "ACTIVE", "1/4", "17", "echo,sleep", "2h00m", "ago", "3d00h", "ago"],
+        ["host-b:7", "host-b", "7", "LOST", "0/2", "0", "fail", "never"],
+    ]
+
+
+def test_workers_all_json_includes_gone_workers(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("-o", "json", "workers", "--all")
+    stopping = worker_pb2.Worker(id="w-1", pid=3, state=worker_pb2.WORKER_STATE_STOPPING, concurrency=2)
+    _, request = answer(channel, "ListWorkers", pb.ListWorkersResponse(workers=[stopping]))
+
+    assert done.result(timeout=10) == 0
+    assert request.include_gone
+    assert json_lines(capsys.readouterr().out) == [
+        {"workers": [{"id": "w-1", "pid": "3", "state": "WORKER_STATE_STOPPING", "concurrency": 2}]}
+    ]
+
+
+def test_workers_none_says_so(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("workers")
+    answer(channel, "ListWorkers", pb.ListWorkersResponse())
+
+    assert done.result(timeout=10) == 0
+    assert capsys.readouterr().out == "no workers\n"
+
+
+def stats_response() -> pb.GetStatsResponse:
+    return pb.GetStatsResponse(
+        states=[
+            pb.StateCount(state=mission_pb2.MISSION_STATE_QUEUED, count=3),
+            pb.StateCount(state=mission_pb2.MISSION_STATE_FAILED, count=2),
+        ],
+        queue_depth=3,
+        dead_letter_depth=2,
+        running=1,
+        succeeded_last_hour=10,
+        failed_last_hour=2,
+        active_workers=2,
+        last_sequence=42,
+    )
+
+
+def test_stats_shows_every_state_and_the_queues(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("stats")
+    answer(channel, "GetStats", stats_response())
+
+    assert done.result(timeout=10) == 0
+    assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
+        ["QUEUED", "3"],
+        ["RUNNING", "0"],
+        ["RETRYING", "0"],
+        ["SUCCEEDED", "0"],
+        ["FAILED", "2"],
+        ["CANCELLED", "0"],
+        ["queue", "depth", "3"],
+        ["dead-letter", "depth", "2"],
+        ["running", "now", "1"],
+        ["succeeded", "last", "hour", "10"],
+        ["failed", "last", "hour", "2"],
+        ["active", "workers", "2"],
+        ["last", "sequence", "42"],
+    ]
+
+
+def test_stats_json_is_the_response(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("stats", "-o", "json")
+    answer(channel, "GetStats", stats_response())
+
+    assert done.result(timeout=10) == 0
+    assert json_lines(capsys.readouterr().out) == [
+        {  # int64 and uint64 are strings in proto JSON
+            "states": [
+                {"state": "MISSION_STATE_QUEUED", "count": "3"},
+                {"state": "MISSION_STATE_FAILED", "count": "2"},
+            ],
+            "queue_depth": "3",
+            "dead_letter_depth": "2",
+            "running": "1",
+            "succeeded_last_hour": "10",
+            "failed_last_hour": "2",
+            "active_workers": 2,
+            "last_sequence": "42",
+        }
+    ]
+
+
+def dead(mission_id: str) -> mission_pb2.Mission:
+    error = mission_pb2.MissionError(type="ValueError", message=f"bad {mission_id}")
+    return mission(mission_pb2.MISSION_STATE_FAILED, id=mission_id, type="fail", attempt=3, error=error)
+
+
+def test_dead_letters_all_follows_page_tokens_with_the_same_filter(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("-o", "json", "dead-letters", "--all", "--type", "fail", "--page-size", "1")
+    _, first = answer(
+        channel, "ListDeadLetters", pb.ListDeadLettersResponse(missions=[dead("a")], next_page_token="t1")
+    )
+    _, second = answer(channel, "ListDeadLetters", pb.ListDeadLettersResponse(missions=[dead("b")]))
+
+    assert done.result(timeout=10) == 0
+    assert (first.type, first.page_size, first.page_token) == ("fail", 1, "")
+    assert (second.type, second.page_size, second.page_token) == ("fail", 1, "t1")
+    [listing] = json_lines(capsys.readouterr().out)
+    assert [found["id"] for found in listing["missions"]] == ["a", "b"]
+    assert listing["missions"][1]["error"] == {"type": "ValueError", "message": "bad b"}
+    assert "next_page_token" not in listing
+
+
+def test_dead_letters_shows_the_list_table_with_the_last_error(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("dead-letters", "--page-token", "t1")
+    page = pb.ListDeadLettersResponse(missions=[dead("a")], next_page_token="t2")
+    _, request = answer(channel, "ListDeadLetters", page)
+
+    assert done.result(timeout=10) == 0
+    assert (request.page_token, request.page_size, request.type) == ("t1", 0, "")
+    captured = capsys.readouterr()
+    rows = [line.split() for line in captured.out.splitlines()]
+    assert rows == [
+        ["ID", "TYPE", "STATE", "PRIORITY", "ATTEMPT", "PROGRESS", "CREATED", "ERROR"],
+        ["a", "fail", "FAILED", "normal", "3/3", "0%", "ValueError:", "bad", "a"],
+    ]
+    assert "--page-token t2" in captured.err
+
+
+def test_dead_letters_none_says_so(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("dead-letters")
+    answer(channel, "ListDeadLetters", pb.ListDeadLettersResponse())
+
+    assert done.result(timeout=10) == 0
+    assert capsys.readouterr().out == "no dead-lettered missions\n"
+
+
+@pytest.mark.parametrize(("flags", "max_attempts"), [(["--max-attempts", "5"], 5), ([], 0)])
+def test_redrive_passes_max_attempts_and_prints_the_mission(
+    flags: list[str], max_attempts: int, run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("redrive", MISSION_ID, *flags)
+    redriven = mission(max_attempts=max_attempts or 3)
+    _, request = answer(channel, "RedriveMission", pb.RedriveMissionResponse(mission=redriven))
+
+    assert done.result(timeout=10) == 0
+    assert (request.mission_id, request.max_attempts) == (MISSION_ID, max_attempts)
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines[0] == ["id", MISSION_ID]
+    assert ["state", "QUEUED"] in lines
+    assert ["attempt", "0", "of", str(max_attempts or 3)] in lines
+
+
+def test_redrive_json_is_the_response(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("-o", "json", "redrive", MISSION_ID)
+    answer(channel, "RedriveMission", pb.RedriveMissionResponse(mission=mission()))
+
+    assert done.result(timeout=10) == 0
+    assert json_lines(capsys.readouterr().out) == [
+        {
+            "mission": {
+                "id": MISSION_ID,
+                "type": "echo",
+                "priority": "PRIORITY_NORMAL",
+                "state": "MISSION_STATE_QUEUED",
+                "max_attempts": 3,
+            }
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("argv", "name", "empty", "code"),
+    [
+        (["workers"], "ListWorkers", pb.ListWorkersResponse(), grpc.StatusCode.UNAVAILABLE),
+        (["stats"], "GetStats", pb.GetStatsResponse(), grpc.StatusCode.DEADLINE_EXCEEDED),
+        (["dead-letters", "--all"], "ListDeadLetters", pb.ListDeadLettersResponse(), grpc.StatusCode.INVALID_ARGUMENT),
+        (["redrive", MISSION_ID], "RedriveMission", pb.RedriveMissionResponse(), grpc.StatusCode.FAILED_PRECONDITION),
+    ],
+)
+def test_operator_commands_exit_3_plus_the_status_code(
+    argv: list[str],
+    name: str,
+    empty: Any,
+    code: grpc.StatusCode,
+    run: Run,
+    channel: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    done = run(*argv)
+    answer(channel, name, empty, code, "no can do")
+
+    assert done.result(timeout=10) == 3 + code.value[0]
+    captured = capsys.readouterr()
+    assert captured.err == f"error: {code.name}: no can do\n"
+    assert captured.out == ""
+
+
+def test_redrive_rejects_a_budget_below_1(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ctl.main(["redrive", MISSION_ID, "--max-attempts", "0"], connect=lambda server: pytest.fail("no RPC")) == 2
+    assert "argument --max-attempts: must be at least 1" in capsys.readouterr().err
+
+
+def test_watch_describes_a_redrive(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("watch")
+    redriven = events_pb2.RedrivenEvent(mission=mission(max_attempts=5), requested_by="ops", redrive_count=2)
+    stream(channel, [event(10, type=events_pb2.EVENT_TYPE_REDRIVEN, redriven=redriven)])
+
+    assert done.result(timeout=10) == 0
+    assert capsys.readouterr().out.split()[3:] == ["REDRIVEN", "redrive", "2,", "max", "attempts", "5", "by", "ops"]
+
+
+def test_watch_skips_the_heartbeats_of_an_idle_stream(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("-o", "json", "watch", "--after", "0")
+    heartbeat = pb.WatchEventsResponse(heartbeat=pb.WatchHeartbeat(last_sequence=4))
+    stream(channel, [heartbeat, event(5, type=events_pb2.EVENT_TYPE_CREATED)])
+    assert done.result(timeout=10) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [json.loads(line)["event"]["sequence"] for line in lines] == ["5"]

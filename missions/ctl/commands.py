@@ -1,0 +1,212 @@
+"""missionctl commands: each takes the service, the output and the parsed flags, and returns an exit code."""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import timedelta
+from typing import TypeVar
+
+import grpc
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+from missions.ctl import enums
+from missions.ctl.render import Output, event_line, warn
+from missions.ctl.service import Service
+from missions.events import TERMINAL_STATES
+from missions.v1 import events_pb2, mission_pb2
+from missions.v1 import mission_service_pb2 as pb
+
+__all__ = [
+    "EXIT_INTERRUPTED",
+    "EXIT_MISSION_UNSUCCESSFUL",
+    "EXIT_OK",
+    "EXIT_RPC_BASE",
+    "EXIT_USAGE",
+    "Command",
+    "cancel",
+    "dead_letters",
+    "get",
+    "list_missions",
+    "redrive",
+    "stats",
+    "submit",
+    "watch",
+    "workers",
+]
+
+# The exit codes the package docstring documents.
+EXIT_OK = 0
+EXIT_MISSION_UNSUCCESSFUL = 1
+EXIT_USAGE = 2
+EXIT_RPC_BASE = 3
+EXIT_INTERRUPTED = 130
+
+Command = Callable[[Service, Output, argparse.Namespace], int]
+
+# The two paged listings share their paging fields.
+_PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
+_Page = TypeVar("_Page", pb.ListMissionsResponse, pb.ListDeadLettersResponse)
+
+
+def get(service: Service, out: Output, args: argparse.Namespace) -> int:
+    out.mission(service.get(args.id))
+    return EXIT_OK
+
+
+def list_missions(service: Service, out: Output, args: argparse.Namespace) -> int:
+    request = pb.ListMissionsRequest(
+        page_size=args.page_size or 0,
+        page_token=args.page_token or "",
+        states=[enums.value(enums.STATE, state) for state in args.state or ()],
+        type=args.type or "",
+    )
+    out.missions(_pages(service.list, request, follow=args.all))
+    return EXIT_OK
+
+
+def dead_letters(service: Service, out: Output, args: argparse.Namespace) -> int:
+    request = pb.ListDeadLettersRequest(
+        page_size=args.page_size or 0, page_token=args.page_token or "", type=args.type or ""
+    )
+    out.missions(_pages(service.dead_letters, request, follow=args.all), last_error=True)
+    return EXIT_OK
+
+
+def _pages(fetch: Callable[[_PageRequest], _Page], request: _PageRequest, *, follow: bool) -> _Page:
+    """The page ``request`` asks for, and with ``follow`` every page after it, as one response."""
+    page = fetch(request)
+    result = type(page)()
+    result.CopyFrom(page)
+    while follow and page.next_page_token:
+        # A new request each time: the same filters, the next token.
+        request = _with_token(request, page.next_page_token)
+        page = fetch(request)
+        result.missions.extend(page.missions)
+        result.next_page_token = page.next_page_token
+    return result
+
+
+def _with_token(request: _PageRequest, page_token: str) -> _PageRequest:
+    following = type(request)()
+    following.CopyFrom(request)
+    following.page_token = page_token
+    return following
+
+
+def cancel(service: Service, out: Output, args: argparse.Namespace) -> int:
+    out.mission(service.cancel(pb.CancelMissionRequest(mission_id=args.id, reason=args.reason or "")))
+    return EXIT_OK
+
+
+def redrive(service: Service, out: Output, args: argparse.Namespace) -> int:
+    out.mission(service.redrive(pb.RedriveMissionRequest(mission_id=args.id, max_attempts=args.max_attempts or 0)))
+    return EXIT_OK
+
+
+def workers(service: Service, out: Output, args: argparse.Namespace) -> int:
+    out.workers(service.workers(pb.ListWorkersRequest(include_gone=args.all)))
+    return EXIT_OK
+
+
+def stats(service: Service, out: Output, args: argparse.Namespace) -> int:
+    out.stats(service.stats())
+    return EXIT_OK
+
+
+def watch(service: Service, out: Output, args: argparse.Namespace) -> int:
+    request = pb.WatchEventsRequest(
+        mission_ids=args.mission or (), types=[enums.value(enums.EVENT, kind) for kind in args.type or ()]
+    )
+    if args.after is not None:
+        request.after_sequence = args.after
+    last: int | None = None
+    try:
+        for response in service.watch(request):
+            out.event(response)
+            last = response.event.sequence
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except grpc.RpcError as exc:
+        if last is not None:
+            exc.add_note(f"resume with --after {last}")
+        raise
+    return EXIT_OK
+
+
+def _submission(args: argparse.Namespace) -> pb.SubmitMissionRequest:
+    request = pb.SubmitMissionRequest(
+        type=args.type,
+        priority=enums.value(enums.PRIORITY, args.priority) if args.priority else mission_pb2.PRIORITY_UNSPECIFIED,
+        max_attempts=args.max_attempts or 0,
+        idempotency_key=args.idempotency_key or "",
+        labels=dict(args.label or ()),
+    )
+    if args.payload is not None:
+        request.payload.CopyFrom(args.payload)
+    if args.timeout_s is not None:
+        request.timeout.FromTimedelta(timedelta(seconds=args.timeout_s))
+    return request
+
+
+def submit(service: Service, out: Output, args: argparse.Namespace) -> int:
+    response = service.submit(_submission(args), correlation_id=uuid.uuid4().hex)
+    if not args.wait:
+        out.mission(response)
+        return EXIT_OK
+    if out.json:
+        out.message(response)
+    else:
+        out.console.print(f"submitted mission {response.mission.id}", soft_wrap=True)
+    return _wait(service, out, response.mission)
+
+
+def _wait(service: Service, out: Output, mission: mission_pb2.Mission) -> int:
+    """Follow the mission's events until its final one, then print it; 0 only if it SUCCEEDED."""
+    # An idempotent resubmission may return a mission that finished long ago: nothing to follow.
+    events = () if mission.state in TERMINAL_STATES else service.watch(pb.WatchEventsRequest(mission_ids=[mission.id]))
+    try:
+        if out.live:
+            _progress_bar(out.console, mission, events)
+        else:
+            for response in events:
+                out.event(response)
+    except KeyboardInterrupt:
+        warn(f"interrupted; mission {mission.id} goes on: missionctl watch --mission {mission.id}")
+        return EXIT_INTERRUPTED
+    final = service.get(mission.id)
+    out.mission(final)
+    if final.mission.state == mission_pb2.MISSION_STATE_SUCCEEDED:
+        return EXIT_OK
+    warn(f"mission {mission.id} did not succeed: {enums.short(enums.STATE, final.mission.state)}")
+    return EXIT_MISSION_UNSUCCESSFUL
+
+
+def _progress_bar(console: Console, mission: mission_pb2.Mission, events: Iterable[pb.WatchEventsResponse]) -> None:
+    """A progress bar driven by PROGRESS events; other events print as lines above it."""
+    columns = (
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=console) as progress:
+        task = progress.add_task(escape(f"{mission.type} queued"), total=1.0)
+        for response in events:
+            event = response.event
+            kind = enums.short(enums.EVENT, event.type)
+            if event.type == events_pb2.EVENT_TYPE_PROGRESS:
+                note = f"{mission.type} {event.progress.message}"[:40]
+                progress.update(task, completed=event.progress.fraction, description=escape(note))
+                continue
+            progress.console.print(event_line(event), soft_wrap=True)
+            if event.type == events_pb2.EVENT_TYPE_STARTED:
+                progress.reset(task, description=escape(f"{mission.type} attempt {event.attempt}"))
+            elif event.type == events_pb2.EVENT_TYPE_COMPLETED:
+                progress.update(task, completed=1.0, description=escape(f"{mission.type} {kind.lower()}"))
+            else:
+                progress.update(task, description=escape(f"{mission.type} {kind.lower()}"))

@@ -1,0 +1,296 @@
+"""missionctl output: responses as rich text for people or as proto JSON lines (``-o json``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+
+from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf.message import Message
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from missions.ctl.enums import EVENT, PRIORITY, STATE, WORKER_STATE, short
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
+from missions.v1 import mission_service_pb2 as pb
+
+__all__ = ["Output", "event_line", "warn"]
+
+_PIPE_WIDTH = 1000
+_STYLES = {
+    "SUCCEEDED": "green",
+    "COMPLETED": "green",
+    "ACTIVE": "green",
+    "FAILED": "red",
+    "DEAD_LETTERED": "red",
+    "LOST": "red",
+    "CANCELLED": "yellow",
+    "STOPPING": "yellow",
+}
+
+MissionResponse = (
+    pb.GetMissionResponse | pb.SubmitMissionResponse | pb.CancelMissionResponse | pb.RedriveMissionResponse
+)
+MissionsResponse = pb.ListMissionsResponse | pb.ListDeadLettersResponse
+
+
+# --- values ---
+
+
+def _time(stamp: timestamp_pb2.Timestamp) -> str:
+    if not stamp.seconds and not stamp.nanos:
+        return ""
+    return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _age(stamp: timestamp_pb2.Timestamp, now: datetime, unset: str = "") -> str:
+    """How long before ``now`` the instant was, e.g. ``4m05s ago``; ``unset`` when it is not set."""
+    if not stamp.seconds and not stamp.nanos:
+        return unset
+    # A clock ahead of ours is no reason to print a negative age.
+    seconds = max(0, int((now - stamp.ToDatetime(tzinfo=UTC)).total_seconds()))
+    minutes, secs = divmod(seconds, 60)
+    hours, mins = divmod(minutes, 60)
+    days, hrs = divmod(hours, 24)
+    if days:
+        return f"{days}d{hrs:02}h ago"
+    if hours:
+        return f"{hours}h{mins:02}m ago"
+    return f"{minutes}m{secs:02}s ago" if minutes else f"{secs}s ago"
+
+
+def _seconds(span: duration_pb2.Duration) -> str:
+    return f"{span.ToTimedelta().total_seconds():g}s"
+
+
+def _compact(struct: struct_pb2.Struct, limit: int = 0) -> str:
+    text = json.dumps(_integral(json_format.MessageToDict(struct)), separators=(",", ":"), ensure_ascii=False)
+    return text if not limit or len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _integral(value: object) -> object:
+    """Struct numbers are doubles; show 3.0 as 3 again."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {key: _integral(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_integral(item) for item in value]
+    return value
+
+
+def _error(error: mission_pb2.MissionError) -> str:
+    return f"{error.type}: {error.message}" if error.type or error.message else ""
+
+
+def _by(who: str) -> str:
+    return f" by {who}" if who else ""
+
+
+# --- views ---
+
+
+def _key_values(rows: Iterable[tuple[str, str]]) -> Table:
+    """A two-column grid of the rows that have a value."""
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold", no_wrap=True)
+    grid.add_column()
+    for key, value in rows:
+        if value:
+            grid.add_row(key, Text(value, style=_STYLES.get(value, "")))
+    return grid
+
+
+def _id_column(table: Table, ids: Iterable[str]) -> None:
+    # Ids are what users copy: never cut them, let the other columns give way.
+    table.add_column("ID", no_wrap=True, min_width=max((len(text) for text in ids), default=2))
+
+
+def _mission_rows(mission: mission_pb2.Mission) -> Iterator[tuple[str, str]]:
+    yield "id", mission.id
+    yield "type", mission.type
+    yield "state", short(STATE, mission.state)
+    yield "priority", short(PRIORITY, mission.priority)
+    yield "attempt", f"{mission.attempt} of {mission.max_attempts}"
+    if mission.progress or mission.progress_message:
+        yield "progress", f"{mission.progress:.0%} {mission.progress_message}".rstrip()
+    yield "worker", mission.worker_id
+    yield "timeout", _seconds(mission.timeout) if mission.HasField("timeout") else ""
+    yield "labels", ", ".join(f"{key}={value}" for key, value in sorted(mission.labels.items()))
+    yield "idempotency key", mission.idempotency_key
+    yield "payload", _compact(mission.payload)
+    yield "result", _compact(mission.result) if mission.HasField("result") else ""
+    yield "error", _error(mission.error) + (" (retryable)" if mission.error.retryable else "")
+    for name in ("create", "start", "end", "update"):
+        yield f"{name} time", _time(getattr(mission, f"{name}_time"))
+    yield "last sequence", str(mission.last_sequence)
+
+
+def _missions_table(missions: Iterable[mission_pb2.Mission], *, last_error: bool) -> Table:
+    missions = list(missions)
+    table = Table(box=None, header_style="bold")
+    _id_column(table, (mission.id for mission in missions))
+    headers = ["TYPE", "STATE", "PRIORITY", "ATTEMPT", "PROGRESS", "CREATED"]
+    for header in [*headers, "ERROR"] if last_error else headers:
+        table.add_column(header)
+    for mission in missions:
+        state = short(STATE, mission.state)
+        cells: list[Text | str] = [
+            Text(mission.id, no_wrap=True),
+            Text(mission.type),
+            Text(state, style=_STYLES.get(state, "")),
+            short(PRIORITY, mission.priority).lower(),
+            f"{mission.attempt}/{mission.max_attempts}",
+            f"{mission.progress:.0%}",
+            _time(mission.create_time),
+        ]
+        if last_error:
+            cells.append(Text(_error(mission.error)))
+        table.add_row(*cells)
+    return table
+
+
+def _workers_table(workers: Iterable[worker_pb2.Worker], now: datetime) -> Table:
+    workers = list(workers)
+    table = Table(box=None, header_style="bold")
+    _id_column(table, (worker.id for worker in workers))
+    for header in ("HOST", "PID", "STATE", "RUNNING", "FINISHED", "TYPES", "HEARTBEAT", "DELIVERY"):
+        table.add_column(header)
+    for worker in workers:
+        state = short(WORKER_STATE, worker.state)
+        table.add_row(
+            Text(worker.id, no_wrap=True),
+            Text(worker.host),
+            str(worker.pid),
+            Text(state, style=_STYLES.get(state, "")),
+            f"{worker.running}/{worker.concurrency}",
+            str(worker.finished),
+            Text(",".join(worker.handler_types)),
+            _age(worker.heartbeat_time, now),
+            _age(worker.last_delivery_time, now, unset="never"),
+        )
+    return table
+
+
+def _stats_rows(stats: pb.GetStatsResponse) -> Iterator[tuple[str, str]]:
+    counts = {count.state: count.count for count in stats.states}
+    # Every state, in lifecycle order, so the grid keeps its shape; the service omits zeros.
+    known = [number for number in STATE[1].values() if number]
+    for number in known + sorted(counts.keys() - set(known)):
+        yield short(STATE, number), str(counts.get(number, 0))
+    yield "queue depth", str(stats.queue_depth)
+    yield "dead-letter depth", str(stats.dead_letter_depth)
+    yield "running now", str(stats.running)
+    yield "succeeded last hour", str(stats.succeeded_last_hour)
+    yield "failed last hour", str(stats.failed_last_hour)
+    yield "active workers", str(stats.active_workers)
+    yield "last sequence", str(stats.last_sequence)
+
+
+def _event_details(event: events_pb2.MissionEvent) -> str:
+    match event.WhichOneof("details"):
+        case "created":
+            mission = event.created.mission
+            return f"{mission.type} priority={short(PRIORITY, mission.priority).lower()}"
+        case "started":
+            return f"attempt {event.attempt} on {event.started.worker_id}"
+        case "progress":
+            return f"{event.progress.fraction:.0%} {event.progress.message}".rstrip()
+        case "completed":
+            completed = event.completed
+            return f"in {_seconds(completed.duration)} result={_compact(completed.result, 80)}"
+        case "failed":
+            retry = " (will retry)" if event.failed.will_retry else ""
+            return f"attempt {event.attempt}: {_error(event.failed.error)}{retry}"
+        case "retrying":
+            return f"next attempt in {_seconds(event.retrying.delay)}"
+        case "cancelled":
+            return (event.cancelled.reason or "no reason given") + _by(event.cancelled.cancelled_by)
+        case "dead_lettered":
+            return f"{event.dead_lettered.reason}: {_error(event.dead_lettered.last_error)}"
+        case "redriven":
+            redriven = event.redriven
+            budget = f"redrive {redriven.redrive_count}, max attempts {redriven.mission.max_attempts}"
+            return budget + _by(redriven.requested_by)
+    return ""
+
+
+def event_line(event: events_pb2.MissionEvent) -> Text:
+    """One event as one line: sequence, time, mission id, type and details."""
+    kind = short(EVENT, event.type)
+    line = Text(f"{event.sequence:>6}  {_time(event.time) or '-'}  {event.mission_id}  ")
+    line.append(f"{kind:<13}", style=_STYLES.get(kind, "cyan"))
+    line.append(f" {_event_details(event)}")
+    return line
+
+
+# --- output ---
+
+
+class Output:
+    """Writes responses as rich text or as proto JSON lines (-o json)."""
+
+    def __init__(self, json_lines: bool) -> None:
+        # rich turns colour off when stdout is not a terminal or NO_COLOR is set.
+        self.console = Console(highlight=False)
+        if not self.console.is_terminal:
+            # Piped output feeds tools and files: let tables be as wide as their content
+            # instead of cutting ids to fit rich's default of 80 columns.
+            self.console.width = _PIPE_WIDTH
+        self.json = json_lines
+
+    @property
+    def live(self) -> bool:
+        """Whether to draw live widgets (a progress bar): text output to a terminal."""
+        return not self.json and self.console.is_terminal
+
+    def message(self, message: Message) -> None:
+        """Print one response message as a JSON line."""
+        sys.stdout.write(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True)) + "\n")
+        sys.stdout.flush()
+
+    def mission(self, response: MissionResponse) -> None:
+        if self.json:
+            self.message(response)
+        else:
+            self.console.print(_key_values(_mission_rows(response.mission)))
+
+    def missions(self, response: MissionsResponse, *, last_error: bool = False) -> None:
+        """A page of missions (every page with --all); ``last_error`` adds the ERROR column."""
+        if self.json:
+            self.message(response)
+            return
+        if response.missions:
+            self.console.print(_missions_table(response.missions, last_error=last_error))
+        else:
+            self.console.print("no dead-lettered missions" if last_error else "no missions")
+        if response.next_page_token:
+            warn(f"more missions: add --page-token {response.next_page_token} (or --all)")
+
+    def event(self, response: pb.WatchEventsResponse) -> None:
+        if self.json:
+            self.message(response)
+        else:
+            self.console.print(event_line(response.event), soft_wrap=True)
+
+    def workers(self, response: pb.ListWorkersResponse) -> None:
+        if self.json:
+            self.message(response)
+        elif response.workers:
+            self.console.print(_workers_table(response.workers, datetime.now(UTC)))
+        else:
+            self.console.print("no workers")
+
+    def stats(self, response: pb.GetStatsResponse) -> None:
+        if self.json:
+            self.message(response)
+        else:
+            self.console.print(_key_values(_stats_rows(response)))
+
+
+def warn(message: str) -> None:
+    """Print a note or an error to stderr."""
+    print(message, file=sys.stderr, flush=True)
