@@ -262,7 +262,7 @@ class MissionOperations:
             finished = [mid for mid, (_, final) in positions.items() if final is not None and final <= start]
             generations = {mid: mission.redrive_count for mid in positions if (mission := self._store.get(mid))}
         idle = self._config.watch_heartbeat.total_seconds()
-        stream = watch(self._hub, self._replay, event_filter, start, finished, generations, idle)
+        stream = watch(self._hub, self._replay, event_filter, start, finished, generations, idle=idle)
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event

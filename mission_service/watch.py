@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import overload
 
 from mission_service.filters import EventFilter, IndexKey, event_keys
 from missions.events import is_final
@@ -136,6 +137,31 @@ class Idle:
 
 # Opens a replay of the log: yields events with sequence > the argument, in order.
 LogReplay = Callable[[int], AsyncGenerator[events_pb2.MissionEvent, None]]
+
+
+@overload
+def watch(
+    hub: Hub,
+    replay: LogReplay,
+    event_filter: EventFilter,
+    start: int | None,
+    finished: Collection[str] = (),
+    generations: Mapping[str, int] | None = None,
+    idle: None = None,
+) -> AsyncGenerator[events_pb2.MissionEvent, None]: ...
+
+
+@overload
+def watch(
+    hub: Hub,
+    replay: LogReplay,
+    event_filter: EventFilter,
+    start: int | None,
+    finished: Collection[str] = (),
+    generations: Mapping[str, int] | None = None,
+    *,
+    idle: float,
+) -> AsyncGenerator[events_pb2.MissionEvent | Idle, None]: ...
 
 
 async def watch(
