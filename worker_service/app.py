@@ -70,8 +70,10 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
             consuming = tasks.create_task(consumer.run(stop))
             await consumer.consuming.wait()
             await health.set("consuming", True)
+            stopping = tasks.create_task(stop.wait())
+            await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            await health.set("consuming", False)  # draining, or the consumer died
             await consuming
             drained.set()
-            await health.set("consuming", False)
             following.cancel()
     log.info("worker %s stopped", settings.worker_id)

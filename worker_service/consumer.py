@@ -83,7 +83,7 @@ class MissionConsumer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._contexts: dict[str, MissionContext] = {}
         self.session = session
-        self.consuming = asyncio.Event()
+        self.consuming = asyncio.Event()  # set once the consumer is registered
         self.last_delivery_time: float | None = None
         self.finished = 0
         ledger.on_cancel(self._cancel)
@@ -108,12 +108,10 @@ class MissionConsumer:
                 ", ".join(self._registry.names),
             )
             await stop.wait()
-            self.consuming.clear()
             await queue.cancel(tag)
             await self._drain()
         finally:
-            self.consuming.clear()
-            # Unacked deliveries go back to the queue when the channel closes.
+            # A delivery not yet started (unacked) goes back to the queue when the channel closes.
             if not channel.is_closed:
                 await channel.close()
 
