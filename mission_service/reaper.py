@@ -44,6 +44,7 @@ WORKER_LOST = mission_pb2.MissionError(
 )
 _EVENT_IDS = uuid.UUID("0b1d6c3e-8f7a-5e2d-9c4b-1a3f5e7d9b2c")
 _MAX_SWEEP = 10_000
+_BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, asyncio.TimeoutError)
 
 Publish = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
 
@@ -101,7 +102,11 @@ class Reaper:
             )
             await queue.consume(self._on_tick, no_ack=True)
             while True:
-                await channel.default_exchange.publish(aio_pika.Message(b"tick"), routing_key=names.leader_queue)
+                try:
+                    await channel.default_exchange.publish(aio_pika.Message(b"tick"), routing_key=names.leader_queue)
+                except _BROKER_ERRORS as exc:
+                    # The robust channel comes back with the connection; tick again then.
+                    log.debug("tick not published: %r", exc)
                 await asyncio.sleep(period)
         finally:
             if not channel.is_closed:
