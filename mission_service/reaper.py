@@ -27,7 +27,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
-from mission_service.workers import WorkerRegistry
+from mission_service.workers import UNKNOWN_GRACE_S, WorkerRegistry
 from missions.events import new_event
 from missions.outcomes import Outcome, outcome_events
 from missions.topology import Topology
@@ -64,10 +64,22 @@ class Reaper:
         running = self._store.list(
             states=[mission_pb2.MISSION_STATE_RUNNING], mission_type="", after_created_sequence=0, limit=_MAX_SWEEP
         )
-        lost = [m for m in running.missions if m.worker_session and self._workers.is_lost(m.worker_session)]
+        lost = [mission for mission in running.missions if self._lost(mission)]
         for mission in lost:
             await self._fail(mission)
         return len(lost)
+
+    def _lost(self, mission: mission_pb2.Mission) -> bool:
+        session = mission.worker_session
+        if not session:
+            return False
+        if not self._workers.knows(session):
+            # A worker that just started may have STARTED a mission before its first
+            # heartbeat got here: give an unknown session time to be heard from.
+            started = mission.start_time.ToNanoseconds() / 1e9
+            if time.time() - started < UNKNOWN_GRACE_S:
+                return False
+        return self._workers.is_lost(session)
 
     async def _fail(self, mission: mission_pb2.Mission) -> None:
         log.warning(

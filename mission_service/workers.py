@@ -27,6 +27,8 @@ W = worker_pb2
 LOST_AFTER_INTERVALS = 3
 # Heartbeat interval assumed for a session never heard from (the worker's default).
 _DEFAULT_INTERVAL_S = 5.0
+# How long a session may go unheard of, from its first sign of life, before it counts as lost.
+UNKNOWN_GRACE_S = LOST_AFTER_INTERVALS * _DEFAULT_INTERVAL_S
 # LOST or STOPPING workers are listed for this long (longer with include_gone) ...
 _GONE_LISTED_S = 10 * 60
 # ... and forgotten after this long.
@@ -50,6 +52,9 @@ class WorkerRegistry:
     def record(self, worker: worker_pb2.Worker) -> None:
         self._workers[worker.session or worker.id] = _Seen(worker, self._clock())
 
+    def knows(self, session: str) -> bool:
+        return session in self._workers
+
     def is_lost(self, session: str) -> bool:
         """True when ``session`` has been silent for three of its heartbeat intervals.
 
@@ -59,7 +64,7 @@ class WorkerRegistry:
         now = self._clock()
         seen = self._workers.get(session)
         if seen is None:
-            return now - self._since > LOST_AFTER_INTERVALS * _DEFAULT_INTERVAL_S
+            return now - self._since > UNKNOWN_GRACE_S
         interval = seen.worker.heartbeat_interval.ToTimedelta().total_seconds() or _DEFAULT_INTERVAL_S
         return now - seen.received > LOST_AFTER_INTERVALS * interval
 

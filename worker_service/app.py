@@ -67,6 +67,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
             await health.set("control stream", True)
             drained = asyncio.Event()
             tasks.create_task(heartbeat.run(connection, stop, drained))
+            await heartbeat.announced.wait()
             consuming = tasks.create_task(consumer.run(stop))
             await consumer.consuming.wait()
             await health.set("consuming", True)

@@ -39,6 +39,8 @@ class Heartbeat:
         self._consumer = consumer
         self._handler_types = handler_types
         self._started = now()
+        # Set after the first heartbeat: the service should know a session before its first STARTED.
+        self.announced = asyncio.Event()
 
     def snapshot(self, state: worker_pb2.WorkerState.ValueType) -> worker_pb2.Worker:
         worker = worker_pb2.Worker(
@@ -72,6 +74,7 @@ class Heartbeat:
                 await self._send(
                     exchange, worker_pb2.WORKER_STATE_STOPPING if stopping else worker_pb2.WORKER_STATE_ACTIVE
                 )
+                self.announced.set()
                 # ``stop`` wakes us early to announce STOPPING at once; ``done`` comes after it.
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for((done if stopping else stop).wait(), interval)
@@ -83,7 +86,9 @@ class Heartbeat:
         message = aio_pika.Message(
             self.snapshot(state).SerializeToString(),
             type=HEARTBEAT_TYPE,
-            expiration=self._settings.heartbeat_interval.total_seconds() * 3,
+            # Long enough that a busy service still reads it; a stale one only refreshes
+            # what a newer heartbeat already said.
+            expiration=self._settings.heartbeat_interval.total_seconds() * 20,
         )
         try:
             await exchange.publish(message, routing_key="")

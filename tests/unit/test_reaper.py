@@ -235,3 +235,14 @@ async def test_event_ids_differ_per_attempt_and_generation(setup: Setup) -> None
     assert not attempt_one & attempt_two
     assert not attempt_one & redriven_one
     assert not attempt_two & redriven_one
+
+
+async def test_a_just_started_mission_of_an_unknown_session_waits_for_its_first_heartbeat(setup: Setup) -> None:
+    """A fresh worker may STARTED a mission before its first heartbeat reached the service."""
+    setup.running("m1", "s-new")
+    setup.log.events[-1].time.GetCurrentTime()  # started now, by the wall clock
+    setup.apply()
+    setup.silence(60)  # the registry has listened long enough to judge unknown sessions
+    assert await setup.reaper.sweep() == 0
+    setup.beat("s-new")
+    assert await setup.reaper.sweep() == 0
