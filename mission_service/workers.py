@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from google.protobuf.message import DecodeError
 
 from missions.topology import Topology
@@ -90,13 +91,31 @@ class WorkerRegistry:
     def active(self) -> int:
         return sum(1 for worker in self.list() if worker.state == W.WORKER_STATE_ACTIVE)
 
-    async def start(self, connection: AbstractConnection, names: Topology) -> None:
-        """Bind a private queue to the workers exchange and record every heartbeat from now on."""
+    def excuse(self) -> None:
+        """Forget the silence so far: this service could not hear (its own connection was down)."""
+        now = self._clock()
+        self._since = now
+        for seen in self._workers.values():
+            seen.received = max(seen.received, now)
+
+    async def start(self, connection: AbstractRobustConnection, names: Topology) -> None:
+        """Bind a private queue to the workers exchange and record every heartbeat from now on.
+
+        The queue is named by us, not by the server: a robust channel re-declares it after a
+        reconnect, and a server-named ("amq.gen-...") queue cannot be re-declared by name.
+        """
         channel = await connection.channel()
         exchange = await channel.get_exchange(names.workers_exchange)
-        queue = await channel.declare_queue("", exclusive=True, auto_delete=True)
+        queue = await channel.declare_queue(
+            f"{names.workers_exchange}.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+        )
         await queue.bind(exchange)
         await queue.consume(self._on_heartbeat, no_ack=True)
+
+        def excuse(*_: object) -> None:
+            self.excuse()
+
+        connection.reconnect_callbacks.add(excuse)
 
     async def _on_heartbeat(self, message: AbstractIncomingMessage) -> None:
         try:

@@ -187,3 +187,16 @@ def test_the_latest_heartbeat_of_a_session_wins() -> None:
     registry.record(update)
     [listed] = registry.list()
     assert (listed.running, listed.finished) == (3, 17)
+
+
+def test_silence_while_the_service_itself_was_disconnected_is_excused() -> None:
+    clock = Clock()
+    registry = WorkerRegistry(clock)
+    registry.record(_heartbeat(session="s1", interval_s=2.0))
+    clock.now += 30  # the service's own connection was down: no heartbeat could arrive
+    assert registry.is_lost("s1") and registry.is_lost("never-heard")
+    registry.excuse()
+    assert not registry.is_lost("s1")
+    assert not registry.is_lost("never-heard")
+    clock.now += 6.5
+    assert registry.is_lost("s1")  # silent for three intervals since the reconnect
