@@ -49,6 +49,7 @@ class WorkerRegistry:
         self._workers: dict[str, _Seen] = {}
         self._clock = clock
         self._since = clock()
+        self._excused_until = 0.0
 
     def record(self, worker: worker_pb2.Worker) -> None:
         self._workers[worker.session or worker.id] = _Seen(worker, self._clock())
@@ -63,6 +64,8 @@ class WorkerRegistry:
         three default intervals (so a restarted service does not reap live workers).
         """
         now = self._clock()
+        if now < self._excused_until:
+            return False
         seen = self._workers.get(session)
         if seen is None:
             return now - self._since > UNKNOWN_GRACE_S
@@ -92,11 +95,11 @@ class WorkerRegistry:
         return sum(1 for worker in self.list() if worker.state == W.WORKER_STATE_ACTIVE)
 
     def excuse(self) -> None:
-        """Forget the silence so far: this service could not hear (its own connection was down)."""
+        """This service could not hear (its own connection was down): judge no session lost
+        until the workers, which reconnect on their own schedule, have had time to be heard."""
         now = self._clock()
         self._since = now
-        for seen in self._workers.values():
-            seen.received = max(seen.received, now)
+        self._excused_until = now + UNKNOWN_GRACE_S
 
     async def start(self, connection: AbstractRobustConnection, names: Topology) -> None:
         """Bind a private queue to the workers exchange and record every heartbeat from now on.

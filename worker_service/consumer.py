@@ -81,7 +81,9 @@ class MissionConsumer:
         self._ledger = ledger
         self._names = Topology(settings.namespace)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._contexts: dict[str, MissionContext] = {}
+        # By (mission id, attempt): a worker may run an attempt the service declared lost
+        # (it was cut off) next to the retry of the same mission.
+        self._contexts: dict[tuple[str, int], MissionContext] = {}
         self.session = session
         self.consuming = asyncio.Event()  # set once the consumer is registered
         self.last_delivery_time: float | None = None
@@ -116,10 +118,10 @@ class MissionConsumer:
                 await channel.close()
 
     def _cancel(self, event: events_pb2.MissionEvent) -> None:
-        ctx = self._contexts.get(event.mission_id)
-        if ctx is not None and not ctx.cancelled.is_set():
-            log.info("mission %s cancelled while running: %s", event.mission_id, event.cancelled.reason or "-")
-            ctx.cancelled.set()
+        for (mission_id, _), ctx in self._contexts.items():
+            if mission_id == event.mission_id and not ctx.cancelled.is_set():
+                log.info("mission %s cancelled while running: %s", mission_id, event.cancelled.reason or "-")
+                ctx.cancelled.set()
 
     async def _drain(self) -> None:
         """Let running missions finish for up to the drain timeout, then interrupt the rest.
@@ -141,7 +143,13 @@ class MissionConsumer:
         self.last_delivery_time = time.time()
         task = asyncio.create_task(self._handle(message))
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._settled)
+
+    def _settled(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug of ours, not the handler's (run_attempt catches those): say so loudly.
+            log.error("handling a delivery failed", exc_info=task.exception())
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
@@ -186,7 +194,7 @@ class MissionConsumer:
             labels=dict(mission.labels),
             _progress=progress,
         )
-        self._contexts[mission.id] = ctx
+        self._contexts[mission.id, mission.attempt] = ctx
         try:
             started = event(E.EVENT_TYPE_STARTED)
             started.started.worker_id = settings.worker_id
@@ -208,7 +216,7 @@ class MissionConsumer:
                 self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace
             )
         finally:
-            del self._contexts[mission.id]
+            del self._contexts[mission.id, mission.attempt]
         if self._ledger.is_over(mission):
             log.info(
                 "mission %s attempt %d was ended elsewhere (cancelled or lost): outcome dropped",
