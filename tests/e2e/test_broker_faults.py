@@ -121,22 +121,6 @@ class FaultStack(Stack):
 
 
 @pytest.fixture
-async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy.for_url(amqp_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def proxied(namespace: str, amqp_url: str, proxy: TcpProxy, tmp_path: pathlib.Path) -> AsyncIterator[FaultStack]:
-    """A stack whose every broker connection goes through ``proxy``; killed before the proxy stops."""
-    stack = FaultStack(namespace, proxy.url(amqp_url), tmp_path)
-    try:
-        yield stack
-    finally:
-        await stack.close()
-
-
-@pytest.fixture
 async def direct(namespace: str, amqp_url: str, tmp_path: pathlib.Path) -> AsyncIterator[FaultStack]:
     stack = FaultStack(namespace, amqp_url, tmp_path)
     try:

@@ -9,9 +9,8 @@ bounded window of unfinished missions, so every step hits work in flight.
 from __future__ import annotations
 
 import asyncio
-import pathlib
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import pytest
@@ -134,21 +133,6 @@ async def _chaos(
     steps.append(f"cut at {len(log.finals)} finished, {len(submitter.missions)} submitted")
     await _cut(proxy, [service, *workers], submitter, 3)
     return steps
-
-
-@pytest.fixture
-async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
-    async with TcpProxy.for_url(amqp_url) as proxy:
-        yield proxy
-
-
-@pytest.fixture
-async def proxied(namespace: str, amqp_url: str, proxy: TcpProxy, tmp_path: pathlib.Path) -> AsyncIterator[FaultStack]:
-    stack = FaultStack(namespace, proxy.url(amqp_url), tmp_path)
-    try:
-        yield stack
-    finally:
-        await stack.close()
 
 
 @pytest.mark.timeout(300)
