@@ -28,6 +28,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
 from mission_service.workers import UNKNOWN_GRACE_S, WorkerRegistry
+from missions.amqp import close_channel
 from missions.events import new_event
 from missions.outcomes import Outcome, outcome_events
 from missions.topology import Topology
@@ -121,8 +122,7 @@ class Reaper:
                     log.debug("tick not published: %r", exc)
                 await asyncio.sleep(period)
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await close_channel(channel)
 
     async def _on_tick(self, message: AbstractIncomingMessage) -> None:
         # Every replica ticks; sweep at most about once per interval.

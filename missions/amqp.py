@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from missions.topology import Topology
 
 __all__ = [
     "LogRetention",
+    "close_channel",
     "connect",
     "declare_retry_queue",
     "declare_topology",
@@ -136,6 +138,22 @@ async def message_counts(connection: AbstractConnection, queue_names: Sequence[s
         except aio_pika.exceptions.ChannelNotFoundEntity:
             counts.append(0)
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await close_channel(channel)
     return counts
+
+
+async def close_channel(channel: AbstractChannel) -> None:
+    """Close ``channel`` completely, even when the caller is being cancelled.
+
+    An interrupted close lets the client reuse the channel number before the broker has
+    released it, and RabbitMQ then closes the whole connection (504 CHANNEL_ERROR
+    "expected 'channel.open'"), taking every other channel on it down too.
+    """
+    if channel.is_closed:
+        return
+    closing = asyncio.ensure_future(channel.close())
+    try:
+        await asyncio.shield(closing)
+    except asyncio.CancelledError:
+        await asyncio.wait({closing})
+        raise

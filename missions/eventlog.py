@@ -12,7 +12,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from missions import codec, topology
-from missions.amqp import LogRetention, declare_retry_queue, declare_topology
+from missions.amqp import LogRetention, close_channel, declare_retry_queue, declare_topology
 from missions.errors import BrokerUnavailableError, DecodeError, LogTruncatedError
 from missions.topology import Topology
 from missions.v1 import events_pb2
@@ -110,8 +110,7 @@ async def read_stream(
             next_offset = position + 1
             yield position, message
     finally:
-        if not channel.is_closed:
-            await channel.close()
+        await close_channel(channel)
 
 
 async def read_log(

@@ -22,6 +22,7 @@ import aiormq
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
+from missions.amqp import close_channel
 from missions.backoff import full_jitter
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
@@ -114,8 +115,7 @@ class MissionConsumer:
             await self._drain()
         finally:
             # A delivery not yet started (unacked) goes back to the queue when the channel closes.
-            if not channel.is_closed:
-                await channel.close()
+            await close_channel(channel)
 
     def _cancel(self, event: events_pb2.MissionEvent) -> None:
         for (mission_id, _), ctx in self._contexts.items():

@@ -13,6 +13,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 from google.protobuf import timestamp_pb2
 
+from missions.amqp import close_channel
 from missions.events import duration, now
 from missions.topology import Topology
 from missions.v1 import worker_pb2
@@ -79,8 +80,7 @@ class Heartbeat:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for((done if stopping else stop).wait(), interval)
         finally:
-            if not channel.is_closed:
-                await channel.close()
+            await close_channel(channel)
 
     async def _send(self, exchange: aio_pika.abc.AbstractExchange, state: worker_pb2.WorkerState.ValueType) -> None:
         message = aio_pika.Message(
