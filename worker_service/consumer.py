@@ -159,7 +159,7 @@ class MissionConsumer:
             log.error("rejecting undecodable work message %s: %s", message.message_id, exc)
             await message.reject(requeue=False)
             return
-        if self._ledger.is_taken(mission):
+        if (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session):
             log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
             with contextlib.suppress(*_SETTLE_ERRORS):
                 await message.ack()

@@ -43,6 +43,7 @@ CancelListener = Callable[[events_pb2.MissionEvent], None]
 class _Entry:
     generation: int = 0
     started: int = 0  # highest attempt known to have started
+    started_by: str = ""  # the worker session that started it
     over: int = 0  # highest attempt known to be over
     final: bool = False
 
@@ -68,8 +69,9 @@ class MissionLedger:
         elif event.generation < entry.generation:
             return  # a late event of a generation that has been redriven since
         kind = event.WhichOneof("details")
-        if kind == "started":
-            entry.started = max(entry.started, event.attempt)
+        if kind == "started" and event.attempt >= entry.started:
+            entry.started = event.attempt
+            entry.started_by = event.started.worker_session
         elif kind == "retrying":
             entry.over = max(entry.over, event.attempt)
         elif kind in ("completed", "dead_lettered", "cancelled"):
@@ -91,14 +93,21 @@ class MissionLedger:
             return None
         return entry
 
-    def is_taken(self, mission: mission_pb2.Mission) -> bool:
-        """True when the work message for ``mission`` (at its attempt) must not run."""
+    def is_taken(self, mission: mission_pb2.Mission, session: str = "") -> bool:
+        """True when the work message for ``mission`` (at its attempt) must not run.
+
+        An attempt that ``session`` (the asking worker) itself started is not taken: the
+        worker only asks about work it is not running, so its STARTED was published but
+        reported unconfirmed, and the delivery came back.
+        """
         entry = self._entry(mission)
         if entry is None:
             return False
-        return (
-            mission.redrive_count < entry.generation or entry.final or mission.attempt <= max(entry.started, entry.over)
-        )
+        if mission.redrive_count < entry.generation or entry.final or mission.attempt <= entry.over:
+            return True
+        if mission.attempt == entry.started and session and entry.started_by == session:
+            return False
+        return mission.attempt <= entry.started
 
     def is_over(self, mission: mission_pb2.Mission) -> bool:
         """True when ``mission``'s current attempt has been ended by someone else."""

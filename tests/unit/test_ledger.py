@@ -237,3 +237,14 @@ def test_a_late_started_of_the_old_generation_does_not_take_the_new_ones_attempt
     ledger.enter(_work(attempt=1, generation=1))
     ledger.observe(late)
     assert not ledger.is_taken(_work(attempt=2, generation=1))
+
+
+def test_an_attempt_this_worker_started_without_a_confirm_is_not_taken_from_it() -> None:
+    """STARTED reached the log but its confirm was lost: the delivery comes back to be run."""
+    log = EventLog()
+    log.created("m1")
+    ledger = _ledger(*log.events)
+    ledger.observe(log.started("m1", attempt=1, session="mine"))
+    assert not ledger.is_taken(_work(attempt=1), "mine")
+    assert ledger.is_taken(_work(attempt=1), "someone-else")
+    assert ledger.is_taken(_work(attempt=1))
