@@ -234,8 +234,15 @@ class MissionConsumer:
             self._factory(mission, correlation_id),
             lambda failed: full_jitter(failed, settings.retry_base, settings.retry_max),
         )
+
+        async def still_wanted() -> bool:
+            # After an outage, first read what the control stream says happened meanwhile.
+            await self._ledger.caught_up.wait()
+            return not self._ledger.is_over(mission)
+
         for follow_up in events:
-            await self._outbox.publish(follow_up, priority=mission.priority)
+            if not await self._outbox.publish(follow_up, priority=mission.priority, wanted=still_wanted):
+                break
             # What we published is known at once, before the control stream echoes it.
             self._ledger.observe(follow_up)
         self.finished += 1

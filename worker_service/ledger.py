@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import aio_pika
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from missions import codec
 from missions.errors import DecodeError
@@ -116,7 +116,7 @@ class MissionLedger:
             return False
         return mission.redrive_count < entry.generation or entry.final or mission.attempt <= entry.over
 
-    async def follow(self, connection: AbstractConnection, names: Topology) -> None:
+    async def follow(self, connection: AbstractRobustConnection, names: Topology) -> None:
         """Read the control stream from its start, then follow it until cancelled.
 
         ``caught_up`` is set once everything published before this call has been read:
@@ -129,7 +129,16 @@ class MissionLedger:
             await attached.wait()
             await self._publish_marker(connection, names, marker)
 
-        marking = asyncio.create_task(mark())
+        markings = {asyncio.create_task(mark())}
+
+        def remark(*_: object) -> None:
+            # After a reconnect, what happened during the outage is not known until read.
+            nonlocal marker
+            self.caught_up.clear()
+            marker = uuid.uuid4().hex
+            markings.add(asyncio.create_task(self._publish_marker(connection, names, marker)))
+
+        connection.reconnect_callbacks.add(remark)
         try:
             stream = read_stream(connection, names.control_queue, "first", attached=attached)
             async with contextlib.aclosing(stream) as records:
@@ -144,12 +153,21 @@ class MissionLedger:
                     except DecodeError as exc:
                         log.warning("skipping undecodable control record: %s", exc)
         finally:
-            marking.cancel()
+            connection.reconnect_callbacks.discard(remark)
+            for marking in markings:
+                marking.cancel()
 
     @staticmethod
     async def _publish_marker(connection: AbstractConnection, names: Topology, marker: str) -> None:
-        channel = await connection.channel(publisher_confirms=True)
-        async with channel:
-            await channel.default_exchange.publish(
-                aio_pika.Message(b"", headers={_MARKER_HEADER: marker}), routing_key=names.control_queue
-            )
+        """Publish a marker into the control stream, retrying until the broker confirms it."""
+        while True:
+            try:
+                channel = await connection.channel(publisher_confirms=True)
+                async with channel:
+                    await channel.default_exchange.publish(
+                        aio_pika.Message(b"", headers={_MARKER_HEADER: marker}), routing_key=names.control_queue
+                    )
+                return
+            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
+                log.debug("control stream marker not published (%r); retrying", exc)
+                await asyncio.sleep(0.5)

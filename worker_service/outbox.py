@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
@@ -30,17 +31,31 @@ class Outbox:
         self.publisher = publisher
         self.waiting = 0
 
-    async def publish(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
+    async def publish(
+        self,
+        event: events_pb2.MissionEvent,
+        *,
+        priority: int | None = None,
+        wanted: Callable[[], Awaitable[bool]] | None = None,
+    ) -> bool:
+        """Publish ``event``, retrying until confirmed; False if dropped.
+
+        ``wanted`` is asked before every retry: while the broker was away the event may
+        have become wrong (the service declared the attempt lost), and then it is dropped.
+        """
         pause = _FIRST_RETRY_S
         self.waiting += 1
         try:
             while True:
                 try:
                     await self.publisher.publish(event, priority=priority)
-                    return
+                    return True
                 except BrokerUnavailableError as exc:
                     log.warning("event %s of mission %s not confirmed (%s); retrying", event.id, event.mission_id, exc)
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, _MAX_RETRY_S)
+                if wanted is not None and not await wanted():
+                    log.info("event %s of mission %s is no longer wanted: dropped", event.id, event.mission_id)
+                    return False
         finally:
             self.waiting -= 1

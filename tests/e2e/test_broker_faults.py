@@ -360,7 +360,10 @@ async def test_outcome_of_an_attempt_running_through_an_outage_is_published_afte
         mission = (
             await proxied.stub.SubmitMission(pb.SubmitMissionRequest(type="sleep", payload=payload(seconds=1.0)))
         ).mission
-        await log.until_started(1)
+        # A PROGRESS event proves the worker holds the STARTED confirm and the handler runs (a cut
+        # between STARTED reaching the log and its confirm would leave the attempt to a redelivery).
+        progressing = lambda: any(event.type == E.EVENT_TYPE_PROGRESS for event in log.events)  # noqa: E731
+        await log.wait(progressing, "PROGRESS", 30)
         proxy.sever()
         await all_reach(health, NOT_SERVING, 15)
         await asyncio.sleep(3)  # the outage outlasts the handler's second
@@ -373,3 +376,56 @@ async def test_outcome_of_an_attempt_running_through_an_outage_is_published_afte
     # ... and the attempt that ran through the outage is the one that completed.
     kinds = [event.type for event in events if event.type != E.EVENT_TYPE_PROGRESS]
     assert kinds == [E.EVENT_TYPE_CREATED, E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED], describe(events, [mission.id])
+
+
+async def _idle_worker(stack: Stack, worker_id: str, since: float, timeout: float = 60) -> None:
+    """Wait for a heartbeat of ``worker_id`` sent after ``since`` (epoch seconds) that reports nothing running.
+
+    Heartbeats have no watch stream, so this polls ListWorkers; it waits on a state, not a time.
+    """
+    async with asyncio.timeout(timeout):
+        while True:
+            for worker in (await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers:
+                if (
+                    worker.id == worker_id
+                    and worker.heartbeat_time.ToNanoseconds() > since * 1e9
+                    and not worker.running
+                ):
+                    return
+            await asyncio.sleep(0.2)
+
+
+@pytest.mark.timeout(120)
+async def test_a_worker_cut_off_until_declared_lost_does_not_publish_its_lost_attempts_outcome(
+    amqp_url: str, direct: FaultStack
+) -> None:
+    """Only the worker's own link breaks; the service, still connected, declares the attempt lost.
+
+    The attempt times out during the outage, so its outcome waits in the worker's outbox;
+    by the time the link is back the attempt is over (WorkerLost, and with one attempt
+    allowed, DEAD_LETTERED), so that outcome must not reach the log.
+    """
+    service = await direct.start_service_member()
+    async with TcpProxy.for_url(amqp_url) as link:
+        worker = await direct.start_worker_member(
+            "--amqp-url", link.url(amqp_url), "--heartbeat-interval", "1", "--cancel-grace", "0"
+        )
+        async with watching_health([service, worker]) as health, LogWatch(direct) as log:
+            await all_reach(health, SERVING, 30)
+            request = pb.SubmitMissionRequest(type="sleep", payload=payload(seconds=30), max_attempts=1)
+            request.timeout.FromSeconds(2)
+            mission = (await direct.stub.SubmitMission(request)).mission
+            await log.until_started(1)
+            link.sever()
+            await health[1].until(NOT_SERVING, 15)
+            await log.until_final([mission.id], timeout=30)  # the service's WorkerLost + DEAD_LETTERED
+            link.restore()
+            await health[1].until(SERVING, RECOVERY_TIMEOUT)
+            await _idle_worker(direct, "worker-0", since=time.time())
+            # Anything the worker published before going idle precedes this probe in the log.
+            probe = (await direct.stub.SubmitMission(pb.SubmitMissionRequest(type="noop"))).mission
+            events = await log.through(probe.last_sequence)
+    history = describe(events, [mission.id])
+    assert log.finals[mission.id] == 1, f"one terminal event expected:\n{history}"
+    failed = [event for event in events if event.mission_id == mission.id and event.type == E.EVENT_TYPE_FAILED]
+    assert [event.failed.error.type for event in failed] == ["WorkerLost"], f"one outcome per attempt:\n{history}"
