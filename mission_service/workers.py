@@ -118,6 +118,9 @@ class WorkerRegistry:
         def excuse(*_: object) -> None:
             self.excuse()
 
+        # From the moment the connection drops (a sweep may run before the reconnect
+        # callbacks do) and again once it is back.
+        connection.close_callbacks.add(excuse)
         connection.reconnect_callbacks.add(excuse)
 
     async def _on_heartbeat(self, message: AbstractIncomingMessage) -> None:

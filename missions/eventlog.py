@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
-import aio_pika
 import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
@@ -20,9 +19,6 @@ from missions.v1 import events_pb2
 __all__ = ["EventPublisher", "read_log", "read_stream"]
 
 log = logging.getLogger(__name__)
-
-# Acking a delivery of a channel that has since been closed (and reopened) fails harmlessly.
-_SETTLE_ERRORS = (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, RuntimeError)
 
 # Errors that mean "the broker did not durably take the message".
 _PUBLISH_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError)
@@ -100,8 +96,10 @@ async def read_stream(
         next_offset = offset if isinstance(offset, int) else 0
         while True:
             message = await inbox.get()
-            with contextlib.suppress(*_SETTLE_ERRORS):
-                await message.ack()  # stream acks only return credit
+            # Stream acks only return credit; one that fails in a broken connection (aiormq
+            # may raise a bare Exception then) must not end the reader.
+            with contextlib.suppress(Exception):
+                await message.ack()
             position = codec.stream_offset(message.headers)
             if position < next_offset:
                 continue

@@ -205,7 +205,10 @@ class MissionConsumer:
                 # the delivery may already be on its way to another worker.
                 await self._outbox.publisher.publish(started)
             except BrokerUnavailableError as exc:
-                log.warning("mission %s not started (%s); leaving it to be redelivered", mission.id, exc)
+                log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
+                # On a live channel an unsettled delivery would stay ours forever.
+                with contextlib.suppress(*_SETTLE_ERRORS):
+                    await message.nack(requeue=True)
                 return
             self._ledger.observe(started)
             with contextlib.suppress(*_SETTLE_ERRORS):

@@ -412,10 +412,13 @@ async def test_a_worker_cut_off_until_declared_lost_does_not_publish_its_lost_at
         )
         async with watching_health([service, worker]) as health, LogWatch(direct) as log:
             await all_reach(health, SERVING, 30)
-            request = pb.SubmitMissionRequest(type="sleep", payload=payload(seconds=30), max_attempts=1)
+            # Progress every second; the 2 s timeout ends the attempt a second into the outage.
+            request = pb.SubmitMissionRequest(type="sleep", payload=payload(seconds=10), max_attempts=1)
             request.timeout.FromSeconds(2)
             mission = (await direct.stub.SubmitMission(request)).mission
-            await log.until_started(1)
+            # A PROGRESS event proves the handler runs (the worker holds the STARTED confirm).
+            progressing = lambda: any(event.type == E.EVENT_TYPE_PROGRESS for event in log.events)  # noqa: E731
+            await log.wait(progressing, "PROGRESS", 30)
             link.sever()
             await health[1].until(NOT_SERVING, 15)
             await log.until_final([mission.id], timeout=30)  # the service's WorkerLost + DEAD_LETTERED
