@@ -97,6 +97,7 @@ class RunResult:
     submit_p50_s: float = math.nan
     submit_p99_s: float = math.nan
     submit_retries: int = 0
+    retry_reasons: dict[str, int] = field(default_factory=dict)
     window_s: float = 0.0
     expected_per_subscriber: int = 0
     fast: dict[str, Any] = field(default_factory=dict)
@@ -129,6 +130,7 @@ class FanoutRun:
         self.fast_left = config.subscribers - config.slow
         self.submit_latencies: list[float] = []
         self.submit_retries = 0
+        self.retry_reasons: dict[str, int] = {}
 
     async def follow(self, stub: mission_service_pb2_grpc.MissionServiceStub, sub: Subscriber) -> None:
         """Read one live stream until the last measured mission completes, or the stream ends."""
@@ -205,6 +207,8 @@ class FanoutRun:
                     if exc.code() != grpc.StatusCode.UNAVAILABLE or attempt == _SUBMIT_ATTEMPTS - 1:
                         raise
                     self.submit_retries += 1
+                    reason = (exc.details() or "")[:80]
+                    self.retry_reasons[reason] = self.retry_reasons.get(reason, 0) + 1
                     await asyncio.sleep(1 + attempt)
 
         async def submitter() -> None:
@@ -350,6 +354,7 @@ async def run(config: RunConfig) -> RunResult:
         final = read_process(pid)
     result.submit_p50_s, result.submit_p99_s = _quantiles(state.submit_latencies)
     result.submit_retries = state.submit_retries
+    result.retry_reasons = state.retry_reasons
     fast = [sub for sub in state.subscribers if not sub.slow]
     slow = [sub for sub in state.subscribers if sub.slow]
     result.fast = _subscriber_summary(fast, result.expected_per_subscriber, state.fast_delays)
@@ -396,7 +401,8 @@ def render(result: RunResult) -> str:
         f"  namespace {result.namespace}; streams open and answering after {result.open_s:.1f} s",
         f"  submit: {c.missions} in {result.submit_s:.1f} s ({c.missions / result.submit_s:.0f}/s),"
         f" latency p50 {_ms(result.submit_p50_s)}, p99 {_ms(result.submit_p99_s)},"
-        f" {result.submit_retries} retried after UNAVAILABLE",
+        f" {result.submit_retries} retried after UNAVAILABLE"
+        + (f" {result.retry_reasons}" if result.retry_reasons else ""),
         f"  window (first submit -> last fast subscriber done): {result.window_s:.1f} s;"
         f" {expected} events each; published {expected / window:.0f} events/s",
         f"  fast subscribers: {fast.get('delivered', 0)} deliveries, {fast.get('delivered_per_s', math.nan):.0f}/s;"
