@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
 import socket
 from collections.abc import AsyncGenerator
 
@@ -13,12 +14,15 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from mission_service.auth import AuthInterceptor
 from mission_service.follower import LogFollower
 from mission_service.operations import MissionOperations, OperationsConfig
+from mission_service.quota import StreamQuota
 from mission_service.reaper import Reaper
 from mission_service.servicer import MissionServicer
-from mission_service.settings import ServiceSettings
+from mission_service.settings import ServiceSettings, is_loopback
 from mission_service.store import MissionStore
+from mission_service.tokens import TokenFile
 from mission_service.watch import Hub
 from mission_service.workers import WorkerRegistry
 from missions import amqp
@@ -43,9 +47,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
     async with contextlib.AsyncExitStack() as stack:
         # Publishing and reading the log use separate connections, so a publisher blocked
         # by a broker resource alarm never stalls the follower and the watchers.
-        connection = await amqp.connect(settings.amqp_url, source)
+        connection = await amqp.connect(settings.amqp_url, source, settings.amqp_tls)
         stack.push_async_callback(connection.close)
-        log_connection = await amqp.connect(settings.amqp_url, f"{source}/log")
+        log_connection = await amqp.connect(settings.amqp_url, f"{source}/log", settings.amqp_tls)
         stack.push_async_callback(log_connection.close)
         await health_state.track(connection, "publisher connection")
         await health_state.track(log_connection, "log connection")
@@ -74,27 +78,27 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         )
         operations = MissionOperations(config, publisher, store, follower, hub, replay, workers, queue_depths)
 
-        server = grpc.aio.server(
-            options=[
-                ("grpc.max_receive_message_length", settings.limits.max_payload_bytes * 2 + 64 * 1024),
-                ("grpc.keepalive_time_ms", 30_000),
-                ("grpc.keepalive_timeout_ms", 10_000),
-                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
-                ("grpc.keepalive_permit_without_calls", 1),
-            ]
-        )
-        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(MissionServicer(operations), server)
+        server = _grpc_server(settings, stack)
+        servicer = MissionServicer(operations, StreamQuota(settings.max_watch_streams))
+        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
         reflection.enable_server_reflection(
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        port = server.add_insecure_port(settings.listen)
+        port = (
+            server.add_secure_port(settings.listen, settings.tls.server_credentials())
+            if settings.tls is not None
+            else server.add_insecure_port(settings.listen)
+        )
         if port == 0:
             raise OSError(f"cannot listen on {settings.listen}")
         await server.start()
         log.info(
-            "mission-service listening on %s (namespace %r, insecure plaintext)", settings.listen, settings.namespace
+            "mission-service listening on %s (namespace %r, %s)",
+            settings.listen,
+            settings.namespace,
+            _posture(settings),
         )
         if bound is not None:
             bound.set_result(port)
@@ -124,3 +128,35 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             await publisher.close()
         if failed:
             raise RuntimeError(f"background task {failed[0].get_name()} stopped") from failed[0].exception()
+
+
+def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack) -> grpc.aio.Server:
+    """The server with its options and, with a tokens file, the auth interceptor (reloaded on SIGHUP)."""
+    interceptors = []
+    if settings.tokens_file is not None:
+        tokens = TokenFile(settings.tokens_file)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, tokens.reload)
+        stack.callback(loop.remove_signal_handler, signal.SIGHUP)
+        interceptors.append(AuthInterceptor(tokens))
+    return grpc.aio.server(
+        interceptors=interceptors,
+        options=[
+            ("grpc.max_receive_message_length", settings.limits.max_payload_bytes * 2 + 64 * 1024),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.keepalive_timeout_ms", 10_000),
+            ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+            ("grpc.keepalive_permit_without_calls", 1),
+        ],
+    )
+
+
+def _posture(settings: ServiceSettings) -> str:
+    """How exposed the service is, for its start-up log line."""
+    transport = "plaintext" if settings.tls is None else "mTLS" if settings.tls.ca is not None else "TLS"
+    auth = "bearer tokens" if settings.tokens_file is not None else "no authentication"
+    if settings.tls is None and not settings.authenticated:
+        return f"INSECURE: {transport}, {auth}" + (
+            "" if is_loopback(settings.listen) else ", NOT loopback (--insecure)"
+        )
+    return f"{transport}, {auth}"

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import pathlib
+import secrets
 import sys
 from datetime import timedelta
 
 from mission_service.app import serve
-from mission_service.settings import ServiceSettings
+from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
+from mission_service.tokens import TokenTable, hash_token
 from missions.amqp import LogRetention
-from missions.settings import add_common_options, env, run_until_signalled
+from missions.settings import add_common_options, amqp_tls, env, optional_path, run_until_signalled
+from missions.tls import TlsConfigError, TlsFiles
 
 __all__ = ["main"]
 
@@ -53,6 +57,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         default=float(env("WATCH_HEARTBEAT", "15")),
         help="seconds of silence after which a WatchEvents stream gets a heartbeat [MISSIONS_WATCH_HEARTBEAT]",
     )
+    _add_security_options(parser)
     args = parser.parse_args(argv)
     for flag in ("reap_interval", "watch_heartbeat"):
         if getattr(args, flag) <= 0:
@@ -68,12 +73,87 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         reap_interval=timedelta(seconds=args.reap_interval),
         watch_heartbeat=timedelta(seconds=args.watch_heartbeat),
         retention=LogRetention(max_age=args.log_max_age, max_bytes=args.log_max_bytes),
+        tls=_server_tls(parser, args),
+        tokens_file=args.tokens_file,
+        insecure=args.insecure,
+        max_watch_streams=args.max_watch_streams,
+        amqp_tls=amqp_tls(parser, args),
     )
+    if args.tokens_file is not None:
+        try:
+            TokenTable.load(args.tokens_file)
+        except ValueError as exc:
+            parser.error(f"--tokens-file: {exc}")
+    if args.max_watch_streams < 0:
+        parser.error("--max-watch-streams must not be negative (0: no limit)")
+    problem = settings.exposure_problem()
+    if problem and not settings.insecure:
+        parser.error(problem)
     return settings, args
 
 
+def _add_security_options(parser: argparse.ArgumentParser) -> None:
+    """TLS, mTLS, tokens and the stream quota (see docs/security.md)."""
+    for flag, name, what in (
+        ("--tls-cert", "TLS_CERT", "server certificate chain (PEM); turns TLS on"),
+        ("--tls-key", "TLS_KEY", "private key of --tls-cert (PEM)"),
+        ("--tls-client-ca", "TLS_CLIENT_CA", "clients must present a certificate signed by this CA (mTLS)"),
+        ("--tokens-file", "TOKENS_FILE", "bearer token hashes -> principal and roles; turns authentication on"),
+    ):
+        parser.add_argument(flag, type=pathlib.Path, default=optional_path(name), help=f"{what} [MISSIONS_{name}]")
+    parser.add_argument(
+        "--insecure",
+        action="store_true",
+        default=env("INSECURE", "") not in ("", "0", "false"),
+        help="allow a non-loopback --listen without TLS or authentication [MISSIONS_INSECURE]",
+    )
+    parser.add_argument(
+        "--max-watch-streams",
+        type=int,
+        default=int(env("MAX_WATCH_STREAMS", str(DEFAULT_MAX_WATCH_STREAMS))),
+        help=f"concurrent WatchEvents streams per principal, 0: no limit; default {DEFAULT_MAX_WATCH_STREAMS}"
+        " [MISSIONS_MAX_WATCH_STREAMS]",
+    )
+
+
+def _server_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFiles | None:
+    files = TlsFiles(
+        args.tls_client_ca, args.tls_cert, args.tls_key, flags=("--tls-client-ca", "--tls-cert", "--tls-key")
+    )
+    if not files.configured:
+        return None
+    try:
+        files.validate(server=True)
+    except TlsConfigError as exc:
+        parser.error(str(exc))
+    return files
+
+
+def hash_token_main(argv: list[str]) -> int:
+    """`mission-service hash-token [--generate]`: print the SHA-256 hex a tokens file stores.
+
+    The token is read from a prompt or stdin, never from the command line (which other
+    users can see); ``--generate`` makes a fresh random token and prints it too.
+    """
+    parser = argparse.ArgumentParser(prog="mission-service hash-token", description=hash_token_main.__doc__)
+    parser.add_argument("--generate", action="store_true", help="make a new random token and print 'TOKEN HASH'")
+    args = parser.parse_args(argv)
+    if args.generate:
+        token = secrets.token_urlsafe(32)
+        print(token, hash_token(token))
+        return 0
+    token = getpass.getpass("token: ") if sys.stdin.isatty() else sys.stdin.read().strip()
+    if not token:
+        parser.error("no token given on stdin")
+    print(hash_token(token))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    settings, args = parse(argv)
+    arguments = sys.argv[1:] if argv is None else argv
+    if arguments[:1] == ["hash-token"]:
+        return hash_token_main(arguments[1:])
+    settings, args = parse(arguments)
     return run_until_signalled(lambda stop: serve(settings, stop), args)
 
 

@@ -7,7 +7,10 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from mission_service import auth
 from mission_service.operations import MissionOperations
+from mission_service.quota import StreamQuota
+from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS
 from mission_service.status import translate_errors
 from mission_service.watch import Idle
 from missions.events import now
@@ -27,13 +30,15 @@ def _correlation_id(context: grpc.aio.ServicerContext) -> str:
 
 
 def _principal(context: grpc.aio.ServicerContext) -> str:
-    """Who is calling: the client's peer address until the service authenticates callers."""
-    return str(context.peer() or "unknown")
+    """Who is calling: the authenticated principal, or the peer address when tokens are off."""
+    return auth.caller(context).name
 
 
 class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
-    def __init__(self, operations: MissionOperations) -> None:
+    def __init__(self, operations: MissionOperations, watch_quota: StreamQuota | None = None) -> None:
         self._ops = operations
+        # Counts authenticated principals only: without tokens every peer is its own principal.
+        self._watch_quota = watch_quota or StreamQuota(DEFAULT_MAX_WATCH_STREAMS)
 
     @translate_errors
     async def GetMission(
@@ -58,17 +63,38 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def CancelMission(
         self, request: pb.CancelMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMissionResponse:
-        return pb.CancelMissionResponse(mission=await self._ops.cancel(request, _principal(context)))
+        principal = auth.caller(context)
+        if not principal.is_admin:
+            owner = self._ops.get(request.mission_id).submitted_by
+            if owner != principal.name:
+                message = (
+                    f"principal {principal.name!r} may only cancel its own missions;"
+                    f" mission {request.mission_id} was submitted by {owner!r}"
+                )
+                await auth.refuse(context, grpc.StatusCode.PERMISSION_DENIED, "NOT_MISSION_OWNER", message)
+        return pb.CancelMissionResponse(mission=await self._ops.cancel(request, principal.name))
 
     @translate_errors
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        async for item in self._ops.watch(request):
-            if isinstance(item, Idle):
-                yield pb.WatchEventsResponse(heartbeat=pb.WatchHeartbeat(time=now(), last_sequence=item.position))
-            else:
-                yield pb.WatchEventsResponse(event=item)
+        principal = auth.caller(context)
+        counted = principal.authenticated
+        if counted and not self._watch_quota.acquire(principal.name):
+            message = (
+                f"principal {principal.name!r} already has {self._watch_quota.limit} WatchEvents streams open,"
+                f" the limit per principal (--max-watch-streams)"
+            )
+            await auth.refuse(context, grpc.StatusCode.RESOURCE_EXHAUSTED, "TOO_MANY_STREAMS", message)
+        try:
+            async for item in self._ops.watch(request):
+                if isinstance(item, Idle):
+                    yield pb.WatchEventsResponse(heartbeat=pb.WatchHeartbeat(time=now(), last_sequence=item.position))
+                else:
+                    yield pb.WatchEventsResponse(event=item)
+        finally:
+            if counted:
+                self._watch_quota.release(principal.name)
 
     @translate_errors
     async def ListWorkers(

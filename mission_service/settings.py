@@ -2,14 +2,30 @@
 
 from __future__ import annotations
 
+import ipaddress
 import pathlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
 from mission_service.validation import Limits
 from missions.amqp import LogRetention, redact_url
+from missions.tls import TlsFiles
 
-__all__ = ["ServiceSettings"]
+__all__ = ["DEFAULT_MAX_WATCH_STREAMS", "ServiceSettings", "is_loopback"]
+
+# Concurrent WatchEvents streams one authenticated principal may hold.
+DEFAULT_MAX_WATCH_STREAMS = 100
+
+
+def is_loopback(listen: str) -> bool:
+    """Whether a HOST:PORT bind address only accepts connections from this machine."""
+    host = listen.rpartition(":")[0].strip("[]")
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name (or "" for every interface) may resolve to anything
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +42,14 @@ class ServiceSettings:
         watch_heartbeat: idle time after which a WatchEvents stream gets a heartbeat, 15 s.
         retention: event log retention (see LogRetention).
         limits: input limits (see Limits).
+        tls: server certificate and key, and the client CA that turns on mTLS
+            (--tls-cert, --tls-key, --tls-client-ca); None serves plaintext.
+        tokens_file: bearer tokens and their principals (--tokens-file); None turns
+            authentication off and every caller may do everything.
+        insecure: allow a non-loopback ``listen`` without TLS or authentication (--insecure).
+        max_watch_streams: concurrent WatchEvents streams per authenticated principal,
+            default 100; 0 for no limit.
+        amqp_tls: broker CA and client certificate for an amqps:// URL.
     """
 
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
@@ -37,11 +61,36 @@ class ServiceSettings:
     watch_heartbeat: timedelta = timedelta(seconds=15)
     retention: LogRetention = field(default_factory=LogRetention)
     limits: Limits = field(default_factory=Limits)
+    tls: TlsFiles | None = None
+    tokens_file: pathlib.Path | None = None
+    insecure: bool = False
+    max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS
+    amqp_tls: TlsFiles | None = None
 
     def __repr__(self) -> str:
         return (
             f"ServiceSettings(amqp_url={redact_url(self.amqp_url)!r}, namespace={self.namespace!r},"
-            f" listen={self.listen!r}, state_dir={str(self.state_dir)!r})"
+            f" listen={self.listen!r}, state_dir={str(self.state_dir)!r}, tls={self.tls is not None},"
+            f" tokens_file={str(self.tokens_file) if self.tokens_file else None!r})"
+        )
+
+    @property
+    def authenticated(self) -> bool:
+        """Whether callers must prove who they are: a bearer token, or a client certificate (mTLS)."""
+        return self.tokens_file is not None or (self.tls is not None and self.tls.ca is not None)
+
+    def exposure_problem(self) -> str | None:
+        """Why ``listen`` is unsafe as configured, or None: off loopback, TLS and authentication are required."""
+        if is_loopback(self.listen):
+            return None
+        missing = [
+            name for name, ok in (("TLS", self.tls is not None), ("authentication", self.authenticated)) if not ok
+        ]
+        if not missing:
+            return None
+        return (
+            f"--listen {self.listen} is not a loopback address and the service has no {' and no '.join(missing)}"
+            " (--tls-cert/--tls-key, --tokens-file or --tls-client-ca); pass --insecure to serve it anyway"
         )
 
     @property

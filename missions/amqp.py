@@ -19,6 +19,7 @@ from aio_pika.abc import (
 from pamqp.common import FieldTable
 
 from missions import topology
+from missions.tls import TlsFiles
 from missions.topology import Topology
 
 __all__ = [
@@ -71,9 +72,17 @@ def redact_url(url: str) -> str:
     return urlunsplit(parts._replace(netloc=netloc))
 
 
-async def connect(url: str, name: str) -> AbstractRobustConnection:
-    """A robust connection that fails fast if the broker is unreachable at start-up."""
-    connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name})
+async def connect(url: str, name: str, tls: TlsFiles | None = None) -> AbstractRobustConnection:
+    """A robust connection that fails fast if the broker is unreachable at start-up.
+
+    An ``amqps://`` URL connects over TLS: with ``tls``, the broker is verified with its CA
+    (else the system's) and presents its client certificate; without, aiormq builds the
+    context from the URL's own query (``cafile``, ``certfile``, ``keyfile``).
+    """
+    if tls is not None and tls.configured and urlsplit(url).scheme != "amqps":
+        raise ValueError(f"{'/'.join(tls.flags)} need an amqps:// URL, got {redact_url(url)}")
+    context = tls.client_context() if tls is not None and tls.configured else None
+    connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name}, ssl_context=context)
     log.info("connected to %s as %s", redact_url(url), name)
     return connection
 

@@ -6,13 +6,15 @@ import argparse
 import asyncio
 import logging
 import os
+import pathlib
 import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 from missions.logs import configure_logging
+from missions.tls import TlsConfigError, TlsFiles
 
-__all__ = ["add_common_options", "env", "run_until_signalled"]
+__all__ = ["add_common_options", "amqp_tls", "env", "optional_path", "run_until_signalled"]
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +26,23 @@ def env(name: str, default: str) -> str:
     return os.environ.get(f"MISSIONS_{name}", default)
 
 
+def optional_path(name: str) -> pathlib.Path | None:
+    """The MISSIONS_<name> variable as a path, or None when it is unset or empty."""
+    value = env(name, "")
+    return pathlib.Path(value) if value else None
+
+
 def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amqp-url", default=env("AMQP_URL", DEFAULT_AMQP_URL), help="broker URL [MISSIONS_AMQP_URL]")
+    amqps = "amqps:// only: "
+    for flag, name, what in (
+        ("--amqp-ca", "AMQP_CA", "CA bundle that verifies the broker (default: the system's)"),
+        ("--amqp-cert", "AMQP_CERT", "client certificate to present to the broker"),
+        ("--amqp-key", "AMQP_KEY", "private key of --amqp-cert"),
+    ):
+        parser.add_argument(
+            flag, type=pathlib.Path, default=optional_path(name), help=f"{amqps}{what} [MISSIONS_{name}]"
+        )
     parser.add_argument(
         "--namespace",
         default=env("NAMESPACE", "missions"),
@@ -35,6 +52,20 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--log-format", choices=("text", "json"), default=env("LOG_FORMAT", "text"), help="[MISSIONS_LOG_FORMAT]"
     )
+
+
+def amqp_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFiles | None:
+    """The broker TLS files of ``args``, checked now (a usage error names the flag), or None."""
+    files = TlsFiles(args.amqp_ca, args.amqp_cert, args.amqp_key, flags=("--amqp-ca", "--amqp-cert", "--amqp-key"))
+    if not files.configured:
+        return None
+    if not args.amqp_url.startswith("amqps://"):
+        parser.error("--amqp-ca, --amqp-cert and --amqp-key need an amqps:// --amqp-url")
+    try:
+        files.validate()
+    except TlsConfigError as exc:
+        parser.error(str(exc))
+    return files
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], args: argparse.Namespace) -> int:

@@ -1,0 +1,153 @@
+"""Who may call what: bearer-token authentication and role checks, as one server interceptor.
+
+Every RPC passes the interceptor (WatchEvents and reflection too) except the health
+service, which orchestrators probe without credentials. The authenticated principal is
+handed to the servicer through a context variable: grpc.aio runs the interceptors and
+the handler of one RPC in one ``contextvars.Context``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, cast
+
+import grpc
+from google.protobuf import any_pb2
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_status import rpc_status
+
+from mission_service.tokens import Principal, Role, TokenFile
+from missions.v1 import mission_service_pb2
+
+__all__ = ["AuthInterceptor", "allowed_roles", "caller", "refuse"]
+
+log = logging.getLogger(__name__)
+
+DOMAIN = "missions.v1"
+_SERVICE = mission_service_pb2.DESCRIPTOR.services_by_name["MissionService"].full_name
+_PUBLIC_SERVICES = ("grpc.health.v1.Health",)
+_REFLECTION_PREFIX = "/grpc.reflection."
+_MAX_TOKEN = 4096
+
+_READ = frozenset(Role)
+_WRITE = frozenset({Role.SUBMITTER, Role.ADMIN})
+_ADMIN = frozenset({Role.ADMIN})
+_OPERATIONS = frozenset({Role.READER, Role.ADMIN})
+
+# The roles that may call each method; CancelMission checks ownership after this.
+_POLICY: dict[str, frozenset[Role]] = {
+    **{name: _READ for name in ("GetMission", "ListMissions", "WatchEvents")},
+    **{name: _OPERATIONS for name in ("ListWorkers", "GetStats", "ListDeadLetters")},
+    **{name: _WRITE for name in ("SubmitMission", "CancelMission")},
+    "RedriveMission": _ADMIN,
+}
+
+_CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("missions_caller", default=None)
+
+
+def allowed_roles(method: str) -> frozenset[Role] | None:
+    """The roles that may call ``/package.Service/Method``; None when it needs no token.
+
+    Reflection needs a token of any role; a method this table does not know needs admin.
+    """
+    service, _, name = method.lstrip("/").partition("/")
+    if service in _PUBLIC_SERVICES:
+        return None
+    if method.startswith(_REFLECTION_PREFIX):
+        return _READ
+    if service == _SERVICE and name in _POLICY:
+        return _POLICY[name]
+    return _ADMIN
+
+
+def caller(context: grpc.aio.ServicerContext) -> Principal:
+    """The authenticated principal of the current RPC, or the peer address when tokens are off."""
+    principal = _CALLER.get()
+    if principal is not None:
+        return principal
+    return Principal(str(context.peer() or "unknown"), frozenset(Role), authenticated=False)
+
+
+async def refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, message: str) -> None:
+    """Abort the RPC with ``code``, ``message`` and an ErrorInfo(reason) detail."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
+    status = rpc_status.to_status(status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[info]))
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+def _refusal(handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, reason: str, message: str) -> Any:
+    """A handler of the same shape as ``handler`` that only refuses the call."""
+
+    async def deny(_request: Any, context: grpc.aio.ServicerContext) -> None:
+        await refuse(context, code, reason, message)
+
+    shape = (handler.request_streaming, handler.response_streaming) if handler is not None else (False, False)
+    factory = {
+        (False, False): grpc.unary_unary_rpc_method_handler,
+        (False, True): grpc.unary_stream_rpc_method_handler,
+        (True, False): grpc.stream_unary_rpc_method_handler,
+        (True, True): grpc.stream_stream_rpc_method_handler,
+    }[shape]
+    return factory(deny)
+
+
+def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
+    """The token of the one ``authorization: Bearer <token>`` entry; ValueError says what is wrong."""
+    values = [value for key, value in metadata or () if key == "authorization"]
+    if not values:
+        raise ValueError("missing 'authorization: Bearer <token>' metadata")
+    if len(values) > 1:
+        raise ValueError("more than one authorization metadata entry")
+    value = values[0] if isinstance(values[0], str) else ""
+    scheme, _, token = value.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN:
+        raise ValueError(
+            f"the authorization metadata must be 'Bearer <token>' (a token of 1 to {_MAX_TOKEN} characters)"
+        )
+    return token
+
+
+class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
+    """UNAUTHENTICATED without a known token, PERMISSION_DENIED without a role the method allows."""
+
+    def __init__(self, tokens: TokenFile) -> None:
+        self._tokens = tokens
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        method: str = handler_call_details.method
+        roles = allowed_roles(method)
+        handler = await continuation(handler_call_details)
+        if roles is None:
+            return handler
+        try:
+            token = _bearer(handler_call_details.invocation_metadata)
+        except ValueError as exc:
+            log.info("refused %s: %s", method, exc)
+            return cast(
+                grpc.RpcMethodHandler, _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", str(exc))
+            )
+        principal = self._tokens.lookup(token)
+        if principal is None:
+            log.info("refused %s: unknown token", method)
+            return cast(
+                grpc.RpcMethodHandler,
+                _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_UNKNOWN", "unknown bearer token"),
+            )
+        if not principal.roles & roles:
+            have = ", ".join(sorted(principal.roles))
+            need = ", ".join(sorted(roles))
+            message = f"principal {principal.name!r} (roles: {have}) may not call {method}; it needs one of: {need}"
+            log.info("refused: %s", message)
+            return cast(
+                grpc.RpcMethodHandler, _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED", message)
+            )
+        _CALLER.set(principal)
+        return handler
