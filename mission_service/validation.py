@@ -5,23 +5,30 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import inspect
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
+import grpc
 from google.protobuf import struct_pb2
+from google.protobuf.message import DecodeError
 
 from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
 __all__ = [
     "Limits",
+    "RejectMalformedRequests",
     "decode_page_token",
     "encode_page_token",
+    "limit_flag",
     "page_size",
     "parse_label_selector",
+    "validate_mission_id",
     "validate_states",
     "validate_submission",
     "validate_watch",
@@ -35,8 +42,34 @@ _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]*")
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Input limits, enforced before anything is queued. Defaults are the documented ones."""
+    """Input limits, enforced before anything is queued.
 
+    Each field is a ``--<field-name>`` flag of mission-service backed by a
+    ``MISSIONS_<FIELD_NAME>`` variable (mission_service/limit_flags.py); the defaults
+    below are the documented ones (docs/security.md).
+
+    Attributes:
+        max_request_bytes: largest request message the server accepts (gRPC max receive
+            message length); larger requests fail with RESOURCE_EXHAUSTED. 1 MiB.
+        max_type_length: characters of a mission type (and of a type in a watch filter). 128.
+        max_payload_bytes: serialized size of a payload Struct. 256 KiB.
+        max_payload_depth: nesting depth of a payload Struct. 32.
+        max_labels: labels per mission. 64.
+        max_label_key_length: characters of a label key (also in a label selector). 63.
+        max_label_value_length: characters of a label value (also in a label selector). 256.
+        max_idempotency_key_length: characters of an idempotency key. 256.
+        max_mission_id_length: characters of a mission id in a request. 128.
+        default_max_attempts: attempts of a mission submitted with max_attempts 0. 3.
+        max_max_attempts: the largest max_attempts a request may ask for. 100.
+        max_timeout: the longest per-attempt timeout a request may ask for. 1 day.
+        default_page_size: page size of a list request with page_size 0. 100.
+        max_page_size: larger page sizes are lowered to this. 1000.
+        max_watch_mission_ids: mission ids in one WatchEvents filter. 1000.
+        max_watch_mission_types: mission types in one WatchEvents filter. 100.
+        max_label_selector_pairs: key=value pairs in one label selector. 16.
+    """
+
+    max_request_bytes: int = 1024 * 1024
     max_type_length: int = 128
     max_payload_bytes: int = 256 * 1024
     max_payload_depth: int = 32
@@ -44,6 +77,7 @@ class Limits:
     max_label_key_length: int = 63
     max_label_value_length: int = 256
     max_idempotency_key_length: int = 256
+    max_mission_id_length: int = 128
     default_max_attempts: int = 3
     max_max_attempts: int = 100
     max_timeout: timedelta = timedelta(days=1)
@@ -54,54 +88,93 @@ class Limits:
     max_label_selector_pairs: int = 16
 
 
+def limit_flag(name: str) -> str:
+    """The command-line flag that sets the ``Limits`` field ``name``."""
+    return "--" + name.replace("_", "-")
+
+
+def _limit(name: str) -> str:
+    """How an error message names a limit: the field and the flag that raises it."""
+    return f"({name}, {limit_flag(name)})"
+
+
 def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limits: Limits) -> None:
     """Raise InvalidArgumentError for the first field of ``request`` that breaks a rule."""
-    _check_type(request.type, limits)
+    _check_type("type", request.type, limits)
     size = request.payload.ByteSize()
     if size > limits.max_payload_bytes:
         raise InvalidArgumentError(
-            "payload", f"is {size} bytes serialized; the limit is {limits.max_payload_bytes} bytes"
+            "payload",
+            f"is {size} bytes serialized; the limit is {limits.max_payload_bytes} bytes {_limit('max_payload_bytes')}",
         )
     if _depth(request.payload) > limits.max_payload_depth:
-        raise InvalidArgumentError("payload", f"nests deeper than {limits.max_payload_depth} levels")
+        raise InvalidArgumentError(
+            "payload", f"nests deeper than {limits.max_payload_depth} levels {_limit('max_payload_depth')}"
+        )
     if request.priority not in mission_pb2.Priority.values():
         raise InvalidArgumentError("priority", f"unknown value {request.priority}")
     if request.max_attempts < 0 or request.max_attempts > limits.max_max_attempts:
         raise InvalidArgumentError(
-            "max_attempts", f"must be between 0 (default) and {limits.max_max_attempts}, got {request.max_attempts}"
+            "max_attempts",
+            f"must be between 0 (default) and {limits.max_max_attempts} {_limit('max_max_attempts')},"
+            f" got {request.max_attempts}",
         )
-    timeout = request.timeout.ToTimedelta()
-    if timeout < timedelta(0) or timeout > limits.max_timeout:
-        raise InvalidArgumentError("timeout", f"must be between 0 (default) and {limits.max_timeout}, got {timeout}")
-    if len(request.idempotency_key) > limits.max_idempotency_key_length:
-        raise InvalidArgumentError("idempotency_key", f"is longer than {limits.max_idempotency_key_length} characters")
+    _check_timeout(request, limits)
+    _check_length(
+        "idempotency_key", request.idempotency_key, limits.max_idempotency_key_length, "max_idempotency_key_length"
+    )
     _check_labels(request.labels, limits)
 
 
-def _check_type(mission_type: str, limits: Limits) -> None:
+def _check_length(field: str, value: str, limit: int, name: str) -> None:
+    if len(value) > limit:
+        raise InvalidArgumentError(field, f"is longer than {limit} characters {_limit(name)}")
+
+
+def _check_timeout(request: mission_service_pb2.SubmitMissionRequest, limits: Limits) -> None:
+    try:
+        timeout = request.timeout.ToTimedelta()
+    except OverflowError:  # seconds beyond what a timedelta holds: certainly too long
+        timeout = timedelta.max
+    if timeout < timedelta(0) or timeout > limits.max_timeout:
+        raise InvalidArgumentError(
+            "timeout",
+            f"must be between 0 (default) and {limits.max_timeout.total_seconds():.0f} s {_limit('max_timeout')},"
+            f" got {timeout}",
+        )
+
+
+def _check_type(field: str, mission_type: str, limits: Limits) -> None:
     if not mission_type:
-        raise InvalidArgumentError("type", "is required")
-    if len(mission_type) > limits.max_type_length:
-        raise InvalidArgumentError("type", f"is longer than {limits.max_type_length} characters")
+        raise InvalidArgumentError(field, "is required")
+    _check_length(field, mission_type, limits.max_type_length, "max_type_length")
+    # Not configurable: the type is part of routing keys, where '#', '*' and spaces mean something.
     if not _TYPE_PATTERN.fullmatch(mission_type):
         raise InvalidArgumentError(
-            "type", f"{mission_type!r} must start with a letter and hold only letters, digits, '_', '-', '.', ':'"
+            field, f"{mission_type!r} must start with a letter and hold only letters, digits, '_', '-', '.', ':'"
+        )
+
+
+def _check_label(field: str, key: str, value: str, limits: Limits) -> None:
+    if not key or len(key) > limits.max_label_key_length:
+        raise InvalidArgumentError(
+            field,
+            f"key {key[:70]!r} must be 1..{limits.max_label_key_length} characters {_limit('max_label_key_length')}",
+        )
+    if len(value) > limits.max_label_value_length:
+        raise InvalidArgumentError(
+            f"{field}[{key}]",
+            f"value is longer than {limits.max_label_value_length} characters {_limit('max_label_value_length')}",
         )
 
 
 def _check_labels(labels: Mapping[str, str], limits: Limits) -> None:
-    items = list(labels.items())
-    if len(items) > limits.max_labels:
-        raise InvalidArgumentError("labels", f"has {len(items)} entries; the limit is {limits.max_labels}")
-    for key, value in items:
-        if not key or len(key) > limits.max_label_key_length:
-            raise InvalidArgumentError(
-                "labels", f"key {key[:70]!r} must be 1..{limits.max_label_key_length} characters"
-            )
-        if len(value) > limits.max_label_value_length:
-            raise InvalidArgumentError(
-                f"labels[{key}]", f"value is longer than {limits.max_label_value_length} characters"
-            )
+    if len(labels) > limits.max_labels:
+        raise InvalidArgumentError(
+            "labels", f"has {len(labels)} entries; the limit is {limits.max_labels} {_limit('max_labels')}"
+        )
+    for key, value in labels.items():
+        _check_label("labels", key, value, limits)
 
 
 def _depth(value: struct_pb2.Struct | struct_pb2.ListValue | struct_pb2.Value) -> int:
@@ -122,6 +195,13 @@ def _depth(value: struct_pb2.Struct | struct_pb2.ListValue | struct_pb2.Value) -
     return deepest
 
 
+def validate_mission_id(mission_id: str, limits: Limits, field: str = "mission_id") -> None:
+    """A mission id in a request: present and of bounded length."""
+    if not mission_id:
+        raise InvalidArgumentError(field, "is required")
+    _check_length(field, mission_id, limits.max_mission_id_length, "max_mission_id_length")
+
+
 def validate_states(states: Sequence[int]) -> None:
     for state in states:
         if state not in mission_pb2.MissionState.values() or state == mission_pb2.MISSION_STATE_UNSPECIFIED:
@@ -129,6 +209,7 @@ def validate_states(states: Sequence[int]) -> None:
 
 
 def page_size(requested: int, limits: Limits) -> int:
+    """The page size to serve: 0 means the default, and anything above the limit is lowered to it."""
     if requested < 0:
         raise InvalidArgumentError("page_size", f"must not be negative, got {requested}")
     return min(requested or limits.default_page_size, limits.max_page_size)
@@ -163,14 +244,20 @@ def decode_page_token(token: str, states: Sequence[int], mission_type: str) -> i
 def validate_watch(request: mission_service_pb2.WatchEventsRequest, limits: Limits) -> None:
     if len(request.mission_ids) > limits.max_watch_mission_ids:
         raise InvalidArgumentError(
-            "mission_ids", f"has {len(request.mission_ids)} ids; the limit is {limits.max_watch_mission_ids}"
+            "mission_ids",
+            f"has {len(request.mission_ids)} ids; the limit is {limits.max_watch_mission_ids}"
+            f" {_limit('max_watch_mission_ids')}",
         )
-    if any(not mission_id for mission_id in request.mission_ids):
-        raise InvalidArgumentError("mission_ids", "contains an empty id")
+    for mission_id in request.mission_ids:
+        validate_mission_id(mission_id, limits, "mission_ids")
     if len(request.mission_types) > limits.max_watch_mission_types:
         raise InvalidArgumentError(
-            "mission_types", f"has {len(request.mission_types)} entries; the limit is {limits.max_watch_mission_types}"
+            "mission_types",
+            f"has {len(request.mission_types)} entries; the limit is {limits.max_watch_mission_types}"
+            f" {_limit('max_watch_mission_types')}",
         )
+    for mission_type in request.mission_types:
+        _check_type("mission_types", mission_type, limits)
     parse_label_selector(request.label_selector, limits)
     for event_type in request.types:
         if event_type not in events_pb2.EventType.values() or event_type == events_pb2.EVENT_TYPE_UNSPECIFIED:
@@ -181,14 +268,85 @@ def parse_label_selector(selector: str, limits: Limits) -> tuple[tuple[str, str]
     """``"k=v,k2=v2"`` as sorted (key, value) pairs; empty for an empty selector."""
     if not selector.strip():
         return ()
+    # Counted before splitting, so a hostile selector is refused without building its pairs.
+    count = selector.count(",") + 1
+    if count > limits.max_label_selector_pairs:
+        raise InvalidArgumentError(
+            "label_selector",
+            f"has {count} pairs; the limit is {limits.max_label_selector_pairs} {_limit('max_label_selector_pairs')}",
+        )
     pairs = []
     for part in selector.split(","):
         key, sep, value = part.strip().partition("=")
         if not sep or not key.strip():
-            raise InvalidArgumentError("label_selector", f"{part.strip()!r} is not key=value")
+            raise InvalidArgumentError("label_selector", f"{part.strip()[:70]!r} is not key=value")
         pairs.append((key.strip(), value.strip()))
-    if len(pairs) > limits.max_label_selector_pairs:
-        raise InvalidArgumentError(
-            "label_selector", f"has {len(pairs)} pairs; the limit is {limits.max_label_selector_pairs}"
-        )
+        _check_label("label_selector", *pairs[-1], limits)
     return tuple(sorted(dict(pairs).items()))
+
+
+class _Malformed:
+    """Stands in for a request body that does not parse, until the handler can refuse it."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: DecodeError) -> None:
+        self.error = error
+
+
+async def _refuse_malformed(request: object, context: grpc.aio.ServicerContext) -> None:
+    if isinstance(request, _Malformed):
+        # The parser's words only (never the client's bytes): they name the message type.
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: {request.error}")
+
+
+class RejectMalformedRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped
+    """Answers a request body that does not parse with INVALID_ARGUMENT.
+
+    Left to grpcio, a parse failure (random bytes, a message nested deeper than the
+    protobuf parser's recursion limit) is UNKNOWN, with a traceback in the log.
+    Requests of client-streaming methods are left alone (this service has none).
+    """
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        if handler is None or handler.request_streaming or handler.request_deserializer is None:
+            return handler
+        kind = "unary_stream" if handler.response_streaming else "unary_unary"
+        behavior = getattr(handler, kind)
+        if not (inspect.iscoroutinefunction(behavior) or inspect.isasyncgenfunction(behavior)):
+            return handler
+        return handler._replace(
+            request_deserializer=_tolerant(handler.request_deserializer), **{kind: _guarded(behavior)}
+        )
+
+
+def _tolerant(deserialize: Callable[[bytes], Any]) -> Callable[[bytes], Any]:
+    def parse(raw: bytes) -> Any:
+        try:
+            return deserialize(raw)
+        except DecodeError as exc:
+            return _Malformed(exc)
+
+    return parse
+
+
+def _guarded(behavior: Callable[..., Any]) -> Callable[..., Any]:
+    if inspect.isasyncgenfunction(behavior):
+
+        async def stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await _refuse_malformed(request, context)
+            async for item in behavior(request, context):
+                yield item
+
+        return stream
+
+    async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await _refuse_malformed(request, context)
+        return await behavior(request, context)
+
+    return unary

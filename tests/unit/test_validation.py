@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
+import grpc
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
@@ -243,3 +244,106 @@ def test_limits_are_configurable() -> None:
     assert _field_of(lambda: validation.validate_submission(_valid(max_attempts=6), limits)) == "max_attempts"
     too_long = duration_pb2.Duration(seconds=11)
     assert _field_of(lambda: validation.validate_submission(_valid(timeout=too_long), limits)) == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("fields", "limit"),
+    [
+        ({"type": "x" * 129}, "max_type_length"),
+        ({"payload": struct(blob="x" * (256 * 1024))}, "max_payload_bytes"),
+        ({"payload": _nested(40)}, "max_payload_depth"),
+        ({"max_attempts": 101}, "max_max_attempts"),
+        ({"timeout": duration_pb2.Duration(seconds=2 * 86_400)}, "max_timeout"),
+        ({"idempotency_key": "k" * 257}, "max_idempotency_key_length"),
+        ({"labels": {f"k{i}": "v" for i in range(65)}}, "max_labels"),
+        ({"labels": {"k" * 64: "v"}}, "max_label_key_length"),
+        ({"labels": {"team": "v" * 257}}, "max_label_value_length"),
+    ],
+)
+def test_a_breached_limit_is_named_with_its_flag(fields: dict[str, Any], limit: str) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        validation.validate_submission(_valid(**fields), LIMITS)
+    assert f"({limit}, {validation.limit_flag(limit)})" in raised.value.description
+
+
+def test_a_timeout_beyond_what_a_timedelta_holds_is_refused() -> None:
+    huge = duration_pb2.Duration(seconds=315_576_000_000)
+    assert _field_of(lambda: validation.validate_submission(_valid(timeout=huge), LIMITS)) == "timeout"
+
+
+@pytest.mark.parametrize(
+    ("request_", "field", "limit"),
+    [
+        (pb.WatchEventsRequest(mission_ids=["m" * 129]), "mission_ids", "max_mission_id_length"),
+        (
+            pb.WatchEventsRequest(mission_types=[f"t{i}" for i in range(101)]),
+            "mission_types",
+            "max_watch_mission_types",
+        ),
+        (pb.WatchEventsRequest(mission_types=["t" * 129]), "mission_types", "max_type_length"),
+        (pb.WatchEventsRequest(label_selector="k" * 64 + "=v"), "label_selector", "max_label_key_length"),
+        (pb.WatchEventsRequest(label_selector="k=" + "v" * 257), "label_selector[k]", "max_label_value_length"),
+        (pb.WatchEventsRequest(label_selector="a=b," * 16 + "c=d"), "label_selector", "max_label_selector_pairs"),
+    ],
+)
+def test_validate_watch_names_each_limit(request_: pb.WatchEventsRequest, field: str, limit: str) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        validation.validate_watch(request_, LIMITS)
+    assert raised.value.field == field
+    assert validation.limit_flag(limit) in raised.value.description
+
+
+@pytest.mark.parametrize("mission_type", ["", "echo bravo", "echo.#"])
+def test_validate_watch_checks_each_mission_type_like_a_submission(mission_type: str) -> None:
+    request = pb.WatchEventsRequest(mission_types=["echo", mission_type])
+    assert _field_of(lambda: validation.validate_watch(request, LIMITS)) == "mission_types"
+
+
+def test_a_huge_label_selector_is_refused_by_its_pair_count() -> None:
+    selector = "k=v," * 1_000_000
+    with pytest.raises(InvalidArgumentError, match="has 1000001 pairs"):
+        validation.parse_label_selector(selector, LIMITS)
+
+
+def test_validate_mission_id() -> None:
+    validation.validate_mission_id("m" * 128, LIMITS)
+    assert _field_of(lambda: validation.validate_mission_id("", LIMITS)) == "mission_id"
+    assert _field_of(lambda: validation.validate_mission_id("m" * 129, LIMITS)) == "mission_id"
+
+
+async def test_a_request_that_does_not_parse_is_invalid_argument() -> None:
+    async def get(request: pb.GetMissionRequest, context: grpc.aio.ServicerContext) -> pb.GetMissionResponse:
+        return pb.GetMissionResponse()
+
+    async def watch(request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+        yield b""
+
+    handlers = {
+        "Get": grpc.unary_unary_rpc_method_handler(
+            get, pb.GetMissionRequest.FromString, pb.GetMissionResponse.SerializeToString
+        ),
+        "Watch": grpc.unary_stream_rpc_method_handler(watch, pb.WatchEventsRequest.FromString),
+    }
+    server = grpc.aio.server(interceptors=[validation.RejectMalformedRequests()])
+    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.S", handlers)])
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+            valid = pb.GetMissionRequest(mission_id="m").SerializeToString()
+            assert await channel.unary_unary("/t.S/Get")(valid) == b""
+            for method in (channel.unary_unary("/t.S/Get"), channel.unary_stream("/t.S/Watch")):
+                with pytest.raises(grpc.aio.AioRpcError) as raised:
+                    await _finish(method(b"\xff\xff\xff", timeout=10))
+                assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+                assert "Error parsing message" in str(raised.value.details())
+    finally:
+        await server.stop(None)
+
+
+async def _finish(call: Any) -> None:
+    if isinstance(call, grpc.aio.UnaryStreamCall):
+        async for _ in call:
+            pass
+    else:
+        await call

@@ -1,0 +1,91 @@
+"""Command-line flags for the input limits: one ``--<limit>`` per ``Limits`` field.
+
+Each flag defaults to its ``MISSIONS_<LIMIT>`` variable, else to the documented default.
+A value that is not a positive integer, from the command line or the environment, stops
+the process at start-up with a message naming the flag.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from datetime import timedelta
+
+from mission_service.validation import Limits, limit_flag
+from missions.settings import env
+
+__all__ = ["add_limit_options", "limits_from_args"]
+
+# What each limit bounds; the unit comes last, so the help text can append the default.
+_HELP = {
+    "max_request_bytes": "largest request message in bytes; larger ones get RESOURCE_EXHAUSTED",
+    "max_type_length": "characters of a mission type",
+    "max_payload_bytes": "serialized size of a payload in bytes",
+    "max_payload_depth": "nesting levels of a payload",
+    "max_labels": "labels per mission",
+    "max_label_key_length": "characters of a label key",
+    "max_label_value_length": "characters of a label value",
+    "max_idempotency_key_length": "characters of an idempotency key",
+    "max_mission_id_length": "characters of a mission id in a request",
+    "default_max_attempts": "attempts of a mission submitted with max_attempts 0",
+    "max_max_attempts": "largest max_attempts a request may ask for",
+    "max_timeout": "longest per-attempt timeout a request may ask for, in seconds",
+    "default_page_size": "page size of a list request with page_size 0",
+    "max_page_size": "largest page of a list; larger page sizes are lowered to it",
+    "max_watch_mission_ids": "mission ids in one WatchEvents filter",
+    "max_watch_mission_types": "mission types in one WatchEvents filter",
+    "max_label_selector_pairs": "key=value pairs in one label selector",
+}
+
+# (smaller, larger): the first limit must not exceed the second.
+_ORDERED = (
+    ("default_max_attempts", "max_max_attempts"),
+    ("default_page_size", "max_page_size"),
+    # A request carries its payload plus the other fields, so it needs more room.
+    ("max_payload_bytes", "max_request_bytes"),
+)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
+
+
+def _plain(value: int | timedelta) -> int:
+    """A limit as its flag takes it: timedeltas in whole seconds."""
+    return int(value.total_seconds()) if isinstance(value, timedelta) else value
+
+
+def add_limit_options(parser: argparse.ArgumentParser) -> None:
+    """Add one flag per input limit, in a group of its own."""
+    group = parser.add_argument_group("input limits", "requests beyond a limit fail before anything is queued")
+    defaults = Limits()
+    for field in dataclasses.fields(Limits):
+        variable = field.name.upper()
+        default = _plain(getattr(defaults, field.name))
+        # A string default goes through `type` too, so a bad variable is refused like a bad flag.
+        group.add_argument(
+            limit_flag(field.name),
+            dest=field.name,
+            type=_positive_int,
+            metavar="N",
+            default=env(variable, str(default)),
+            help=f"{_HELP[field.name]} (default {default}) [MISSIONS_{variable}]",
+        )
+
+
+def limits_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Limits:
+    """The Limits the parsed flags ask for; ``parser.error`` names a flag that contradicts another."""
+    values: dict[str, int] = {field.name: getattr(args, field.name) for field in dataclasses.fields(Limits)}
+    for smaller, larger in _ORDERED:
+        if values[smaller] > values[larger]:
+            parser.error(
+                f"{limit_flag(smaller)} ({values[smaller]}) must not exceed {limit_flag(larger)} ({values[larger]})"
+            )
+    timeout = timedelta(seconds=values.pop("max_timeout"))
+    return Limits(max_timeout=timeout, **values)
