@@ -44,7 +44,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
     names = Topology(settings.namespace)
     health = HealthConditions(WORKER_HEALTH_SERVICE, "broker connection", "control stream", "consuming")
     async with contextlib.AsyncExitStack() as stack:
-        connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}")
+        connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}", settings.amqp_tls)
         stack.push_async_callback(connection.close)
         await health.track(connection, "broker connection")
         if settings.health_listen:

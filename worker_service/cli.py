@@ -8,7 +8,7 @@ import socket
 import sys
 from datetime import timedelta
 
-from missions.settings import add_common_options, env, run_until_signalled
+from missions.settings import add_common_options, amqp_tls, env, run_until_signalled
 from worker_service.app import run_worker
 from worker_service.settings import WorkerSettings
 
@@ -87,6 +87,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         cancel_grace=_seconds("--cancel-grace", args.cancel_grace),
         heartbeat_interval=_seconds("--heartbeat-interval", args.heartbeat_interval, positive=True),
         health_listen=args.health_listen,
+        amqp_tls=amqp_tls(parser, args),
     )
     return settings, args
 

@@ -8,6 +8,10 @@ Commands: ``submit``, ``get``, ``list``, ``cancel`` and ``watch`` for missions; 
 ``stats``, ``dead-letters`` and ``redrive`` for operators; ``missionctl COMMAND --help``
 describes each. ``--server`` defaults to ``$MISSIONS_SERVER``, else 127.0.0.1:50051.
 
+Security (docs/security.md): ``--tls-ca PEM`` (or ``--tls`` for the system's CAs) connects
+with TLS, ``--tls-cert``/``--tls-key`` present a client certificate (mTLS), and the bearer
+token comes from ``$MISSIONS_TOKEN``, ``--token-file`` or ``--token``.
+
 Output: ``-o text`` (the default) renders with rich; colours are off when stdout is not a
 terminal or ``NO_COLOR`` is set. ``-o json`` prints each response message in proto JSON
 (field names as in the .proto), one compact object per line: ``{"mission": ...}`` for
@@ -25,7 +29,7 @@ Exit codes:
             goes to stderr.
     130     interrupted with Ctrl-C (any command but ``watch``).
 
-Modules: ``service`` (typed calls), ``parser`` (flags), ``commands`` (one function per
+Modules: ``service`` (typed calls), ``connection`` (TLS and token), ``parser`` (flags), ``commands`` (one function per
 command), ``render`` (text and JSON output), ``enums`` (how enum values are spelled) and
 ``app`` (``main``).
 """

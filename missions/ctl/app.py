@@ -5,6 +5,7 @@ from __future__ import annotations
 import grpc
 
 from missions.ctl.commands import EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
+from missions.ctl.connection import Connection
 from missions.ctl.parser import build_parser
 from missions.ctl.render import Output, warn
 from missions.ctl.service import ChannelFactory, Service
@@ -22,12 +23,13 @@ def _rpc_failure(exc: grpc.RpcError) -> int:
     return EXIT_RPC_BASE + number
 
 
-def main(argv: list[str] | None = None, *, connect: ChannelFactory = grpc.insecure_channel) -> int:
+def main(argv: list[str] | None = None, *, connect: ChannelFactory | None = None) -> int:
     """Run missionctl with ``argv`` (default: ``sys.argv[1:]``) and return the exit code.
 
     Args:
         argv: The arguments, without the program name.
         connect: Opens the channel to a ``HOST:PORT``; tests pass a grpc_testing channel.
+            Default: plaintext, or TLS as the --tls* flags say.
 
     Returns:
         The exit code; the ``missions.ctl`` docstring lists them.
@@ -39,8 +41,13 @@ def main(argv: list[str] | None = None, *, connect: ChannelFactory = grpc.insecu
     command: Command = args.command
     out = Output(json_lines=args.output == "json")
     try:
-        with connect(args.server) as channel:
-            return command(Service(channel, args.timeout), out, args)
+        connection = Connection.from_args(args)
+    except ValueError as exc:
+        warn(f"missionctl: error: {exc}")
+        return EXIT_USAGE
+    try:
+        with (connect or connection.channel)(args.server) as channel:
+            return command(Service(channel, args.timeout, connection.metadata), out, args)
     except grpc.RpcError as exc:
         return _rpc_failure(exc)
     except KeyboardInterrupt:

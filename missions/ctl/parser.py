@@ -13,7 +13,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from missions.ctl import commands, enums
-from missions.settings import env
+from missions.settings import env, optional_path
 
 __all__ = ["DEFAULT_SERVER", "build_parser"]
 
@@ -206,6 +206,37 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
         default=default(10.0),
         metavar="SECONDS",
         help="deadline of each unary RPC; default 10",
+    )
+    _add_security_options(parser, default)
+
+
+def _add_security_options(parser: argparse.ArgumentParser, default: Callable[[object], object]) -> None:
+    """TLS and the bearer token (docs/security.md); the token is best given by variable or file, not argv."""
+    parser.add_argument(
+        "--tls",
+        action="store_true",
+        default=default(env("TLS", "") not in ("", "0", "false")),
+        help="connect with TLS, verifying the server with the system's CAs [MISSIONS_TLS]",
+    )
+    for flag, name, what in (
+        ("--tls-ca", "TLS_CA", "connect with TLS, verifying the server with this CA bundle"),
+        ("--tls-cert", "CLIENT_CERT", "client certificate for a service that requires mTLS"),
+        ("--tls-key", "CLIENT_KEY", "private key of --tls-cert"),
+        ("--token-file", "TOKEN_FILE", "read the bearer token from this file"),
+    ):
+        parser.add_argument(
+            flag,
+            type=pathlib.Path,
+            default=default(optional_path(name)),
+            metavar="PATH",
+            help=f"{what} [MISSIONS_{name}]",
+        )
+    parser.add_argument(
+        "--token",
+        default=default(env("TOKEN", "")),
+        metavar="TOKEN",
+        help="bearer token (visible to other local users in the process list: prefer MISSIONS_TOKEN or"
+        " --token-file) [MISSIONS_TOKEN]",
     )
 
 

@@ -1,0 +1,58 @@
+"""How missionctl reaches the service: TLS (server CA, client certificate) and the bearer token."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+from dataclasses import dataclass, field
+
+import grpc
+
+from missions.ctl.service import Metadata, bearer
+from missions.tls import TlsFiles
+
+__all__ = ["Connection"]
+
+_FLAGS = ("--tls-ca", "--tls-cert", "--tls-key")
+
+
+@dataclass(frozen=True, slots=True)
+class Connection:
+    """A channel factory and the metadata every call carries.
+
+    Attributes:
+        tls: the TLS files; None for a plaintext channel.
+        token: the bearer token ("" for none); never printed.
+    """
+
+    tls: TlsFiles | None = None
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace) -> Connection:
+        """From the global flags; ValueError names the flag that is wrong."""
+        files = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key, flags=_FLAGS)
+        files.validate()
+        tls = files if files.configured or args.tls else None
+        return cls(tls, args.token or _read_token(args.token_file))
+
+    @property
+    def metadata(self) -> Metadata:
+        return bearer(self.token)
+
+    def channel(self, target: str) -> grpc.Channel:
+        if self.tls is None:
+            return grpc.insecure_channel(target)
+        return grpc.secure_channel(target, self.tls.channel_credentials())
+
+
+def _read_token(path: pathlib.Path | None) -> str:
+    if path is None:
+        return ""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"--token-file: cannot read {path}: {exc}") from exc
+    if not token:
+        raise ValueError(f"--token-file: {path} is empty")
+    return token
