@@ -8,7 +8,16 @@ import logging
 from collections.abc import AsyncGenerator
 
 import aiormq
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractConnection,
+    AbstractExchange,
+    AbstractIncomingMessage,
+    AbstractQueue,
+)
+from aio_pika.robust_channel import RobustChannel
+from aio_pika.robust_queue import RobustQueue
+from pamqp.common import FieldTable
 
 from missions import codec, topology
 from missions.amqp import LogRetention, close_channel, declare_retry_queue, declare_topology
@@ -74,26 +83,42 @@ async def read_stream(
 ) -> AsyncGenerator[tuple[int, AbstractIncomingMessage], None]:
     """Yield ``(offset, message)`` from a stream queue, starting at ``offset``, then follow it.
 
-    ``offset`` is a number or a RabbitMQ offset spec ("first", "last", "next").
-    Deliveries the stream repeats (it starts at a chunk boundary, and a robust channel
-    re-consumes from the original offset after a reconnect) are skipped, so offsets
+    ``offset`` is a number or a RabbitMQ offset spec ("first", "last", "next"). After a
+    reconnect the reader consumes again from the next offset it has not yielded.
+    Deliveries the stream repeats (it starts at a chunk boundary) are skipped, so offsets
     strictly increase. ``attached`` is set once the consumer is registered. With
     ``strict``, a numeric ``offset`` older than the stream's retention raises
-    LogTruncatedError instead of starting at the oldest retained message. Close the
-    generator (``contextlib.aclosing``) to stop.
+    LogTruncatedError instead of starting at the oldest retained message. Raises
+    BrokerUnavailableError if the stream cannot be opened. Close the generator
+    (``contextlib.aclosing``) to stop.
     """
-    channel = await connection.channel()
+    # Our own consumer rather than aio-pika's QueueIterator: closing that nacks the
+    # messages it buffered, and a nack on a stream makes RabbitMQ close the whole
+    # connection (540 NOT_IMPLEMENTED). Closing the channel simply drops them.
+    inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
+    next_offset = offset if isinstance(offset, int) else 0
     try:
-        await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(queue_name)
-        # Our own consumer rather than aio-pika's QueueIterator: closing that nacks the
-        # messages it buffered, and a nack on a stream makes RabbitMQ close the whole
-        # connection (540 NOT_IMPLEMENTED). Closing the channel simply drops them.
-        inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
-        await queue.consume(inbox.put, arguments={"x-stream-offset": offset})
+        channel = await connection.channel()
+    except _PUBLISH_ERRORS as exc:
+        raise BrokerUnavailableError(f"cannot open {queue_name}: {exc!r}") from exc
+    try:
+        try:
+            await channel.set_qos(prefetch_count=prefetch)
+            queue = await channel.get_queue(queue_name)
+            await _consume(queue, inbox, offset)
+        except _PUBLISH_ERRORS as exc:
+            raise BrokerUnavailableError(f"cannot read {queue_name}: {exc!r}") from exc
+
+        async def resume(*_: object) -> None:
+            try:
+                await _consume(queue, inbox, next_offset)
+            except _PUBLISH_ERRORS as exc:  # the connection broke again; its next reopen retries
+                log.warning("cannot resume %s at offset %d: %r", queue_name, next_offset, exc)
+
+        if isinstance(channel, RobustChannel):
+            channel.reopen_callbacks.add(resume)
         if attached is not None:
             attached.set()
-        next_offset = offset if isinstance(offset, int) else 0
         while True:
             message = await inbox.get()
             # Stream acks only return credit; one that fails in a broken connection (aiormq
@@ -109,6 +134,16 @@ async def read_stream(
             yield position, message
     finally:
         await close_channel(channel)
+
+
+async def _consume(queue: AbstractQueue, inbox: asyncio.Queue[AbstractIncomingMessage], offset: int | str) -> None:
+    arguments: FieldTable = {"x-stream-offset": offset}
+    if isinstance(queue, RobustQueue):
+        # Not a robust consumer: aio-pika would restore it from the first offset after a
+        # reconnect, re-reading everything the reader has already passed.
+        await queue.consume(inbox.put, arguments=arguments, robust=False)
+    else:
+        await queue.consume(inbox.put, arguments=arguments)
 
 
 async def read_log(

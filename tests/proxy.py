@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
 
@@ -28,6 +29,7 @@ class TcpProxy:
         self.upstream = (upstream_host, upstream_port)
         self.port = 0
         self.accepted = 0  # connections forwarded since start
+        self.downstream_bytes = 0  # bytes relayed from the broker to clients since start
         self._server: asyncio.Server | None = None
         self._severed = False
         self._links: set[_Link] = set()
@@ -99,17 +101,27 @@ class TcpProxy:
             upstream_writer.transport.abort()
             return
         self.accepted += 1
-        link = _Link(client_writer, upstream_writer, self._links)
+        link = _Link(client_writer, upstream_writer, self._links, self._count_downstream)
         for pump in link.start(client_reader, upstream_reader):
             self._pumps.add(pump)
             pump.add_done_callback(self._pumps.discard)
+
+    def _count_downstream(self, size: int) -> None:
+        self.downstream_bytes += size
 
 
 class _Link:
     """One proxied connection: a pump each way; when either side ends, both close."""
 
-    def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter, links: set[_Link]) -> None:
+    def __init__(
+        self,
+        client: asyncio.StreamWriter,
+        upstream: asyncio.StreamWriter,
+        links: set[_Link],
+        count_downstream: Callable[[int], None],
+    ) -> None:
         self._writers = (client, upstream)
+        self._count_downstream = count_downstream
         self._links = links
         self._pumps: list[asyncio.Task[None]] = []
         links.add(self)
@@ -119,17 +131,18 @@ class _Link:
     ) -> list[asyncio.Task[None]]:
         client, upstream = self._writers
         self._pumps = [
-            asyncio.create_task(self._pump(client_reader, upstream)),
-            asyncio.create_task(self._pump(upstream_reader, client)),
+            asyncio.create_task(self._pump(client_reader, upstream, lambda _: None)),
+            asyncio.create_task(self._pump(upstream_reader, client, self._count_downstream)),
         ]
         for pump in self._pumps:
             pump.add_done_callback(lambda _: self.close())
         return self._pumps
 
     @staticmethod
-    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None]) -> None:
         with contextlib.suppress(ConnectionError, OSError):
             while data := await reader.read(_CHUNK):
+                count(len(data))
                 writer.write(data)
                 await writer.drain()
 

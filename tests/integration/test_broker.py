@@ -14,11 +14,12 @@ from aio_pika.abc import AbstractRobustConnection
 
 from missions import amqp, codec
 from missions.amqp import LogRetention
-from missions.errors import LogTruncatedError
+from missions.errors import BrokerUnavailableError, LogTruncatedError
 from missions.eventlog import EventPublisher, read_log
 from missions.events import duration, new_event
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
+from tests.proxy import TcpProxy
 
 pytestmark = pytest.mark.integration
 
@@ -174,3 +175,58 @@ async def test_a_position_older_than_the_retention_is_out_of_range(
     async with contextlib.aclosing(read_log(connection, names, oldest.sequence - 1)) as log:
         (resumed,) = await _take(log, 1)
     assert resumed.sequence == oldest.sequence
+
+
+@pytest.fixture
+async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
+    async with TcpProxy.for_url(amqp_url) as proxy:
+        yield proxy
+
+
+async def _reconnected(connection: AbstractRobustConnection) -> asyncio.Event:
+    """An event set the next time ``connection`` has reconnected."""
+    reconnected = asyncio.Event()
+    connection.reconnect_callbacks.add(lambda *_: reconnected.set())
+    return reconnected
+
+
+async def test_a_log_reader_resumes_after_a_reconnect_where_it_was(
+    amqp_url: str, proxy: TcpProxy, publisher: EventPublisher, namespace: str
+) -> None:
+    """After a reconnect the reader consumes again from its position, not from its start."""
+    names = Topology(namespace)
+    published = [_created(_mission()) for _ in range(1000)]
+    for event in published:
+        event.created.mission.payload.update({"padding": "x" * 200})
+        await publisher.publish(event)
+    connection = await amqp.connect(proxy.url(amqp_url), "test resumes")
+    async with connection, contextlib.aclosing(read_log(connection, names, 0)) as log:
+        first = await _take(log, 1000)
+        assert [event.sequence for event in first] == list(range(1, 1001))
+        read_once = proxy.downstream_bytes
+        reconnected = await _reconnected(connection)
+        proxy.sever()
+        proxy.restore()
+        async with asyncio.timeout(30):
+            await reconnected.wait()
+        later = _created(_mission())
+        await publisher.publish(later)
+        (resumed,) = await _take(log, 1)
+    assert (resumed.id, resumed.sequence) == (later.id, 1001)
+    # Re-reading from the start would move the first thousand events again.
+    assert proxy.downstream_bytes - read_once < read_once / 4
+
+
+async def test_opening_the_log_on_a_broken_connection_is_unavailable(
+    amqp_url: str, proxy: TcpProxy, namespace: str
+) -> None:
+    connection = await amqp.connect(proxy.url(amqp_url), "test broken")
+    async with connection:
+        closed = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: closed.set())
+        proxy.sever()
+        async with asyncio.timeout(10):
+            await closed.wait()
+        with pytest.raises(BrokerUnavailableError):
+            async with contextlib.aclosing(read_log(connection, Topology(namespace), 0)) as log:
+                await _take(log, 1)
