@@ -37,8 +37,7 @@ const LOADER_OPTIONS = {
 
 // Unary calls get a deadline; WatchEvents does not (it runs as long as the mission).
 const UNARY_DEADLINE_MS = 10_000;
-// Codes after which a WatchEvents stream is resumed after the last sequence seen.
-const RESUMABLE = new Set([grpc.status.UNAVAILABLE, grpc.status.RESOURCE_EXHAUSTED]);
+// Set on a WatchEvents stream the server cut (too slow a reader, or the replica stopping).
 const LAST_SEQUENCE_TRAILER = 'missions-last-sequence';
 // Every kind of google.protobuf.Value: the echo handler sends it back as the result.
 const DEFAULT_PAYLOAD = {
@@ -61,7 +60,18 @@ function loadClient(target) {
   return new MissionService(target, grpc.credentials.createInsecure());
 }
 
-function unary(client, method, request, metadata = new grpc.Metadata()) {
+// The bearer token, when the service authenticates callers (--tokens-file). Read from
+// the environment rather than a flag, which other users of the machine could see.
+const TOKEN = process.env.MISSIONS_TOKEN ?? '';
+
+/** Metadata for every call: the bearer token, if any. */
+function callMetadata() {
+  const metadata = new grpc.Metadata();
+  if (TOKEN) metadata.set('authorization', `Bearer ${TOKEN}`);
+  return metadata;
+}
+
+function unary(client, method, request, metadata = callMetadata()) {
   const deadline = Date.now() + UNARY_DEADLINE_MS;
   return new Promise((resolve, reject) => {
     client[method](request, metadata, { deadline }, (error, response) => (error ? reject(error) : resolve(response)));
@@ -72,7 +82,7 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** SubmitMission, retried on UNAVAILABLE and DEADLINE_EXCEEDED: safe because the request has an idempotency key. */
 async function submit(client, request, correlationId) {
-  const metadata = new grpc.Metadata();
+  const metadata = callMetadata();
   metadata.set('x-correlation-id', correlationId);
   for (let attempt = 1; ; attempt += 1) {
     try {
@@ -86,32 +96,57 @@ async function submit(client, request, correlationId) {
 }
 
 /**
- * The events of a WatchEvents stream until it ends with OK. A stream cut with a
- * resumable code is reopened with after_sequence = the last position seen (from
- * events, heartbeats or the missions-last-sequence trailer), so nothing is lost.
+ * Whether a failed WatchEvents stream may be reopened: UNAVAILABLE (connection lost or
+ * replica stopping), or RESOURCE_EXHAUSTED with the resume position in the trailer (a
+ * reader too slow). Other RESOURCE_EXHAUSTED refusals, such as too many open streams,
+ * would only fail again.
+ */
+function resumable(error, trailer) {
+  if (error.code === grpc.status.UNAVAILABLE) return true;
+  return error.code === grpc.status.RESOURCE_EXHAUSTED && trailer !== undefined;
+}
+
+/** The later of a position (a BigInt, or null for none) and a sequence given as a string. */
+function later(position, sequence) {
+  const candidate = BigInt(sequence);
+  return position === null || candidate > position ? candidate : position;
+}
+
+/**
+ * The events of a WatchEvents stream until it ends with OK. A resumable failure reopens
+ * the stream with after_sequence = the last position seen (from events, heartbeats or
+ * the missions-last-sequence trailer), so nothing is lost and nothing repeats.
  */
 async function* watch(client, request) {
   let position = request.after_sequence === undefined ? null : BigInt(request.after_sequence);
-  for (let attempt = 1; ; attempt += 1) {
-    const call = client.WatchEvents(position === null ? request : { ...request, after_sequence: String(position) });
+  // Consecutive failures without a response in between; five in a row give up.
+  let failures = 0;
+  for (;;) {
+    const call = client.WatchEvents(
+      position === null ? request : { ...request, after_sequence: String(position) },
+      callMetadata(),
+    );
     try {
       for await (const response of call) {
+        failures = 0;
         if (response.event) {
           position = BigInt(response.event.sequence);
           yield response.event;
-        } else if (response.heartbeat && position !== null) {
-          // Heartbeats carry no event but advance the resume position of a quiet filter.
-          const seen = BigInt(response.heartbeat.last_sequence);
-          position = seen > position ? seen : position;
+        } else if (response.heartbeat) {
+          // No event, but everything up to last_sequence has been delivered: a quiet
+          // filter's resume position still advances.
+          position = later(position, response.heartbeat.last_sequence);
         }
       }
       return;
     } catch (error) {
-      if (!RESUMABLE.has(error.code) || attempt === 5) throw error;
       const [trailer] = error.metadata?.get(LAST_SEQUENCE_TRAILER) ?? [];
-      if (trailer !== undefined && (position === null || BigInt(trailer) > position)) position = BigInt(trailer);
-      emit({ kind: 'resuming', code: grpc.status[error.code], after_sequence: position === null ? null : String(position) });
-      await sleep(Math.min(2000, 100 * 2 ** attempt) * Math.random());
+      failures += 1;
+      if (!resumable(error, trailer) || failures === 5) throw error;
+      if (trailer !== undefined) position = later(position, trailer);
+      const after = position === null ? null : String(position);
+      emit({ kind: 'resuming', code: grpc.status[error.code], after_sequence: after });
+      await sleep(Math.min(2000, 100 * 2 ** failures) * Math.random());
     }
   }
 }
@@ -125,6 +160,7 @@ function describeMission(mission) {
     labels: mission.labels,
     idempotency_key: mission.idempotency_key,
     correlation_id: mission.correlation_id,
+    submitted_by: mission.submitted_by,
     payload: fromStruct(mission.payload),
     create_time: timestampToString(mission.create_time),
     last_sequence: mission.last_sequence,

@@ -8,8 +8,11 @@ the Python client reads from the same service.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import pathlib
+import secrets
 import shutil
 import uuid
 from typing import Any
@@ -48,10 +51,13 @@ def _node_command(*args: str) -> list[str]:
     return [node, str(EXAMPLE / "client.js"), *args]
 
 
-async def _run(command: list[str], timeout: float = 60) -> list[dict[str, Any]]:
-    """Run the client to completion and return its JSON lines."""
+async def _run(command: list[str], token: str = "", exit_code: int = 0, timeout: float = 60) -> list[dict[str, Any]]:
+    """Run the client to completion (``token`` in MISSIONS_TOKEN) and return its JSON lines."""
     process = await asyncio.create_subprocess_exec(
-        *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        *command,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "MISSIONS_TOKEN": token},
     )
     try:
         async with asyncio.timeout(timeout):
@@ -61,7 +67,7 @@ async def _run(command: list[str], timeout: float = 60) -> list[dict[str, Any]]:
             process.kill()
             await process.wait()
     output = f"stdout:\n{stdout.decode()}\nstderr:\n{stderr.decode()}"
-    assert process.returncode == 0, f"node client exited with {process.returncode}\n{output}"
+    assert process.returncode == exit_code, f"node client exited with {process.returncode}\n{output}"
     return [json.loads(line) for line in stdout.decode().splitlines()]
 
 
@@ -136,3 +142,21 @@ async def test_node_client_submits_watches_and_resumes(stack: Stack) -> None:
     assert [_common(e) for e in resumed] == [_common(e) for e in watched[1:]]
     assert all(int(e["sequence"]) > int(end["after_sequence"]) for e in resumed)
     assert not [r for r in records if r["kind"] in {"error", "resuming"}]
+
+
+async def test_node_client_authenticates_with_a_bearer_token(stack: Stack, tmp_path: pathlib.Path) -> None:
+    token = secrets.token_urlsafe(32)
+    tokens = tmp_path / "tokens.toml"
+    digest = hashlib.sha256(token.encode()).hexdigest()
+    tokens.write_text(f'[tokens.{digest}]\nprincipal = "node-example"\nroles = ["submitter"]\n')
+    command = _node_command("--target", stack.target)
+    await stack.start_service("--tokens-file", str(tokens))
+    stack.start_worker()
+
+    refused = await _run(command, exit_code=1)
+    assert [(r["kind"], r["code"]) for r in refused] == [("error", "UNAUTHENTICATED")]
+
+    records = await _run(command, token=token)
+    assert _only(records, "submitted")["mission"]["submitted_by"] == "node-example"
+    assert [e["type"] for e in _events(records, "watch")][-1] == "EVENT_TYPE_COMPLETED"
+    assert _only(records, "end", "watch")["code"] == _only(records, "end", "resume")["code"] == "OK"
