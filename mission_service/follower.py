@@ -3,6 +3,10 @@
 Order per batch: commit to SQLite (with the checkpoint), resolve read-your-writes
 waiters, then hand the batch to live subscribers. So whatever a subscriber sees, a
 GetMission on this replica already reflects.
+
+A record that does not decode is skipped with a warning and counted in ``skipped``;
+the follower's position moves past it (the store's checkpoint follows with the next
+event it applies), so a bad record neither stops the service nor is retried forever.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ import contextlib
 import logging
 from collections.abc import Callable, Sequence
 
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
-from missions.eventlog import read_log
+from missions import codec
+from missions.errors import DecodeError
+from missions.eventlog import read_stream
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -41,6 +47,7 @@ class LogFollower:
         self._waiters: dict[str, asyncio.Future[events_pb2.MissionEvent]] = {}
         self.attached = asyncio.Event()
         self.position = store.checkpoint()
+        self.skipped = 0  # log records that did not decode
 
     def expect(self, event_id: str) -> asyncio.Future[events_pb2.MissionEvent]:
         """A future resolved with the event once it has been applied to the store."""
@@ -58,11 +65,25 @@ class LogFollower:
 
     async def _receive(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
         log.info("following %s after sequence %d", self._names.log_queue, self.position)
-        async with contextlib.aclosing(
-            read_log(self._connection, self._names, self.position, attached=self.attached)
-        ) as events:
-            async for event in events:
-                await inbox.put(event)
+        # The raw stream rather than read_log, which skips undecodable records unseen: the
+        # follower counts them and moves its position past them.
+        records = read_stream(
+            self._connection, self._names.log_queue, self.position, attached=self.attached, strict=self.position > 0
+        )
+        async with contextlib.aclosing(records) as stream:
+            async for offset, message in stream:
+                await inbox.put(self._event_at(offset, message))
+
+    def _event_at(self, offset: int, message: AbstractIncomingMessage) -> events_pb2.MissionEvent:
+        """The event of a log record; for one that does not decode, a gap: an event without id."""
+        try:
+            event = codec.decode(message.body, message.headers, message.type)
+        except DecodeError as exc:
+            self.skipped += 1
+            log.warning("skipping undecodable log record at sequence %d: %s", offset + 1, exc)
+            event = events_pb2.MissionEvent()
+        event.sequence = offset + 1
+        return event
 
     async def _apply(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
         while True:
@@ -72,10 +93,13 @@ class LogFollower:
             batch = [event for event in batch if event.sequence > self.position]
             if not batch:
                 continue
-            self._store.apply_batch(batch)
+            # Gaps (ids are never empty in decoded events) only move the position.
+            events = [event for event in batch if event.id]
+            self._store.apply_batch(events)
             self.position = batch[-1].sequence
-            for event in batch:
+            for event in events:
                 waiter = self._waiters.get(event.id)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(event)
-            self._on_batch(batch)
+            if events:
+                self._on_batch(events)

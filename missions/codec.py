@@ -3,21 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 import aio_pika
+from aio_pika.abc import AbstractIncomingMessage
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from missions.errors import DecodeError
 from missions.v1 import events_pb2
 
-__all__ = ["CONTENT_TYPE", "SCHEMA_VERSION", "decode", "encode", "stream_offset"]
+__all__ = [
+    "CONTENT_TYPE",
+    "DEAD_LETTER_REASON_HEADER",
+    "SCHEMA_VERSION",
+    "Identity",
+    "dead_letter_copy",
+    "decode",
+    "encode",
+    "identity",
+    "stream_offset",
+]
 
 CONTENT_TYPE = "application/x-protobuf"
 MESSAGE_TYPE = "missions.v1.MissionEvent"
 SCHEMA_HEADER = "x-missions-schema"
 SCHEMA_VERSION = 1
 STREAM_OFFSET_HEADER = "x-stream-offset"
+# Who the event is about, readable without decoding the body (identity()).
+MISSION_ID_HEADER = "x-missions-mission-id"
+MISSION_TYPE_HEADER = "x-missions-mission-type"
+GENERATION_HEADER = "x-missions-generation"
+ATTEMPT_HEADER = "x-missions-attempt"
+# Set on the copy of a message that was dead-lettered because it could not be decoded.
+DEAD_LETTER_REASON_HEADER = "x-missions-dead-letter-reason"
+DEAD_LETTERED_BY_HEADER = "x-missions-dead-lettered-by"
+
+_MAX_ID_LENGTH = 128
+_INT32_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """The mission an event belongs to, as its message headers state it."""
+
+    mission_id: str
+    mission_type: str
+    generation: int
+    attempt: int
 
 
 def encode(event: events_pb2.MissionEvent, priority: int | None = None) -> aio_pika.Message:
@@ -30,17 +63,23 @@ def encode(event: events_pb2.MissionEvent, priority: int | None = None) -> aio_p
         correlation_id=event.correlation_id or None,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         priority=priority,
-        headers={SCHEMA_HEADER: SCHEMA_VERSION},
+        headers={
+            SCHEMA_HEADER: SCHEMA_VERSION,
+            MISSION_ID_HEADER: event.mission_id,
+            MISSION_TYPE_HEADER: event.mission_type,
+            GENERATION_HEADER: event.generation,
+            ATTEMPT_HEADER: event.attempt,
+        },
     )
 
 
 def decode(body: bytes, headers: Mapping[str, Any] | None, message_type: str | None) -> events_pb2.MissionEvent:
     """Parse a message body, rejecting anything that is not a known MissionEvent schema."""
     if message_type != MESSAGE_TYPE:
-        raise DecodeError(f"unexpected message type {message_type!r}")
+        raise DecodeError(f"unexpected message type {_shown(message_type)}")
     schema = (headers or {}).get(SCHEMA_HEADER)
     if schema != SCHEMA_VERSION:
-        raise DecodeError(f"unknown schema version {schema!r}")
+        raise DecodeError(f"unknown schema version {_shown(schema)}")
     event = events_pb2.MissionEvent()
     try:
         event.ParseFromString(body)
@@ -57,3 +96,51 @@ def stream_offset(headers: Mapping[str, Any] | None) -> int:
     if not isinstance(offset, int):
         raise DecodeError(f"stream delivery without an integer {STREAM_OFFSET_HEADER} header")
     return offset
+
+
+def identity(headers: Mapping[str, Any] | None) -> Identity | None:
+    """The mission a message claims to belong to, from its headers; None when they do not say.
+
+    For a message whose body cannot be decoded: its mission can still be told so.
+    """
+    headers = headers or {}
+    mission_id, mission_type = headers.get(MISSION_ID_HEADER), headers.get(MISSION_TYPE_HEADER, "")
+    generation, attempt = headers.get(GENERATION_HEADER), headers.get(ATTEMPT_HEADER)
+    if not isinstance(mission_id, str) or not 0 < len(mission_id) <= _MAX_ID_LENGTH:
+        return None
+    # It becomes part of a routing key: plain ASCII of bounded length, or nothing.
+    if not isinstance(mission_type, str) or len(mission_type) > _MAX_ID_LENGTH or not mission_type.isascii():
+        mission_type = ""
+    if _is_count(generation) and _is_count(attempt):
+        return Identity(mission_id, mission_type, generation, attempt)
+    return None
+
+
+def dead_letter_copy(message: AbstractIncomingMessage, reason: str, dead_lettered_by: str) -> aio_pika.Message:
+    """A persistent copy of ``message`` with headers saying why and by whom it was dead-lettered."""
+    return aio_pika.Message(
+        body=message.body,
+        content_type=message.content_type,
+        content_encoding=message.content_encoding,
+        type=message.type,
+        message_id=message.message_id,
+        correlation_id=message.correlation_id,
+        timestamp=message.timestamp,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={
+            **(message.headers or {}),
+            DEAD_LETTER_REASON_HEADER: reason,
+            DEAD_LETTERED_BY_HEADER: dead_lettered_by,
+        },
+    )
+
+
+def _is_count(value: object) -> TypeGuard[int]:
+    # Below the int32 maximum: the attempt after it must still fit.
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _INT32_MAX
+
+
+def _shown(value: object) -> str:
+    """A header value in an error message, cut short: it comes from whoever published."""
+    text = repr(value)
+    return text if len(text) <= 64 else f"{text[:61]}..."

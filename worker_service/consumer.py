@@ -14,12 +14,13 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
+from typing import Any
 
 import aio_pika
 import aiormq
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
 from missions.amqp import close_channel
@@ -36,7 +37,7 @@ from worker_service.outbox import Outbox
 from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
 
-__all__ = ["MissionConsumer"]
+__all__ = ["MissionConsumer", "NotWorkError", "decode_work"]
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +46,22 @@ E = events_pb2
 # Settling a delivery whose channel has since been closed fails harmlessly: the broker
 # redelivers it, and the ledger then knows it is taken.
 _SETTLE_ERRORS = (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, RuntimeError)
+_INT32_MAX = 2**31 - 1
 
 
-def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
-    """The mission a work-queue message asks to run, with ``attempt`` set to the new attempt."""
+class NotWorkError(DecodeError):
+    """A well-formed event that is not work (misrouted): no reason to end its mission."""
+
+
+def decode_work(
+    body: bytes, headers: Mapping[str, Any] | None, message_type: str | None
+) -> tuple[events_pb2.MissionEvent, mission_pb2.Mission]:
+    """A work-queue message as (event, mission to run, with ``attempt`` set to the new attempt).
+
+    Raises DecodeError for anything that cannot run: not a MissionEvent of our schema,
+    not a runnable event type, or a mission that contradicts its event.
+    """
+    event = codec.decode(body, headers, message_type)
     if event.type == E.EVENT_TYPE_CREATED:
         source = event.created.mission
     elif event.type == E.EVENT_TYPE_RETRYING:
@@ -56,11 +69,19 @@ def _runnable(event: events_pb2.MissionEvent) -> mission_pb2.Mission:
     elif event.type == E.EVENT_TYPE_REDRIVEN:
         source = event.redriven.mission
     else:
-        raise DecodeError(f"{E.EventType.Name(event.type)} is not a runnable event")
+        raise NotWorkError(f"{E.EventType.Name(event.type)} is not a runnable event")
+    if source.id != event.mission_id or not source.type:
+        raise DecodeError("the event's mission lacks a type or has another id than the event")
+    if not 0 <= source.attempt < _INT32_MAX or source.redrive_count < 0:
+        raise DecodeError(f"attempt {source.attempt} / generation {source.redrive_count} out of range")
+    try:
+        source.timeout.ToTimedelta()
+    except (OverflowError, ValueError) as exc:
+        raise DecodeError(f"timeout out of range: {exc}") from exc
     mission = mission_pb2.Mission()
     mission.CopyFrom(source)
     mission.attempt += 1
-    return mission
+    return event, mission
 
 
 class MissionConsumer:
@@ -89,6 +110,8 @@ class MissionConsumer:
         self.consuming = asyncio.Event()  # set once the consumer is registered
         self.last_delivery_time: float | None = None
         self.finished = 0
+        self.undecodable = 0  # work messages dead-lettered because they could not be decoded
+        self._dead_letters: AbstractChannel | None = None
         ledger.on_cancel(self._cancel)
 
     @property
@@ -99,6 +122,7 @@ class MissionConsumer:
         """Consume until ``stop`` is set, then drain: see WorkerSettings.drain_timeout."""
         channel = await self._connection.channel()
         try:
+            self._dead_letters = await self._connection.channel(publisher_confirms=True)
             await channel.set_qos(prefetch_count=self._settings.concurrency)
             queue = await channel.get_queue(self._names.work_queue)
             tag = await queue.consume(self._on_delivery)
@@ -116,6 +140,8 @@ class MissionConsumer:
         finally:
             # A delivery not yet started (unacked) goes back to the queue when the channel closes.
             await close_channel(channel)
+            if self._dead_letters is not None:
+                await close_channel(self._dead_letters)
 
     def _cancel(self, event: events_pb2.MissionEvent) -> None:
         for (mission_id, _), ctx in self._contexts.items():
@@ -153,11 +179,9 @@ class MissionConsumer:
 
     async def _handle(self, message: AbstractIncomingMessage) -> None:
         try:
-            event = codec.decode(message.body, message.headers, message.type)
-            mission = _runnable(event)
+            event, mission = decode_work(message.body, message.headers, message.type)
         except DecodeError as exc:
-            log.error("rejecting undecodable work message %s: %s", message.message_id, exc)
-            await message.reject(requeue=False)
+            await self._dead_letter(message, str(exc), end_mission=not isinstance(exc, NotWorkError))
             return
         if (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session):
             log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
@@ -165,6 +189,59 @@ class MissionConsumer:
                 await message.ack()
             return
         await self._execute(mission, event.correlation_id, message)
+
+    async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, *, end_mission: bool) -> None:
+        """Move a message that cannot run to the dead-letter queue, and end the mission it names.
+
+        Settled in any case, so it is never redelivered and never holds up the queue.
+        """
+        self.undecodable += 1
+        log.warning("work message %s cannot run (%s): dead-lettered", message.message_id, reason)
+        claimed = codec.identity(message.headers)
+        try:
+            if claimed is not None and end_mission:
+                await self._end_mission(claimed, reason, message.correlation_id)
+            await self._copy_to_dead_letters(message, reason)
+        finally:
+            with contextlib.suppress(*_SETTLE_ERRORS):
+                await message.ack()
+
+    async def _copy_to_dead_letters(self, message: AbstractIncomingMessage, reason: str) -> None:
+        assert self._dead_letters is not None
+        try:
+            copy = codec.dead_letter_copy(message, reason, self._settings.worker_id)
+            await self._dead_letters.default_exchange.publish(copy, routing_key=self._names.dead_letter_queue)
+        except Exception as exc:
+            # Whatever a hostile message makes the copy fail with (its headers may not even
+            # encode again), the original is settled: the queue must not stall on it.
+            log.error("dead-letter copy of work message %s failed (%r): message dropped", message.message_id, exc)
+
+    async def _end_mission(self, claimed: codec.Identity, reason: str, correlation_id: str | None) -> None:
+        """DEAD_LETTERED for the mission whose work message cannot run, unless the mission moved on."""
+        error = mission_pb2.MissionError(type="UndecodableWorkMessage", message=reason, retryable=False)
+        mission = mission_pb2.Mission(
+            id=claimed.mission_id,
+            type=claimed.mission_type,
+            state=mission_pb2.MISSION_STATE_FAILED,
+            attempt=claimed.attempt,
+            redrive_count=claimed.generation,
+            error=error,
+        )
+        # The attempt the message asked for; no session: even our own running attempt counts.
+        next_attempt = mission_pb2.Mission(id=mission.id, attempt=mission.attempt + 1, redrive_count=claimed.generation)
+        if self._ledger.is_taken(next_attempt):
+            return  # started, over or ended elsewhere: this message was not its only way forward
+        dead = new_event(
+            mission,
+            E.EVENT_TYPE_DEAD_LETTERED,
+            source=self._settings.worker_id,
+            correlation_id=correlation_id or mission.id,
+        )
+        dead.dead_lettered.reason = f"work message cannot run: {reason}"
+        dead.dead_lettered.last_error.CopyFrom(error)
+        dead.dead_lettered.mission.CopyFrom(mission)
+        await self._outbox.publish(dead)
+        self._ledger.observe(dead)
 
     def _factory(
         self, mission: mission_pb2.Mission, correlation_id: str

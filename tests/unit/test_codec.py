@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from unittest.mock import MagicMock
 
 import aio_pika
 import pytest
+from aio_pika.abc import AbstractIncomingMessage
 
 from missions import codec
 from missions.errors import DecodeError
@@ -37,7 +39,13 @@ def test_the_message_is_persistent_and_self_describing(event: events_pb2.Mission
     assert message.message_id == event.id
     assert message.correlation_id == event.correlation_id
     assert message.priority == mission_pb2.PRIORITY_HIGH
-    assert message.headers == {"x-missions-schema": codec.SCHEMA_VERSION}
+    assert message.headers == {
+        "x-missions-schema": codec.SCHEMA_VERSION,
+        "x-missions-mission-id": "m1",
+        "x-missions-mission-type": "echo",
+        "x-missions-generation": 0,
+        "x-missions-attempt": 0,
+    }
 
 
 def test_an_empty_correlation_id_is_left_out(event: events_pb2.MissionEvent) -> None:
@@ -94,3 +102,62 @@ def test_stream_offset() -> None:
 def test_stream_offset_missing_or_not_an_integer(headers: dict[str, Any] | None) -> None:
     with pytest.raises(DecodeError, match="x-stream-offset"):
         codec.stream_offset(headers)
+
+
+def test_a_message_tells_its_mission_without_decoding_the_body(event: events_pb2.MissionEvent) -> None:
+    event.generation, event.attempt = 2, 3
+    message = codec.encode(event)
+    assert codec.identity(message.headers) == codec.Identity("m1", "echo", 2, 3)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        None,
+        {},
+        {"x-missions-mission-id": "", "x-missions-generation": 0, "x-missions-attempt": 0},
+        {"x-missions-mission-id": "m" * 129, "x-missions-generation": 0, "x-missions-attempt": 0},
+        {"x-missions-mission-id": b"m1", "x-missions-generation": 0, "x-missions-attempt": 0},
+        {"x-missions-mission-id": "m1", "x-missions-attempt": 0},
+        {"x-missions-mission-id": "m1", "x-missions-generation": -1, "x-missions-attempt": 0},
+        {"x-missions-mission-id": "m1", "x-missions-generation": 0, "x-missions-attempt": "1"},
+        {"x-missions-mission-id": "m1", "x-missions-generation": 0, "x-missions-attempt": True},
+        {"x-missions-mission-id": "m1", "x-missions-generation": 0, "x-missions-attempt": 2**31 - 1},
+    ],
+)
+def test_headers_that_do_not_name_a_mission(headers: dict[str, Any] | None) -> None:
+    assert codec.identity(headers) is None
+
+
+@pytest.mark.parametrize("mission_type", ["é", "t" * 129, 7])
+def test_a_mission_type_unfit_for_a_routing_key_is_dropped(mission_type: object) -> None:
+    headers = {
+        "x-missions-mission-id": "m1",
+        "x-missions-mission-type": mission_type,
+        "x-missions-generation": 0,
+        "x-missions-attempt": 0,
+    }
+    assert codec.identity(headers) == codec.Identity("m1", "", 0, 0)
+
+
+def test_error_messages_cut_hostile_header_values_short(event: events_pb2.MissionEvent) -> None:
+    with pytest.raises(DecodeError) as raised:
+        codec.decode(b"", {"x-missions-schema": "v" * 10_000}, codec.MESSAGE_TYPE)
+    assert len(str(raised.value)) < 120
+
+
+def test_a_dead_letter_copy_keeps_the_message_and_says_why(event: events_pb2.MissionEvent) -> None:
+    original = codec.encode(event)
+    incoming = MagicMock(spec=AbstractIncomingMessage)
+    for name in ("body", "content_type", "content_encoding", "type", "message_id", "correlation_id", "timestamp"):
+        setattr(incoming, name, getattr(original, name))
+    incoming.headers = original.headers
+    copy = codec.dead_letter_copy(incoming, "unknown schema version 2", "worker-1")
+    assert copy.body == original.body
+    assert (copy.type, copy.message_id, copy.correlation_id) == (original.type, event.id, event.correlation_id)
+    assert copy.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert copy.headers == {
+        **original.headers,
+        codec.DEAD_LETTER_REASON_HEADER: "unknown schema version 2",
+        "x-missions-dead-lettered-by": "worker-1",
+    }
