@@ -152,11 +152,11 @@ def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack) ->
 
 
 def _posture(settings: ServiceSettings) -> str:
-    """How exposed the service is, for its start-up log line."""
-    transport = "plaintext" if settings.tls is None else "mTLS" if settings.tls.ca is not None else "TLS"
-    auth = "bearer tokens" if settings.tokens_file is not None else "no authentication"
-    if settings.tls is None and not settings.authenticated:
-        return f"INSECURE: {transport}, {auth}" + (
-            "" if is_loopback(settings.listen) else ", NOT loopback (--insecure)"
-        )
-    return f"{transport}, {auth}"
+    """How exposed the service is, for its start-up log line: INSECURE unless it has TLS and authentication."""
+    mtls = settings.tls is not None and settings.tls.ca is not None
+    transport = "plaintext" if settings.tls is None else "mTLS" if mtls else "TLS"
+    auth = "bearer tokens" if settings.tokens_file else "client certificates" if mtls else "no authentication"
+    if settings.tls is not None and settings.authenticated:
+        return f"{transport}, {auth}"
+    where = "loopback only" if is_loopback(settings.listen) else "NOT loopback: --insecure"
+    return f"INSECURE: {transport}, {auth}, {where}"

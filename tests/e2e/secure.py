@@ -1,0 +1,111 @@
+"""A Stack whose mission-service serves TLS (optionally mTLS) and checks bearer tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import pathlib
+import secrets
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from mission_service.tokens import hash_token
+from missions.ctl.service import bearer
+from missions.v1 import mission_service_pb2_grpc
+from tests.e2e.secure_certs import Authority, Issued
+from tests.support import Process, Stack
+
+__all__ = ["PRINCIPALS", "SecureStack"]
+
+# The principals of every secure stack's tokens file, and their roles.
+PRINCIPALS: Mapping[str, Sequence[str]] = {
+    "alice": ["submitter"],
+    "bob": ["submitter"],
+    "rita": ["reader"],
+    "ada": ["admin"],
+}
+
+
+def tokens_toml(tokens: Mapping[str, str], roles: Mapping[str, Sequence[str]]) -> str:
+    """A tokens file granting each principal (token by principal) its roles."""
+    lines = []
+    for principal, token in tokens.items():
+        listed = ", ".join(f'"{role}"' for role in roles[principal])
+        lines += [f"[tokens.{hash_token(token)}]", f'principal = "{principal}"', f"roles = [{listed}]", ""]
+    return "\n".join(lines)
+
+
+@dataclass
+class SecureStack(Stack):
+    """Its own CA and server certificate, a token per principal, and TLS channels closed with it."""
+
+    tokens: dict[str, str] = field(default_factory=lambda: {name: secrets.token_urlsafe(24) for name in PRINCIPALS})
+    _channels: list[grpc.aio.Channel] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.ca = Authority("main", self.directory)
+        self.server_cert = self.ca.issue("server", server=True)
+        self.tokens_file = self.directory / "tokens.toml"
+        self.write_tokens(self.tokens)
+
+    def write_tokens(self, tokens: Mapping[str, str], roles: Mapping[str, Sequence[str]] = PRINCIPALS) -> None:
+        self.tokens_file.write_text(tokens_toml(tokens, roles))
+
+    def service_args(self, *, mtls: bool = False, tokens: bool = True) -> list[str]:
+        args = ["--tls-cert", str(self.server_cert.cert), "--tls-key", str(self.server_cert.key)]
+        if mtls:
+            args += ["--tls-client-ca", str(self.ca.cert)]
+        if tokens:
+            args += ["--tokens-file", str(self.tokens_file)]
+        return args
+
+    async def start_service(self, *args: str) -> Process:
+        """The service with ``args`` (see ``service_args``), once its health check says SERVING over TLS."""
+        self.service = Process(["mission_service", *args], self.env(), self.directory / "service.log").start()
+        client = self.ca.issue("health-probe", server=False) if "--tls-client-ca" in args else None
+        await self._wait_serving(self.channel(client=client), self.service)
+        return self.service
+
+    @staticmethod
+    async def _wait_serving(channel: grpc.aio.Channel, process: Process, timeout: float = 30) -> None:
+        stub = health_pb2_grpc.HealthStub(channel)
+        try:
+            async for response in stub.Watch(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True):
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError as exc:
+            raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
+        raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
+
+    def credentials(self, client: Issued | None = None, ca: pathlib.Path | None = None) -> grpc.ChannelCredentials:
+        """Trust ``ca`` (default: the stack's) and present ``client`` if given."""
+        roots = (ca or self.ca.cert).read_bytes()
+        if client is None:
+            return grpc.ssl_channel_credentials(roots)
+        return grpc.ssl_channel_credentials(roots, client.key.read_bytes(), client.cert.read_bytes())
+
+    def channel(self, *, client: Issued | None = None, plaintext: bool = False) -> grpc.aio.Channel:
+        channel = (
+            grpc.aio.insecure_channel(self.target)
+            if plaintext
+            else grpc.aio.secure_channel(self.target, self.credentials(client))
+        )
+        self._channels.append(channel)
+        return channel
+
+    def stub_for(self, channel: grpc.aio.Channel | None = None) -> mission_service_pb2_grpc.MissionServiceStub:
+        return mission_service_pb2_grpc.MissionServiceStub(channel or self.channel())
+
+    def auth(self, principal: str) -> tuple[tuple[str, str], ...]:
+        """The call metadata of ``principal``'s token."""
+        return tuple(bearer(self.tokens[principal]))
+
+    def log(self) -> str:
+        assert self.service is not None
+        return self.service.output()
+
+    async def close(self) -> None:
+        await asyncio.gather(*(channel.close() for channel in self._channels))
+        await super().close()
