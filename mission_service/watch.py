@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import overload
@@ -50,28 +51,65 @@ class ServiceStoppingError(StreamEndedError):
 
 @dataclass(eq=False)
 class _Subscription:
+    """One live subscriber's bounded buffer of events waiting to be sent, in log order.
+
+    Once the buffer is half full, a PROGRESS event replaces the same mission's latest
+    PROGRESS still waiting (latest wins, at the newer position so order holds); every
+    other event takes a place of its own, and one that finds the buffer full ends the
+    stream with SubscriberLaggingError.
+    """
+
     filter: EventFilter
     head: int
-    queue: asyncio.Queue[events_pb2.MissionEvent] = field(default_factory=asyncio.Queue)
     capacity: int = DEFAULT_BUFFER
     ended: type[StreamEndedError] | None = None
+    coalesced: int = 0
+    _waiting: OrderedDict[int, events_pb2.MissionEvent] = field(default_factory=OrderedDict)
+    _progress: dict[str, int] = field(default_factory=dict)  # mission id -> sequence of its waiting PROGRESS
+    _ready: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
     def overflowed(self) -> bool:
         return self.ended is SubscriberLaggingError
 
+    @property
+    def waiting(self) -> list[events_pb2.MissionEvent]:
+        return list(self._waiting.values())
+
     def offer(self, event: events_pb2.MissionEvent) -> None:
         if self.ended:
             return
-        if self.queue.qsize() >= self.capacity:
+        progress = event.type == events_pb2.EVENT_TYPE_PROGRESS
+        # Coalesce only under pressure: a subscriber that keeps up sees every event.
+        under_pressure = len(self._waiting) >= self.capacity // 2
+        older = self._progress.get(event.mission_id) if progress and under_pressure else None
+        if older is not None:
+            del self._waiting[older]
+            self.coalesced += 1
+        elif len(self._waiting) >= self.capacity:
             self.end(SubscriberLaggingError)
             return
-        self.queue.put_nowait(event)
+        if progress:
+            self._progress[event.mission_id] = event.sequence
+        self._waiting[event.sequence] = event
+        self._ready.set()
+
+    async def take(self, position: int) -> events_pb2.MissionEvent:
+        """The oldest waiting event, once there is one. Once the stream has ended, raises
+        its StreamEndedError with ``position`` at once, without draining what is waiting."""
+        while not self._waiting and not self.ended:
+            self._ready.clear()
+            await self._ready.wait()
+        if self.ended:
+            raise self.ended(position)
+        _, event = self._waiting.popitem(last=False)
+        if self._progress.get(event.mission_id) == event.sequence:
+            del self._progress[event.mission_id]
+        return event
 
     def end(self, why: type[StreamEndedError]) -> None:
         self.ended = why
-        # An empty event wakes the reader so it notices at once rather than after draining.
-        self.queue.put_nowait(events_pb2.MissionEvent())
+        self._ready.set()
 
 
 class Hub:
@@ -213,14 +251,12 @@ async def watch(
                         break
         while True:
             try:
-                event = await asyncio.wait_for(sub.queue.get(), idle)
+                event = await asyncio.wait_for(sub.take(position), idle)
             except TimeoutError:
                 # Nothing is waiting, so nothing up to the hub's head matched this filter.
                 position = max(position, hub.head)
                 yield Idle(position)
                 continue
-            if sub.ended:
-                raise sub.ended(position)
             if event.sequence <= position:
                 continue
             position = event.sequence

@@ -136,7 +136,10 @@ class MissionServiceServicer:
         OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
         older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
         and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
-        in the `missions-last-sequence` trailing metadata, to resume from.
+        in the `missions-last-sequence` trailing metadata, to resume from; UNAVAILABLE
+        also when history cannot be read because the broker is unreachable. A client
+        falling behind may get a mission's PROGRESS events coalesced (latest wins); no
+        other event type is ever skipped.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -61,7 +61,10 @@ class MissionServiceStub:
     OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
     older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
     and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
-    in the `missions-last-sequence` trailing metadata, to resume from.
+    in the `missions-last-sequence` trailing metadata, to resume from; UNAVAILABLE
+    also when history cannot be read because the broker is unreachable. A client
+    falling behind may get a mission's PROGRESS events coalesced (latest wins); no
+    other event type is ever skipped.
     """
     ListWorkers: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListWorkersRequest, _mission_service_pb2.ListWorkersResponse]
     """Lists the workers that sent a heartbeat recently, including those now LOST."""
@@ -107,7 +110,10 @@ class MissionServiceAsyncStub(MissionServiceStub):
     OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
     older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
     and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
-    in the `missions-last-sequence` trailing metadata, to resume from.
+    in the `missions-last-sequence` trailing metadata, to resume from; UNAVAILABLE
+    also when history cannot be read because the broker is unreachable. A client
+    falling behind may get a mission's PROGRESS events coalesced (latest wins); no
+    other event type is ever skipped.
     """
     ListWorkers: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListWorkersRequest, _mission_service_pb2.ListWorkersResponse]  # type: ignore[assignment]
     """Lists the workers that sent a heartbeat recently, including those now LOST."""
@@ -180,7 +186,10 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         OUT_OF_RANGE (naming the oldest available sequence) when the requested history is
         older than the log's retention; RESOURCE_EXHAUSTED when the client reads too slowly
         and UNAVAILABLE when the replica shuts down, both with the last delivered sequence
-        in the `missions-last-sequence` trailing metadata, to resume from.
+        in the `missions-last-sequence` trailing metadata, to resume from; UNAVAILABLE
+        also when history cannot be read because the broker is unreachable. A client
+        falling behind may get a mission's PROGRESS events coalesced (latest wins); no
+        other event type is ever skipped.
         """
 
     @_abc_1.abstractmethod

@@ -114,10 +114,7 @@ def subscribed(hub: Hub, filters: Mapping[str, EventFilter]) -> Iterator[dict[st
 
 
 def drain(sub: _Subscription) -> list[events_pb2.MissionEvent]:
-    events = []
-    while not sub.queue.empty():
-        events.append(sub.queue.get_nowait())
-    return events
+    return sub.waiting
 
 
 async def test_an_idle_stream_gets_heartbeats_that_advance_past_filtered_events() -> None:

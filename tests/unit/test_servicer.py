@@ -533,13 +533,14 @@ async def test_broker_unavailable_is_unavailable_and_nothing_is_queued(service: 
 
 
 async def test_a_lagging_watcher_is_cut_off_with_its_position_and_can_resume() -> None:
-    async with running_service(buffer=2) as service:
+    async with running_service(buffer=1) as service:
         mission = await service.submit()
         call = service.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]), timeout=TIMEOUT)
         stream = call.__aiter__()
         first = await asyncio.wait_for(anext(stream), TIMEOUT)
         assert first.event.sequence == 1
-        # Four events reach the follower as one batch: more than the watcher may buffer.
+        # Four events reach the follower as one batch: more than the watcher may buffer
+        # (PROGRESS is coalesced, but STARTED then PROGRESS already need two places).
         started, progress, _ = _success_events(mission)
         more_progress = [_worker_event(mission, E.EVENT_TYPE_PROGRESS) for _ in range(2)]
         for event in more_progress:

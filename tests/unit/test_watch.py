@@ -275,7 +275,7 @@ async def test_overflow_raises_with_the_last_delivered_sequence(events: EventLog
     hub = Hub(head=1, buffer=2)
     stream = _watch(hub, log, start=0)
     assert (await _next(stream)).sequence == 1
-    _follow(log, hub, [events.started("m1"), events.progress("m1", 0.1), events.progress("m1", 0.2)])
+    _follow(log, hub, [events.started("m1"), events.progress("m1", 0.1), events.completed("m1")])
     with pytest.raises(SubscriberLaggingError) as raised:
         await _next(stream)
     assert raised.value.last_sequence == 1
@@ -290,7 +290,7 @@ async def test_overflow_after_live_events_reports_the_last_live_one(events: Even
     await _next(stream)
     _follow(log, hub, [events.started("m1")])
     assert (await _next(stream)).sequence == 2
-    _follow(log, hub, [events.progress("m1", 0.1), events.progress("m1", 0.2), events.progress("m1", 0.3)])
+    _follow(log, hub, [events.progress("m1", 0.1), events.created("m2"), events.created("m3")])
     with pytest.raises(SubscriberLaggingError) as raised:
         await _next(stream)
     assert raised.value.last_sequence == 2
@@ -306,14 +306,54 @@ async def test_a_buffer_at_capacity_is_not_an_overflow(events: EventLog) -> None
     await stream.aclose()
 
 
+async def test_waiting_progress_of_a_mission_is_coalesced_at_the_newer_position(events: EventLog) -> None:
+    log = FakeLog([events.created("m1")])
+    hub = Hub(head=1, buffer=4)
+    stream = _watch(hub, log, start=0)
+    await _next(stream)
+    batch = [
+        events.started("m1"),
+        events.progress("m1", 0.1),
+        events.created("m2"),
+        events.progress("m1", 0.2),
+        events.progress("m2", 0.5),
+        events.progress("m1", 0.3),
+    ]
+    _follow(log, hub, batch)  # six events into a buffer of four, without an overflow
+    delivered = [await _next(stream) for _ in range(4)]
+    assert [(event.sequence, event.type) for event in delivered] == [
+        (2, events_pb2.EVENT_TYPE_STARTED),
+        (4, events_pb2.EVENT_TYPE_CREATED),
+        (6, events_pb2.EVENT_TYPE_PROGRESS),
+        (7, events_pb2.EVENT_TYPE_PROGRESS),
+    ]
+    assert delivered[-1].progress.fraction == pytest.approx(0.3)
+    await stream.aclose()
+
+
+async def test_progress_is_not_coalesced_while_the_subscriber_keeps_up(events: EventLog) -> None:
+    hub = Hub(head=0, buffer=4)
+    with hub.subscribe(EventFilter()) as sub:
+        hub.publish([events.progress("m1", 0.1), events.progress("m1", 0.2)])
+        assert [event.progress.fraction for event in sub.waiting] == pytest.approx([0.1, 0.2])
+        assert sub.coalesced == 0
+
+
+async def test_other_event_types_are_never_coalesced(events: EventLog) -> None:
+    hub = Hub(head=0, buffer=2)
+    with hub.subscribe(EventFilter()) as sub:
+        hub.publish([events.created("m1"), events.progress("m1", 0.5), events.started("m1")])
+        assert sub.overflowed
+        assert sub.coalesced == 0
+
+
 async def test_hub_buffers_only_the_missions_a_subscriber_wants(events: EventLog) -> None:
     hub = Hub(head=0, buffer=1)
     batch = [events.created("other"), events.started("other"), events.created("mine"), events.created("again")]
     with hub.subscribe(EventFilter(mission_ids=frozenset({"mine"}))) as sub:
         hub.publish(batch)
         assert not sub.overflowed
-        assert sub.queue.get_nowait().mission_id == "mine"
-        assert sub.queue.empty()
+        assert [event.mission_id for event in sub.waiting] == ["mine"]
     assert hub.head == 4
     assert len(hub) == 0
 
