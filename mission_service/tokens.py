@@ -20,7 +20,7 @@ import pathlib
 import re
 import time
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -128,11 +128,12 @@ class TokenFile:
     second). A reload that fails keeps the table in force and logs why.
     """
 
-    def __init__(self, path: pathlib.Path) -> None:
+    def __init__(self, path: pathlib.Path, clock: Callable[[], float] = time.monotonic) -> None:
         self.path = path
+        self._clock = clock
         self._signature = self._stat()
         self._table = TokenTable.load(path)  # a bad file at start-up is fatal
-        self._checked = time.monotonic()
+        self._checked = clock()
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -144,7 +145,7 @@ class TokenFile:
     def reload(self) -> bool:
         """Read the file again; on error keep the current table. Returns whether it was replaced."""
         self._signature = self._stat()
-        self._checked = time.monotonic()
+        self._checked = self._clock()
         try:
             table = TokenTable.load(self.path)
         except TokenFileError as exc:
@@ -157,8 +158,8 @@ class TokenFile:
         return True
 
     def lookup(self, token: str) -> Principal | None:
-        if time.monotonic() - self._checked >= _CHECK_INTERVAL_S:
-            self._checked = time.monotonic()
+        if self._clock() - self._checked >= _CHECK_INTERVAL_S:
+            self._checked = self._clock()
             if self._stat() != self._signature:
                 self.reload()
         return self._table.lookup(token)

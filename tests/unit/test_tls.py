@@ -8,6 +8,7 @@ import ssl
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+import aio_pika
 import grpc
 import grpc_testing
 import pytest
@@ -134,7 +135,7 @@ async def test_amqp_connect_passes_the_ssl_context_for_amqps(ca: Authority, monk
         seen.update(kwargs, url=url)
         return object()
 
-    monkeypatch.setattr(amqp.aio_pika, "connect_robust", connect_robust)
+    monkeypatch.setattr(aio_pika, "connect_robust", connect_robust)
     files = TlsFiles(ca=ca.cert, flags=("--amqp-ca", "--amqp-cert", "--amqp-key"))
     await amqp.connect("amqps://guest:pw@broker:5671/", "test", files)
     assert isinstance(seen["ssl_context"], ssl.SSLContext) and seen["url"].startswith("amqps://")
