@@ -79,7 +79,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         operations = MissionOperations(config, publisher, store, follower, hub, replay, workers, queue_depths)
 
         server = _grpc_server(settings, stack)
-        servicer = MissionServicer(operations, StreamQuota(settings.max_watch_streams))
+        mtls = settings.tls is not None and settings.tls.ca is not None
+        servicer = MissionServicer(operations, StreamQuota(settings.max_watch_streams), client_certificates=mtls)
         mission_service_pb2_grpc.add_MissionServiceServicer_to_server(servicer, server)
         health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
         reflection.enable_server_reflection(

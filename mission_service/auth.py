@@ -62,11 +62,18 @@ def allowed_roles(method: str) -> frozenset[Role] | None:
     return _ADMIN
 
 
-def caller(context: grpc.aio.ServicerContext) -> Principal:
-    """The authenticated principal of the current RPC, or the peer address when tokens are off."""
+def caller(context: grpc.aio.ServicerContext, *, client_certificates: bool = False) -> Principal:
+    """Who makes the current RPC, with every role unless a token says otherwise.
+
+    The token's principal when tokens are on; else, with ``client_certificates`` (mTLS,
+    where the server verified the certificate), its common name; else the peer address.
+    """
     principal = _CALLER.get()
     if principal is not None:
         return principal
+    names = context.auth_context().get("x509_common_name") if client_certificates else None
+    if names:
+        return Principal(names[0].decode(errors="replace"), frozenset(Role))
     return Principal(str(context.peer() or "unknown"), frozenset(Role), authenticated=False)
 
 

@@ -12,6 +12,7 @@ from mission_service.operations import MissionOperations
 from mission_service.quota import StreamQuota
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS
 from mission_service.status import translate_errors
+from mission_service.tokens import Principal
 from mission_service.watch import Idle
 from missions.events import now
 from missions.v1 import mission_service_pb2 as pb
@@ -29,16 +30,22 @@ def _correlation_id(context: grpc.aio.ServicerContext) -> str:
     return uuid.uuid4().hex
 
 
-def _principal(context: grpc.aio.ServicerContext) -> str:
-    """Who is calling: the authenticated principal, or the peer address when tokens are off."""
-    return auth.caller(context).name
-
-
 class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
-    def __init__(self, operations: MissionOperations, watch_quota: StreamQuota | None = None) -> None:
+    def __init__(
+        self,
+        operations: MissionOperations,
+        watch_quota: StreamQuota | None = None,
+        *,
+        client_certificates: bool = False,
+    ) -> None:
+        """``client_certificates``: the server verifies client certificates (mTLS), so their names identify callers."""
         self._ops = operations
-        # Counts authenticated principals only: without tokens every peer is its own principal.
+        # Counts authenticated principals only: otherwise every connection is its own principal.
         self._watch_quota = watch_quota or StreamQuota(DEFAULT_MAX_WATCH_STREAMS)
+        self._client_certificates = client_certificates
+
+    def _caller(self, context: grpc.aio.ServicerContext) -> Principal:
+        return auth.caller(context, client_certificates=self._client_certificates)
 
     @translate_errors
     async def GetMission(
@@ -56,14 +63,14 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def SubmitMission(
         self, request: pb.SubmitMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitMissionResponse:
-        mission = await self._ops.submit(request, _correlation_id(context), _principal(context))
+        mission = await self._ops.submit(request, _correlation_id(context), self._caller(context).name)
         return pb.SubmitMissionResponse(mission=mission)
 
     @translate_errors
     async def CancelMission(
         self, request: pb.CancelMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMissionResponse:
-        principal = auth.caller(context)
+        principal = self._caller(context)
         if not principal.is_admin:
             owner = self._ops.get(request.mission_id).submitted_by
             if owner != principal.name:
@@ -78,7 +85,7 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        principal = auth.caller(context)
+        principal = self._caller(context)
         counted = principal.authenticated
         if counted and not self._watch_quota.acquire(principal.name):
             message = (
@@ -116,4 +123,4 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def RedriveMission(
         self, request: pb.RedriveMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedriveMissionResponse:
-        return pb.RedriveMissionResponse(mission=await self._ops.redrive(request, _principal(context)))
+        return pb.RedriveMissionResponse(mission=await self._ops.redrive(request, self._caller(context).name))
