@@ -35,8 +35,9 @@ const LOADER_OPTIONS = {
   oneofs: true, // event.details names the member that is set ('completed'); Value.kind too
 };
 
-// Unary calls get a deadline; WatchEvents does not (it runs as long as the mission).
-const UNARY_DEADLINE_MS = 10_000;
+// Unary calls get a deadline: SubmitMission may wait up to 10 s for the broker's confirm
+// and 5 s more for read-your-writes. WatchEvents gets none (it lasts as long as the mission).
+const UNARY_DEADLINE_MS = 20_000;
 // Set on a WatchEvents stream the server cut (too slow a reader, or the replica stopping).
 const LAST_SEQUENCE_TRAILER = 'missions-last-sequence';
 // Every kind of google.protobuf.Value: the echo handler sends it back as the result.
