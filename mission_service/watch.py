@@ -94,17 +94,23 @@ class _Subscription:
         self._waiting[event.sequence] = event
         self._ready.set()
 
-    async def take(self, position: int) -> events_pb2.MissionEvent:
-        """The oldest waiting event, once there is one. Once the stream has ended, raises
-        its StreamEndedError with ``position`` at once, without draining what is waiting."""
-        while not self._waiting and not self.ended:
-            self._ready.clear()
-            await self._ready.wait()
+    def take_nowait(self, position: int) -> events_pb2.MissionEvent | None:
+        """The oldest waiting event, or None. Once the stream has ended, raises its
+        StreamEndedError with ``position`` at once, without draining what is waiting."""
         if self.ended:
             raise self.ended(position)
+        if not self._waiting:
+            return None
         _, event = self._waiting.popitem(last=False)
         if self._progress.get(event.mission_id) == event.sequence:
             del self._progress[event.mission_id]
+        return event
+
+    async def take(self, position: int) -> events_pb2.MissionEvent:
+        """The oldest waiting event, once there is one (see take_nowait)."""
+        while (event := self.take_nowait(position)) is None:
+            self._ready.clear()
+            await self._ready.wait()
         return event
 
     def end(self, why: type[StreamEndedError]) -> None:
@@ -250,13 +256,18 @@ async def watch(
                     if position == sub.head:
                         break
         while True:
-            try:
-                event = await asyncio.wait_for(sub.take(position), idle)
-            except TimeoutError:
-                # Nothing is waiting, so nothing up to the hub's head matched this filter.
-                position = max(position, hub.head)
-                yield Idle(position)
-                continue
+            # Wait (with a timer) only when nothing is buffered: under load a fan-out
+            # batch fills the buffer and each event is then taken without a wait.
+            live = sub.take_nowait(position)
+            if live is None:
+                try:
+                    live = await asyncio.wait_for(sub.take(position), idle)
+                except TimeoutError:
+                    # Nothing is waiting, so nothing up to the hub's head matched this filter.
+                    position = max(position, hub.head)
+                    yield Idle(position)
+                    continue
+            event = live
             if event.sequence <= position:
                 continue
             position = event.sequence
