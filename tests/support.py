@@ -10,7 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -95,7 +95,7 @@ async def wait_serving(target: str, process: Process, timeout: float = 30) -> No
 
 async def watch_events(
     stub: mission_service_pb2_grpc.MissionServiceStub, request: mission_service_pb2.WatchEventsRequest
-) -> AsyncIterator[events_pb2.MissionEvent]:
+) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """The events of a WatchEvents stream, without its idle heartbeats."""
     async for item in stub.WatchEvents(request):
         if item.HasField("event"):
