@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 // A Node.js client of missions.v1.MissionService that loads proto/ at run time (no
-// generated code). It submits an echo mission, watches its events until the stream
-// ends, then resumes a watch after the first event's sequence. Output: one JSON
-// object per line on stdout (see README.md).
+// generated code). It submits a mission (echo by default), watches its events until
+// the stream ends, then resumes a watch after the first event's sequence. Output: one
+// JSON object per line on stdout (see README.md).
 
 import { randomUUID } from 'node:crypto';
 import path from 'node:path';
@@ -22,6 +22,7 @@ const { values: options } = parseArgs({
     proto: { type: 'string', default: path.resolve(here, '../../proto') },
     key: { type: 'string', default: `node-example-${randomUUID()}` },
     'correlation-id': { type: 'string', default: `node-${randomUUID()}` },
+    type: { type: 'string', default: 'echo' },
     payload: { type: 'string' },
   },
 });
@@ -123,9 +124,13 @@ async function* watch(client, request) {
   // Consecutive failures without a response in between; five in a row give up.
   let failures = 0;
   for (;;) {
+    const metadata = callMetadata();
+    // A reopened stream waits for the service to be reachable again (a replica
+    // restarting) instead of failing at once.
+    if (failures > 0) metadata.setOptions({ waitForReady: true });
     const call = client.WatchEvents(
       position === null ? request : { ...request, after_sequence: String(position) },
-      callMetadata(),
+      metadata,
     );
     try {
       for await (const response of call) {
@@ -196,7 +201,7 @@ async function main() {
   try {
     const payload = options.payload === undefined ? DEFAULT_PAYLOAD : JSON.parse(options.payload);
     const request = {
-      type: 'echo',
+      type: options.type,
       payload: toStruct(payload),
       labels: { client: 'node', example: 'true' },
       idempotency_key: options.key,

@@ -8,6 +8,7 @@ the Python client reads from the same service.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import pathlib
 import secrets
 import shutil
 import uuid
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
@@ -51,8 +53,9 @@ def _node_command(*args: str) -> list[str]:
     return [node, str(EXAMPLE / "client.js"), *args]
 
 
-async def _run(command: list[str], token: str = "", exit_code: int = 0, timeout: float = 60) -> list[dict[str, Any]]:
-    """Run the client to completion (``token`` in MISSIONS_TOKEN) and return its JSON lines."""
+@contextlib.asynccontextmanager
+async def _started(command: list[str], token: str = "") -> AsyncIterator[asyncio.subprocess.Process]:
+    """The client running (``token`` in MISSIONS_TOKEN); killed on the way out if it is still running."""
     process = await asyncio.create_subprocess_exec(
         *command,
         stdout=asyncio.subprocess.PIPE,
@@ -60,15 +63,38 @@ async def _run(command: list[str], token: str = "", exit_code: int = 0, timeout:
         env={**os.environ, "MISSIONS_TOKEN": token},
     )
     try:
-        async with asyncio.timeout(timeout):
-            stdout, stderr = await process.communicate()
+        yield process
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
+
+
+async def _records_until(
+    process: asyncio.subprocess.Process, wanted: Callable[[dict[str, Any]], bool]
+) -> list[dict[str, Any]]:
+    """The client's JSON lines up to and including the first that is ``wanted``."""
+    assert process.stdout is not None
+    records: list[dict[str, Any]] = []
+    while not records or not wanted(records[-1]):
+        line = await process.stdout.readline()
+        assert line, f"the client ended before the line waited for; it printed {records}"
+        records.append(json.loads(line))
+    return records
+
+
+async def _finish(process: asyncio.subprocess.Process, exit_code: int = 0) -> list[dict[str, Any]]:
+    """The rest of the client's JSON lines, once it has exited with ``exit_code``."""
+    stdout, stderr = await process.communicate()
     output = f"stdout:\n{stdout.decode()}\nstderr:\n{stderr.decode()}"
     assert process.returncode == exit_code, f"node client exited with {process.returncode}\n{output}"
     return [json.loads(line) for line in stdout.decode().splitlines()]
+
+
+async def _run(command: list[str], token: str = "", exit_code: int = 0, timeout: float = 60) -> list[dict[str, Any]]:
+    """Run the client to completion and return its JSON lines."""
+    async with asyncio.timeout(timeout), _started(command, token) as process:
+        return await _finish(process, exit_code)
 
 
 def _only(records: list[dict[str, Any]], kind: str, stream: str | None = None) -> dict[str, Any]:
@@ -160,3 +186,36 @@ async def test_node_client_authenticates_with_a_bearer_token(stack: Stack, tmp_p
     assert _only(records, "submitted")["mission"]["submitted_by"] == "node-example"
     assert [e["type"] for e in _events(records, "watch")][-1] == "EVENT_TYPE_COMPLETED"
     assert _only(records, "end", "watch")["code"] == _only(records, "end", "resume")["code"] == "OK"
+
+
+async def test_node_client_resumes_its_watch_across_a_service_restart(stack: Stack) -> None:
+    command = _node_command("--target", stack.target, "--type", "sleep", "--payload", json.dumps({"seconds": 2}))
+    await stack.start_service()
+    stack.start_worker()
+    async with asyncio.timeout(90), _started(command) as process:
+        before = await _records_until(process, lambda r: r.get("type") == "EVENT_TYPE_PROGRESS")
+        assert stack.service is not None
+        # SIGTERM: the service ends its streams with UNAVAILABLE and the last delivered sequence.
+        assert await asyncio.to_thread(stack.service.stop) == 0
+        await stack.start_service()
+        records = before + await _finish(process)
+
+    # Reopening may fail again while the old replica drains; each failure is printed.
+    resumings = [r for r in records if r["kind"] == "resuming"]
+    assert resumings and {r["code"] for r in resumings} == {"UNAVAILABLE"}
+    delivered = [r for r in records[: records.index(resumings[0])] if r["kind"] == "event"]
+    assert int(resumings[0]["after_sequence"]) >= int(delivered[-1]["sequence"])
+    # Across the cut: every event once, in order, the same as a fresh reader sees.
+    watched = _events(records, "watch")
+    mission_id = watched[0]["mission_id"]
+    async with asyncio.timeout(30):
+        history = [e async for e in watch_events(stack.stub, pb.WatchEventsRequest(mission_ids=[mission_id]))]
+    assert [_common(e) for e in watched] == [_as_seen_by_node(e) for e in history]
+    assert [e["type"] for e in watched] == [
+        "EVENT_TYPE_CREATED",
+        "EVENT_TYPE_STARTED",
+        *["EVENT_TYPE_PROGRESS"] * 10,
+        "EVENT_TYPE_COMPLETED",
+    ]
+    assert watched[-1]["result"] == {"slept": 2}
+    assert _only(records, "end", "watch")["code"] == "OK"
