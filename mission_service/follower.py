@@ -90,16 +90,20 @@ class LogFollower:
             batch = [await inbox.get()]
             while len(batch) < _MAX_BATCH and not inbox.empty():
                 batch.append(inbox.get_nowait())
-            batch = [event for event in batch if event.sequence > self.position]
-            if not batch:
-                continue
-            # Gaps (ids are never empty in decoded events) only move the position.
-            events = [event for event in batch if event.id]
-            self._store.apply_batch(events)
-            self.position = batch[-1].sequence
-            for event in events:
-                waiter = self._waiters.get(event.id)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(event)
-            if events:
-                self._on_batch(events)
+            self._commit(batch)
+
+    def _commit(self, batch: Sequence[events_pb2.MissionEvent]) -> None:
+        """Apply a batch to the store, resolve its waiters and hand it to the subscribers."""
+        batch = [event for event in batch if event.sequence > self.position]
+        if not batch:
+            return
+        # Gaps (decoded events never lack an id) only move the position.
+        events = [event for event in batch if event.id]
+        self._store.apply_batch(events)
+        self.position = batch[-1].sequence
+        for event in events:
+            waiter = self._waiters.get(event.id)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(event)
+        if events:
+            self._on_batch(events)

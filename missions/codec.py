@@ -39,6 +39,12 @@ ATTEMPT_HEADER = "x-missions-attempt"
 DEAD_LETTER_REASON_HEADER = "x-missions-dead-letter-reason"
 DEAD_LETTERED_BY_HEADER = "x-missions-dead-lettered-by"
 
+# The details field each event type sets: EVENT_TYPE_CREATED -> "created".
+_DETAILS = {
+    value: name.removeprefix("EVENT_TYPE_").lower()
+    for name, value in events_pb2.EventType.items()
+    if value != events_pb2.EVENT_TYPE_UNSPECIFIED
+}
 _MAX_ID_LENGTH = 128
 _INT32_MAX = 2**31 - 1
 
@@ -87,6 +93,8 @@ def decode(body: bytes, headers: Mapping[str, Any] | None, message_type: str | N
         raise DecodeError(f"malformed MissionEvent: {exc}") from exc
     if not event.id or not event.mission_id or event.WhichOneof("details") is None:
         raise DecodeError("MissionEvent lacks id, mission_id or details")
+    if _DETAILS.get(event.type) != event.WhichOneof("details"):
+        raise DecodeError(f"event type {event.type} does not match its details")
     return event
 
 

@@ -161,3 +161,10 @@ def test_a_dead_letter_copy_keeps_the_message_and_says_why(event: events_pb2.Mis
         codec.DEAD_LETTER_REASON_HEADER: "unknown schema version 2",
         "x-missions-dead-lettered-by": "worker-1",
     }
+
+
+@pytest.mark.parametrize("event_type", [events_pb2.EVENT_TYPE_UNSPECIFIED, events_pb2.EVENT_TYPE_STARTED, 128])
+def test_an_event_whose_type_does_not_match_its_details(event: events_pb2.MissionEvent, event_type: int) -> None:
+    event.type = events_pb2.EventType.ValueType(event_type)
+    with pytest.raises(DecodeError, match="does not match"):
+        _decode(codec.encode(event))
