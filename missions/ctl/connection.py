@@ -18,7 +18,10 @@ _FLAGS = ("--tls-ca", "--tls-cert", "--tls-key")
 
 @dataclass(frozen=True, slots=True)
 class Connection:
-    """A channel factory and the metadata every call carries.
+    """How to reach the service: a channel factory and the metadata every call carries.
+
+    Python clients use it too: ``Connection(TlsFiles(ca=path), token).aio_channel(target)``,
+    then ``metadata=connection.metadata`` on each call.
 
     Attributes:
         tls: the TLS files; None for a plaintext channel.
@@ -41,9 +44,16 @@ class Connection:
         return bearer(self.token)
 
     def channel(self, target: str) -> grpc.Channel:
+        """A synchronous channel; pass ``metadata`` with each call."""
         if self.tls is None:
             return grpc.insecure_channel(target)
         return grpc.secure_channel(target, self.tls.channel_credentials())
+
+    def aio_channel(self, target: str) -> grpc.aio.Channel:
+        """The same for asyncio clients (grpc.aio)."""
+        if self.tls is None:
+            return grpc.aio.insecure_channel(target)
+        return grpc.aio.secure_channel(target, self.tls.channel_credentials())
 
 
 def _read_token(path: pathlib.Path | None) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import pathlib
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -12,7 +11,9 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mission_service.tokens import hash_token
+from missions.ctl.connection import Connection
 from missions.ctl.service import bearer
+from missions.tls import TlsFiles
 from missions.v1 import mission_service_pb2_grpc
 from tests.e2e.secure_certs import Authority, Issued
 from tests.support import Process, Stack
@@ -79,19 +80,10 @@ class SecureStack(Stack):
             raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
         raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
 
-    def credentials(self, client: Issued | None = None, ca: pathlib.Path | None = None) -> grpc.ChannelCredentials:
-        """Trust ``ca`` (default: the stack's) and present ``client`` if given."""
-        roots = (ca or self.ca.cert).read_bytes()
-        if client is None:
-            return grpc.ssl_channel_credentials(roots)
-        return grpc.ssl_channel_credentials(roots, client.key.read_bytes(), client.cert.read_bytes())
-
     def channel(self, *, client: Issued | None = None, plaintext: bool = False) -> grpc.aio.Channel:
-        channel = (
-            grpc.aio.insecure_channel(self.target)
-            if plaintext
-            else grpc.aio.secure_channel(self.target, self.credentials(client))
-        )
+        """A channel that trusts the stack's CA and presents ``client`` if given (the Python client helper)."""
+        files = TlsFiles(self.ca.cert, client.cert if client else None, client.key if client else None)
+        channel = Connection(None if plaintext else files).aio_channel(self.target)
         self._channels.append(channel)
         return channel
 
