@@ -21,7 +21,12 @@ __all__ = ["main"]
 
 def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Namespace]:
     defaults = LogRetention()
-    parser = argparse.ArgumentParser(prog="mission-service", description="gRPC MissionService on RabbitMQ")
+    parser = argparse.ArgumentParser(
+        prog="mission-service",
+        description="gRPC MissionService on RabbitMQ",
+        epilog="mission-service hash-token [--generate]: print the SHA-256 a --tokens-file stores for a token"
+        " (docs/security.md)",
+    )
     add_common_options(parser)
     parser.add_argument("--listen", default=env("LISTEN", "127.0.0.1:50051"), help="[MISSIONS_LISTEN]")
     parser.add_argument(
