@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+import os
 from typing import Any
 
 from google.protobuf import duration_pb2, message, struct_pb2
@@ -10,7 +11,13 @@ from hypothesis import strategies as st
 
 from missions.v1 import mission_service_pb2 as pb
 
-__all__ = ["calls", "metadata", "raw_calls"]
+__all__ = ["calls", "examples", "metadata", "raw_calls"]
+
+
+def examples(default: int) -> int:
+    """Examples per hypothesis run: ``default``, or MISSIONS_FUZZ_EXAMPLES for a longer hunt."""
+    return int(os.environ.get("MISSIONS_FUZZ_EXAMPLES", default))
+
 
 INT32 = (-(2**31), 2**31 - 1)
 INT64 = (-(2**63), 2**63 - 1)

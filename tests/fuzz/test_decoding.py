@@ -20,10 +20,11 @@ from missions import codec
 from missions.errors import DecodeError
 from missions.topology import Topology
 from missions.v1 import events_pb2
+from tests.fuzz.strategies import examples
 from tests.unit.factories import EventLog, struct
 from worker_service.consumer import decode_work
 
-FUZZ = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=examples(300), deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _log() -> list[events_pb2.MissionEvent]:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from missions.v1 import mission_service_pb2 as pb
-from tests.fuzz.strategies import calls, metadata, raw_calls
+from tests.fuzz.strategies import calls, examples, metadata, raw_calls
 from tests.support import Stack, payload
 
 pytestmark = pytest.mark.e2e
@@ -38,7 +38,7 @@ ACCEPTABLE = {
 }
 # A safety net, not a threshold: a call that meets it counts as a hang.
 DEADLINE_S = 30
-EXAMPLES_PER_HALF = 250
+EXAMPLES_PER_HALF = examples(250)
 MIB = 1024 * 1024
 RSS_CAP = 512 * MIB
 
