@@ -19,7 +19,7 @@ from missions import codec
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Stack, free_port, payload, wait_serving, watch_events
+from tests.support import Process, Stack, free_port, payload, wait_serving, watch_events
 
 pytestmark = pytest.mark.e2e
 
@@ -123,3 +123,17 @@ async def test_the_broker_password_never_shows_in_logs_or_answers(stack: Stack) 
     for text in texts:
         assert "guest:guest" not in text
         assert ":guest@" not in text
+
+
+@pytest.mark.parametrize("module", ["mission_service", "worker_service"])
+def test_a_refused_password_is_not_printed_either(stack: Stack, module: str) -> None:
+    refused = stack.amqp_url.replace(":guest@", ":not-the-password@")
+    env = {**stack.env(), "MISSIONS_AMQP_URL": refused, "MISSIONS_LOG_LEVEL": "DEBUG"}
+    process = Process([module], env, stack.directory / f"{module}.log").start()
+    assert process.popen is not None
+    try:
+        assert process.popen.wait(TIMEOUT) != 0  # the broker refuses the login, so it exits
+    finally:
+        process.kill()
+    assert "ACCESS_REFUSED" in process.output()
+    assert "not-the-password" not in process.output()
