@@ -11,6 +11,9 @@ RUN pip install . && useradd --system --uid 10001 missions \
     && mkdir -p /var/lib/missions && chown missions /var/lib/missions
 
 USER missions
+# Listening beyond loopback needs TLS and tokens (MISSIONS_TLS_CERT, MISSIONS_TLS_KEY,
+# MISSIONS_TOKENS_FILE) or an explicit MISSIONS_INSECURE=1: see docs/security.md. With
+# TLS, point the HEALTHCHECK at the CA: `... healthcheck 127.0.0.1:50051 --tls-ca FILE`.
 ENV MISSIONS_LISTEN=0.0.0.0:50051 \
     MISSIONS_STATE_DIR=/var/lib/missions
 EXPOSE 50051

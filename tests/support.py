@@ -20,7 +20,17 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
-__all__ = ["Process", "Stack", "collect", "drain", "free_port", "payload", "wait_serving", "watch_events"]
+__all__ = [
+    "Process",
+    "Stack",
+    "collect",
+    "drain",
+    "free_port",
+    "payload",
+    "wait_serving",
+    "wait_serving_on",
+    "watch_events",
+]
 
 
 def free_port() -> int:
@@ -81,15 +91,20 @@ class Process:
 async def wait_serving(target: str, process: Process, timeout: float = 30) -> None:
     """Wait until the service's health check says SERVING (fail if it does not in time)."""
     async with grpc.aio.insecure_channel(target) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            # wait_for_ready rides out "connection refused" until the port is bound, and
-            # Health.Watch pushes status changes: no polling.
-            async for response in stub.Watch(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True):
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.aio.AioRpcError as exc:
-            raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
+        await wait_serving_on(channel, process, timeout)
+
+
+async def wait_serving_on(channel: grpc.aio.Channel, process: Process, timeout: float = 30) -> None:
+    """wait_serving over a given channel (TLS, say)."""
+    stub = health_pb2_grpc.HealthStub(channel)
+    try:
+        # wait_for_ready rides out "connection refused" until the port is bound, and
+        # Health.Watch pushes status changes: no polling.
+        async for response in stub.Watch(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True):
+            if response.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+    except grpc.aio.AioRpcError as exc:
+        raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
     raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
 
 

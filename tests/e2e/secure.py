@@ -8,7 +8,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from mission_service.tokens import hash_token
 from missions.ctl.connection import Connection
@@ -16,7 +15,7 @@ from missions.ctl.service import bearer
 from missions.tls import TlsFiles
 from missions.v1 import mission_service_pb2_grpc
 from tests.e2e.secure_certs import Authority, Issued
-from tests.support import Process, Stack
+from tests.support import Process, Stack, wait_serving_on
 
 __all__ = ["PRINCIPALS", "SecureStack"]
 
@@ -66,19 +65,8 @@ class SecureStack(Stack):
         """The service with ``args`` (see ``service_args``), once its health check says SERVING over TLS."""
         self.service = Process(["mission_service", *args], self.env(), self.directory / "service.log").start()
         client = self.ca.issue("health-probe", server=False) if "--tls-client-ca" in args else None
-        await self._wait_serving(self.channel(client=client), self.service)
+        await wait_serving_on(self.channel(client=client), self.service)
         return self.service
-
-    @staticmethod
-    async def _wait_serving(channel: grpc.aio.Channel, process: Process, timeout: float = 30) -> None:
-        stub = health_pb2_grpc.HealthStub(channel)
-        try:
-            async for response in stub.Watch(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True):
-                if response.status == health_pb2.HealthCheckResponse.SERVING:
-                    return
-        except grpc.aio.AioRpcError as exc:
-            raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
-        raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
 
     def channel(self, *, client: Issued | None = None, plaintext: bool = False) -> grpc.aio.Channel:
         """A channel that trusts the stack's CA and presents ``client`` if given (the Python client helper)."""

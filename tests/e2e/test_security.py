@@ -84,6 +84,15 @@ async def test_tls_with_tokens_end_to_end(secure: SecureStack) -> None:
     assert "TLS, bearer tokens" in secure.log()
     assert not [token for token in secure.tokens.values() if token in secure.log()]
 
+    # The container probe needs the CA on a TLS port, and no token.
+    assert (await asyncio.to_thread(_healthcheck, secure.target, "--tls-ca", str(secure.ca.cert))).returncode == 0
+    assert (await asyncio.to_thread(_healthcheck, secure.target)).returncode == 1
+
+
+def _healthcheck(*args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "mission_service.healthcheck", *args]
+    return subprocess.run(command, capture_output=True, text=True, timeout=30, check=False)
+
 
 def _reflection_code(stack: SecureStack, metadata: Any) -> grpc.StatusCode:
     """Reflection's code for ``metadata``, asking which services exist.
