@@ -23,6 +23,7 @@ from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings, is_loopback
 from mission_service.store import MissionStore
 from mission_service.tokens import TokenFile
+from mission_service.validation import RejectMalformedRequests
 from mission_service.watch import Hub
 from mission_service.workers import WorkerRegistry
 from missions import amqp
@@ -57,7 +58,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         publisher = await EventPublisher.open(connection, names, settings.retention)
         store = MissionStore(settings.database)
         stack.callback(store.close)
-        hub = Hub(head=store.checkpoint())
+        hub = Hub(head=store.checkpoint(), buffer=settings.watch_buffer)
         follower = LogFollower(log_connection, names, store, hub.publish)
 
         def replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
@@ -133,7 +134,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
 
 def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack) -> grpc.aio.Server:
     """The server with its options and, with a tokens file, the auth interceptor (reloaded on SIGHUP)."""
-    interceptors = []
+    # Bodies that do not parse are INVALID_ARGUMENT rather than an opaque INTERNAL.
+    interceptors: list[grpc.aio.ServerInterceptor] = [RejectMalformedRequests()]
     if settings.tokens_file is not None:
         tokens = TokenFile(settings.tokens_file)
         loop = asyncio.get_running_loop()
@@ -143,7 +145,7 @@ def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack) ->
     return grpc.aio.server(
         interceptors=interceptors,
         options=[
-            ("grpc.max_receive_message_length", settings.limits.max_payload_bytes * 2 + 64 * 1024),
+            ("grpc.max_receive_message_length", settings.limits.max_request_bytes),
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),

@@ -10,8 +10,10 @@ import sys
 from datetime import timedelta
 
 from mission_service.app import serve
+from mission_service.limit_flags import add_limit_options, limits_from_args
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.tokens import TokenTable, hash_token
+from mission_service.watch import DEFAULT_BUFFER
 from missions.amqp import LogRetention
 from missions.settings import add_common_options, amqp_tls, env, optional_path, run_until_signalled
 from missions.tls import TlsConfigError, TlsFiles
@@ -62,9 +64,17 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         default=float(env("WATCH_HEARTBEAT", "15")),
         help="seconds of silence after which a WatchEvents stream gets a heartbeat [MISSIONS_WATCH_HEARTBEAT]",
     )
+    parser.add_argument(
+        "--watch-buffer",
+        type=int,
+        default=int(env("WATCH_BUFFER", str(DEFAULT_BUFFER))),
+        help="events a WatchEvents subscriber may have waiting before it is cut off as too slow"
+        f" (RESOURCE_EXHAUSTED), default {DEFAULT_BUFFER} [MISSIONS_WATCH_BUFFER]",
+    )
     _add_security_options(parser)
+    add_limit_options(parser)
     args = parser.parse_args(argv)
-    for flag in ("reap_interval", "watch_heartbeat"):
+    for flag in ("reap_interval", "watch_heartbeat", "watch_buffer"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
     if args.shutdown_grace < 0:
@@ -77,6 +87,8 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         shutdown_grace_s=args.shutdown_grace,
         reap_interval=timedelta(seconds=args.reap_interval),
         watch_heartbeat=timedelta(seconds=args.watch_heartbeat),
+        watch_buffer=args.watch_buffer,
+        limits=limits_from_args(args, parser),
         retention=LogRetention(max_age=args.log_max_age, max_bytes=args.log_max_bytes),
         tls=_server_tls(parser, args),
         tokens_file=args.tokens_file,

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from mission_service.validation import Limits
+from mission_service.watch import DEFAULT_BUFFER
 from missions.amqp import LogRetention, redact_url
 from missions.tls import TlsFiles
 
@@ -40,6 +41,7 @@ class ServiceSettings:
         shutdown_grace_s: seconds in-flight RPCs get to finish on SIGTERM, default 5.
         reap_interval: how often lost workers' attempts are looked for, default 1 s.
         watch_heartbeat: idle time after which a WatchEvents stream gets a heartbeat, 15 s.
+        watch_buffer: events a WatchEvents subscriber may have waiting before it is cut off.
         retention: event log retention (see LogRetention).
         limits: input limits (see Limits).
         tls: server certificate and key, and the client CA that turns on mTLS
@@ -59,6 +61,7 @@ class ServiceSettings:
     shutdown_grace_s: float = 5.0
     reap_interval: timedelta = timedelta(seconds=1)
     watch_heartbeat: timedelta = timedelta(seconds=15)
+    watch_buffer: int = DEFAULT_BUFFER
     retention: LogRetention = field(default_factory=LogRetention)
     limits: Limits = field(default_factory=Limits)
     tls: TlsFiles | None = None
