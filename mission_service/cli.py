@@ -18,10 +18,11 @@ from missions.amqp import LogRetention
 from missions.settings import add_common_options, amqp_tls, env, optional_path, run_until_signalled
 from missions.tls import TlsConfigError, TlsFiles
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
-def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Namespace]:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of `mission-service`, each defaulting to its MISSIONS_* variable."""
     defaults = LogRetention()
     parser = argparse.ArgumentParser(
         prog="mission-service",
@@ -73,6 +74,11 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
     )
     _add_security_options(parser)
     add_limit_options(parser)
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Namespace]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     for flag in ("reap_interval", "watch_heartbeat", "watch_buffer"):
         if getattr(args, flag) <= 0:

@@ -12,7 +12,7 @@ from missions.settings import add_common_options, amqp_tls, env, run_until_signa
 from worker_service.app import run_worker
 from worker_service.settings import WorkerSettings
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _seconds(flag: str, value: float, *, positive: bool = False) -> timedelta:
@@ -21,7 +21,8 @@ def _seconds(flag: str, value: float, *, positive: bool = False) -> timedelta:
     return timedelta(seconds=value)
 
 
-def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Namespace]:
+def build_parser() -> argparse.ArgumentParser:
+    """The flags of `mission-worker`, each defaulting to its MISSIONS_* variable."""
     parser = argparse.ArgumentParser(prog="mission-worker", description="Runs missions from the work queue")
     add_common_options(parser)
     parser.add_argument(
@@ -71,6 +72,11 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         default=env("WORKER_HEALTH_LISTEN", ""),
         help="serve gRPC health checks on this address, e.g. 127.0.0.1:50052 [MISSIONS_WORKER_HEALTH_LISTEN]",
     )
+    return parser
+
+
+def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Namespace]:
+    parser = build_parser()
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
