@@ -133,8 +133,7 @@ class MissionOperations:
             applied.cancel()
 
     def get(self, mission_id: str) -> mission_pb2.Mission:
-        if not mission_id:
-            raise InvalidArgumentError("mission_id", "is required")
+        validation.validate_mission_id(mission_id, self._config.limits)
         mission = self._store.get(mission_id)
         if mission is None:
             raise NotFoundError(f"mission {mission_id!r} not found")
