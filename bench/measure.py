@@ -19,8 +19,11 @@ __all__ = [
     "MachineReading",
     "ProcessReading",
     "Sampler",
+    "cpu_seconds",
+    "descendants",
     "describe_machine",
     "own_cpu_seconds",
+    "pids_named",
     "read_machine",
     "read_process",
 ]
@@ -93,6 +96,41 @@ def read_process(pid: int) -> ProcessReading:
         after_name = stat.read().rsplit(")", 1)[1].split()
     utime, stime = int(after_name[11]), int(after_name[12])  # fields 14 and 15 of proc(5)
     return ProcessReading(fields["VmRSS"], fields["VmHWM"], (utime + stime) / _CLOCK_TICKS)
+
+
+def pids_named(command: str) -> list[int]:
+    """Pids whose /proc/<pid>/comm is ``command`` (e.g. ``beam.smp``, the RabbitMQ node)."""
+    pids = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError), open(f"{entry.path}/comm") as comm:
+                if comm.read().strip() == command:
+                    pids.append(int(entry.name))
+    return sorted(pids)
+
+
+def descendants(pid: int) -> list[int]:
+    """The children of ``pid``, their children and so on (e.g. a Celery prefork pool), from /proc."""
+    found: list[int] = []
+    pending = [pid]
+    while pending:
+        parent = pending.pop()
+        with contextlib.suppress(OSError), os.scandir(f"/proc/{parent}/task") as tasks:
+            for task in tasks:
+                with contextlib.suppress(OSError), open(f"{task.path}/children") as children:
+                    kids = [int(kid) for kid in children.read().split()]
+                    found += kids
+                    pending += kids
+    return found
+
+
+def cpu_seconds(pids: Iterable[int]) -> float:
+    """CPU time used so far by these processes together (one that has exited counts nothing)."""
+    total = 0.0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            total += read_process(pid).cpu_s
+    return total
 
 
 def own_cpu_seconds() -> float:

@@ -22,7 +22,7 @@ import aio_pika
 from missions.topology import Topology
 from tests.support import Process, Stack, free_port, wait_serving
 
-__all__ = ["DEFAULT_AMQP_URL", "delete_namespace", "running_stack", "service_pid"]
+__all__ = ["DEFAULT_AMQP_URL", "delete_namespace", "running_stack", "service_pid", "worker_pids"]
 
 DEFAULT_AMQP_URL = os.environ.get("MISSIONS_BENCH_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
@@ -57,6 +57,11 @@ def service_pid(stack: Stack) -> int:
     if stack.service is None or stack.service.popen is None:
         raise RuntimeError("the stack has no running service")
     return stack.service.popen.pid
+
+
+def worker_pids(stack: Stack) -> list[int]:
+    """The pids of the stack's mission-worker processes."""
+    return [worker.popen.pid for worker in stack.workers if worker.popen is not None]
 
 
 def _stop(process: Process) -> None:
