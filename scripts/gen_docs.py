@@ -131,10 +131,8 @@ def option(action: argparse.Action) -> Option:
     if action.choices is not None:
         choices = ", ".join(f"`{choice}`" for choice in action.choices)
         description = f"{description}; one of {choices}" if description else f"one of {choices}"
-    if action.nargs == argparse.OPTIONAL or action.nargs == argparse.ZERO_OR_MORE:
-        description += " (optional)"
-    if isinstance(action, argparse._AppendAction):
-        description += " (repeatable)" if "repeatable" not in description else ""
+    if isinstance(action, argparse._AppendAction) and "repeatable" not in description:
+        description += " (repeatable)"
     return Option(
         flags=flags,
         variable=f"`{found.group(1)}`" if found else "",
