@@ -2,36 +2,38 @@
 
 Usage::
 
-    missionctl [--server HOST:PORT] [-o {text,json}] [--timeout SECONDS] COMMAND ...
+    missionctl [--server HOST:PORT] [-o {text,json,jsonl}] [--timeout SECONDS] COMMAND ...
 
-Commands: ``submit``, ``get``, ``list``, ``cancel`` and ``watch`` for missions; ``workers``,
-``stats``, ``dead-letters`` and ``redrive`` for operators; ``missionctl COMMAND --help``
-describes each. ``--server`` defaults to ``$MISSIONS_SERVER``, else 127.0.0.1:50051.
+Commands: ``submit`` (``--wait`` follows it with a progress bar), ``get``, ``list``,
+``cancel`` and ``watch`` (a live table on a terminal) for missions; ``workers``, ``stats``,
+``top`` (a live view of workers, queues and throughput), ``dead-letters`` and ``redrive``
+for operators; ``completion bash|zsh`` prints a shell completion script. docs/missionctl.md
+is the manual; ``missionctl COMMAND --help`` describes each command.
 
-Security (docs/security.md): ``--tls-ca PEM`` (or ``--tls`` for the system's CAs) connects
-with TLS, ``--tls-cert``/``--tls-key`` present a client certificate (mTLS), and the bearer
-token comes from ``$MISSIONS_TOKEN``, ``--token-file`` or ``--token``.
+Settings (``settings``): each global option comes from its flag, else its ``MISSIONS_*``
+variable, else the config file (``$XDG_CONFIG_HOME/missions/missionctl.toml``), else its
+default. Security (docs/security.md): ``--tls-ca``/``--tls`` for TLS,
+``--tls-cert``/``--tls-key`` for mTLS, and ``--token-file``/``--token`` for the bearer token.
 
-Output: ``-o text`` (the default) renders with rich; colours are off when stdout is not a
-terminal or ``NO_COLOR`` is set. ``-o json`` prints each response message in proto JSON
-(field names as in the .proto), one compact object per line: ``{"mission": ...}`` for
-submit, get, cancel and redrive, ``{"missions": [...], "next_page_token": ...}`` for list
-and dead-letters (a single object holding every page with ``--all``), ``{"workers": [...]}``
-for workers, the GetStatsResponse for stats and ``{"event": ...}`` per event for watch and
-``submit --wait``.
+Output (``output``): ``-o text`` renders with rich, colour only on a terminal without
+``NO_COLOR`` (``--color`` overrides); ``-o json`` prints each response as one proto JSON
+document per line; ``-o jsonl`` prints one item per line (``{"mission": ...}``,
+``{"event": ...}``, ``{"worker": ...}``, ...).
 
 Exit codes:
-    0       success, including ``watch`` stopped with Ctrl-C.
+    0       success, including ``watch`` and ``top`` stopped with Ctrl-C.
     1       ``submit --wait``: the mission did not succeed (FAILED or CANCELLED).
-    2       usage error: a bad flag or value, e.g. a --payload that is not a JSON object.
+    2       usage error: a bad flag, variable or config file.
     3 + N   an RPC failed with gRPC status code N, e.g. DEADLINE_EXCEEDED (4) -> 7,
             NOT_FOUND (5) -> 8, UNAVAILABLE (14) -> 17. ``error: <STATUS>: <details>``
             goes to stderr.
-    130     interrupted with Ctrl-C (any command but ``watch``).
+    130     interrupted with Ctrl-C (any command but ``watch`` and ``top``).
 
-Modules: ``service`` (typed calls), ``connection`` (TLS and token), ``parser`` (flags), ``commands`` (one function per
-command), ``render`` (text and JSON output), ``enums`` (how enum values are spelled) and
-``app`` (``main``).
+Modules: ``app`` (``main``), ``parser`` (flags), ``settings`` (flag > variable > config
+file > default), ``connection`` (TLS and token), ``service`` (typed calls), ``commands``
+(one function per command), ``board`` (the live watch table), ``top``, ``completion``,
+``output`` (text, JSON, JSON lines), ``render`` (text views) and ``enums`` (how enum
+values are spelled).
 """
 
 from missions.ctl.app import main

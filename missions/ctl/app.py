@@ -1,4 +1,4 @@
-"""missionctl's entry point: parse, connect, run one command, turn failures into exit codes."""
+"""missionctl's entry point: parse, resolve the settings, connect, run one command, turn failures into exit codes."""
 
 from __future__ import annotations
 
@@ -6,9 +6,10 @@ import grpc
 
 from missions.ctl.commands import EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
 from missions.ctl.connection import Connection
+from missions.ctl.output import Output, warn
 from missions.ctl.parser import build_parser
-from missions.ctl.render import Output, warn
 from missions.ctl.service import ChannelFactory, Service
+from missions.ctl.settings import ClientSettings
 
 __all__ = ["main"]
 
@@ -29,25 +30,30 @@ def main(argv: list[str] | None = None, *, connect: ChannelFactory | None = None
     Args:
         argv: The arguments, without the program name.
         connect: Opens the channel to a ``HOST:PORT``; tests pass a grpc_testing channel.
-            Default: plaintext, or TLS as the --tls* flags say.
+            Default: plaintext, or TLS as the --tls* settings say.
 
     Returns:
         The exit code; the ``missions.ctl`` docstring lists them.
     """
+    parser = build_parser()
     try:
-        args = build_parser().parse_args(argv)
+        args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits 2 on a usage error and 0 after --help
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    command: Command = args.command
-    out = Output(json_lines=args.output == "json")
+    if getattr(args, "local", None) is not None:  # needs no server, e.g. completion
+        code: int = args.local(parser, args)
+        return code
     try:
-        connection = Connection.from_args(args)
+        settings = ClientSettings.from_args(args)
+        connection = Connection.from_settings(settings)
     except ValueError as exc:
         warn(f"missionctl: error: {exc}")
         return EXIT_USAGE
+    command: Command = args.command
+    out = Output(settings.output, color=settings.color)
     try:
-        with (connect or connection.channel)(args.server) as channel:
-            return command(Service(channel, args.timeout, connection.metadata), out, args)
+        with (connect or connection.channel)(settings.server) as channel:
+            return command(Service(channel, settings.timeout, connection.metadata), out, args)
     except grpc.RpcError as exc:
         return _rpc_failure(exc)
     except KeyboardInterrupt:

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import argparse
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from typing import TypeVar
 
 import grpc
 from rich.console import Console
+from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from missions.ctl import enums
-from missions.ctl.render import Output, event_line, warn
+from missions.ctl.board import MissionBoard
+from missions.ctl.output import Output, warn
+from missions.ctl.render import event_line
 from missions.ctl.service import Service
 from missions.events import TERMINAL_STATES
 from missions.v1 import events_pb2, mission_pb2
@@ -119,15 +122,27 @@ def stats(service: Service, out: Output, args: argparse.Namespace) -> int:
 
 def watch(service: Service, out: Output, args: argparse.Namespace) -> int:
     request = pb.WatchEventsRequest(
-        mission_ids=args.mission or (), types=[enums.value(enums.EVENT, kind) for kind in args.type or ()]
+        mission_ids=args.mission or (),
+        types=[enums.value(enums.EVENT, kind) for kind in args.type or ()],
+        mission_types=args.mission_type or (),
+        label_selector=",".join(f"{key}={value}" for key, value in args.label or ()),
     )
     if args.after is not None:
         request.after_sequence = args.after
     last: int | None = None
-    try:
-        for response in service.watch(request):
-            out.event(response)
+
+    def shown(responses: Iterable[pb.WatchEventsResponse]) -> Iterator[pb.WatchEventsResponse]:
+        nonlocal last
+        for response in responses:
+            yield response
             last = response.event.sequence
+
+    try:
+        if out.live and not args.plain:
+            _live_table(out.console, shown(service.watch(request)))
+        else:
+            for response in shown(service.watch(request)):
+                out.event(response)
     except KeyboardInterrupt:
         return EXIT_OK
     except grpc.RpcError as exc:
@@ -135,6 +150,15 @@ def watch(service: Service, out: Output, args: argparse.Namespace) -> int:
             exc.add_note(f"resume with --after {last}")
         raise
     return EXIT_OK
+
+
+def _live_table(console: Console, responses: Iterable[pb.WatchEventsResponse]) -> None:
+    """A new frame after each event, drawn a few times a second; the last one stays on the screen."""
+    board = MissionBoard()
+    with Live(board.render(console.height), console=console, refresh_per_second=8) as live:
+        for response in responses:
+            board.apply(response.event)
+            live.update(board.render(console.height))
 
 
 def _submission(args: argparse.Namespace) -> pb.SubmitMissionRequest:
@@ -161,15 +185,15 @@ def submit(service: Service, out: Output, args: argparse.Namespace) -> int:
         out.message(response)
     else:
         out.console.print(f"submitted mission {response.mission.id}", soft_wrap=True)
-    return _wait(service, out, response.mission)
+    return _wait(service, out, response.mission, bar=out.live and not args.plain)
 
 
-def _wait(service: Service, out: Output, mission: mission_pb2.Mission) -> int:
+def _wait(service: Service, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:
     """Follow the mission's events until its final one, then print it; 0 only if it SUCCEEDED."""
     # An idempotent resubmission may return a mission that finished long ago: nothing to follow.
     events = () if mission.state in TERMINAL_STATES else service.watch(pb.WatchEventsRequest(mission_ids=[mission.id]))
     try:
-        if out.live:
+        if bar:
             _progress_bar(out.console, mission, events)
         else:
             for response in events:

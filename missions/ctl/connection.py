@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from missions.ctl.service import Metadata, bearer
+from missions.ctl.settings import ClientSettings
 from missions.tls import TlsFiles
 
 __all__ = ["Connection"]
@@ -33,11 +34,16 @@ class Connection:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Connection:
-        """From the global flags; ValueError names the flag that is wrong."""
-        files = TlsFiles(args.tls_ca, args.tls_cert, args.tls_key, flags=_FLAGS)
+        """From the global flags, else MISSIONS_* or the config file; ValueError names what is wrong."""
+        return cls.from_settings(ClientSettings.from_args(args))
+
+    @classmethod
+    def from_settings(cls, settings: ClientSettings) -> Connection:
+        """Check the TLS files and read the token file now; ValueError names the option that is wrong."""
+        files = TlsFiles(settings.tls_ca, settings.tls_cert, settings.tls_key, flags=_FLAGS)
         files.validate()
-        tls = files if files.configured or args.tls else None
-        return cls(tls, args.token or _read_token(args.token_file))
+        tls = files if files.configured or settings.tls else None
+        return cls(tls, settings.token or _read_token(settings.token_file))
 
     @property
     def metadata(self) -> Metadata:

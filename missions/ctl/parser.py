@@ -7,21 +7,45 @@ import functools
 import json
 import pathlib
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import struct_pb2
 
-from missions.ctl import commands, enums
-from missions.settings import env, optional_path
+from missions.ctl import commands, completion, enums, top
+from missions.ctl.settings import COLORS, DEFAULT_SERVER, OPTIONS, OUTPUTS, positive_seconds
 
-__all__ = ["DEFAULT_SERVER", "build_parser"]
+__all__ = ["build_parser"]
 
-DEFAULT_SERVER = "127.0.0.1:50051"
+_CONFIG_HELP = "$XDG_CONFIG_HOME/missions/missionctl.toml, else ~/.config/missions/missionctl.toml"
+_EPILOG = """\
+examples:
+  missionctl submit echo --payload '{"hello": "world"}' --wait
+  missionctl watch                 a live table of every mission's state and progress
+  missionctl top                   workers, queue depth and throughput, refreshed
+  missionctl list --state failed -o jsonl | jq -r .mission.id
+  missionctl COMMAND --help        the options of one command
+
+settings:
+  each global option comes from its flag, else its MISSIONS_* variable, else the
+  config file, else its default. The config file is TOML, by default
+  $XDG_CONFIG_HOME/missions/missionctl.toml (else ~/.config/missions/missionctl.toml);
+  its keys are the long flag names, e.g. server = "missions.internal:50051", and
+  --profile NAME applies its [profiles.NAME] table on top. See docs/missionctl.md.
+
+exit codes:
+  0    success; watch and top also when stopped with Ctrl-C
+  1    submit --wait: the mission did not succeed (FAILED or CANCELLED)
+  2    usage error: a bad flag, variable or config file
+  3+N  an RPC failed with gRPC status code N, e.g. 8 NOT_FOUND, 17 UNAVAILABLE
+  130  interrupted with Ctrl-C
+"""
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
 _Add = Callable[..., argparse.ArgumentParser]
+_AddArgument = Callable[..., argparse.Action]
 
 
 # --- argument types: argparse turns ArgumentTypeError into a usage error (exit 2) ---
@@ -74,19 +98,24 @@ def _integer(minimum: int) -> Callable[[str], int]:
 
 def _seconds_arg(text: str) -> float:
     try:
-        number = float(text)
-    except ValueError:
-        number = float("nan")
-    if not 0 < number < float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
-    return number
+        return positive_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 # --- the commands ---
 
 
 def _add_submit(add: _Add) -> None:
-    submit = add("submit", help="queue a mission", description="Queue a mission.")
+    submit = add(
+        "submit",
+        help="queue a mission",
+        description="Queue a mission and print it; with --wait, follow it to its end.\n\n"
+        "examples:\n"
+        '  missionctl submit echo --payload \'{"hello": "world"}\' --wait\n'
+        "  missionctl submit sleep --payload @job.json --priority high --label team=ops\n"
+        "  missionctl submit echo --idempotency-key order-42 -o json",
+    )
     submit.add_argument("type", metavar="TYPE", help="handler name, e.g. echo")
     submit.add_argument(
         "--payload", type=_payload, metavar="JSON", help="a JSON object, inline or @FILE (@- for stdin); default {}"
@@ -103,9 +132,17 @@ def _add_submit(add: _Add) -> None:
         "--label", type=_label, action="append", metavar="KEY=VALUE", help="repeatable; the last value of a key wins"
     )
     submit.add_argument(
-        "--wait", action="store_true", help="follow the mission to its end; exit 0 if it succeeded, else 1"
+        "--wait",
+        action="store_true",
+        help="follow the mission to its end (a progress bar on a terminal, else one line per event);"
+        " exit 0 if it succeeded, else 1",
     )
+    _add_plain(submit, "with --wait, one line per event instead of the progress bar")
     submit.set_defaults(command=commands.submit)
+
+
+def _add_plain(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--plain", action="store_true", help=f"{what} (the default when stdout is not a terminal)")
 
 
 def _add_paging(listing: argparse.ArgumentParser) -> None:
@@ -135,12 +172,27 @@ def _add_queries(add: _Add) -> None:
 def _add_watch(add: _Add) -> None:
     watch = add(
         "watch",
-        help="stream mission events",
-        description="Stream mission events until the stream ends (all watched missions finished) or Ctrl-C.",
+        help="watch missions live: a table of states and progress, or one line per event",
+        description="Watch mission events until the stream ends (every watched --mission finished) or Ctrl-C."
+        " On a terminal, a live table keeps one row per mission (state, attempt, a progress bar and the last"
+        " message or error; finished rows stay); with --plain, -o json/jsonl or when piped, one line per"
+        " event.\n\n"
+        "examples:\n"
+        "  missionctl watch                          every mission from now on\n"
+        "  missionctl watch --mission ID             its history, then live; ends when it is final\n"
+        "  missionctl watch --after 0 --plain        the whole retained log, then live, one line per event\n"
+        "  missionctl watch --mission-type resize --label team=ops -o jsonl",
     )
     watch.add_argument("--mission", metavar="ID", action="append", help="repeatable; default: every mission")
     watch.add_argument(
-        "--type", choices=enums.choices(enums.EVENT), action="append", help="repeatable; default: every type"
+        "--type",
+        choices=enums.choices(enums.EVENT),
+        action="append",
+        help="event type; repeatable; default: every type",
+    )
+    watch.add_argument("--mission-type", metavar="T", action="append", help="handler type; repeatable; default: all")
+    watch.add_argument(
+        "--label", type=_label, action="append", metavar="KEY=VALUE", help="missions with every such label; repeatable"
     )
     watch.add_argument(
         "--after",
@@ -149,7 +201,42 @@ def _add_watch(add: _Add) -> None:
         help="replay events after sequence N first (0: the whole retained log); default: live only,"
         " or every past event of the --mission ids",
     )
+    _add_plain(watch, "one line per event instead of the live table")
     watch.set_defaults(command=commands.watch)
+
+
+def _add_top(add: _Add) -> None:
+    top_parser = add(
+        "top",
+        help="live view of workers, queue depth and throughput",
+        description="Show workers (load, finished attempts and their rate), queue depths, missions per state and"
+        " throughput (derived from the change between two samples), refreshed every --interval seconds until"
+        " Ctrl-C. With --once, print one frame and exit; with --plain or when piped, print frame after frame.\n\n"
+        "examples:\n"
+        "  missionctl top\n"
+        "  missionctl top --once -o json | jq .stats.queue_depth",
+    )
+    top_parser.add_argument(
+        "--interval", type=_seconds_arg, default=2.0, metavar="SECONDS", help="time between frames; default 2"
+    )
+    top_parser.add_argument("--once", action="store_true", help="print one frame and exit (no throughput yet)")
+    top_parser.add_argument("--all", action="store_true", help="also workers that stopped or were lost long ago")
+    _add_plain(top_parser, "frame after frame instead of redrawing one")
+    top_parser.set_defaults(command=top.command)
+
+
+def _add_completion(add: _Add) -> None:
+    script = add(
+        "completion",
+        help="print a shell completion script",
+        description="Print a completion script for bash or zsh, generated from missionctl's own options.\n\n"
+        "install:\n"
+        "  bash: missionctl completion bash > ~/.local/share/bash-completion/completions/missionctl\n"
+        "  zsh:  missionctl completion zsh > ~/.zfunc/_missionctl   (with fpath+=(~/.zfunc) before compinit)\n"
+        "  or, for this shell only: source <(missionctl completion bash)",
+    )
+    script.add_argument("shell", choices=completion.SHELLS, help="the shell to complete for")
+    script.set_defaults(local=completion.command)
 
 
 def _add_operations(add: _Add) -> None:
@@ -187,75 +274,92 @@ def _add_operations(add: _Add) -> None:
 # --- the parser ---
 
 
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Wraps prose to the terminal but keeps indented lines (examples, tables) as written."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        lines: list[str] = []
+        for line in text.splitlines():
+            if not line or line.startswith(" "):
+                lines.append(indent + line)
+            else:
+                lines += textwrap.wrap(line, width, initial_indent=indent, subsequent_indent=indent)
+        return "\n".join(lines)
+
+
+def _origin(name: str, default: object = None) -> str:
+    """Where a global option comes from when its flag is absent, for its help."""
+    option = next(option for option in OPTIONS if option.name == name)
+    fallback = "" if default is None else f", default {default}"
+    return f"[{option.variable}, config {name}{fallback}]"
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """--server, -o and --timeout; without ``defaults`` an absent flag leaves the value alone."""
-
-    def default(value: object) -> object:
-        return value if defaults else argparse.SUPPRESS
-
-    parser.add_argument(
-        "--server",
-        default=default(env("SERVER", DEFAULT_SERVER)),
-        metavar="HOST:PORT",
-        help=f"mission-service address [MISSIONS_SERVER, default {DEFAULT_SERVER}]",
+    """The options every command takes; None (or, after the command, absent) when not given,
+    so that ClientSettings can fall back to the variable, the config file and the default."""
+    absent = None if defaults else argparse.SUPPRESS
+    # After the command, they come last in its --help, apart from its own options.
+    group = parser if defaults else parser.add_argument_group("global options (also before COMMAND)")
+    add = functools.partial(group.add_argument, default=absent)
+    add("--server", metavar="HOST:PORT", help=f"mission-service address {_origin('server', DEFAULT_SERVER)}")
+    add(
+        "-o",
+        "--output",
+        choices=OUTPUTS,
+        help=f"text for people, json or jsonl for scripts {_origin('output', 'text')}",
     )
-    parser.add_argument("-o", "--output", choices=("text", "json"), default=default("text"), help="default: text")
-    parser.add_argument(
-        "--timeout",
-        type=_seconds_arg,
-        default=default(10.0),
-        metavar="SECONDS",
-        help="deadline of each unary RPC; default 10",
+    add(
+        "--color",
+        choices=COLORS,
+        help=f"colour and styles; auto: on a terminal without NO_COLOR {_origin('color', 'auto')}",
     )
-    _add_security_options(parser, default)
+    add("--timeout", type=_seconds_arg, metavar="SECONDS", help=f"deadline of each unary RPC {_origin('timeout', 10)}")
+    add("--config", type=pathlib.Path, metavar="PATH", help=f"config file [MISSIONS_CONFIG, default {_CONFIG_HELP}]")
+    add("--profile", metavar="NAME", help="use the [profiles.NAME] table of the config file [MISSIONS_PROFILE]")
+    _add_security_options(add)
 
 
-def _add_security_options(parser: argparse.ArgumentParser, default: Callable[[object], object]) -> None:
+def _add_security_options(add: _AddArgument) -> None:
     """TLS and the bearer token (docs/security.md); the token is best given by variable or file, not argv."""
-    parser.add_argument(
+    add(
         "--tls",
-        action="store_true",
-        default=default(env("TLS", "") not in ("", "0", "false")),
-        help="connect with TLS, verifying the server with the system's CAs [MISSIONS_TLS]",
+        action=argparse.BooleanOptionalAction,
+        help=f"connect with TLS, verifying the server with the system's CAs {_origin('tls')}",
     )
-    for flag, name, what in (
-        ("--tls-ca", "TLS_CA", "connect with TLS, verifying the server with this CA bundle"),
-        ("--tls-cert", "CLIENT_CERT", "client certificate for a service that requires mTLS"),
-        ("--tls-key", "CLIENT_KEY", "private key of --tls-cert"),
-        ("--token-file", "TOKEN_FILE", "read the bearer token from this file"),
+    for name, what in (
+        ("tls-ca", "connect with TLS, verifying the server with this CA bundle"),
+        ("tls-cert", "client certificate for a service that requires mTLS"),
+        ("tls-key", "private key of --tls-cert"),
+        ("token-file", "read the bearer token from this file"),
     ):
-        parser.add_argument(
-            flag,
-            type=pathlib.Path,
-            default=default(optional_path(name)),
-            metavar="PATH",
-            help=f"{what} [MISSIONS_{name}]",
-        )
-    parser.add_argument(
+        add(f"--{name}", type=pathlib.Path, metavar="PATH", help=f"{what} {_origin(name)}")
+    add(
         "--token",
-        default=default(env("TOKEN", "")),
         metavar="TOKEN",
-        help="bearer token (visible to other local users in the process list: prefer MISSIONS_TOKEN or"
-        " --token-file) [MISSIONS_TOKEN]",
+        help="bearer token (visible to other local users in the process list: prefer MISSIONS_TOKEN,"
+        f" --token-file or the config file) {_origin('token')}",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The missionctl parser; the chosen command function is ``args.command``."""
+    """The missionctl parser; the chosen command function is ``args.command`` (or ``args.local``)."""
     parser = argparse.ArgumentParser(
         prog="missionctl",
-        description="Command-line client of MissionService.",
-        epilog="exit codes: 0 ok, 1 mission did not succeed (submit --wait), 2 usage error,"
-        " 3+N RPC failed with gRPC status code N, 130 interrupted",
+        description="Command-line client of MissionService: submit and follow missions, watch them live,"
+        " and see workers, queues and throughput.",
+        epilog=_EPILOG,
+        formatter_class=_HelpFormatter,
     )
     _add_global_options(parser, defaults=True)
     # Every command accepts the global options too, so `missionctl get ID -o json` works.
     common = argparse.ArgumentParser(add_help=False)
     _add_global_options(common, defaults=False)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    add = functools.partial(subparsers.add_parser, parents=[common])
+    add = functools.partial(subparsers.add_parser, parents=[common], formatter_class=_HelpFormatter)
     _add_submit(add)
     _add_queries(add)
     _add_watch(add)
     _add_operations(add)
+    _add_top(add)
+    _add_completion(add)
     return parser

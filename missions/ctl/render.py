@@ -1,15 +1,12 @@
-"""missionctl output: responses as rich text for people or as proto JSON lines (``-o json``)."""
+"""missionctl's text views: responses as rich renderables for people."""
 
 from __future__ import annotations
 
 import json
-import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
 from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
-from google.protobuf.message import Message
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
@@ -17,10 +14,20 @@ from missions.ctl.enums import EVENT, PRIORITY, STATE, WORKER_STATE, short
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
-__all__ = ["Output", "event_line", "warn"]
+__all__ = [
+    "STYLES",
+    "event_details",
+    "event_line",
+    "key_values",
+    "mission_rows",
+    "missions_table",
+    "rate",
+    "state_counts",
+    "stats_rows",
+    "workers_table",
+]
 
-_PIPE_WIDTH = 1000
-_STYLES = {
+STYLES = {
     "SUCCEEDED": "green",
     "COMPLETED": "green",
     "ACTIVE": "green",
@@ -30,11 +37,6 @@ _STYLES = {
     "CANCELLED": "yellow",
     "STOPPING": "yellow",
 }
-
-MissionResponse = (
-    pb.GetMissionResponse | pb.SubmitMissionResponse | pb.CancelMissionResponse | pb.RedriveMissionResponse
-)
-MissionsResponse = pb.ListMissionsResponse | pb.ListDeadLettersResponse
 
 
 # --- values ---
@@ -93,14 +95,14 @@ def _by(who: str) -> str:
 # --- views ---
 
 
-def _key_values(rows: Iterable[tuple[str, str]]) -> Table:
+def key_values(rows: Iterable[tuple[str, str]]) -> Table:
     """A two-column grid of the rows that have a value."""
     grid = Table.grid(padding=(0, 2))
     grid.add_column(style="bold", no_wrap=True)
     grid.add_column()
     for key, value in rows:
         if value:
-            grid.add_row(key, Text(value, style=_STYLES.get(value, "")))
+            grid.add_row(key, Text(value, style=STYLES.get(value, "")))
     return grid
 
 
@@ -109,7 +111,7 @@ def _id_column(table: Table, ids: Iterable[str]) -> None:
     table.add_column("ID", no_wrap=True, min_width=max((len(text) for text in ids), default=2))
 
 
-def _mission_rows(mission: mission_pb2.Mission) -> Iterator[tuple[str, str]]:
+def mission_rows(mission: mission_pb2.Mission) -> Iterator[tuple[str, str]]:
     yield "id", mission.id
     yield "type", mission.type
     yield "state", short(STATE, mission.state)
@@ -129,7 +131,7 @@ def _mission_rows(mission: mission_pb2.Mission) -> Iterator[tuple[str, str]]:
     yield "last sequence", str(mission.last_sequence)
 
 
-def _missions_table(missions: Iterable[mission_pb2.Mission], *, last_error: bool) -> Table:
+def missions_table(missions: Iterable[mission_pb2.Mission], *, last_error: bool) -> Table:
     missions = list(missions)
     table = Table(box=None, header_style="bold")
     _id_column(table, (mission.id for mission in missions))
@@ -141,7 +143,7 @@ def _missions_table(missions: Iterable[mission_pb2.Mission], *, last_error: bool
         cells: list[Text | str] = [
             Text(mission.id, no_wrap=True),
             Text(mission.type),
-            Text(state, style=_STYLES.get(state, "")),
+            Text(state, style=STYLES.get(state, "")),
             short(PRIORITY, mission.priority).lower(),
             f"{mission.attempt}/{mission.max_attempts}",
             f"{mission.progress:.0%}",
@@ -153,34 +155,52 @@ def _missions_table(missions: Iterable[mission_pb2.Mission], *, last_error: bool
     return table
 
 
-def _workers_table(workers: Iterable[worker_pb2.Worker], now: datetime) -> Table:
+def workers_table(
+    workers: Iterable[worker_pb2.Worker], now: datetime, rates: Mapping[str, float | None] | None = None
+) -> Table:
+    """One row per worker; with ``rates`` (attempts per second by worker id, as ``top`` measures) a RATE column."""
     workers = list(workers)
     table = Table(box=None, header_style="bold")
     _id_column(table, (worker.id for worker in workers))
-    for header in ("HOST", "PID", "STATE", "RUNNING", "FINISHED", "TYPES", "HEARTBEAT", "DELIVERY"):
+    headers = ["HOST", "PID", "STATE", "RUNNING", "FINISHED", "TYPES", "HEARTBEAT", "DELIVERY"]
+    if rates is not None:
+        headers.insert(5, "RATE")
+    for header in headers:
         table.add_column(header)
     for worker in workers:
         state = short(WORKER_STATE, worker.state)
-        table.add_row(
+        cells: list[Text | str] = [
             Text(worker.id, no_wrap=True),
             Text(worker.host),
             str(worker.pid),
-            Text(state, style=_STYLES.get(state, "")),
+            Text(state, style=STYLES.get(state, "")),
             f"{worker.running}/{worker.concurrency}",
             str(worker.finished),
             Text(",".join(worker.handler_types)),
             _age(worker.heartbeat_time, now),
             _age(worker.last_delivery_time, now, unset="never"),
-        )
+        ]
+        if rates is not None:
+            cells.insert(6, rate(rates.get(worker.id)))
+        table.add_row(*cells)
     return table
 
 
-def _stats_rows(stats: pb.GetStatsResponse) -> Iterator[tuple[str, str]]:
+def rate(per_second: float | None) -> str:
+    """A rate for people: ``2.5/s``, or ``-`` while it is not known yet."""
+    return "-" if per_second is None else f"{per_second:.1f}/s"
+
+
+def state_counts(stats: pb.GetStatsResponse) -> list[tuple[str, int]]:
+    """Every state with its count, in lifecycle order, so views keep their shape; the service omits zeros."""
     counts = {count.state: count.count for count in stats.states}
-    # Every state, in lifecycle order, so the grid keeps its shape; the service omits zeros.
     known = [number for number in STATE[1].values() if number]
-    for number in known + sorted(counts.keys() - set(known)):
-        yield short(STATE, number), str(counts.get(number, 0))
+    return [(short(STATE, number), counts.get(number, 0)) for number in known + sorted(counts.keys() - set(known))]
+
+
+def stats_rows(stats: pb.GetStatsResponse) -> Iterator[tuple[str, str]]:
+    for name, count in state_counts(stats):
+        yield name, str(count)
     yield "queue depth", str(stats.queue_depth)
     yield "dead-letter depth", str(stats.dead_letter_depth)
     yield "running now", str(stats.running)
@@ -190,7 +210,7 @@ def _stats_rows(stats: pb.GetStatsResponse) -> Iterator[tuple[str, str]]:
     yield "last sequence", str(stats.last_sequence)
 
 
-def _event_details(event: events_pb2.MissionEvent) -> str:
+def event_details(event: events_pb2.MissionEvent) -> str:
     match event.WhichOneof("details"):
         case "created":
             mission = event.created.mission
@@ -222,75 +242,6 @@ def event_line(event: events_pb2.MissionEvent) -> Text:
     """One event as one line: sequence, time, mission id, type and details."""
     kind = short(EVENT, event.type)
     line = Text(f"{event.sequence:>6}  {_time(event.time) or '-'}  {event.mission_id}  ")
-    line.append(f"{kind:<13}", style=_STYLES.get(kind, "cyan"))
-    line.append(f" {_event_details(event)}")
+    line.append(f"{kind:<13}", style=STYLES.get(kind, "cyan"))
+    line.append(f" {event_details(event)}")
     return line
-
-
-# --- output ---
-
-
-class Output:
-    """Writes responses as rich text or as proto JSON lines (-o json)."""
-
-    def __init__(self, json_lines: bool) -> None:
-        # rich turns colour off when stdout is not a terminal or NO_COLOR is set.
-        self.console = Console(highlight=False)
-        if not self.console.is_terminal:
-            # Piped output feeds tools and files: let tables be as wide as their content
-            # instead of cutting ids to fit rich's default of 80 columns.
-            self.console.width = _PIPE_WIDTH
-        self.json = json_lines
-
-    @property
-    def live(self) -> bool:
-        """Whether to draw live widgets (a progress bar): text output to a terminal."""
-        return not self.json and self.console.is_terminal
-
-    def message(self, message: Message) -> None:
-        """Print one response message as a JSON line."""
-        sys.stdout.write(json.dumps(json_format.MessageToDict(message, preserving_proto_field_name=True)) + "\n")
-        sys.stdout.flush()
-
-    def mission(self, response: MissionResponse) -> None:
-        if self.json:
-            self.message(response)
-        else:
-            self.console.print(_key_values(_mission_rows(response.mission)))
-
-    def missions(self, response: MissionsResponse, *, last_error: bool = False) -> None:
-        """A page of missions (every page with --all); ``last_error`` adds the ERROR column."""
-        if self.json:
-            self.message(response)
-            return
-        if response.missions:
-            self.console.print(_missions_table(response.missions, last_error=last_error))
-        else:
-            self.console.print("no dead-lettered missions" if last_error else "no missions")
-        if response.next_page_token:
-            warn(f"more missions: add --page-token {response.next_page_token} (or --all)")
-
-    def event(self, response: pb.WatchEventsResponse) -> None:
-        if self.json:
-            self.message(response)
-        else:
-            self.console.print(event_line(response.event), soft_wrap=True)
-
-    def workers(self, response: pb.ListWorkersResponse) -> None:
-        if self.json:
-            self.message(response)
-        elif response.workers:
-            self.console.print(_workers_table(response.workers, datetime.now(UTC)))
-        else:
-            self.console.print("no workers")
-
-    def stats(self, response: pb.GetStatsResponse) -> None:
-        if self.json:
-            self.message(response)
-        else:
-            self.console.print(_key_values(_stats_rows(response)))
-
-
-def warn(message: str) -> None:
-    """Print a note or an error to stderr."""
-    print(message, file=sys.stderr, flush=True)

@@ -1,0 +1,144 @@
+"""``missionctl watch`` on a terminal: a live table with one row per mission, built from its events."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from rich.console import Group, RenderableType
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from missions.ctl import render
+from missions.ctl.enums import STATE, short
+from missions.events import is_final
+from missions.v1 import events_pb2, mission_pb2
+
+__all__ = ["MissionBoard"]
+
+E = events_pb2
+M = mission_pb2
+
+# The state each event leaves its mission in (FAILED depends on will_retry).
+_STATES = {
+    E.EVENT_TYPE_CREATED: M.MISSION_STATE_QUEUED,
+    E.EVENT_TYPE_STARTED: M.MISSION_STATE_RUNNING,
+    E.EVENT_TYPE_PROGRESS: M.MISSION_STATE_RUNNING,
+    E.EVENT_TYPE_COMPLETED: M.MISSION_STATE_SUCCEEDED,
+    E.EVENT_TYPE_RETRYING: M.MISSION_STATE_RETRYING,
+    E.EVENT_TYPE_CANCELLED: M.MISSION_STATE_CANCELLED,
+    E.EVENT_TYPE_DEAD_LETTERED: M.MISSION_STATE_FAILED,
+    E.EVENT_TYPE_REDRIVEN: M.MISSION_STATE_QUEUED,
+}
+# A watch of every mission on a busy system must not grow without bound.
+_MAX_TRACKED = 1000
+_BAR_WIDTH = 20
+
+
+@dataclass(slots=True)
+class _Row:
+    mission_id: str
+    mission_type: str = ""
+    state: int = M.MISSION_STATE_UNSPECIFIED
+    attempt: int = 0
+    max_attempts: int = 0
+    progress: float = 0.0
+    message: str = ""
+    final: bool = False
+
+
+class MissionBoard:
+    """The missions a watch has seen, in the order it first saw them; finished ones stay."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, _Row] = {}
+        self.events = 0
+
+    def apply(self, event: events_pb2.MissionEvent) -> None:
+        """Fold one event into its mission's row."""
+        self.events += 1
+        row = self._rows.get(event.mission_id)
+        if row is None:
+            row = self._rows[event.mission_id] = _Row(event.mission_id)
+            self._forget_one()
+        row.mission_type = event.mission_type or row.mission_type
+        row.state = _STATES.get(event.type, row.state)
+        row.final = is_final(event)
+        row.attempt = event.attempt or row.attempt
+        row.message = render.event_details(event)
+        match event.WhichOneof("details"):
+            case "created":
+                row.max_attempts = event.created.mission.max_attempts
+                row.mission_type = row.mission_type or event.created.mission.type
+            case "redriven":
+                row.max_attempts = event.redriven.mission.max_attempts
+                row.attempt, row.progress = 0, 0.0
+            case "started":
+                row.progress = 0.0
+            case "progress":
+                # The bar shows the fraction; the message column needs only the words.
+                row.progress, row.message = event.progress.fraction, event.progress.message
+            case "completed":
+                row.progress = 1.0
+            case "failed":
+                row.state = M.MISSION_STATE_RETRYING if event.failed.will_retry else M.MISSION_STATE_FAILED
+
+    def _forget_one(self) -> None:
+        """Past the limit, drop the oldest finished mission (else the oldest one)."""
+        if len(self._rows) <= _MAX_TRACKED:
+            return
+        oldest = next((row.mission_id for row in self._rows.values() if row.final), next(iter(self._rows)))
+        del self._rows[oldest]
+
+    def render(self, height: int) -> RenderableType:
+        """The table, cut to ``height`` lines: unfinished missions first, then the newest finished."""
+        rows = list(self._rows.values())
+        limit = max(1, height - 3)  # the header, the summary and the cursor line
+        shown = _visible(rows, limit)
+        table = Table(box=None, header_style="bold", expand=False)
+        table.add_column("ID", no_wrap=True, min_width=max((len(row.mission_id) for row in shown), default=2))
+        for header in ("TYPE", "STATE", "ATTEMPT", "PROGRESS"):
+            table.add_column(header, no_wrap=True)
+        # One line per row, so that the table's height is known; long messages end in "…".
+        table.add_column("MESSAGE", no_wrap=True, overflow="ellipsis")
+        for row in shown:
+            table.add_row(*_cells(row))
+        return Group(table, self._summary(rows, hidden=len(rows) - len(shown)))
+
+    def _summary(self, rows: list[_Row], hidden: int) -> Text:
+        counts: dict[str, int] = {}
+        for row in rows:
+            name = short(STATE, row.state) if row.state else "?"
+            counts[name] = counts.get(name, 0) + 1
+        summary = Text(f"{len(rows)} missions, {self.events} events", style="dim")
+        for name, count in counts.items():
+            summary.append(f" · {count} ")
+            summary.append(name, style=render.STYLES.get(name, ""))
+        if hidden:
+            summary.append(f" · {hidden} not shown (taller terminal, or --plain)", style="dim")
+        return summary
+
+
+def _visible(rows: list[_Row], limit: int) -> list[_Row]:
+    if len(rows) <= limit:
+        return rows
+    # Unfinished missions matter more than finished ones; among each, the newest.
+    keep = set(sorted(range(len(rows)), key=lambda index: (not rows[index].final, index))[-limit:])
+    return [row for index, row in enumerate(rows) if index in keep]
+
+
+def _cells(row: _Row) -> Iterable[RenderableType]:
+    state = short(STATE, row.state) if row.state else "?"
+    yield Text(row.mission_id)
+    yield Text(row.mission_type)
+    yield Text(state, style=render.STYLES.get(state, ""))
+    yield f"{row.attempt}/{row.max_attempts}" if row.max_attempts else str(row.attempt or "")
+    yield _progress(row.progress)
+    yield Text(row.message)
+
+
+def _progress(fraction: float) -> Table:
+    cell = Table.grid(padding=(0, 1))
+    cell.add_row(ProgressBar(total=1.0, completed=fraction, width=_BAR_WIDTH), f"{fraction:>4.0%}")
+    return cell

@@ -1,0 +1,219 @@
+"""missionctl's global options, each taken from the flag, else ``MISSIONS_*``, else the config file, else its default.
+
+The config file is TOML: ``$XDG_CONFIG_HOME/missions/missionctl.toml`` (``~/.config/...``
+without XDG_CONFIG_HOME), or ``--config``/``MISSIONS_CONFIG``. Its keys are the long flag
+names without ``--``; a ``[profiles.NAME]`` table overrides them when ``--profile NAME``
+(or ``MISSIONS_PROFILE``) picks it. A file that holds a token must be private (mode 600).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import pathlib
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = [
+    "COLORS",
+    "DEFAULT_SERVER",
+    "OPTIONS",
+    "OUTPUTS",
+    "ClientSettings",
+    "Option",
+    "config_path",
+    "positive_seconds",
+]
+
+DEFAULT_SERVER = "127.0.0.1:50051"
+OUTPUTS = ("text", "json", "jsonl")
+COLORS = ("auto", "always", "never")
+_PROFILES = "profiles"
+
+
+def positive_seconds(text: str) -> float:
+    """A positive, finite number of seconds; ValueError otherwise."""
+    try:
+        number = float(text)
+    except ValueError:
+        number = math.nan
+    if not 0 < number < math.inf:
+        raise ValueError(f"expected a positive number of seconds, got {text!r}")
+    return number
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(text: str) -> str:
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
+        return text
+
+    return parse
+
+
+def _boolean(text: str) -> bool:
+    return text.strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True, slots=True)
+class Option:
+    """One global option: its flag (``--`` + name), variable and config key (name), and how to read it.
+
+    Attributes:
+        name: the long flag without ``--``, which is also the config key, e.g. ``tls-ca``.
+        variable: the environment variable, e.g. ``MISSIONS_TLS_CA``.
+        parse: turns the variable's text (or a config string) into the value; ValueError if bad.
+        kind: the TOML type a config value must have: str, float (any number) or bool.
+        path: the value is a file; relative config values are relative to the config file.
+    """
+
+    name: str
+    variable: str
+    parse: Callable[[str], Any]
+    kind: type = str
+    path: bool = False
+
+    @property
+    def dest(self) -> str:
+        return self.name.replace("-", "_")
+
+
+OPTIONS = (
+    Option("server", "MISSIONS_SERVER", _text),
+    Option("output", "MISSIONS_OUTPUT", _choice(OUTPUTS)),
+    Option("color", "MISSIONS_COLOR", _choice(COLORS)),
+    Option("timeout", "MISSIONS_TIMEOUT", positive_seconds, kind=float),
+    Option("tls", "MISSIONS_TLS", _boolean, kind=bool),
+    Option("tls-ca", "MISSIONS_TLS_CA", pathlib.Path, path=True),
+    Option("tls-cert", "MISSIONS_CLIENT_CERT", pathlib.Path, path=True),
+    Option("tls-key", "MISSIONS_CLIENT_KEY", pathlib.Path, path=True),
+    Option("token-file", "MISSIONS_TOKEN_FILE", pathlib.Path, path=True),
+    Option("token", "MISSIONS_TOKEN", _text),
+)
+_BY_NAME = {option.name: option for option in OPTIONS}
+
+
+@dataclass(frozen=True, slots=True)
+class ClientSettings:
+    """missionctl's resolved global options (flag > MISSIONS_* > config file > default).
+
+    Attributes:
+        server: mission-service address, HOST:PORT. Default 127.0.0.1:50051.
+        output: text (rich, for people), json (one document per response) or jsonl (one item per line).
+        color: auto (colour on a terminal unless NO_COLOR is set), always or never.
+        timeout: deadline of each unary RPC in seconds. Default 10.
+        tls: connect with TLS even without --tls-ca (the system's CAs verify the server).
+        tls_ca, tls_cert, tls_key: TLS files; a CA means TLS, cert and key mean mTLS.
+        token_file: file holding the bearer token.
+        token: the bearer token; never printed.
+    """
+
+    server: str = DEFAULT_SERVER
+    output: str = "text"
+    color: str = "auto"
+    timeout: float = 10.0
+    tls: bool = False
+    tls_ca: pathlib.Path | None = None
+    tls_cert: pathlib.Path | None = None
+    tls_key: pathlib.Path | None = None
+    token_file: pathlib.Path | None = None
+    token: str = field(default="", repr=False)
+
+    @classmethod
+    def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ClientSettings:
+        """Resolve the global options of ``args`` (None where no flag was given).
+
+        Raises:
+            ValueError: a variable or config value is invalid, or the config file is missing
+                (when named), unreadable, malformed, or holds a token other users can read.
+        """
+        environ = os.environ if environ is None else environ
+        config = _load_config(args, environ)
+        values: dict[str, Any] = {}
+        for option in OPTIONS:
+            given = getattr(args, option.dest, None)
+            if given is not None:
+                values[option.dest] = given
+            elif environ.get(option.variable):
+                values[option.dest] = _parse(option, environ[option.variable], option.variable)
+            elif option.name in config:
+                values[option.dest] = config[option.name]
+        return cls(**values)
+
+
+def _parse(option: Option, text: str, where: str) -> Any:
+    try:
+        return option.parse(text)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def config_path(environ: Mapping[str, str]) -> pathlib.Path:
+    """Where the config file is by default: under $XDG_CONFIG_HOME, else ~/.config."""
+    base = environ.get("XDG_CONFIG_HOME") or str(pathlib.Path(environ.get("HOME") or pathlib.Path.home()) / ".config")
+    return pathlib.Path(base) / "missions" / "missionctl.toml"
+
+
+def _load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+    """The config values that apply (top level, then the profile's), parsed; {} without a file."""
+    named = getattr(args, "config", None) or environ.get("MISSIONS_CONFIG")
+    profile = getattr(args, "profile", None) or environ.get("MISSIONS_PROFILE")
+    path = pathlib.Path(named).expanduser() if named else config_path(environ)
+    try:
+        with path.open("rb") as file:
+            document = tomllib.load(file)
+            mode = os.fstat(file.fileno()).st_mode
+    except FileNotFoundError:
+        if named or profile:
+            raise ValueError(f"config file {path} does not exist") from None
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"config file {path}: {exc}") from None
+    profiles = document.pop(_PROFILES, {})
+    if not isinstance(profiles, dict) or not all(isinstance(table, dict) for table in profiles.values()):
+        raise ValueError(f"config file {path}: [{_PROFILES}.NAME] must be tables")
+    if any("token" in table for table in (document, *profiles.values())) and mode & 0o077:
+        # Like ssh and ~/.pgpass: a secret in a file others can read is refused, not used.
+        raise ValueError(f"config file {path} holds a token but other users can access it: chmod 600 {path}")
+    values = _config_values(path, "", document)
+    if profile:
+        if profile not in profiles:
+            known = ", ".join(sorted(profiles)) or "none"
+            raise ValueError(f"config file {path} has no profile {profile!r} (profiles: {known})")
+        values |= _config_values(path, f"[{_PROFILES}.{profile}] ", profiles[profile])
+    return values
+
+
+def _config_values(path: pathlib.Path, where: str, table: dict[str, Any]) -> dict[str, Any]:
+    return {key: _config_value(path, where, key, value) for key, value in table.items()}
+
+
+def _has_kind(option: Option, value: object) -> bool:
+    if option.kind is bool:
+        return isinstance(value, bool)
+    if option.kind is float:
+        return isinstance(value, int | float) and not isinstance(value, bool)
+    return isinstance(value, str)
+
+
+def _config_value(path: pathlib.Path, where: str, key: str, value: object) -> Any:
+    option = _BY_NAME.get(key)
+    if option is None:
+        raise ValueError(f"config file {path}: {where}unknown key {key!r} (known: {', '.join(_BY_NAME)})")
+    if not _has_kind(option, value):
+        wanted = {str: "a string", float: "a number", bool: "true or false"}[option.kind]
+        raise ValueError(f"config file {path}: {where}{key} must be {wanted}, got {value!r}")
+    if option.kind is bool:
+        return value
+    parsed = _parse(option, str(value), f"config file {path}: {where}{key}")
+    if option.path:
+        # ~ works as in a shell, and a relative path is relative to the file, not to the cwd.
+        return path.parent / parsed.expanduser()
+    return parsed
