@@ -14,8 +14,15 @@ from mission_service.limit_flags import add_limit_options, limits_from_args
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.tokens import TokenTable, hash_token
 from mission_service.watch import DEFAULT_BUFFER
-from missions.amqp import LogRetention
-from missions.settings import add_common_options, amqp_tls, env, optional_path, run_until_signalled
+from missions.settings import (
+    add_common_options,
+    add_retention_options,
+    amqp_tls,
+    env,
+    optional_path,
+    retention_from_args,
+    run_until_signalled,
+)
 from missions.tls import TlsConfigError, TlsFiles
 
 __all__ = ["build_parser", "main"]
@@ -23,7 +30,6 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of `mission-service`, each defaulting to its MISSIONS_* variable."""
-    defaults = LogRetention()
     parser = argparse.ArgumentParser(
         prog="mission-service",
         description="gRPC MissionService on RabbitMQ",
@@ -44,15 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=float(env("SHUTDOWN_GRACE", "5")),
         help="seconds [MISSIONS_SHUTDOWN_GRACE]",
     )
-    parser.add_argument(
-        "--log-max-age", default=env("LOG_MAX_AGE", defaults.max_age), help="event log retention [MISSIONS_LOG_MAX_AGE]"
-    )
-    parser.add_argument(
-        "--log-max-bytes",
-        type=int,
-        default=int(env("LOG_MAX_BYTES", str(defaults.max_bytes))),
-        help="event log size cap [MISSIONS_LOG_MAX_BYTES]",
-    )
+    add_retention_options(parser)
     parser.add_argument(
         "--reap-interval",
         type=float,
@@ -95,7 +93,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         watch_heartbeat=timedelta(seconds=args.watch_heartbeat),
         watch_buffer=args.watch_buffer,
         limits=limits_from_args(args, parser),
-        retention=LogRetention(max_age=args.log_max_age, max_bytes=args.log_max_bytes),
+        retention=retention_from_args(args),
         tls=_server_tls(parser, args),
         tokens_file=args.tokens_file,
         insecure=args.insecure,

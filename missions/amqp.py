@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
 import aio_pika
+import aiormq
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -24,6 +25,7 @@ from missions.topology import Topology
 
 __all__ = [
     "LogRetention",
+    "RetentionMismatchError",
     "close_channel",
     "connect",
     "declare_retry_queue",
@@ -63,6 +65,10 @@ class LogRetention:
         }
 
 
+class RetentionMismatchError(RuntimeError):
+    """A stream exists with other retention arguments than this process declares."""
+
+
 def redact_url(url: str) -> str:
     """The URL with its password replaced, for logs."""
     parts = urlsplit(url)
@@ -99,9 +105,9 @@ async def declare_topology(
     Safe to run by every process at every start and after every reconnect.
     """
     exchange = await declare_exchange(channel, names)
-    log_queue = await channel.declare_queue(names.log_queue, durable=True, arguments=retention.arguments())
+    log_queue = await _declare_stream(channel, names.log_queue, retention)
     await log_queue.bind(exchange, "#")
-    control = await channel.declare_queue(names.control_queue, durable=True, arguments=retention.arguments())
+    control = await _declare_stream(channel, names.control_queue, retention)
     for binding in topology.CONTROL_BINDINGS:
         await control.bind(exchange, binding)
     work = await channel.declare_queue(
@@ -115,6 +121,18 @@ async def declare_topology(
     await dead.bind(exchange, topology.DEAD_LETTERED_BINDING)
     await channel.declare_exchange(names.workers_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     return exchange
+
+
+async def _declare_stream(channel: AbstractChannel, name: str, retention: LogRetention) -> AbstractQueue:
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=retention.arguments())
+    except aiormq.exceptions.ChannelPreconditionFailed as exc:
+        # A queue's arguments are fixed when it is created; say what to do instead of 406.
+        raise RetentionMismatchError(
+            f"stream {name} exists with another retention than --log-max-age={retention.max_age}"
+            f" --log-max-bytes={retention.max_bytes}: give every process of the namespace the retention it was"
+            " created with, and change retention with a RabbitMQ policy (docs/operations.md)"
+        ) from exc
 
 
 async def declare_retry_queue(

@@ -11,10 +11,19 @@ import signal
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from missions.amqp import LogRetention
 from missions.logs import configure_logging
 from missions.tls import TlsConfigError, TlsFiles
 
-__all__ = ["add_common_options", "amqp_tls", "env", "optional_path", "run_until_signalled"]
+__all__ = [
+    "add_common_options",
+    "add_retention_options",
+    "amqp_tls",
+    "env",
+    "optional_path",
+    "retention_from_args",
+    "run_until_signalled",
+]
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +102,25 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None
         log.exception("fatal error")
         return 1
     return 0
+
+
+def add_retention_options(parser: argparse.ArgumentParser) -> None:
+    """The event log's retention: every process that may create the log stream takes it."""
+    defaults = LogRetention()
+    parser.add_argument(
+        "--log-max-age",
+        default=env("LOG_MAX_AGE", defaults.max_age),
+        help="how long the event log keeps events, a RabbitMQ duration such as 7D or 12h; the same on every"
+        f" process of a namespace (default {defaults.max_age}) [MISSIONS_LOG_MAX_AGE]",
+    )
+    parser.add_argument(
+        "--log-max-bytes",
+        type=int,
+        default=int(env("LOG_MAX_BYTES", str(defaults.max_bytes))),
+        help=f"size cap of the event log in bytes; the same on every process of a namespace (default"
+        f" {defaults.max_bytes}) [MISSIONS_LOG_MAX_BYTES]",
+    )
+
+
+def retention_from_args(args: argparse.Namespace) -> LogRetention:
+    return LogRetention(max_age=args.log_max_age, max_bytes=args.log_max_bytes)

@@ -8,7 +8,14 @@ import socket
 import sys
 from datetime import timedelta
 
-from missions.settings import add_common_options, amqp_tls, env, run_until_signalled
+from missions.settings import (
+    add_common_options,
+    add_retention_options,
+    amqp_tls,
+    env,
+    retention_from_args,
+    run_until_signalled,
+)
 from worker_service.app import run_worker
 from worker_service.settings import WorkerSettings
 
@@ -25,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The flags of `mission-worker`, each defaulting to its MISSIONS_* variable."""
     parser = argparse.ArgumentParser(prog="mission-worker", description="Runs missions from the work queue")
     add_common_options(parser)
+    add_retention_options(parser)
     parser.add_argument(
         "--worker-id", default=env("WORKER_ID", f"{socket.gethostname()}:{os.getpid()}"), help="[MISSIONS_WORKER_ID]"
     )
@@ -100,7 +108,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
 
 def main(argv: list[str] | None = None) -> int:
     settings, args = parse(argv)
-    return run_until_signalled(lambda stop: run_worker(settings, stop), args)
+    return run_until_signalled(lambda stop: run_worker(settings, stop, retention_from_args(args)), args)
 
 
 if __name__ == "__main__":

@@ -230,3 +230,15 @@ async def test_opening_the_log_on_a_broken_connection_is_unavailable(
         with pytest.raises(BrokerUnavailableError):
             async with contextlib.aclosing(read_log(connection, Topology(namespace), 0)) as log:
                 await _take(log, 1)
+
+
+async def test_a_log_declared_with_another_retention_is_a_clear_error(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    other = LogRetention(max_age="1D")
+    with pytest.raises(amqp.RetentionMismatchError, match="--log-max-age=1D") as caught:
+        await EventPublisher.open(connection, Topology(namespace), other)
+    assert "RabbitMQ policy" in str(caught.value)
+    # The same retention as the log's is fine, for every process and every reconnect.
+    same = await EventPublisher.open(connection, Topology(namespace), LogRetention())
+    await same.close()
