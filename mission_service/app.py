@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -16,6 +16,7 @@ from grpc_reflection.v1alpha import reflection
 
 from mission_service.auth import AuthInterceptor
 from mission_service.follower import LogFollower
+from mission_service.metrics import ServiceMetrics
 from mission_service.operations import MissionOperations, OperationsConfig
 from mission_service.quota import StreamQuota
 from mission_service.reaper import Reaper
@@ -29,6 +30,7 @@ from mission_service.workers import WorkerRegistry
 from missions import amqp
 from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
+from missions.metrics import serving
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
@@ -59,7 +61,18 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         store = MissionStore(settings.database)
         stack.callback(store.close)
         hub = Hub(head=store.checkpoint(), buffer=settings.watch_buffer)
-        follower = LogFollower(log_connection, names, store, hub.publish)
+        metrics = ServiceMetrics(store.get)
+        metrics.reconnects.track(connection, "publisher")
+        metrics.reconnects.track(log_connection, "log")
+
+        def applied(batch: Sequence[events_pb2.MissionEvent]) -> None:
+            metrics.count_applied(batch)
+            hub.publish(batch)
+
+        follower = LogFollower(log_connection, names, store, applied)
+        metrics.sample(hub, follower)
+        if settings.metrics_listen:
+            await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
 
         def replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
             return read_log(log_connection, names, after)
@@ -77,7 +90,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             limits=settings.limits,
             watch_heartbeat=settings.watch_heartbeat,
         )
-        operations = MissionOperations(config, publisher, store, follower, hub, replay, workers, queue_depths)
+        operations = MissionOperations(
+            config, publisher, store, follower, hub, replay, workers, queue_depths, metrics.published
+        )
 
         server = _grpc_server(settings, stack)
         mtls = settings.tls is not None and settings.tls.ca is not None
@@ -105,7 +120,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         if bound is not None:
             bound.set_result(port)
 
-        reaper = Reaper(store, workers, lambda event, priority: publisher.publish(event, priority=priority), source)
+        reaper = Reaper(store, workers, operations.publish, source)
         follow = asyncio.create_task(follower.run(), name="log-follower")
         attached = asyncio.create_task(follower.attached.wait())
         stopping = asyncio.create_task(stop.wait())

@@ -14,6 +14,7 @@ from mission_service.limit_flags import add_limit_options, limits_from_args
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.tokens import TokenTable, hash_token
 from mission_service.watch import DEFAULT_BUFFER
+from missions.metrics import add_metrics_listen_option, metrics_listen
 from missions.settings import (
     add_common_options,
     add_retention_options,
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="events a WatchEvents subscriber may have waiting before it is cut off as too slow"
         f" (RESOURCE_EXHAUSTED), default {DEFAULT_BUFFER} [MISSIONS_WATCH_BUFFER]",
     )
+    add_metrics_listen_option(parser)
     _add_security_options(parser)
     add_limit_options(parser)
     return parser
@@ -99,6 +101,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         insecure=args.insecure,
         max_watch_streams=args.max_watch_streams,
         amqp_tls=amqp_tls(parser, args),
+        metrics_listen=metrics_listen(parser, args),
     )
     if args.tokens_file is not None:
         try:

@@ -27,6 +27,8 @@ from missions.errors import (
 )
 from missions.eventlog import EventPublisher
 from missions.events import TERMINAL_STATES, new_event, now
+from missions.logs import mission_fields
+from missions.metrics import PublishedEvents
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
 __all__ = ["MissionOperations", "OperationsConfig", "QueueDepths"]
@@ -65,8 +67,10 @@ class MissionOperations:
         replay: LogReplay,
         workers: WorkerRegistry,
         queue_depths: QueueDepths,
+        published: PublishedEvents | None = None,
     ) -> None:
         self._config = config
+        self._published = published
         self._publisher = publisher
         self._store = store
         self._follower = follower
@@ -115,18 +119,29 @@ class MissionOperations:
         )
         event.created.mission.CopyFrom(mission)
         await self._append(event, priority=mission.priority)
-        log.info("mission %s (%s) queued", mission.id, mission.type)
+        log.info(
+            "mission %s (%s) queued",
+            mission.id,
+            mission.type,
+            extra=mission_fields(mission.id, correlation_id, mission.type),
+        )
         stored = self._store.get(mission.id)
         if stored is None:
             return mission
         # A concurrent submission with the same key may have won the race to the log.
         return _same_submission(stored, mission) if request.idempotency_key else stored
 
+    async def publish(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
+        """Publish ``event`` (confirmed) and count it."""
+        await self._publisher.publish(event, priority=priority)
+        if self._published is not None:
+            self._published.count(event)
+
     async def _append(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
         """Publish ``event`` and wait (bounded) until this replica's store reflects it."""
         applied = self._follower.expect(event.id)
         try:
-            await self._publisher.publish(event, priority=priority)
+            await self.publish(event, priority)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
         finally:
@@ -171,7 +186,12 @@ class MissionOperations:
         event.cancelled.cancelled_by = requested_by
         event.cancelled.previous_state = mission.state
         await self._append(event)
-        log.info("mission %s cancelled by %s", mission.id, requested_by)
+        log.info(
+            "mission %s cancelled by %s",
+            mission.id,
+            requested_by,
+            extra=mission_fields(mission.id, event.correlation_id, mission.type),
+        )
         return self._store.get(mission.id) or mission
 
     async def redrive(
@@ -203,7 +223,13 @@ class MissionOperations:
         event.redriven.requested_by = requested_by
         event.redriven.redrive_count = fresh.redrive_count
         await self._append(event, priority=fresh.priority)
-        log.info("mission %s redriven by %s (%d attempts)", mission.id, requested_by, fresh.max_attempts)
+        log.info(
+            "mission %s redriven by %s (%d attempts)",
+            mission.id,
+            requested_by,
+            fresh.max_attempts,
+            extra=mission_fields(mission.id, event.correlation_id, mission.type),
+        )
         return self._store.get(mission.id) or fresh
 
     def list_dead_letters(

@@ -52,6 +52,7 @@ class ServiceSettings:
         max_watch_streams: concurrent WatchEvents streams per authenticated principal,
             default 100; 0 for no limit.
         amqp_tls: broker CA and client certificate for an amqps:// URL.
+        metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
     """
 
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
@@ -69,6 +70,7 @@ class ServiceSettings:
     insecure: bool = False
     max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS
     amqp_tls: TlsFiles | None = None
+    metrics_listen: str = ""
 
     def __repr__(self) -> str:
         return (

@@ -20,6 +20,7 @@ __all__ = [
     "ServiceStoppingError",
     "StreamEndedError",
     "SubscriberLaggingError",
+    "WatchStats",
     "watch",
 ]
 
@@ -49,6 +50,16 @@ class ServiceStoppingError(StreamEndedError):
     reason = "service is shutting down"
 
 
+@dataclass(slots=True)
+class WatchStats:
+    """What happened to a hub's subscribers so far: streams cut off (too slow, or this
+    replica stopping) and PROGRESS events replaced by a newer one while waiting."""
+
+    lagging: int = 0
+    stopping: int = 0
+    coalesced: int = 0
+
+
 @dataclass(eq=False)
 class _Subscription:
     """One live subscriber's bounded buffer of events waiting to be sent, in log order.
@@ -64,6 +75,7 @@ class _Subscription:
     capacity: int = DEFAULT_BUFFER
     ended: type[StreamEndedError] | None = None
     coalesced: int = 0
+    stats: WatchStats = field(default_factory=WatchStats)  # the hub's, shared by its subscribers
     _waiting: OrderedDict[int, events_pb2.MissionEvent] = field(default_factory=OrderedDict)
     _progress: dict[str, int] = field(default_factory=dict)  # mission id -> sequence of its waiting PROGRESS
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -86,6 +98,7 @@ class _Subscription:
         if older is not None:
             del self._waiting[older]
             self.coalesced += 1
+            self.stats.coalesced += 1
         elif len(self._waiting) >= self.capacity:
             self.end(SubscriberLaggingError)
             return
@@ -114,6 +127,11 @@ class _Subscription:
         return event
 
     def end(self, why: type[StreamEndedError]) -> None:
+        if self.ended is None:
+            if why is SubscriberLaggingError:
+                self.stats.lagging += 1
+            elif why is ServiceStoppingError:
+                self.stats.stopping += 1
         self.ended = why
         self._ready.set()
 
@@ -132,6 +150,7 @@ class Hub:
         self._subscriptions: set[_Subscription] = set()
         self._index: dict[IndexKey, set[_Subscription]] = {}
         self._closed = False
+        self.stats = WatchStats()
 
     def __len__(self) -> int:
         return len(self._subscriptions)
@@ -154,7 +173,7 @@ class Hub:
 
     @contextlib.contextmanager
     def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
-        sub = _Subscription(event_filter, self.head, capacity=self._buffer)
+        sub = _Subscription(event_filter, self.head, capacity=self._buffer, stats=self.stats)
         if self._closed:
             sub.end(ServiceStoppingError)
         self._subscriptions.add(sub)

@@ -14,11 +14,13 @@ from missions import amqp
 from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
+from missions.metrics import serving
 from missions.topology import Topology
 from worker_service.consumer import MissionConsumer
 from worker_service.handlers import default_registry, load_modules
 from worker_service.heartbeat import Heartbeat
 from worker_service.ledger import MissionLedger
+from worker_service.metrics import WorkerMetrics
 from worker_service.outbox import Outbox
 from worker_service.settings import WorkerSettings
 
@@ -43,10 +45,14 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
     load_modules(settings.handler_modules)
     names = Topology(settings.namespace)
     health = HealthConditions(WORKER_HEALTH_SERVICE, "broker connection", "control stream", "consuming")
+    metrics = WorkerMetrics()
     async with contextlib.AsyncExitStack() as stack:
+        if settings.metrics_listen:
+            await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
         connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}", settings.amqp_tls)
         stack.push_async_callback(connection.close)
         await health.track(connection, "broker connection")
+        metrics.reconnects.track(connection, "worker")
         if settings.health_listen:
             server = grpc.aio.server()
             health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
@@ -59,7 +65,9 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
         stack.push_async_callback(publisher.close)
         ledger = MissionLedger()
         session = uuid.uuid4().hex
-        consumer = MissionConsumer(settings, connection, Outbox(publisher), default_registry, ledger, session)
+        outbox = Outbox(publisher, metrics.published)
+        consumer = MissionConsumer(settings, connection, outbox, default_registry, ledger, session, metrics)
+        metrics.sample(lambda: consumer.running, lambda: outbox.waiting, lambda: consumer.undecodable)
         heartbeat = Heartbeat(settings, consumer, lambda: default_registry.names)
         async with asyncio.TaskGroup() as tasks:
             following = tasks.create_task(ledger.follow(connection, names))

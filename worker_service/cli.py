@@ -8,6 +8,7 @@ import socket
 import sys
 from datetime import timedelta
 
+from missions.metrics import add_metrics_listen_option, metrics_listen
 from missions.settings import (
     add_common_options,
     add_retention_options,
@@ -80,6 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("WORKER_HEALTH_LISTEN", ""),
         help="serve gRPC health checks on this address, e.g. 127.0.0.1:50052 [MISSIONS_WORKER_HEALTH_LISTEN]",
     )
+    add_metrics_listen_option(parser)
     return parser
 
 
@@ -101,6 +103,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         cancel_grace=_seconds("--cancel-grace", args.cancel_grace),
         heartbeat_interval=_seconds("--heartbeat-interval", args.heartbeat_interval, positive=True),
         health_listen=args.health_listen,
+        metrics_listen=metrics_listen(parser, args),
         amqp_tls=amqp_tls(parser, args),
     )
     return settings, args

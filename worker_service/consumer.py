@@ -27,12 +27,14 @@ from missions.amqp import close_channel
 from missions.backoff import full_jitter
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
+from missions.logs import mission_context, mission_fields
 from missions.outcomes import Outcome, outcome_events
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 from worker_service.ledger import MissionLedger
+from worker_service.metrics import WorkerMetrics
 from worker_service.outbox import Outbox
 from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
@@ -95,8 +97,10 @@ class MissionConsumer:
         registry: HandlerRegistry,
         ledger: MissionLedger,
         session: str,
+        metrics: WorkerMetrics,
     ) -> None:
         self._settings = settings
+        self._metrics = metrics
         self._connection = connection
         self._outbox = outbox
         self._registry = registry
@@ -146,7 +150,12 @@ class MissionConsumer:
     def _cancel(self, event: events_pb2.MissionEvent) -> None:
         for (mission_id, _), ctx in self._contexts.items():
             if mission_id == event.mission_id and not ctx.cancelled.is_set():
-                log.info("mission %s cancelled while running: %s", mission_id, event.cancelled.reason or "-")
+                log.info(
+                    "mission %s cancelled while running: %s",
+                    mission_id,
+                    event.cancelled.reason or "-",
+                    extra=mission_fields(mission_id, event.correlation_id, event.mission_type, ctx.attempt),
+                )
                 ctx.cancelled.set()
 
     async def _drain(self) -> None:
@@ -183,12 +192,14 @@ class MissionConsumer:
         except DecodeError as exc:
             await self._dead_letter(message, str(exc), end_mission=not isinstance(exc, NotWorkError))
             return
-        if (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session):
-            log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
-            with contextlib.suppress(*_SETTLE_ERRORS):
-                await message.ack()
-            return
-        await self._execute(mission, event.correlation_id, message)
+        # Every line about this attempt, down to the handler's own, names the mission.
+        with mission_context(mission_fields(mission.id, event.correlation_id, mission.type, mission.attempt)):
+            if (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session):
+                log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
+                with contextlib.suppress(*_SETTLE_ERRORS):
+                    await message.ack()
+                return
+            await self._execute(mission, event, message)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, *, end_mission: bool) -> None:
         """Move a message that cannot run to the dead-letter queue, and end the mission it names.
@@ -252,9 +263,10 @@ class MissionConsumer:
         return event
 
     async def _execute(
-        self, mission: mission_pb2.Mission, correlation_id: str, message: AbstractIncomingMessage
+        self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, message: AbstractIncomingMessage
     ) -> None:
         settings = self._settings
+        correlation_id = work.correlation_id
         event = self._factory(mission, correlation_id)
 
         async def progress(fraction: float, text: str) -> None:
@@ -280,7 +292,7 @@ class MissionConsumer:
             try:
                 # Once, not through the outbox: unconfirmed, the attempt must not run, since
                 # the delivery may already be on its way to another worker.
-                await self._outbox.publisher.publish(started)
+                await self._outbox.publish_once(started)
             except BrokerUnavailableError as exc:
                 log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
                 # On a live channel an unsettled delivery would stay ours forever.
@@ -290,11 +302,13 @@ class MissionConsumer:
             self._ledger.observe(started)
             with contextlib.suppress(*_SETTLE_ERRORS):
                 await message.ack()
+            self._metrics.attempt_started(work, started)
             log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
             timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
             outcome = await run_attempt(
                 self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace
             )
+            self._metrics.attempt_finished(mission.type, outcome)
         finally:
             del self._contexts[mission.id, mission.attempt]
         if self._ledger.is_over(mission):

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
+from missions.metrics import PublishedEvents
 from missions.v1 import events_pb2
 
 __all__ = ["Outbox"]
@@ -25,11 +26,19 @@ _MAX_RETRY_S = 5.0
 
 
 class Outbox:
-    """Wraps an EventPublisher with retries; counts what is waiting."""
+    """Wraps an EventPublisher with retries; counts what is waiting and, given ``published``,
+    what went out."""
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, published: PublishedEvents | None = None) -> None:
         self.publisher = publisher
         self.waiting = 0
+        self._published = published
+
+    async def publish_once(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
+        """Publish ``event`` without retrying; raises BrokerUnavailableError if unconfirmed."""
+        await self.publisher.publish(event, priority=priority)
+        if self._published is not None:
+            self._published.count(event)
 
     async def publish(
         self,
@@ -48,7 +57,7 @@ class Outbox:
         try:
             while True:
                 try:
-                    await self.publisher.publish(event, priority=priority)
+                    await self.publish_once(event, priority)
                     return True
                 except BrokerUnavailableError as exc:
                     log.warning("event %s of mission %s not confirmed (%s); retrying", event.id, event.mission_id, exc)

@@ -29,6 +29,7 @@ class WorkerSettings:
             ``ctx.cancelled`` is set before its task is cancelled, default 5 s.
         heartbeat_interval: how often the worker announces itself, default 5 s.
         health_listen: address of the worker's gRPC health service ("" = none).
+        metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
         amqp_tls: broker CA and client certificate for an amqps:// URL.
     """
 
@@ -44,6 +45,7 @@ class WorkerSettings:
     cancel_grace: timedelta = timedelta(seconds=5)
     heartbeat_interval: timedelta = timedelta(seconds=5)
     health_listen: str = ""
+    metrics_listen: str = ""
     amqp_tls: TlsFiles | None = None
 
     def __repr__(self) -> str:
