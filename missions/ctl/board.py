@@ -107,12 +107,12 @@ class MissionBoard:
         return Group(table, self._summary(rows, hidden=len(rows) - len(shown)))
 
     def _summary(self, rows: list[_Row], hidden: int) -> Text:
-        counts: dict[str, int] = {}
+        counts: dict[int, int] = {}
         for row in rows:
-            name = short(STATE, row.state) if row.state else "?"
-            counts[name] = counts.get(name, 0) + 1
+            counts[row.state] = counts.get(row.state, 0) + 1
         summary = Text(f"{len(rows)} missions, {self.events} events", style="dim")
-        for name, count in counts.items():
+        for state, count in sorted(counts.items()):  # lifecycle order
+            name = short(STATE, state) if state else "?"
             summary.append(f" · {count} ")
             summary.append(name, style=render.STYLES.get(name, ""))
         if hidden:

@@ -37,7 +37,7 @@ class _Command:
 def _short_help(action: argparse.Action) -> str:
     """The help up to its first ';' or '[VARIABLE...]', which is enough for a completion menu."""
     text = action.help if action.help and action.help != argparse.SUPPRESS else ""
-    return re.split(r";| \[|\n", text, maxsplit=1)[0].strip()
+    return re.split(r";| \[(?=[A-Z])|\n", text, maxsplit=1)[0].strip()
 
 
 def _option(action: argparse.Action) -> _Option:

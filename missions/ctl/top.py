@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import monotonic, sleep
 from typing import Any
 
 from rich.console import Group, RenderableType
@@ -147,7 +147,7 @@ def _samples(take: Callable[[], Sample], interval: float) -> Iterator[tuple[Samp
         current = take()
         yield (history[0] if history else None), current
         history.append(current)
-        time.sleep(interval)
+        sleep(interval)
 
 
 def command(service: Service, out: Output, args: argparse.Namespace) -> int:
@@ -155,7 +155,7 @@ def command(service: Service, out: Output, args: argparse.Namespace) -> int:
     request = pb.ListWorkersRequest(include_gone=args.all)
 
     def take() -> Sample:
-        return Sample(time.monotonic(), datetime.now(UTC), service.stats(), service.workers(request))
+        return Sample(monotonic(), datetime.now(UTC), service.stats(), service.workers(request))
 
     frames = _samples(take, args.interval)
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import re
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -15,7 +16,9 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from missions import ctl
+from missions.ctl import top as top_module
 from missions.ctl.service import CORRELATION_KEY, Service
+from missions.ctl.settings import OPTIONS
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
@@ -47,6 +50,17 @@ def event(sequence: int, **fields: Any) -> pb.WatchEventsResponse:
     return pb.WatchEventsResponse(
         event=events_pb2.MissionEvent(id=f"e{sequence}", sequence=sequence, mission_id=MISSION_ID, time=time, **fields)
     )
+
+
+@pytest.fixture(autouse=True)
+def isolated_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: pathlib.Path) -> pathlib.Path:
+    """No config file and no MISSIONS_* client variable from the machine running the tests."""
+    for option in OPTIONS:
+        monkeypatch.delenv(option.variable, raising=False)
+    for name in ("MISSIONS_CONFIG", "MISSIONS_PROFILE", "NO_COLOR", "FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    return tmp_path / "xdg"
 
 
 @pytest.fixture
@@ -697,3 +711,188 @@ def test_watch_skips_the_heartbeats_of_an_idle_stream(
     assert done.result(timeout=10) == 0
     lines = capsys.readouterr().out.splitlines()
     assert [json.loads(line)["event"]["sequence"] for line in lines] == ["5"]
+
+
+def worker(worker_id: str, finished: int = 0) -> worker_pb2.Worker:
+    return worker_pb2.Worker(
+        id=worker_id,
+        host="h",
+        pid=1,
+        state=worker_pb2.WORKER_STATE_ACTIVE,
+        concurrency=2,
+        finished=finished,
+        session="s",
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "name", "response", "lines"),
+    [
+        (["get", MISSION_ID], "GetMission", pb.GetMissionResponse(mission=mission()), ["mission"]),
+        (["cancel", MISSION_ID], "CancelMission", pb.CancelMissionResponse(mission=mission()), ["mission"]),
+        (["redrive", MISSION_ID], "RedriveMission", pb.RedriveMissionResponse(mission=mission()), ["mission"]),
+        (["submit", "echo"], "SubmitMission", pb.SubmitMissionResponse(mission=mission()), ["mission"]),
+        (
+            ["list"],
+            "ListMissions",
+            pb.ListMissionsResponse(missions=[mission(id="a"), mission(id="b")], next_page_token="t1"),
+            ["mission", "mission", "next_page_token"],
+        ),
+        (
+            ["dead-letters"],
+            "ListDeadLetters",
+            pb.ListDeadLettersResponse(missions=[dead("a")]),
+            ["mission"],
+        ),
+        (["workers"], "ListWorkers", pb.ListWorkersResponse(workers=[worker("w-1"), worker("w-2")]), ["worker"] * 2),
+        (["stats"], "GetStats", stats_response(), ["stats"]),
+    ],
+)
+def test_jsonl_prints_one_keyed_item_per_line(
+    argv: list[str],
+    name: str,
+    response: Any,
+    lines: list[str],
+    run: Run,
+    channel: Any,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    done = run("-o", "jsonl", *argv)
+    answer(channel, name, response)
+
+    assert done.result(timeout=10) == 0
+    printed = json_lines(capsys.readouterr().out)
+    assert [list(line) for line in printed] == [[key] for key in lines]
+    if name == "ListMissions":
+        assert [line["mission"]["id"] for line in printed[:2]] == ["a", "b"]
+        assert printed[2] == {"next_page_token": "t1"}
+    if name == "GetStats":
+        assert printed[0]["stats"]["queue_depth"] == "3"
+
+
+def test_watch_jsonl_prints_one_event_per_line(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("watch", "-o", "jsonl", "--mission-type", "echo", "--label", "team=ops", "--label", "env=prod")
+    request = stream(channel, progress_then_completed())
+
+    assert done.result(timeout=10) == 0
+    assert list(request.mission_types) == ["echo"] and request.label_selector == "team=ops,env=prod"
+    lines = json_lines(capsys.readouterr().out)
+    assert [line["event"]["type"] for line in lines] == [
+        "EVENT_TYPE_STARTED",
+        "EVENT_TYPE_PROGRESS",
+        "EVENT_TYPE_COMPLETED",
+    ]
+
+
+def test_submit_wait_jsonl_prints_the_mission_its_events_and_the_final_mission(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("submit", "echo", "--wait", "-o", "jsonl")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    stream(channel, progress_then_completed())
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
+
+    assert done.result(timeout=10) == 0
+    lines = json_lines(capsys.readouterr().out)
+    assert [next(iter(line)) for line in lines] == ["mission", "event", "event", "event", "mission"]
+    assert lines[3]["event"]["type"] == "EVENT_TYPE_COMPLETED"
+    assert lines[-1]["mission"]["state"] == "MISSION_STATE_SUCCEEDED"
+
+
+def test_output_mode_from_the_config_file(
+    run: Run, channel: Any, isolated_settings: pathlib.Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = isolated_settings / "missions" / "missionctl.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('output = "jsonl"\nserver = "from-file:9"\n')
+    done = run("workers")
+    answer(channel, "ListWorkers", pb.ListWorkersResponse(workers=[worker("w-1")]))
+
+    assert done.result(timeout=10) == 0
+    assert json_lines(capsys.readouterr().out) == [{"worker": json_format_worker(worker("w-1"))}]
+
+
+def json_format_worker(found: worker_pb2.Worker) -> dict[str, Any]:
+    return {"id": found.id, "host": "h", "pid": "1", "state": "WORKER_STATE_ACTIVE", "concurrency": 2, "session": "s"}
+
+
+def test_watch_draws_a_live_table_on_a_terminal(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    done = run("watch", "--mission", MISSION_ID)
+    stream(channel, progress_then_completed())
+
+    assert done.result(timeout=10) == 0
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", capsys.readouterr().out)  # styles and cursor moves
+    last_frame = out[out.rindex("ID") :]  # the frame left on the screen
+    rows = [line.split() for line in last_frame.splitlines() if line.strip()]
+    assert rows[0] == ["ID", "TYPE", "STATE", "ATTEMPT", "PROGRESS", "MESSAGE"]
+    assert rows[1][:3] == [MISSION_ID, "SUCCEEDED", "1"]  # these events carry no mission_type
+    assert "100%" in rows[1]
+    assert "1 missions, 3 events" in last_frame
+
+
+def test_watch_plain_prints_lines_even_on_a_terminal(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    done = run("watch", "--plain", "--color", "never")
+    stream(channel, progress_then_completed())
+
+    assert done.result(timeout=10) == 0
+    out = capsys.readouterr().out
+    assert [line.split()[3] for line in out.splitlines()] == ["STARTED", "PROGRESS", "COMPLETED"]
+    assert "\x1b[" not in out
+
+
+def answer_top(channel: Any, finished: int) -> tuple[Any, Any]:
+    """Reply to one frame's GetStats and ListWorkers; return the ListWorkers request."""
+    _, stats_request = answer(channel, "GetStats", stats_response())
+    _, workers_request = answer(channel, "ListWorkers", pb.ListWorkersResponse(workers=[worker("w-1", finished)]))
+    return stats_request, workers_request
+
+
+def test_top_once_prints_one_frame(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("top", "--once", "--all")
+    _, workers_request = answer_top(channel, finished=5)
+
+    assert done.result(timeout=10) == 0
+    assert workers_request.include_gone
+    rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.strip()]
+    assert rows[0][:2] == ["missionctl", "top"]
+    assert rows[2][:3] == ["queues", "depth", "3"]
+    assert rows[5][:7] == ["w-1", "h", "1", "ACTIVE", "0/2", "5", "-"]
+
+
+def test_top_json_prints_a_frame_per_line_until_ctrl_c(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    naps: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        naps.append(seconds)
+        if len(naps) == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(top_module, "sleep", sleep)
+    done = run("top", "-o", "json", "--interval", "0.5")
+    answer_top(channel, finished=5)
+    answer_top(channel, finished=9)
+
+    assert done.result(timeout=10) == 0
+    assert naps == [0.5, 0.5]
+    first, second = json_lines(capsys.readouterr().out)
+    assert first["stats"]["queue_depth"] == "3" and first["workers"][0]["finished"] == "5"
+    assert first["rates"]["events_per_s"] is None and first["rates"]["worker_attempts_per_s"] == {}
+    assert second["rates"]["events_per_s"] == 0.0
+    assert second["rates"]["worker_attempts_per_s"]["w-1"] > 0
+
+
+def test_top_exits_3_plus_the_status_code(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("top", "--once")
+    answer(channel, "GetStats", pb.GetStatsResponse(), grpc.StatusCode.UNAVAILABLE, "no service")
+
+    assert done.result(timeout=10) == 3 + 14
+    assert capsys.readouterr().err == "error: UNAVAILABLE: no service\n"
