@@ -32,7 +32,7 @@ from missions.metrics import (
 from missions.outcomes import Outcome
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
-from tests.unit.factories import EventLog, time_of
+from tests.unit.factories import EventLog, struct, time_of
 from worker_service.metrics import WorkerMetrics
 
 E = events_pb2
@@ -242,17 +242,17 @@ def test_the_log_position_and_skipped_records_are_read_from_the_follower(events:
 def test_attempt_durations_are_observed_by_type_and_outcome() -> None:
     metrics = WorkerMetrics()
     error = M.MissionError
-    for outcome in (
-        Outcome(timedelta(seconds=2), result=None, error=None),
+    for finished in (
+        Outcome(timedelta(seconds=2), result=struct()),
         Outcome(timedelta(seconds=1), error=error(type="ValueError")),
         Outcome(timedelta(seconds=30), error=error(type="DeadlineExceeded")),
         Outcome(timedelta(seconds=3), error=error(type="Interrupted")),
     ):
-        metrics.attempt_finished("echo", outcome)
+        metrics.attempt_finished("echo", finished)
     for outcome, seconds in (("succeeded", 2), ("failed", 1), ("timed_out", 30), ("interrupted", 3)):
-        labels = {"type": "echo", "outcome": outcome}
-        assert _value(metrics.registry, "missions_attempt_duration_seconds_count", **labels) == 1
-        assert _value(metrics.registry, "missions_attempt_duration_seconds_sum", **labels) == seconds
+        name = "missions_attempt_duration_seconds"
+        assert _value(metrics.registry, f"{name}_count", type="echo", outcome=outcome) == 1
+        assert _value(metrics.registry, f"{name}_sum", type="echo", outcome=outcome) == seconds
 
 
 def test_queue_wait_runs_from_when_the_attempt_was_ready(events: EventLog) -> None:
