@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from google.protobuf import timestamp_pb2
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 from mission_service.follower import LogFollower
 from mission_service.watch import Hub
@@ -23,6 +23,7 @@ from missions.metrics import (
     ByType,
     MissionTypes,
     PublishedEvents,
+    process_registry,
     register_sampled_counter,
     register_undecodable,
 )
@@ -89,8 +90,8 @@ class ServiceMetrics:
     final event arrives after a restart.
     """
 
-    def __init__(self, lookup: MissionLookup, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self, lookup: MissionLookup) -> None:
+        self.registry = process_registry()
         types = MissionTypes()
         self.published = PublishedEvents(self.registry)
         self.reconnects = BrokerReconnects(self.registry)

@@ -15,7 +15,14 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractRobustConnection
-from prometheus_client import CollectorRegistry, Counter, start_http_server
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    start_http_server,
+)
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
@@ -32,6 +39,7 @@ __all__ = [
     "PublishedEvents",
     "add_metrics_listen_option",
     "metrics_listen",
+    "process_registry",
     "register_sampled_counter",
     "register_undecodable",
     "serving",
@@ -53,6 +61,15 @@ OTHER_TYPE = "_other"
 M = TypeVar("M", bound=MetricWrapperBase)
 
 
+def process_registry() -> CollectorRegistry:
+    """A registry of one process's metrics, with the standard process_* and python_* ones
+    (CPU, memory, open files, GC) that every Prometheus client exports by default."""
+    registry = CollectorRegistry()
+    for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+        registry.register(collector)
+    return registry
+
+
 class MissionTypes:
     """The mission-type label values of one process: the first ``limit`` types keep their
     name, later ones are folded into OTHER_TYPE (one warning when that starts)."""
@@ -65,8 +82,8 @@ class MissionTypes:
     def label(self, mission_type: str) -> str:
         if mission_type in self._known:
             return mission_type
-        if len(self._known) >= self._limit:
-            if not self._folding:
+        if not mission_type or len(self._known) >= self._limit:  # "" would drop the label altogether
+            if mission_type and not self._folding:
                 self._folding = True
                 log.warning("more than %d mission types: metrics count the rest as %r", self._limit, OTHER_TYPE)
             return OTHER_TYPE
@@ -222,7 +239,10 @@ async def serving(listen: str, registry: CollectorRegistry) -> AsyncIterator[int
     event loop, and reading a metric is thread-safe.
     """
     host, port = split_listen(listen)
-    server, thread = start_http_server(port, host, registry=registry)
+    try:
+        server, thread = start_http_server(port, host, registry=registry)
+    except OSError as exc:
+        raise OSError(f"cannot serve metrics on {listen} (--metrics-listen): {exc}") from exc
     try:
         log.info("metrics on http://%s:%d/metrics", host, server.server_port)
         yield server.server_port

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from google.protobuf import timestamp_pb2
-from prometheus_client import CollectorRegistry, Gauge, Histogram
+from prometheus_client import Gauge, Histogram
 
 from missions.metrics import (
     DURATION_BUCKETS,
@@ -18,6 +18,7 @@ from missions.metrics import (
     ByType,
     MissionTypes,
     PublishedEvents,
+    process_registry,
     register_undecodable,
 )
 from missions.outcomes import Outcome
@@ -45,8 +46,8 @@ def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
 class WorkerMetrics:
     """Every metric of one mission-worker, in its own registry."""
 
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
-        self.registry = registry or CollectorRegistry()
+    def __init__(self) -> None:
+        self.registry = process_registry()
         types = MissionTypes()
         self.published = PublishedEvents(self.registry)
         self.reconnects = BrokerReconnects(self.registry)

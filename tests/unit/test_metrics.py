@@ -25,6 +25,7 @@ from missions.metrics import (
     PublishedEvents,
     add_metrics_listen_option,
     metrics_listen,
+    process_registry,
     register_sampled_counter,
     serving,
     split_listen,
@@ -62,6 +63,10 @@ def test_mission_types_past_the_limit_are_folded_into_other() -> None:
         OTHER_TYPE,
         "b",
     ]
+
+
+def test_an_empty_mission_type_is_other_rather_than_no_label() -> None:
+    assert MissionTypes().label("") == OTHER_TYPE
 
 
 def test_children_are_made_once_per_type_and_folded_types_share_one() -> None:
@@ -140,6 +145,18 @@ async def test_the_endpoint_serves_the_registry_until_closed() -> None:
         assert "served_total 3.0" in text
     with pytest.raises(urllib.error.URLError):
         await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
+
+
+async def test_a_taken_port_is_an_error_naming_the_flag() -> None:
+    async with serving("127.0.0.1:0", CollectorRegistry()) as port:
+        with pytest.raises(OSError, match="--metrics-listen"):
+            async with serving(f"127.0.0.1:{port}", CollectorRegistry()):
+                pass
+
+
+def test_a_process_registry_has_the_standard_process_metrics() -> None:
+    names = {metric.name for metric in process_registry().collect()}
+    assert {"process_cpu_seconds", "python_gc_collections", "python_info"} <= names
 
 
 # --- the service ---
