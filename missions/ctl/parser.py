@@ -106,6 +106,14 @@ def _seconds_arg(text: str) -> float:
 # --- the commands ---
 
 
+def _command(
+    add: _Add, name: str, summary: str, description: str, examples: tuple[str, ...], heading: str = "examples"
+) -> argparse.ArgumentParser:
+    """A sub-command whose --help shows ``description`` and then the ``examples``, one per line."""
+    lines = "\n".join(f"  {line}" for line in examples)
+    return add(name, help=summary, description=f"{description}\n\n{heading}:\n{lines}")
+
+
 def _add_submit(add: _Add) -> None:
     submit = add(
         "submit",
@@ -157,9 +165,22 @@ def _add_queries(add: _Add) -> None:
     get = add("get", help="show one mission", description="Show one mission.")
     get.add_argument("id", metavar="ID")
     get.set_defaults(command=commands.get)
-    listing = add("list", help="list missions, oldest first", description="List missions, oldest first.")
+    listing = _command(
+        add,
+        "list",
+        "list missions, oldest first",
+        "List missions, oldest first, a page at a time (--all for every page).",
+        (
+            "missionctl list --state running --state retrying",
+            "missionctl list --state failed --type resize --all -o jsonl | jq -r .mission.id",
+        ),
+    )
     listing.add_argument(
-        "--state", choices=enums.choices(enums.STATE), action="append", help="repeatable; default: every state"
+        "--state",
+        choices=enums.choices(enums.STATE),
+        action="append",
+        metavar="STATE",
+        help=f"only missions in this state ({', '.join(enums.choices(enums.STATE))}); repeatable; default: all",
     )
     _add_paging(listing)
     listing.set_defaults(command=commands.list_missions)
@@ -170,18 +191,19 @@ def _add_queries(add: _Add) -> None:
 
 
 def _add_watch(add: _Add) -> None:
-    watch = add(
+    watch = _command(
+        add,
         "watch",
-        help="watch missions live: a table of states and progress, or one line per event",
-        description="Watch mission events until the stream ends (every watched --mission finished) or Ctrl-C."
-        " On a terminal, a live table keeps one row per mission (state, attempt, a progress bar and the last"
-        " message or error; finished rows stay); with --plain, -o json/jsonl or when piped, one line per"
-        " event.\n\n"
-        "examples:\n"
-        "  missionctl watch                          every mission from now on\n"
-        "  missionctl watch --mission ID             its history, then live; ends when it is final\n"
-        "  missionctl watch --after 0 --plain        the whole retained log, then live, one line per event\n"
-        "  missionctl watch --mission-type resize --label team=ops -o jsonl",
+        "watch missions live: a table of states and progress, or one line per event",
+        "Watch mission events until the stream ends (every watched --mission finished) or Ctrl-C. On a"
+        " terminal, a live table keeps one row per mission (state, attempt, a progress bar and the last message"
+        " or error; finished rows stay); with --plain, -o json/jsonl or when piped, one line per event.",
+        (
+            "missionctl watch                          every mission from now on",
+            "missionctl watch --mission ID             its history, then live; ends when it is final",
+            "missionctl watch --after 0 --plain        the whole retained log, then live, one line per event",
+            "missionctl watch --mission-type resize --label team=ops -o jsonl",
+        ),
     )
     watch.add_argument("--mission", metavar="ID", action="append", help="repeatable; default: every mission")
     watch.add_argument(
@@ -206,15 +228,18 @@ def _add_watch(add: _Add) -> None:
 
 
 def _add_top(add: _Add) -> None:
-    top_parser = add(
+    top_parser = _command(
+        add,
         "top",
-        help="live view of workers, queue depth and throughput",
-        description="Show workers (load, finished attempts and their rate), queue depths, missions per state and"
-        " throughput (derived from the change between two samples), refreshed every --interval seconds until"
-        " Ctrl-C. With --once, print one frame and exit; with --plain or when piped, print frame after frame.\n\n"
-        "examples:\n"
-        "  missionctl top\n"
-        "  missionctl top --once -o json | jq .stats.queue_depth",
+        "live view of workers, queue depth and throughput",
+        "Show workers (load, finished attempts and their rate), queue depths, missions per state and throughput"
+        " (the change over about ten seconds), refreshed every --interval seconds until Ctrl-C. With --once,"
+        " print one frame and exit; with --plain or when piped, print frame after frame.",
+        (
+            "missionctl top",
+            "missionctl top --interval 5 --all",
+            "missionctl top --once -o json | jq .stats.queue_depth",
+        ),
     )
     top_parser.add_argument(
         "--interval", type=_seconds_arg, default=2.0, metavar="SECONDS", help="time between frames; default 2"
@@ -226,14 +251,17 @@ def _add_top(add: _Add) -> None:
 
 
 def _add_completion(add: _Add) -> None:
-    script = add(
+    script = _command(
+        add,
         "completion",
-        help="print a shell completion script",
-        description="Print a completion script for bash or zsh, generated from missionctl's own options.\n\n"
-        "install:\n"
-        "  bash: missionctl completion bash > ~/.local/share/bash-completion/completions/missionctl\n"
-        "  zsh:  missionctl completion zsh > ~/.zfunc/_missionctl   (with fpath+=(~/.zfunc) before compinit)\n"
-        "  or, for this shell only: source <(missionctl completion bash)",
+        "print a shell completion script",
+        "Print a completion script for bash or zsh, generated from missionctl's own options.",
+        (
+            "bash: missionctl completion bash > ~/.local/share/bash-completion/completions/missionctl",
+            "zsh:  missionctl completion zsh > ~/.zfunc/_missionctl   (with fpath+=(~/.zfunc) before compinit)",
+            "this shell only: source <(missionctl completion bash)   (zsh: after compinit)",
+        ),
+        heading="install",
     )
     script.add_argument("shell", choices=completion.SHELLS, help="the shell to complete for")
     script.set_defaults(local=completion.command)
@@ -251,11 +279,12 @@ def _add_operations(add: _Add) -> None:
         description="Show mission counts, queue depths and recent outcomes.",
     )
     stats.set_defaults(command=commands.stats)
-    dead = add(
+    dead = _command(
+        add,
         "dead-letters",
-        help="list dead-lettered missions, oldest first",
-        description="List the missions that failed for good and were not redriven, oldest first, with their last"
-        " error.",
+        "list dead-lettered missions, oldest first",
+        "List the missions that failed for good and were not redriven, oldest first, with their last error.",
+        ("missionctl dead-letters --type resize", "missionctl redrive ID --max-attempts 5   (then, to retry one)"),
     )
     _add_paging(dead)
     dead.set_defaults(command=commands.dead_letters)
