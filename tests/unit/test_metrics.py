@@ -11,7 +11,8 @@ from datetime import timedelta
 from typing import cast
 
 import pytest
-from aio_pika.abc import AbstractConnection
+from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+from aio_pika.tools import CallbackCollection
 from prometheus_client import CollectorRegistry, Counter
 
 from mission_service.follower import LogFollower
@@ -20,6 +21,7 @@ from mission_service.store import MissionStore
 from mission_service.watch import EventFilter, Hub
 from missions.metrics import (
     OTHER_TYPE,
+    BrokerReconnects,
     ByType,
     MissionTypes,
     PublishedEvents,
@@ -107,6 +109,23 @@ def test_a_sampled_counter_is_read_when_scraped() -> None:
     assert _value(registry, "seen_total", kind="a") == 1
     counts["a"] = 5
     assert _value(registry, "seen_total", kind="a") == 5
+
+
+class _Connection:
+    """The part of a robust connection that announces reconnects."""
+
+    def __init__(self) -> None:
+        self.reconnect_callbacks: CallbackCollection[_Connection, []] = CallbackCollection(self)
+
+
+async def test_reconnects_are_counted_per_connection() -> None:
+    connection = _Connection()
+    registry = CollectorRegistry()
+    BrokerReconnects(registry).track(cast(AbstractRobustConnection, connection), "log")
+    assert registry.get_sample_value("missions_broker_reconnects_total", {"connection": "log"}) == 0
+    await connection.reconnect_callbacks()
+    await connection.reconnect_callbacks()
+    assert _value(registry, "missions_broker_reconnects_total", connection="log") == 2
 
 
 @pytest.mark.parametrize(
