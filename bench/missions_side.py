@@ -7,6 +7,7 @@ import contextlib
 import math
 import os
 import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,9 @@ __all__ = ["EventWatch", "OurStack", "backlog", "latency", "throughput"]
 _SERVICE_ARGS = ("--watch-heartbeat", "1")
 _NOOP = mission_service_pb2.SubmitMissionRequest(type="noop")
 _RPC_TIMEOUT_S = 60
+# The broker drops a connection silent for its heartbeat timeout (60 s by default): a paused
+# worker's among them, which would then reconnect and spoil the drain figure.
+_PAUSE_WARNING_S = 45
 
 Stub = mission_service_pb2_grpc.MissionServiceStub
 
@@ -219,15 +223,21 @@ async def backlog(
     ):
         stub = Stub(channel)
         paused = worker_pids(stack)
-        total = 0
         async with EventWatch(stub).running(deadline) as watch, asyncio.timeout(deadline.remaining()):
+            # One mission first, so the probes do not pay for the stack's first call.
+            await watch.arrival((await stub.SubmitMission(_NOOP, timeout=_RPC_TIMEOUT_S)).mission.id)
+            total = 1
             for depth in depths:
                 _signal_all(paused, signal.SIGSTOP)
+                stopped = time.perf_counter()
                 try:
                     await _submit(stub, depth, clients)
                 finally:
                     _signal_all(paused, signal.SIGCONT)
                 resumed = time.perf_counter()  # also when the probe's SubmitMission starts
+                if resumed - stopped > _PAUSE_WARNING_S:
+                    paused_s = resumed - stopped
+                    print(f"warning: workers paused {paused_s:.0f} s, near the heartbeat timeout", file=sys.stderr)
                 response = await stub.SubmitMission(_NOOP, timeout=_RPC_TIMEOUT_S)
                 figures[f"probe_depth_{depth}_s"] = await watch.arrival(response.mission.id) - resumed
                 total += depth + 1

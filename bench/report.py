@@ -145,7 +145,10 @@ def render(collected: Collected, conditions: Mapping[str, str], ours_workers: Se
     """Every table the collected figures allow, under the conditions they were measured in."""
     ours = [ours_label(workers) for workers in ours_workers]
     parts = ["## Conditions\n\n" + "\n".join(f"- {key}: {value}" for key, value in conditions.items())]
-    parts.append("Figures: median [lowest-highest] over the repetitions that completed.")
+    parts.append(
+        "Figures: median [lowest-highest] over the repetitions that completed."
+        " Scenario 3 (Celery's figures and our ratio to them) is the right-hand columns of tables 1 and 2."
+    )
     if "throughput" in collected.values:
         parts.append(_throughput(collected, ours[:2]))
     if "latency" in collected.values:
