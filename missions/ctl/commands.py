@@ -50,6 +50,9 @@ EXIT_INTERRUPTED = 130
 
 Command = Callable[[Service, Output, argparse.Namespace], int]
 
+# Trailing metadata of a WatchEvents stream that ends with an error (mission_service/status.py).
+_LAST_SEQUENCE_KEY = "missions-last-sequence"
+
 # The two paged listings share their paging fields.
 _PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
 _Page = TypeVar("_Page", pb.ListMissionsResponse, pb.ListDeadLettersResponse)
@@ -146,10 +149,21 @@ def watch(service: Service, out: Output, args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         return EXIT_OK
     except grpc.RpcError as exc:
-        if last is not None:
-            exc.add_note(f"resume with --after {last}")
+        resume = _resume_point(exc, last)
+        if resume is not None:
+            exc.add_note(f"resume with --after {resume}")
         raise
     return EXIT_OK
+
+
+def _resume_point(exc: grpc.RpcError, last: int | None) -> int | None:
+    """Where to resume a cut stream: the service's last delivered sequence (it also counts what the
+    filters skipped), else the last event printed."""
+    trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
+    for key, value in trailers or ():
+        if key == _LAST_SEQUENCE_KEY and str(value).isdigit():
+            return max(int(value), last or 0)
+    return last
 
 
 def _live_table(console: Console, responses: Iterable[pb.WatchEventsResponse]) -> None:

@@ -93,12 +93,18 @@ def answer(channel: Any, name: str, response: Any, code: grpc.StatusCode = OK, d
     return metadata, request
 
 
-def stream(channel: Any, responses: list[pb.WatchEventsResponse], code: grpc.StatusCode = OK, details: str = "") -> Any:
+def stream(
+    channel: Any,
+    responses: list[pb.WatchEventsResponse],
+    code: grpc.StatusCode = OK,
+    details: str = "",
+    trailers: tuple[tuple[str, str], ...] = (),
+) -> Any:
     """Take the next WatchEvents call, send ``responses``, end it, and return the request."""
     _, request, rpc = channel.take_unary_stream(method("WatchEvents"))
     for response in responses:
         rpc.send_response(response)
-    rpc.terminate((), code, details)
+    rpc.terminate(trailers, code, details)
     return request
 
 
@@ -420,6 +426,17 @@ def test_watch_cut_off_suggests_where_to_resume(
         "error: RESOURCE_EXHAUSTED: subscriber fell behind",
         "hint: resume with --after 8",
     ]
+
+
+def test_watch_cut_off_resumes_after_the_services_last_sequence(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("watch", "--type", "completed")
+    # A filtered stream may have passed far more of the log than it printed.
+    stream(channel, [], grpc.StatusCode.UNAVAILABLE, "shutting down", (("missions-last-sequence", "42"),))
+
+    assert done.result(timeout=10) == 3 + 14
+    assert capsys.readouterr().err.splitlines() == ["error: UNAVAILABLE: shutting down", "hint: resume with --after 42"]
 
 
 def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., Iterator[pb.WatchEventsResponse]]:
