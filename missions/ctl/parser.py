@@ -14,10 +14,14 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from missions.ctl import commands, completion, enums, top
-from missions.ctl.settings import COLORS, DEFAULT_SERVER, OPTIONS, OUTPUTS, positive_seconds
+from missions.ctl.settings import COLORS, OPTIONS, OUTPUTS, ClientSettings, NotGiven, positive_seconds
 
 __all__ = ["build_parser"]
 
+# The defaults --help names, from the one place that defines them.
+_DEFAULTS: dict[str, str | float] = {
+    name: getattr(ClientSettings(), name) for name in ("server", "output", "color", "timeout")
+}
 _CONFIG_HELP = "$XDG_CONFIG_HOME/missions/missionctl.toml, else ~/.config/missions/missionctl.toml"
 _EPILOG = """\
 examples:
@@ -316,33 +320,31 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return "\n".join(lines)
 
 
-def _origin(name: str, default: object = None) -> str:
+def _origin(name: str) -> str:
     """Where a global option comes from when its flag is absent, for its help."""
     option = next(option for option in OPTIONS if option.name == name)
-    fallback = "" if default is None else f", default {default}"
-    return f"[{option.variable}, config {name}{fallback}]"
+    default = _DEFAULTS.get(name)
+    shown = (
+        "" if default is None else f", default {default:g}" if isinstance(default, float) else f", default {default}"
+    )
+    return f"[{option.variable}, config {name}{shown}]"
 
 
 def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
-    """The options every command takes; None (or, after the command, absent) when not given,
-    so that ClientSettings can fall back to the variable, the config file and the default."""
-    absent = None if defaults else argparse.SUPPRESS
+    """The options every command takes. Absent, they hold a NotGiven default (before the command)
+    or nothing (after it), so that ClientSettings can look at the variable and the config file."""
     # After the command, they come last in its --help, apart from its own options.
     group = parser if defaults else parser.add_argument_group("global options (also before COMMAND)")
-    add = functools.partial(group.add_argument, default=absent)
-    add("--server", metavar="HOST:PORT", help=f"mission-service address {_origin('server', DEFAULT_SERVER)}")
-    add(
-        "-o",
-        "--output",
-        choices=OUTPUTS,
-        help=f"text for people, json or jsonl for scripts {_origin('output', 'text')}",
-    )
-    add(
-        "--color",
-        choices=COLORS,
-        help=f"colour and styles; auto: on a terminal without NO_COLOR {_origin('color', 'auto')}",
-    )
-    add("--timeout", type=_seconds_arg, metavar="SECONDS", help=f"deadline of each unary RPC {_origin('timeout', 10)}")
+
+    def add(*flags: str, **kwargs: Any) -> argparse.Action:
+        name = flags[-1].removeprefix("--")
+        absent = NotGiven.of(_DEFAULTS[name]) if name in _DEFAULTS else None
+        return group.add_argument(*flags, default=absent if defaults else argparse.SUPPRESS, **kwargs)
+
+    add("--server", metavar="HOST:PORT", help=f"mission-service address {_origin('server')}")
+    add("-o", "--output", choices=OUTPUTS, help=f"text for people, json or jsonl for scripts {_origin('output')}")
+    add("--color", choices=COLORS, help=f"colour and styles; auto: on a terminal without NO_COLOR {_origin('color')}")
+    add("--timeout", type=_seconds_arg, metavar="SECONDS", help=f"deadline of each unary RPC {_origin('timeout')}")
     add("--config", type=pathlib.Path, metavar="PATH", help=f"config file [MISSIONS_CONFIG, default {_CONFIG_HELP}]")
     add("--profile", metavar="NAME", help="use the [profiles.NAME] table of the config file [MISSIONS_PROFILE]")
     _add_security_options(add)

@@ -23,6 +23,7 @@ __all__ = [
     "OPTIONS",
     "OUTPUTS",
     "ClientSettings",
+    "NotGiven",
     "Option",
     "config_path",
     "positive_seconds",
@@ -32,6 +33,26 @@ DEFAULT_SERVER = "127.0.0.1:50051"
 OUTPUTS = ("text", "json", "jsonl")
 COLORS = ("auto", "always", "never")
 _PROFILES = "profiles"
+
+
+class NotGiven:
+    """A global option's default as the parser holds it, so that --help and docs/configuration.md
+    show it; ``ClientSettings.from_args`` takes it for an absent flag and looks further."""
+
+    __slots__ = ()
+
+    @staticmethod
+    def of(value: str | float) -> NotGiven:
+        # A float stays a float: argparse would run a string default through the flag's type.
+        return _NotGivenNumber(value) if isinstance(value, float) else _NotGivenText(value)
+
+
+class _NotGivenText(str, NotGiven):
+    __slots__ = ()
+
+
+class _NotGivenNumber(float, NotGiven):
+    __slots__ = ()
 
 
 def positive_seconds(text: str) -> float:
@@ -128,7 +149,7 @@ class ClientSettings:
 
     @classmethod
     def from_args(cls, args: argparse.Namespace, environ: Mapping[str, str] | None = None) -> ClientSettings:
-        """Resolve the global options of ``args`` (None where no flag was given).
+        """Resolve the global options of ``args`` (None or a NotGiven default where no flag was given).
 
         Raises:
             ValueError: a variable or config value is invalid, or the config file is missing
@@ -139,7 +160,7 @@ class ClientSettings:
         values: dict[str, Any] = {}
         for option in OPTIONS:
             given = getattr(args, option.dest, None)
-            if given is not None:
+            if given is not None and not isinstance(given, NotGiven):
                 values[option.dest] = given
             elif environ.get(option.variable):
                 values[option.dest] = _parse(option, environ[option.variable], option.variable)
