@@ -4,6 +4,7 @@ so that they list exactly the commands, options and choices missionctl has (no e
 from __future__ import annotations
 
 import argparse
+import inspect
 import pathlib
 import re
 import sys
@@ -47,7 +48,7 @@ def _option(action: argparse.Action) -> _Option:
         metavar=str(action.metavar or action.dest.upper()),
         takes_value=action.nargs != 0,
         choices=tuple(str(choice) for choice in action.choices or ()),
-        files=action.type is pathlib.Path,
+        files=callable(action.type) and inspect.unwrap(action.type) is pathlib.Path,
         repeatable=isinstance(action, argparse._AppendAction),
     )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import pathlib
 import sys
 import textwrap
@@ -14,13 +15,26 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from missions.ctl import commands, completion, enums, top
-from missions.ctl.settings import COLORS, OPTIONS, OUTPUTS, ClientSettings, NotGiven, positive_seconds
+from missions.ctl.settings import (
+    COLORS,
+    CONFIG_VARIABLE,
+    OPTIONS,
+    OUTPUTS,
+    PROFILE_VARIABLE,
+    ClientSettings,
+    NotGiven,
+    positive_seconds,
+)
 
 __all__ = ["build_parser"]
 
 # The defaults --help names, from the one place that defines them.
 _DEFAULTS: dict[str, str | float] = {
     name: getattr(ClientSettings(), name) for name in ("server", "output", "color", "timeout")
+}
+_VARIABLES = {option.name: option.variable for option in OPTIONS} | {
+    "config": CONFIG_VARIABLE,
+    "profile": PROFILE_VARIABLE,
 }
 _CONFIG_HELP = "$XDG_CONFIG_HOME/missions/missionctl.toml, else ~/.config/missions/missionctl.toml"
 _EPILOG = """\
@@ -330,6 +344,23 @@ def _origin(name: str) -> str:
     return f"[{option.variable}, config {name}{shown}]"
 
 
+def _absent(name: str) -> NotGiven | None:
+    """What applies without the flag as far as the parser can tell (its variable, else the code default;
+    the config file is read later), for --help and docs/configuration.md."""
+    fallback = os.environ.get(_VARIABLES[name]) or _DEFAULTS.get(name)
+    return None if fallback is None else NotGiven.of(fallback)
+
+
+def _keeping_markers(parse: Callable[[str], Any]) -> Callable[[str], Any]:
+    """argparse runs a string default through the option's type; a NotGiven default must stay one."""
+
+    @functools.wraps(parse)
+    def convert(text: str) -> Any:
+        return text if isinstance(text, NotGiven) else parse(text)
+
+    return convert
+
+
 def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
     """The options every command takes. Absent, they hold a NotGiven default (before the command)
     or nothing (after it), so that ClientSettings can look at the variable and the config file."""
@@ -338,8 +369,9 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
 
     def add(*flags: str, **kwargs: Any) -> argparse.Action:
         name = flags[-1].removeprefix("--")
-        absent = NotGiven.of(_DEFAULTS[name]) if name in _DEFAULTS else None
-        return group.add_argument(*flags, default=absent if defaults else argparse.SUPPRESS, **kwargs)
+        if "type" in kwargs:
+            kwargs["type"] = _keeping_markers(kwargs["type"])
+        return group.add_argument(*flags, default=_absent(name) if defaults else argparse.SUPPRESS, **kwargs)
 
     add("--server", metavar="HOST:PORT", help=f"mission-service address {_origin('server')}")
     add("-o", "--output", choices=OUTPUTS, help=f"text for people, json or jsonl for scripts {_origin('output')}")

@@ -19,9 +19,11 @@ from typing import Any
 
 __all__ = [
     "COLORS",
+    "CONFIG_VARIABLE",
     "DEFAULT_SERVER",
     "OPTIONS",
     "OUTPUTS",
+    "PROFILE_VARIABLE",
     "ClientSettings",
     "NotGiven",
     "Option",
@@ -30,6 +32,8 @@ __all__ = [
 ]
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+CONFIG_VARIABLE = "MISSIONS_CONFIG"
+PROFILE_VARIABLE = "MISSIONS_PROFILE"
 OUTPUTS = ("text", "json", "jsonl")
 COLORS = ("auto", "always", "never")
 _PROFILES = "profiles"
@@ -159,14 +163,20 @@ class ClientSettings:
         config = _load_config(args, environ)
         values: dict[str, Any] = {}
         for option in OPTIONS:
-            given = getattr(args, option.dest, None)
-            if given is not None and not isinstance(given, NotGiven):
+            given = _flag(args, option.dest)
+            if given is not None:
                 values[option.dest] = given
             elif environ.get(option.variable):
                 values[option.dest] = _parse(option, environ[option.variable], option.variable)
             elif option.name in config:
                 values[option.dest] = config[option.name]
         return cls(**values)
+
+
+def _flag(args: argparse.Namespace, dest: str) -> Any:
+    """The value of a flag the command line gave; None for an absent one."""
+    value = getattr(args, dest, None)
+    return None if isinstance(value, NotGiven) else value
 
 
 def _parse(option: Option, text: str, where: str) -> Any:
@@ -184,8 +194,8 @@ def config_path(environ: Mapping[str, str]) -> pathlib.Path:
 
 def _load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
     """The config values that apply (top level, then the profile's), parsed; {} without a file."""
-    named = getattr(args, "config", None) or environ.get("MISSIONS_CONFIG")
-    profile = getattr(args, "profile", None) or environ.get("MISSIONS_PROFILE")
+    named = _flag(args, "config") or environ.get(CONFIG_VARIABLE)
+    profile = _flag(args, "profile") or environ.get(PROFILE_VARIABLE)
     path = pathlib.Path(named).expanduser() if named else config_path(environ)
     try:
         with path.open("rb") as file:

@@ -49,6 +49,17 @@ def test_flag_beats_variable_beats_file_beats_default(home: pathlib.Path) -> Non
     assert (from_flag.server, from_flag.output, from_flag.timeout) == ("flag:3", "json", 3.0)
 
 
+def test_the_parsers_defaults_never_count_as_flags(home: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The parser shows the variables as its defaults (for --help); only ClientSettings applies them.
+    monkeypatch.setenv("MISSIONS_TIMEOUT", "7")
+    monkeypatch.setenv("MISSIONS_TLS_CA", "/env/ca.pem")
+    write_config(home, "timeout = 3\n")
+
+    resolved = settings(home)  # resolved without those variables
+
+    assert (resolved.timeout, resolved.tls_ca) == (3.0, None)
+
+
 def test_a_flag_after_the_command_counts_too(home: pathlib.Path) -> None:
     args = build_parser().parse_args(["stats", "--server", "late:4", "--color", "never"])
     resolved = ClientSettings.from_args(args, {"XDG_CONFIG_HOME": str(home), "MISSIONS_SERVER": "env:2"})
