@@ -34,6 +34,8 @@ _STATES = {
 # A watch of every mission on a busy system must not grow without bound.
 _MAX_TRACKED = 1000
 _BAR_WIDTH = 20
+# Below this terminal width there is no room for a bar beside a uuid and a short message.
+_ROOM_FOR_BAR = 100
 
 
 @dataclass(slots=True)
@@ -91,19 +93,28 @@ class MissionBoard:
         oldest = next((row.mission_id for row in self._rows.values() if row.final), next(iter(self._rows)))
         del self._rows[oldest]
 
-    def render(self, height: int) -> RenderableType:
-        """The table, cut to ``height`` lines: unfinished missions first, then the newest finished."""
+    def render(self, width: int, height: int) -> RenderableType:
+        """The table for a ``width`` x ``height`` terminal: unfinished missions first, then the newest
+        finished, as many as fit; the bar narrows (to nothing) before ids would be cut."""
         rows = list(self._rows.values())
+        bar = min(_BAR_WIDTH, max(0, width - _ROOM_FOR_BAR))
         limit = max(1, height - 3)  # the header, the summary and the cursor line
         shown = _visible(rows, limit)
         table = Table(box=None, header_style="bold", expand=False)
-        table.add_column("ID", no_wrap=True, min_width=max((len(row.mission_id) for row in shown), default=2))
-        for header in ("TYPE", "STATE", "ATTEMPT", "PROGRESS"):
-            table.add_column(header, no_wrap=True)
-        # One line per row, so that the table's height is known; long messages end in "…".
-        table.add_column("MESSAGE", no_wrap=True, overflow="ellipsis")
+        # Every column keeps its width on a narrow terminal but MESSAGE, which ends in "…".
+        widths = {
+            "ID": max([len("ID"), *(len(row.mission_id) for row in shown)]),
+            "TYPE": max([len("TYPE"), *(len(row.mission_type) for row in shown)]),
+            "STATE": len("SUCCEEDED"),
+            "ATTEMPT": len("ATTEMPT"),
+            "PROGRESS": bar + len(" 100%") if bar else len("PROGRESS"),
+        }
+        for header, width in widths.items():
+            table.add_column(header, no_wrap=True, min_width=width)
+        # Wrappable, so that rich narrows it first; its cells are cut instead (one line per row).
+        table.add_column("MESSAGE")
         for row in shown:
-            table.add_row(*_cells(row))
+            table.add_row(*_cells(row, bar))
         return Group(table, self._summary(rows, hidden=len(rows) - len(shown)))
 
     def _summary(self, rows: list[_Row], hidden: int) -> Text:
@@ -128,17 +139,20 @@ def _visible(rows: list[_Row], limit: int) -> list[_Row]:
     return [row for index, row in enumerate(rows) if index in keep]
 
 
-def _cells(row: _Row) -> Iterable[RenderableType]:
+def _cells(row: _Row, bar: int) -> Iterable[RenderableType]:
     state = short(STATE, row.state) if row.state else "?"
     yield Text(row.mission_id)
     yield Text(row.mission_type)
     yield Text(state, style=render.STYLES.get(state, ""))
     yield f"{row.attempt}/{row.max_attempts}" if row.max_attempts else str(row.attempt or "")
-    yield _progress(row.progress)
-    yield Text(row.message)
+    yield _progress(row.progress, bar)
+    yield Text(row.message, no_wrap=True, overflow="ellipsis")
 
 
-def _progress(fraction: float) -> Table:
+def _progress(fraction: float, bar: int) -> RenderableType:
+    percent = f"{fraction:>4.0%}"
+    if not bar:
+        return percent
     cell = Table.grid(padding=(0, 1))
-    cell.add_row(ProgressBar(total=1.0, completed=fraction, width=_BAR_WIDTH), f"{fraction:>4.0%}")
+    cell.add_row(ProgressBar(total=1.0, completed=fraction, width=bar), percent)
     return cell

@@ -169,10 +169,10 @@ def _resume_point(exc: grpc.RpcError, last: int | None) -> int | None:
 def _live_table(console: Console, responses: Iterable[pb.WatchEventsResponse]) -> None:
     """A new frame after each event, drawn a few times a second; the last one stays on the screen."""
     board = MissionBoard()
-    with Live(board.render(console.height), console=console, refresh_per_second=8) as live:
+    with Live(board.render(*console.size), console=console, refresh_per_second=8) as live:
         for response in responses:
             board.apply(response.event)
-            live.update(board.render(console.height))
+            live.update(board.render(*console.size))
 
 
 def _submission(args: argparse.Namespace) -> pb.SubmitMissionRequest:

@@ -76,7 +76,7 @@ class Output:
 
     def record(self, value: dict[str, Any]) -> None:
         """Print one JSON object on one line."""
-        sys.stdout.write(json.dumps(value, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(value) + "\n")
         sys.stdout.flush()
 
     def message(self, message: Message) -> None:

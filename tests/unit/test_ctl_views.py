@@ -66,7 +66,7 @@ def test_board_keeps_a_row_per_mission_with_state_attempt_bar_and_message() -> N
     ):
         board.apply(item)
 
-    rows = rows_of(text_of(board.render(height=40)))
+    rows = rows_of(text_of(board.render(width=160, height=40)))
     assert rows[0] == ["ID", "TYPE", "STATE", "ATTEMPT", "PROGRESS", "MESSAGE"]
     assert rows[1][:4] == ["m-1", "resize", "RUNNING", "1/3"]
     assert rows[1][-2:] == ["50%", "half"]
@@ -75,7 +75,7 @@ def test_board_keeps_a_row_per_mission_with_state_attempt_bar_and_message() -> N
     assert rows[3] == ["2", "missions,", "7", "events", "·", "1", "RUNNING", "·", "1", "FAILED"]
 
     board.apply(event("m-1", E.EVENT_TYPE_COMPLETED, attempt=1, completed=events_pb2.CompletedEvent(result=result)))
-    rows = rows_of(text_of(board.render(height=40)))
+    rows = rows_of(text_of(board.render(width=160, height=40)))
     assert rows[1][:4] == ["m-1", "resize", "SUCCEEDED", "1/3"]
     assert "100%" in rows[1] and rows[1][-1] == 'result={"ok":true}'
     assert rows[2][2] == "FAILED"  # finished rows stay
@@ -84,10 +84,10 @@ def test_board_keeps_a_row_per_mission_with_state_attempt_bar_and_message() -> N
 def test_board_shows_retrying_and_a_redrive_resets_the_attempts() -> None:
     board = MissionBoard()
     board.apply(event("m-1", E.EVENT_TYPE_FAILED, attempt=2, failed=events_pb2.FailedEvent(will_retry=True)))
-    assert rows_of(text_of(board.render(height=40)))[1][:4] == ["m-1", "resize", "RETRYING", "2"]
+    assert rows_of(text_of(board.render(width=160, height=40)))[1][:4] == ["m-1", "resize", "RETRYING", "2"]
     redriven = events_pb2.RedrivenEvent(mission=mission_pb2.Mission(max_attempts=5), redrive_count=1)
     board.apply(event("m-1", E.EVENT_TYPE_REDRIVEN, redriven=redriven))
-    assert rows_of(text_of(board.render(height=40)))[1][:4] == ["m-1", "resize", "QUEUED", "0/5"]
+    assert rows_of(text_of(board.render(width=160, height=40)))[1][:4] == ["m-1", "resize", "QUEUED", "0/5"]
 
 
 def test_board_cut_to_the_terminal_keeps_unfinished_missions_and_says_how_many_are_hidden() -> None:
@@ -97,7 +97,7 @@ def test_board_cut_to_the_terminal_keeps_unfinished_missions_and_says_how_many_a
     for number in range(8):
         board.apply(event(f"m-{number}", E.EVENT_TYPE_COMPLETED, completed=events_pb2.CompletedEvent()))
 
-    text = text_of(board.render(height=7))
+    text = text_of(board.render(width=160, height=7))
     # 4 rows fit: the two still queued, then the newest finished ones; in the order first seen.
     assert [row[0] for row in rows_of(text)[1:-1]] == ["m-6", "m-7", "m-8", "m-9"]
     assert "10 missions, 18 events · 2 QUEUED · 8 SUCCEEDED · 6 not shown (taller terminal, or --plain)" in text
