@@ -201,3 +201,15 @@ def test_no_color_on_a_terminal_keeps_the_text_plain(monkeypatch: pytest.MonkeyP
         output.console.print("[red]FAILED[/red]")
     assert output.live
     assert "\x1b[31m" not in captured.get()
+
+
+@pytest.mark.parametrize("width", [80, 105, 160])
+def test_board_on_a_narrow_terminal_keeps_ids_and_states_whole(width: int) -> None:
+    board = MissionBoard()
+    mission_id = "5b1c0a52-6a55-4d7c-9a43-0f1e6fb0d6a1"
+    board.apply(event(mission_id, E.EVENT_TYPE_PROGRESS, attempt=1, progress=events_pb2.ProgressEvent(fraction=0.4)))
+
+    header, row, _ = rows_of(text_of(board.render(width=width, height=20), width=width))
+
+    assert header[:5] == ["ID", "TYPE", "STATE", "ATTEMPT", "PROGRESS"]
+    assert row[:4] == [mission_id, "resize", "RUNNING", "1"] and "40%" in row
