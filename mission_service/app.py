@@ -9,6 +9,7 @@ import os
 import signal
 import socket
 from collections.abc import AsyncGenerator, Sequence
+from typing import TYPE_CHECKING
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -27,12 +28,15 @@ from mission_service.tokens import TokenFile
 from mission_service.validation import RejectMalformedRequests
 from mission_service.watch import Hub
 from mission_service.workers import WorkerRegistry
-from missions import amqp
+from missions import amqp, tracing
 from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
 from missions.metrics import serving
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
+
+if TYPE_CHECKING:
+    from missions.tracing import Tracing
 
 __all__ = ["serve"]
 
@@ -48,6 +52,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
     health_state = HealthConditions(SERVICE_NAME, "publisher connection", "log connection", "log follower")
     await health_state.set("log follower", False)
     async with contextlib.AsyncExitStack() as stack:
+        spans = tracing.configure(settings.tracing, "mission-service", source)
+        if spans is not None:
+            stack.callback(spans.shutdown)  # last, after every span has ended
         # Publishing and reading the log use separate connections, so a publisher blocked
         # by a broker resource alarm never stalls the follower and the watchers.
         connection = await amqp.connect(settings.amqp_url, source, settings.amqp_tls)
@@ -94,7 +101,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             config, publisher, store, follower, hub, replay, workers, queue_depths, metrics.published
         )
 
-        server = _grpc_server(settings, stack)
+        server = _grpc_server(settings, stack, spans)
         mtls = settings.tls is not None and settings.tls.ca is not None
         servicer = MissionServicer(operations, StreamQuota(settings.max_watch_streams), client_certificates=mtls)
         mission_service_pb2_grpc.add_MissionServiceServicer_to_server(servicer, server)
@@ -147,10 +154,15 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             raise RuntimeError(f"background task {failed[0].get_name()} stopped") from failed[0].exception()
 
 
-def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack) -> grpc.aio.Server:
-    """The server with its options and, with a tokens file, the auth interceptor (reloaded on SIGHUP)."""
+def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack, spans: Tracing | None) -> grpc.aio.Server:
+    """The server with its options, the tracing interceptor when tracing is on and, with a tokens
+    file, the auth interceptor (reloaded on SIGHUP)."""
+    interceptors: list[grpc.aio.ServerInterceptor] = []
+    if spans is not None:
+        # Outermost, so a call's span covers the others' refusals too.
+        interceptors.append(spans.server_interceptor(SERVICE_NAME))
     # Bodies that do not parse are INVALID_ARGUMENT rather than an opaque INTERNAL.
-    interceptors: list[grpc.aio.ServerInterceptor] = [RejectMalformedRequests()]
+    interceptors.append(RejectMalformedRequests())
     if settings.tokens_file is not None:
         tokens = TokenFile(settings.tokens_file)
         loop = asyncio.get_running_loop()

@@ -25,6 +25,7 @@ from missions.settings import (
     run_until_signalled,
 )
 from missions.tls import TlsConfigError, TlsFiles
+from missions.tracing import add_tracing_option, tracing_mode
 
 __all__ = ["build_parser", "main"]
 
@@ -72,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
         f" (RESOURCE_EXHAUSTED), default {DEFAULT_BUFFER} [MISSIONS_WATCH_BUFFER]",
     )
     add_metrics_listen_option(parser)
+    add_tracing_option(parser)
     _add_security_options(parser)
     add_limit_options(parser)
     return parser
@@ -102,6 +104,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         max_watch_streams=args.max_watch_streams,
         amqp_tls=amqp_tls(parser, args),
         metrics_listen=metrics_listen(parser, args),
+        tracing=tracing_mode(parser, args),
     )
     if args.tokens_file is not None:
         try:

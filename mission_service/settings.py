@@ -53,6 +53,7 @@ class ServiceSettings:
             default 100; 0 for no limit.
         amqp_tls: broker CA and client certificate for an amqps:// URL.
         metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
+        tracing: OpenTelemetry spans: "off" (default), "console" or "otlp" (docs/tracing.md).
     """
 
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
@@ -71,6 +72,7 @@ class ServiceSettings:
     max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS
     amqp_tls: TlsFiles | None = None
     metrics_listen: str = ""
+    tracing: str = "off"
 
     def __repr__(self) -> str:
         return (

@@ -10,6 +10,7 @@ import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
 from google.protobuf.message import DecodeError as ProtobufDecodeError
 
+from missions import tracing
 from missions.errors import DecodeError
 from missions.v1 import events_pb2
 
@@ -60,7 +61,20 @@ class Identity:
 
 
 def encode(event: events_pb2.MissionEvent, priority: int | None = None) -> aio_pika.Message:
-    """A persistent AMQP message carrying ``event``; ``priority`` orders the work queue."""
+    """A persistent AMQP message carrying ``event``; ``priority`` orders the work queue.
+
+    With tracing on, its headers also carry the current span's W3C trace context
+    (``traceparent``, ``tracestate``), so whoever handles the message continues the trace.
+    """
+    headers: dict[str, Any] = {
+        SCHEMA_HEADER: SCHEMA_VERSION,
+        MISSION_ID_HEADER: event.mission_id,
+        MISSION_TYPE_HEADER: event.mission_type,
+        GENERATION_HEADER: event.generation,
+        ATTEMPT_HEADER: event.attempt,
+    }
+    if tracing.propagating:
+        tracing.inject(headers)
     return aio_pika.Message(
         body=event.SerializeToString(),
         content_type=CONTENT_TYPE,
@@ -69,13 +83,7 @@ def encode(event: events_pb2.MissionEvent, priority: int | None = None) -> aio_p
         correlation_id=event.correlation_id or None,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
         priority=priority,
-        headers={
-            SCHEMA_HEADER: SCHEMA_VERSION,
-            MISSION_ID_HEADER: event.mission_id,
-            MISSION_TYPE_HEADER: event.mission_type,
-            GENERATION_HEADER: event.generation,
-            ATTEMPT_HEADER: event.attempt,
-        },
+        headers=headers,
     )
 
 

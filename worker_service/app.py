@@ -10,7 +10,7 @@ import uuid
 import grpc
 from grpc_health.v1 import health_pb2_grpc
 
-from missions import amqp
+from missions import amqp, tracing
 from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
@@ -47,6 +47,9 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
     health = HealthConditions(WORKER_HEALTH_SERVICE, "broker connection", "control stream", "consuming")
     metrics = WorkerMetrics()
     async with contextlib.AsyncExitStack() as stack:
+        spans = tracing.configure(settings.tracing, "mission-worker", settings.worker_id)
+        if spans is not None:
+            stack.callback(spans.shutdown)  # last, after every attempt's span has ended
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
         connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}", settings.amqp_tls)
@@ -66,7 +69,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
         ledger = MissionLedger()
         session = uuid.uuid4().hex
         outbox = Outbox(publisher, metrics.published)
-        consumer = MissionConsumer(settings, connection, outbox, default_registry, ledger, session, metrics)
+        consumer = MissionConsumer(settings, connection, outbox, default_registry, ledger, session, metrics, spans)
         metrics.sample(lambda: consumer.running, lambda: outbox.waiting, lambda: consumer.undecodable)
         heartbeat = Heartbeat(settings, consumer, lambda: default_registry.names)
         async with asyncio.TaskGroup() as tasks:

@@ -17,6 +17,7 @@ from missions.settings import (
     retention_from_args,
     run_until_signalled,
 )
+from missions.tracing import add_tracing_option, tracing_mode
 from worker_service.app import run_worker
 from worker_service.settings import WorkerSettings
 
@@ -82,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="serve gRPC health checks on this address, e.g. 127.0.0.1:50052 [MISSIONS_WORKER_HEALTH_LISTEN]",
     )
     add_metrics_listen_option(parser)
+    add_tracing_option(parser)
     return parser
 
 
@@ -105,6 +107,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         health_listen=args.health_listen,
         metrics_listen=metrics_listen(parser, args),
         amqp_tls=amqp_tls(parser, args),
+        tracing=tracing_mode(parser, args),
     )
     return settings, args
 

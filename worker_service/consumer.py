@@ -16,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aio_pika
 import aiormq
@@ -38,6 +38,9 @@ from worker_service.metrics import WorkerMetrics
 from worker_service.outbox import Outbox
 from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
+
+if TYPE_CHECKING:
+    from missions.tracing import Tracing
 
 __all__ = ["MissionConsumer", "NotWorkError", "decode_work"]
 
@@ -98,8 +101,11 @@ class MissionConsumer:
         ledger: MissionLedger,
         session: str,
         metrics: WorkerMetrics,
+        tracing: Tracing | None = None,
     ) -> None:
+        """``tracing``: run each attempt in a span (None: tracing off)."""
         self._settings = settings
+        self._tracing = tracing
         self._metrics = metrics
         self._connection = connection
         self._outbox = outbox
@@ -199,7 +205,11 @@ class MissionConsumer:
                 with contextlib.suppress(*_SETTLE_ERRORS):
                     await message.ack()
                 return
-            await self._execute(mission, event, message)
+            if self._tracing is None:
+                await self._execute(mission, event, message)
+            else:
+                run = self._execute(mission, event, message)
+                await self._tracing.attempt(message.headers, message.routing_key or "", mission, run)
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, *, end_mission: bool) -> None:
         """Move a message that cannot run to the dead-letter queue, and end the mission it names.
@@ -264,7 +274,8 @@ class MissionConsumer:
 
     async def _execute(
         self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, message: AbstractIncomingMessage
-    ) -> None:
+    ) -> Outcome | None:
+        """Run the attempt and publish its outcome; the outcome, or None when it did not start."""
         settings = self._settings
         correlation_id = work.correlation_id
         event = self._factory(mission, correlation_id)
@@ -298,7 +309,7 @@ class MissionConsumer:
                 # On a live channel an unsettled delivery would stay ours forever.
                 with contextlib.suppress(*_SETTLE_ERRORS):
                     await message.nack(requeue=True)
-                return
+                return None
             self._ledger.observe(started)
             with contextlib.suppress(*_SETTLE_ERRORS):
                 await message.ack()
@@ -317,8 +328,9 @@ class MissionConsumer:
                 mission.id,
                 mission.attempt,
             )
-            return
+            return outcome
         await self._publish_outcome(mission, correlation_id, outcome)
+        return outcome
 
     async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
         settings = self._settings

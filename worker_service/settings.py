@@ -31,6 +31,7 @@ class WorkerSettings:
         health_listen: address of the worker's gRPC health service ("" = none).
         metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
         amqp_tls: broker CA and client certificate for an amqps:// URL.
+        tracing: OpenTelemetry spans: "off" (default), "console" or "otlp" (docs/tracing.md).
     """
 
     amqp_url: str
@@ -47,6 +48,7 @@ class WorkerSettings:
     health_listen: str = ""
     metrics_listen: str = ""
     amqp_tls: TlsFiles | None = None
+    tracing: str = "off"
 
     def __repr__(self) -> str:
         return (
