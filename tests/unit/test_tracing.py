@@ -20,12 +20,14 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
+from mission_service import cli as service_cli
 from missions import codec, tracing
 from missions.outcomes import Outcome
 from missions.tracing import Tracing
 from missions.tracing._propagation import from_headers, from_metadata
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2, mission_service_pb2_grpc
 from tests.unit.factories import EventLog
+from worker_service import cli as worker_cli
 
 TRACE_ID = 0x0AF7651916CD43DD8448EB211C80319C
 SPAN_ID = 0xB7AD6B7169203331
@@ -308,6 +310,13 @@ def test_a_mode_from_the_variable_is_checked(monkeypatch: pytest.MonkeyPatch) ->
     parser = _parser()
     with pytest.raises(SystemExit):
         tracing.tracing_mode(parser, parser.parse_args([]))
+
+
+@pytest.mark.parametrize("cli", [service_cli, worker_cli])
+def test_both_processes_take_the_option(cli: Any) -> None:
+    settings, _ = cli.parse(["--tracing", "console"])
+    assert settings.tracing == "console"
+    assert cli.parse([])[0].tracing == "off"
 
 
 def test_off_configures_nothing() -> None:
