@@ -90,7 +90,9 @@ class Suite:
             figures = measure()
         except Exception as exc:
             traceback.print_exc()
-            self.collected.failures.append(f"{scenario}, {side}: {exc.__class__.__name__}: {exc}")
+            # The first line: a process's whole log may follow (its traceback went to stderr above).
+            summary = (str(exc).splitlines() or [""])[0]
+            self.collected.failures.append(f"{scenario}, {side}: {exc.__class__.__name__}: {summary}")
             return
         self.collected.add(scenario, side, figures)
         shown = ", ".join(f"{name} {value:.4g}" for name, value in figures.items())
