@@ -123,10 +123,10 @@ class EventReceiver:
     task_events: int = 0
     succeeded: int = 0
     last_succeeded_at: float = math.nan  # perf_counter
-    _arrived: dict[str, float] = field(default_factory=dict)
-    _condition: threading.Condition = field(default_factory=threading.Condition)
-    _receiver: Any = None
-    _error: BaseException | None = None
+    _arrived: dict[str, float] = field(default_factory=dict, init=False)
+    _condition: threading.Condition = field(default_factory=threading.Condition, init=False)
+    _receiver: Any = field(default=None, init=False)
+    _error: BaseException | None = field(default=None, init=False)
 
     def _on_event(self, event: dict[str, Any]) -> None:
         now = time.perf_counter()
