@@ -21,6 +21,8 @@ __all__ = ["Tracing"]
 
 MISSION_ID = "mission.id"
 MISSION_TYPE = "mission.type"
+# What the log lines of the mission carry too (missions.logs), to go from a trace to its logs.
+CORRELATION_ID = "mission.correlation_id"
 # Request fields are the caller's input, not yet validated: keep them short.
 _MAX_ATTRIBUTE = 256
 # Codes a server span counts as errors (OpenTelemetry's RPC conventions): the rest are the caller's.
@@ -63,6 +65,7 @@ class Tracing:
             MISSION_ID: mission.id,
             MISSION_TYPE: mission.type,
             "mission.attempt": mission.attempt,
+            CORRELATION_ID: mission.correlation_id,
             "messaging.system": "rabbitmq",
             "messaging.operation.type": "process",
             "messaging.rabbitmq.destination.routing_key": routing_key,
@@ -159,6 +162,6 @@ def _mission_attributes(message: object) -> dict[str, str]:
         return {MISSION_TYPE: message.type[:_MAX_ATTRIBUTE]}
     mission = getattr(message, "mission", None)
     if isinstance(mission, mission_pb2.Mission):
-        return {MISSION_ID: mission.id, MISSION_TYPE: mission.type}
+        return {MISSION_ID: mission.id, MISSION_TYPE: mission.type, CORRELATION_ID: mission.correlation_id}
     mission_id = getattr(message, "mission_id", None)
     return {MISSION_ID: mission_id[:_MAX_ATTRIBUTE]} if isinstance(mission_id, str) and mission_id else {}

@@ -121,7 +121,7 @@ def test_headers_without_a_valid_trace_context_give_none(headers: dict[str, Any]
 
 
 def _mission(attempt: int = 1) -> mission_pb2.Mission:
-    return mission_pb2.Mission(id="m1", type="echo", attempt=attempt, max_attempts=3)
+    return mission_pb2.Mission(id="m1", type="echo", attempt=attempt, max_attempts=3, correlation_id="c1")
 
 
 async def _finished(outcome: Outcome | None) -> Outcome | None:
@@ -143,9 +143,11 @@ async def test_an_attempt_continues_the_trace_of_its_work_message(
     assert span.kind == SpanKind.CONSUMER
     assert span.parent is not None and (span.parent.trace_id, span.parent.span_id) == (TRACE_ID, SPAN_ID)
     assert span.attributes is not None
-    assert {key: span.attributes[key] for key in ("mission.id", "mission.attempt", "mission.outcome")} == {
+    keys = ("mission.id", "mission.attempt", "mission.correlation_id", "mission.outcome")
+    assert {key: span.attributes[key] for key in keys} == {
         "mission.id": "m1",
         "mission.attempt": 1,
+        "mission.correlation_id": "c1",
         "mission.outcome": "succeeded",
     }
     assert span.attributes["messaging.rabbitmq.destination.routing_key"] == "created.echo"
@@ -193,7 +195,8 @@ class _Servicer(mission_service_pb2_grpc.MissionServiceServicer):
         self, request: mission_service_pb2.SubmitMissionRequest, context: grpc.aio.ServicerContext
     ) -> mission_service_pb2.SubmitMissionResponse:
         assert get_current_span().get_span_context().trace_id == TRACE_ID
-        return mission_service_pb2.SubmitMissionResponse(mission=mission_pb2.Mission(id="m1", type=request.type))
+        mission = mission_pb2.Mission(id="m1", type=request.type, correlation_id="c1")
+        return mission_service_pb2.SubmitMissionResponse(mission=mission)
 
     async def GetMission(
         self, request: mission_service_pb2.GetMissionRequest, context: grpc.aio.ServicerContext
@@ -245,6 +248,7 @@ async def test_a_call_continues_the_callers_trace(
         "rpc.grpc.status_code": 0,
         "mission.id": "m1",
         "mission.type": "echo",
+        "mission.correlation_id": "c1",
     }
 
 
