@@ -119,12 +119,16 @@ async def read_stream(
             channel.reopen_callbacks.add(resume)
         if attached is not None:
             attached.set()
+        # Stream acks only return credit: one ack (multiple) per quarter of the prefetch, or
+        # when nothing more is waiting, costs far fewer frames than one per record.
+        credit_every = max(1, prefetch // 4)
+        unacked = 0
         while True:
             message = await inbox.get()
-            # Stream acks only return credit; one that fails in a broken connection (aiormq
-            # may raise a bare Exception then) must not end the reader.
-            with contextlib.suppress(Exception):
-                await message.ack()
+            unacked += 1
+            if unacked >= credit_every or inbox.empty():
+                await _return_credit(message)
+                unacked = 0
             position = codec.stream_offset(message.headers)
             if position < next_offset:
                 continue
@@ -134,6 +138,13 @@ async def read_stream(
             yield position, message
     finally:
         await close_channel(channel)
+
+
+async def _return_credit(last: AbstractIncomingMessage) -> None:
+    # One that fails in a broken connection (aiormq may raise a bare Exception then)
+    # must not end the reader.
+    with contextlib.suppress(Exception):
+        await last.ack(multiple=True)
 
 
 async def _consume(queue: AbstractQueue, inbox: asyncio.Queue[AbstractIncomingMessage], offset: int | str) -> None:
