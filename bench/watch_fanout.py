@@ -45,7 +45,7 @@ LAST_SEQUENCE_KEY = "missions-last-sequence"
 
 _COMPLETED = events_pb2.EVENT_TYPE_COMPLETED
 _SUBMIT_ATTEMPTS = 5
-_LIMITS = {"subscribers": 20_000, "missions": 200_000, "submitters": 256, "channels": 64}
+_LIMITS = {"subscribers": 20_000, "missions": 200_000, "submitters": 256, "channels": 64, "watch-buffer": 1_000_000}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +67,7 @@ class RunConfig:
     amqp_url: str = DEFAULT_AMQP_URL
     rate: float | None = None  # missions/s across all submitters; None: as fast as they go
     service_profile: str | None = None
+    watch_buffer: int | None = None  # the service's --watch-buffer; None: its default
 
 
 @dataclass(eq=False)
@@ -298,7 +299,9 @@ async def run(config: RunConfig) -> RunResult:
     """One run on a fresh stack; returns its figures (partial, with ``timed_out``, past the bound)."""
     result = RunResult(config, expected_per_subscriber=config.missions * EVENTS_PER_MISSION)
     state = FanoutRun(config)
-    service_args = ("--watch-heartbeat", str(READY_HEARTBEAT_S))
+    service_args = ["--watch-heartbeat", str(READY_HEARTBEAT_S)]
+    if config.watch_buffer is not None:
+        service_args += ["--watch-buffer", str(config.watch_buffer)]
     profile = pathlib.Path(f"{config.service_profile}.{config.label}") if config.service_profile else None
     async with running_stack(
         config.amqp_url, workers=config.workers, service_args=service_args, service_profile=profile
@@ -397,6 +400,7 @@ def render(result: RunResult) -> str:
         f" ({f'paced at {c.rate:g}/s' if c.rate else 'unpaced'}), {c.channels} channel(s)"
         + (" + 1 for the slow ones (BDP probing off)" if c.slow and c.slow_own_connection else "")
         + f", {c.workers} workers"
+        + (f", watch buffer {c.watch_buffer}" if c.watch_buffer else "")
         + ("  ** TIMED OUT: partial figures **" if result.timed_out else ""),
         f"  namespace {result.namespace}; streams open and answering after {result.open_s:.1f} s",
         f"  submit: {c.missions} in {result.submit_s:.1f} s ({c.missions / result.submit_s:.0f}/s),"
@@ -479,6 +483,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--channels", type=_bounded("channels", 1), default=1, help="grpc.aio channels for the streams")
     parser.add_argument("--workers", type=int, default=2, help="mission-worker processes")
+    parser.add_argument(
+        "--watch-buffer",
+        type=_bounded("watch-buffer", 1),
+        help="the service's per-subscriber buffer (default: the service's, 10,000); smaller cuts slow subscribers"
+        " off sooner",
+    )
     parser.add_argument("--mode", choices=("both", "fast", "slow"), default="both", help="which runs (default both)")
     parser.add_argument(
         "--timeout", type=float, default=900, help="seconds each run may take from opening its streams (default 900)"
@@ -507,6 +517,7 @@ def _configs(args: argparse.Namespace) -> list[RunConfig]:
         "slow_own_connection": args.slow_own_connection,
         "rate": args.rate,
         "service_profile": args.profile_service,
+        "watch_buffer": args.watch_buffer,
     }
     configs = []
     if args.mode in ("both", "fast"):
