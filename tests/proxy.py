@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import Callable
 from types import TracebackType
 from urllib.parse import urlsplit, urlunsplit
@@ -25,8 +26,11 @@ class TcpProxy:
     Use it as an async context manager; ``port`` is known once entered.
     """
 
-    def __init__(self, upstream_host: str = "127.0.0.1", upstream_port: int = 5672) -> None:
+    def __init__(
+        self, upstream_host: str = "127.0.0.1", upstream_port: int = 5672, *, tls: ssl.SSLContext | None = None
+    ) -> None:
         self.upstream = (upstream_host, upstream_port)
+        self.tls = tls  # terminate TLS on the listening side (a broker's amqps port, say)
         self.port = 0
         self.accepted = 0  # connections forwarded since start
         self.downstream_bytes = 0  # bytes relayed from the broker to clients since start
@@ -68,7 +72,7 @@ class TcpProxy:
         self._severed = False
 
     async def start(self) -> None:
-        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, ssl=self.tls)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def stop(self) -> None:

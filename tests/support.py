@@ -66,6 +66,11 @@ class Process:
         log.close()
         return self
 
+    def wait(self, timeout: float) -> int:
+        """Wait for the process to exit by itself; returns its exit code."""
+        assert self.popen is not None
+        return self.popen.wait(timeout)
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
         """Signal the process and wait for it; returns its exit code."""
         assert self.popen is not None
