@@ -31,6 +31,7 @@ import grpc
 
 from bench.measure import Histogram, Sampler, describe_machine, own_cpu_seconds, read_machine, read_process
 from bench.stack import DEFAULT_AMQP_URL, running_stack, service_pid
+from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2, mission_service_pb2_grpc
 
 __all__ = ["RunConfig", "RunResult", "main", "run"]
@@ -41,7 +42,6 @@ MEASURED = "bench-watch-fanout"
 EVENTS_PER_MISSION = 3
 # Service heartbeat interval for the runs: every registered stream answers within it.
 READY_HEARTBEAT_S = 1.0
-LAST_SEQUENCE_KEY = "missions-last-sequence"
 
 _COMPLETED = events_pb2.EVENT_TYPE_COMPLETED
 _SUBMIT_ATTEMPTS = 5

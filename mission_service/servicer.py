@@ -15,12 +15,11 @@ from mission_service.status import translate_errors
 from mission_service.tokens import Principal
 from mission_service.watch import Idle
 from missions.events import now
+from missions.metadata import CORRELATION_KEY
 from missions.v1 import mission_service_pb2 as pb
 from missions.v1 import mission_service_pb2_grpc
 
 __all__ = ["MissionServicer"]
-
-CORRELATION_KEY = "x-correlation-id"
 
 
 def _correlation_id(context: grpc.aio.ServicerContext) -> str:

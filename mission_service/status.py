@@ -16,6 +16,7 @@ from grpc_status import rpc_status
 
 from mission_service.watch import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions import errors
+from missions.metadata import LAST_SEQUENCE_KEY
 
 __all__ = ["translate_errors"]
 
@@ -34,9 +35,6 @@ _TABLE: list[tuple[type[BaseException], grpc.StatusCode, str]] = [
     (SubscriberLaggingError, grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW"),
     (ServiceStoppingError, grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING"),
 ]
-
-# Trailing metadata key carrying the last delivered sequence of a cut-off stream.
-LAST_SEQUENCE_KEY = "missions-last-sequence"
 
 
 def _packed(message: Any) -> any_pb2.Any:

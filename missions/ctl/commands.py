@@ -20,6 +20,7 @@ from missions.ctl.output import Output, warn
 from missions.ctl.render import event_line
 from missions.ctl.service import Service
 from missions.events import TERMINAL_STATES
+from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 
@@ -51,7 +52,6 @@ EXIT_INTERRUPTED = 130
 Command = Callable[[Service, Output, argparse.Namespace], int]
 
 # Trailing metadata of a WatchEvents stream that ends with an error (mission_service/status.py).
-_LAST_SEQUENCE_KEY = "missions-last-sequence"
 
 # The two paged listings share their paging fields.
 _PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
@@ -161,7 +161,7 @@ def _resume_point(exc: grpc.RpcError, last: int | None) -> int | None:
     filters skipped), else the last event printed."""
     trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
     for key, value in trailers or ():
-        if key == _LAST_SEQUENCE_KEY and str(value).isdigit():
+        if key == LAST_SEQUENCE_KEY and str(value).isdigit():
             return max(int(value), last or 0)
     return last
 

@@ -6,12 +6,12 @@ from collections.abc import Callable, Iterator, Sequence
 
 import grpc
 
+from missions.metadata import CORRELATION_KEY
 from missions.v1 import mission_service_pb2 as pb
 from missions.v1 import mission_service_pb2_grpc
 
-__all__ = ["CORRELATION_KEY", "ChannelFactory", "Service", "bearer"]
+__all__ = ["ChannelFactory", "Service", "bearer"]
 
-CORRELATION_KEY = "x-correlation-id"
 
 ChannelFactory = Callable[[str], grpc.Channel]
 

@@ -27,7 +27,6 @@ from grpc_status import rpc_status
 from mission_service.follower import LogFollower
 from mission_service.operations import MissionOperations, OperationsConfig
 from mission_service.servicer import MissionServicer
-from mission_service.status import LAST_SEQUENCE_KEY
 from mission_service.store import MissionStore
 from mission_service.validation import Limits, encode_page_token
 from mission_service.watch import EventFilter, Hub, _Subscription
@@ -35,6 +34,7 @@ from mission_service.workers import WorkerRegistry
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
 from missions.events import new_event
+from missions.metadata import LAST_SEQUENCE_KEY
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc, worker_pb2
 from missions.v1 import mission_service_pb2 as pb

@@ -13,9 +13,10 @@ import pytest
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from mission_service.status import LAST_SEQUENCE_KEY, to_status, translate_errors
+from mission_service.status import to_status, translate_errors
 from mission_service.watch import ServiceStoppingError, SubscriberLaggingError
 from missions import errors
+from missions.metadata import LAST_SEQUENCE_KEY
 
 DETAILS_KEY = "grpc-status-details-bin"
 
