@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import math
 import os
 import signal
@@ -127,13 +128,21 @@ class EventWatch:
                 await reader
 
 
-async def _submit(stub: Stub, count: int, clients: int) -> None:
-    """Submit ``count`` noop missions from ``clients`` concurrent clients (one channel, HTTP/2 streams)."""
+async def _submit(stub: Stub, count: int, clients: int, batch: int) -> None:
+    """Submit ``count`` noop missions from ``clients`` concurrent clients (one channel, HTTP/2 streams),
+    one SubmitMission each or, with ``batch``, SubmitMissions calls of up to ``batch``."""
     numbers = iter(range(count))
 
     async def client() -> None:
-        for _ in numbers:  # one shared iterator: each number is taken once
-            await stub.SubmitMission(_NOOP, timeout=_RPC_TIMEOUT_S)
+        if not batch:
+            for _ in numbers:  # one shared iterator: each number is taken once
+                await stub.SubmitMission(_NOOP, timeout=_RPC_TIMEOUT_S)
+        while chunk := list(itertools.islice(numbers, batch)):
+            request = mission_service_pb2.SubmitMissionsRequest(missions=[_NOOP] * len(chunk))
+            response = await stub.SubmitMissions(request, timeout=_RPC_TIMEOUT_S)
+            refused = [result.error.message for result in response.results if result.HasField("error")]
+            if refused:
+                raise RuntimeError(f"{len(refused)} missions of a batch refused, e.g. {refused[0]}")
 
     async with asyncio.TaskGroup() as group:
         for _ in range(clients):
@@ -141,7 +150,7 @@ async def _submit(stub: Stub, count: int, clients: int) -> None:
 
 
 async def throughput(
-    ours: OurStack, *, workers: int, missions: int, clients: int, deadline: Deadline
+    ours: OurStack, *, workers: int, missions: int, clients: int, deadline: Deadline, batch: int = 0
 ) -> dict[str, float]:
     """Missions/s from the first submit until the watcher has seen every COMPLETED, and the cost per mission."""
     async with (
@@ -156,7 +165,7 @@ async def throughput(
             load1 = read_machine().load1
             started = time.perf_counter()
             async with asyncio.timeout(deadline.remaining()):
-                await _submit(stub, missions, clients)
+                await _submit(stub, missions, clients, batch)
                 await watch.until_completed(missions)
             window = watch.last_completed_at - started
             cpu_end = [cpu_seconds(service), cpu_seconds(worker), cpu_seconds(broker), own_cpu_seconds()]
@@ -207,7 +216,7 @@ def _signal_all(pids: Sequence[int], signum: int) -> None:
 
 
 async def backlog(
-    ours: OurStack, *, workers: int, depths: Sequence[int], clients: int, deadline: Deadline
+    ours: OurStack, *, workers: int, depths: Sequence[int], clients: int, deadline: Deadline, batch: int = 0
 ) -> dict[str, float]:
     """For each depth: queue that many missions behind paused workers, resume them, then time a probe
     mission submitted behind the backlog, and the rate at which the workers drain it.
@@ -231,7 +240,7 @@ async def backlog(
                 _signal_all(paused, signal.SIGSTOP)
                 stopped = time.perf_counter()
                 try:
-                    await _submit(stub, depth, clients)
+                    await _submit(stub, depth, clients, batch)
                 finally:
                     _signal_all(paused, signal.SIGCONT)
                 resumed = time.perf_counter()  # also when the probe's SubmitMission starts

@@ -61,6 +61,7 @@ class Plan:
     latency_missions: int
     repeat: int
     clients: int
+    batch: int
     scaling_workers: tuple[int, ...]
     backlog_workers: int
     ours: OurStack
@@ -129,6 +130,7 @@ class Suite:
                 missions=plan.missions,
                 clients=plan.clients,
                 deadline=plan.deadline,
+                batch=plan.batch,
             ),
         )
 
@@ -173,6 +175,7 @@ class Suite:
                 depths=depths,
                 clients=plan.clients,
                 deadline=plan.deadline,
+                batch=plan.batch,
             ),
         )
 
@@ -204,6 +207,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--repeat", type=int, help="repetitions of every run (default 3)")
     parser.add_argument("--quick", action="store_true", help="smoke run: 300 missions, 100 sequential, once")
     parser.add_argument("--clients", type=int, default=16, help="concurrent submitting clients (default 16)")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=0,
+        help="our throughput and backlog runs submit with SubmitMissions calls of this many missions"
+        " (default 0: one SubmitMission per mission)",
+    )
     parser.add_argument("--worker-concurrency", type=int, default=8, help="each mission-worker's --concurrency")
     parser.add_argument("--scaling-workers", type=_counts, default=(1, 2, 4), help="default 1,2,4")
     parser.add_argument("--backlog-workers", type=int, default=2, help="workers draining the backlog (default 2)")
@@ -225,6 +235,8 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--missions and --latency-missions must be in [10, {_MAX_MISSIONS}]")
     if not 1 <= args.repeat <= 20 or not 1 <= args.clients <= 256 or not 1 <= args.worker_concurrency <= 1024:
         parser.error("--repeat must be in [1, 20], --clients in [1, 256], --worker-concurrency in [1, 1024]")
+    if not 0 <= args.batch <= 1000:
+        parser.error("--batch must be in [0, 1000] (the service's default --max-batch-missions)")
     if not 0 < args.timeout <= 24 * 3600 or not 1 <= args.backlog_workers <= 16:
         parser.error("--timeout must be in (0, 86400] seconds and --backlog-workers in [1, 16]")
     return args
@@ -240,7 +252,9 @@ def _conditions(args: argparse.Namespace, plan: Plan) -> dict[str, str]:
         "ours": "1 mission-service, N mission-workers (one asyncio process each,"
         f" --concurrency {args.worker_concurrency}); a fresh namespace per run",
         "Celery": f"1 worker, prefork {celery_side.PREFORK_PROCESSES} processes, default prefetch; fresh names per run",
-        "workload": f"noop; {plan.missions:,} missions per throughput run from {plan.clients} concurrent clients;"
+        "workload": f"noop; {plan.missions:,} missions per throughput run from {plan.clients} concurrent clients"
+        + (f" in SubmitMissions batches of {plan.batch}" if plan.batch else "")
+        + ";"
         f" {plan.latency_missions:,} sequential for latency; {plan.repeat} repetition(s)",
     }
 
@@ -253,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         latency_missions=args.latency_missions,
         repeat=args.repeat,
         clients=args.clients,
+        batch=args.batch,
         scaling_workers=args.scaling_workers,
         backlog_workers=args.backlog_workers,
         ours=OurStack(args.amqp_url, args.worker_concurrency),

@@ -40,7 +40,7 @@ _OPERATIONS = frozenset({Role.READER, Role.ADMIN})
 _POLICY: dict[str, frozenset[Role]] = {
     **{name: _READ for name in ("GetMission", "ListMissions", "WatchEvents")},
     **{name: _OPERATIONS for name in ("ListWorkers", "GetStats", "ListDeadLetters")},
-    **{name: _WRITE for name in ("SubmitMission", "CancelMission")},
+    **{name: _WRITE for name in ("SubmitMission", "SubmitMissions", "CancelMission")},
     "RedriveMission": _ADMIN,
 }
 

@@ -35,6 +35,7 @@ _HELP = {
     "max_watch_mission_ids": "mission ids in one WatchEvents filter",
     "max_watch_mission_types": "mission types in one WatchEvents filter",
     "max_label_selector_pairs": "key=value pairs in one label selector",
+    "max_batch_missions": "missions in one SubmitMissions call",
 }
 
 # (smaller, larger): the first limit must not exceed the second.

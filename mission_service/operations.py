@@ -8,7 +8,7 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -130,6 +130,19 @@ class MissionOperations:
             return mission
         # A concurrent submission with the same key may have won the race to the log.
         return _same_submission(stored, mission) if request.idempotency_key else stored
+
+    async def submit_many(
+        self,
+        requests: Sequence[mission_service_pb2.SubmitMissionRequest],
+        correlation_id: str | None,
+        submitted_by: str = "",
+    ) -> list[mission_pb2.Mission | BaseException]:
+        """Submit each request as ``submit`` would, concurrently (their confirms overlap);
+        each result is the mission or what ``submit`` raised. Without a ``correlation_id``
+        each mission gets its own."""
+        validation.validate_batch(requests, self._config.limits)
+        submissions = (self.submit(request, correlation_id or uuid.uuid4().hex, submitted_by) for request in requests)
+        return await asyncio.gather(*submissions, return_exceptions=True)
 
     async def publish(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
         """Publish ``event`` (confirmed) and count it."""

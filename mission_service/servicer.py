@@ -11,22 +11,32 @@ from mission_service import auth
 from mission_service.operations import MissionOperations
 from mission_service.quota import StreamQuota
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS
-from mission_service.status import translate_errors
+from mission_service.status import to_submit_error, translate_errors
 from mission_service.tokens import Principal
 from mission_service.watch import Idle
 from missions.events import now
 from missions.metadata import CORRELATION_KEY
+from missions.v1 import mission_pb2, mission_service_pb2_grpc
 from missions.v1 import mission_service_pb2 as pb
-from missions.v1 import mission_service_pb2_grpc
 
 __all__ = ["MissionServicer"]
 
 
-def _correlation_id(context: grpc.aio.ServicerContext) -> str:
+def _given_correlation_id(context: grpc.aio.ServicerContext) -> str | None:
     for key, value in context.invocation_metadata() or ():
         if key == CORRELATION_KEY and isinstance(value, str) and 0 < len(value) <= 128:
             return value
-    return uuid.uuid4().hex
+    return None
+
+
+def _correlation_id(context: grpc.aio.ServicerContext) -> str:
+    return _given_correlation_id(context) or uuid.uuid4().hex
+
+
+def _result(outcome: mission_pb2.Mission | BaseException) -> pb.SubmitMissionResult:
+    if isinstance(outcome, mission_pb2.Mission):
+        return pb.SubmitMissionResult(mission=outcome)
+    return pb.SubmitMissionResult(error=to_submit_error(outcome))
 
 
 class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
@@ -64,6 +74,14 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     ) -> pb.SubmitMissionResponse:
         mission = await self._ops.submit(request, _correlation_id(context), self._caller(context).name)
         return pb.SubmitMissionResponse(mission=mission)
+
+    @translate_errors
+    async def SubmitMissions(
+        self, request: pb.SubmitMissionsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.SubmitMissionsResponse:
+        caller = self._caller(context).name
+        outcomes = await self._ops.submit_many(request.missions, _given_correlation_id(context), caller)
+        return pb.SubmitMissionsResponse(results=[_result(outcome) for outcome in outcomes])
 
     @translate_errors
     async def CancelMission(

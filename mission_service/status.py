@@ -17,8 +17,9 @@ from grpc_status import rpc_status
 from mission_service.watch import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions import errors
 from missions.metadata import LAST_SEQUENCE_KEY
+from missions.v1 import mission_service_pb2 as pb
 
-__all__ = ["translate_errors"]
+__all__ = ["to_status", "to_submit_error", "translate_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +44,30 @@ def _packed(message: Any) -> any_pb2.Any:
     return packed
 
 
-def to_status(exc: BaseException) -> grpc.Status:
-    """The status a client receives for ``exc``; unexpected errors become INTERNAL with an id."""
+def _classify(exc: BaseException) -> tuple[grpc.StatusCode, str, BaseException]:
+    """The code and ErrorInfo reason of ``exc``, and the exception to describe to the client:
+    an unexpected one is logged and replaced by an INTERNAL error naming a log id."""
     match = next(((code, reason) for kind, code, reason in _TABLE if isinstance(exc, kind)), None)
     if match is None:
         error_id = uuid.uuid4().hex[:12]
         log.error("unexpected error %s", error_id, exc_info=exc)
-        match, exc = (grpc.StatusCode.INTERNAL, "INTERNAL"), RuntimeError(f"internal error (id {error_id})")
+        return grpc.StatusCode.INTERNAL, "INTERNAL", RuntimeError(f"internal error (id {error_id})")
     code, reason = match
     if isinstance(exc, errors.FailedPreconditionError):
         reason = exc.reason
+    return code, reason, exc
+
+
+def to_submit_error(exc: BaseException) -> pb.SubmitMissionError:
+    """What SubmitMission would have answered for ``exc``, as one result of a SubmitMissions batch."""
+    code, reason, exc = _classify(exc)
+    field = exc.field if isinstance(exc, errors.InvalidArgumentError) else ""
+    return pb.SubmitMissionError(code=code.value[0], message=str(exc), reason=reason, field=field)
+
+
+def to_status(exc: BaseException) -> grpc.Status:
+    """The status a client receives for ``exc``; unexpected errors become INTERNAL with an id."""
+    code, reason, exc = _classify(exc)
     metadata = {}
     if isinstance(exc, StreamEndedError):
         metadata["last_sequence"] = str(exc.last_sequence)

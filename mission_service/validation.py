@@ -67,6 +67,7 @@ class Limits:
         max_watch_mission_ids: mission ids in one WatchEvents filter. 1000.
         max_watch_mission_types: mission types in one WatchEvents filter. 100.
         max_label_selector_pairs: key=value pairs in one label selector. 16.
+        max_batch_missions: missions in one SubmitMissions call. 1000.
     """
 
     max_request_bytes: int = 1024 * 1024
@@ -86,6 +87,7 @@ class Limits:
     max_watch_mission_ids: int = 1000
     max_watch_mission_types: int = 100
     max_label_selector_pairs: int = 16
+    max_batch_missions: int = 1000
 
 
 def limit_flag(name: str) -> str:
@@ -96,6 +98,17 @@ def limit_flag(name: str) -> str:
 def _limit(name: str) -> str:
     """How an error message names a limit: the field and the flag that raises it."""
     return f"({name}, {limit_flag(name)})"
+
+
+def validate_batch(requests: Sequence[mission_service_pb2.SubmitMissionRequest], limits: Limits) -> None:
+    """A SubmitMissions batch as a whole: at least one mission, at most the limit."""
+    if not requests:
+        raise InvalidArgumentError("missions", "is empty; a batch needs at least one mission")
+    if len(requests) > limits.max_batch_missions:
+        raise InvalidArgumentError(
+            "missions",
+            f"has {len(requests)} missions; the limit is {limits.max_batch_missions} {_limit('max_batch_missions')}",
+        )
 
 
 def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limits: Limits) -> None:

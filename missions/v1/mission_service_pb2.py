@@ -30,7 +30,7 @@ from missions.v1 import mission_pb2 as missions_dot_v1_dot_mission__pb2
 from missions.v1 import worker_pb2 as missions_dot_v1_dot_worker__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!missions/v1/mission_service.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18missions/v1/events.proto\x1a\x19missions/v1/mission.proto\x1a\x18missions/v1/worker.proto\"\'\n\x11GetMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\";\n\x12GetMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"u\n\x13ListMissionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.missions.v1.MissionState\x12\x0c\n\x04type\x18\x04 \x01(\t\"W\n\x14ListMissionsResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc0\x02\n\x14SubmitMissionRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x08priority\x18\x03 \x01(\x0e\x32\x15.missions.v1.Priority\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12=\n\x06labels\x18\x07 \x03(\x0b\x32-.missions.v1.SubmitMissionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x15SubmitMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\":\n\x14\x43\x61ncelMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15\x43\x61ncelMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"\xaf\x01\n\x12WatchEventsRequest\x12\x13\n\x0bmission_ids\x18\x01 \x03(\t\x12%\n\x05types\x18\x02 \x03(\x0e\x32\x16.missions.v1.EventType\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rmission_types\x18\x04 \x03(\t\x12\x16\n\x0elabel_selector\x18\x05 \x01(\tB\x11\n\x0f_after_sequence\"o\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionEvent\x12.\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.missions.v1.WatchHeartbeat\"Q\n\x0eWatchHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"*\n\x12ListWorkersRequest\x12\x14\n\x0cinclude_gone\x18\x01 \x01(\x08\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.missions.v1.Worker\"\x11\n\x0fGetStatsRequest\"\xe2\x01\n\x10GetStatsResponse\x12\'\n\x06states\x18\x01 \x03(\x0b\x32\x17.missions.v1.StateCount\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\x03\x12\x19\n\x11\x64\x65\x61\x64_letter_depth\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x1b\n\x13succeeded_last_hour\x18\x05 \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x06 \x01(\x03\x12\x16\n\x0e\x61\x63tive_workers\x18\x07 \x01(\x05\x12\x15\n\rlast_sequence\x18\x08 \x01(\x04\"E\n\nStateCount\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.missions.v1.MissionState\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"Z\n\x17ListDeadLettersResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15RedriveMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\"?\n\x16RedriveMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission2\x8c\x06\n\x0eMissionService\x12M\n\nGetMission\x12\x1e.missions.v1.GetMissionRequest\x1a\x1f.missions.v1.GetMissionResponse\x12S\n\x0cListMissions\x12 .missions.v1.ListMissionsRequest\x1a!.missions.v1.ListMissionsResponse\x12V\n\rSubmitMission\x12!.missions.v1.SubmitMissionRequest\x1a\".missions.v1.SubmitMissionResponse\x12V\n\rCancelMission\x12!.missions.v1.CancelMissionRequest\x1a\".missions.v1.CancelMissionResponse\x12R\n\x0bWatchEvents\x12\x1f.missions.v1.WatchEventsRequest\x1a .missions.v1.WatchEventsResponse0\x01\x12P\n\x0bListWorkers\x12\x1f.missions.v1.ListWorkersRequest\x1a .missions.v1.ListWorkersResponse\x12G\n\x08GetStats\x12\x1c.missions.v1.GetStatsRequest\x1a\x1d.missions.v1.GetStatsResponse\x12\\\n\x0fListDeadLetters\x12#.missions.v1.ListDeadLettersRequest\x1a$.missions.v1.ListDeadLettersResponse\x12Y\n\x0eRedriveMission\x12\".missions.v1.RedriveMissionRequest\x1a#.missions.v1.RedriveMissionResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n!missions/v1/mission_service.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x18missions/v1/events.proto\x1a\x19missions/v1/mission.proto\x1a\x18missions/v1/worker.proto\"\'\n\x11GetMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\";\n\x12GetMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"u\n\x13ListMissionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12)\n\x06states\x18\x03 \x03(\x0e\x32\x19.missions.v1.MissionState\x12\x0c\n\x04type\x18\x04 \x01(\t\"W\n\x14ListMissionsResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xc0\x02\n\x14SubmitMissionRequest\x12\x0c\n\x04type\x18\x01 \x01(\t\x12(\n\x07payload\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x08priority\x18\x03 \x01(\x0e\x32\x15.missions.v1.Priority\x12\x14\n\x0cmax_attempts\x18\x04 \x01(\x05\x12*\n\x07timeout\x18\x05 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0fidempotency_key\x18\x06 \x01(\t\x12=\n\x06labels\x18\x07 \x03(\x0b\x32-.missions.v1.SubmitMissionRequest.LabelsEntry\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x15SubmitMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"L\n\x15SubmitMissionsRequest\x12\x33\n\x08missions\x18\x01 \x03(\x0b\x32!.missions.v1.SubmitMissionRequest\"K\n\x16SubmitMissionsResponse\x12\x31\n\x07results\x18\x01 \x03(\x0b\x32 .missions.v1.SubmitMissionResult\"z\n\x13SubmitMissionResult\x12\'\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.MissionH\x00\x12\x30\n\x05\x65rror\x18\x02 \x01(\x0b\x32\x1f.missions.v1.SubmitMissionErrorH\x00\x42\x08\n\x06result\"R\n\x12SubmitMissionError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\x05\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\x12\r\n\x05\x66ield\x18\x04 \x01(\t\":\n\x14\x43\x61ncelMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\">\n\x15\x43\x61ncelMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"\xaf\x01\n\x12WatchEventsRequest\x12\x13\n\x0bmission_ids\x18\x01 \x03(\t\x12%\n\x05types\x18\x02 \x03(\x0e\x32\x16.missions.v1.EventType\x12\x1b\n\x0e\x61\x66ter_sequence\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x15\n\rmission_types\x18\x04 \x03(\t\x12\x16\n\x0elabel_selector\x18\x05 \x01(\tB\x11\n\x0f_after_sequence\"o\n\x13WatchEventsResponse\x12(\n\x05\x65vent\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionEvent\x12.\n\theartbeat\x18\x02 \x01(\x0b\x32\x1b.missions.v1.WatchHeartbeat\"Q\n\x0eWatchHeartbeat\x12(\n\x04time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x02 \x01(\x04\"*\n\x12ListWorkersRequest\x12\x14\n\x0cinclude_gone\x18\x01 \x01(\x08\";\n\x13ListWorkersResponse\x12$\n\x07workers\x18\x01 \x03(\x0b\x32\x13.missions.v1.Worker\"\x11\n\x0fGetStatsRequest\"\xe2\x01\n\x10GetStatsResponse\x12\'\n\x06states\x18\x01 \x03(\x0b\x32\x17.missions.v1.StateCount\x12\x13\n\x0bqueue_depth\x18\x02 \x01(\x03\x12\x19\n\x11\x64\x65\x61\x64_letter_depth\x18\x03 \x01(\x03\x12\x0f\n\x07running\x18\x04 \x01(\x03\x12\x1b\n\x13succeeded_last_hour\x18\x05 \x01(\x03\x12\x18\n\x10\x66\x61iled_last_hour\x18\x06 \x01(\x03\x12\x16\n\x0e\x61\x63tive_workers\x18\x07 \x01(\x05\x12\x15\n\rlast_sequence\x18\x08 \x01(\x04\"E\n\nStateCount\x12(\n\x05state\x18\x01 \x01(\x0e\x32\x19.missions.v1.MissionState\x12\r\n\x05\x63ount\x18\x02 \x01(\x03\"M\n\x16ListDeadLettersRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0c\n\x04type\x18\x03 \x01(\t\"Z\n\x17ListDeadLettersResponse\x12&\n\x08missions\x18\x01 \x03(\x0b\x32\x14.missions.v1.Mission\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x15RedriveMissionRequest\x12\x12\n\nmission_id\x18\x01 \x01(\t\x12\x14\n\x0cmax_attempts\x18\x02 \x01(\x05\"?\n\x16RedriveMissionResponse\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission2\xe7\x06\n\x0eMissionService\x12M\n\nGetMission\x12\x1e.missions.v1.GetMissionRequest\x1a\x1f.missions.v1.GetMissionResponse\x12S\n\x0cListMissions\x12 .missions.v1.ListMissionsRequest\x1a!.missions.v1.ListMissionsResponse\x12V\n\rSubmitMission\x12!.missions.v1.SubmitMissionRequest\x1a\".missions.v1.SubmitMissionResponse\x12V\n\rCancelMission\x12!.missions.v1.CancelMissionRequest\x1a\".missions.v1.CancelMissionResponse\x12R\n\x0bWatchEvents\x12\x1f.missions.v1.WatchEventsRequest\x1a .missions.v1.WatchEventsResponse0\x01\x12P\n\x0bListWorkers\x12\x1f.missions.v1.ListWorkersRequest\x1a .missions.v1.ListWorkersResponse\x12G\n\x08GetStats\x12\x1c.missions.v1.GetStatsRequest\x1a\x1d.missions.v1.GetStatsResponse\x12\\\n\x0fListDeadLetters\x12#.missions.v1.ListDeadLettersRequest\x1a$.missions.v1.ListDeadLettersResponse\x12Y\n\x0eRedriveMission\x12\".missions.v1.RedriveMissionRequest\x1a#.missions.v1.RedriveMissionResponse\x12Y\n\x0eSubmitMissions\x12\".missions.v1.SubmitMissionsRequest\x1a#.missions.v1.SubmitMissionsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -53,34 +53,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITMISSIONREQUEST_LABELSENTRY']._serialized_end=855
   _globals['_SUBMITMISSIONRESPONSE']._serialized_start=857
   _globals['_SUBMITMISSIONRESPONSE']._serialized_end=919
-  _globals['_CANCELMISSIONREQUEST']._serialized_start=921
-  _globals['_CANCELMISSIONREQUEST']._serialized_end=979
-  _globals['_CANCELMISSIONRESPONSE']._serialized_start=981
-  _globals['_CANCELMISSIONRESPONSE']._serialized_end=1043
-  _globals['_WATCHEVENTSREQUEST']._serialized_start=1046
-  _globals['_WATCHEVENTSREQUEST']._serialized_end=1221
-  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1223
-  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1334
-  _globals['_WATCHHEARTBEAT']._serialized_start=1336
-  _globals['_WATCHHEARTBEAT']._serialized_end=1417
-  _globals['_LISTWORKERSREQUEST']._serialized_start=1419
-  _globals['_LISTWORKERSREQUEST']._serialized_end=1461
-  _globals['_LISTWORKERSRESPONSE']._serialized_start=1463
-  _globals['_LISTWORKERSRESPONSE']._serialized_end=1522
-  _globals['_GETSTATSREQUEST']._serialized_start=1524
-  _globals['_GETSTATSREQUEST']._serialized_end=1541
-  _globals['_GETSTATSRESPONSE']._serialized_start=1544
-  _globals['_GETSTATSRESPONSE']._serialized_end=1770
-  _globals['_STATECOUNT']._serialized_start=1772
-  _globals['_STATECOUNT']._serialized_end=1841
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=1843
-  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=1920
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=1922
-  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2012
-  _globals['_REDRIVEMISSIONREQUEST']._serialized_start=2014
-  _globals['_REDRIVEMISSIONREQUEST']._serialized_end=2079
-  _globals['_REDRIVEMISSIONRESPONSE']._serialized_start=2081
-  _globals['_REDRIVEMISSIONRESPONSE']._serialized_end=2144
-  _globals['_MISSIONSERVICE']._serialized_start=2147
-  _globals['_MISSIONSERVICE']._serialized_end=2927
+  _globals['_SUBMITMISSIONSREQUEST']._serialized_start=921
+  _globals['_SUBMITMISSIONSREQUEST']._serialized_end=997
+  _globals['_SUBMITMISSIONSRESPONSE']._serialized_start=999
+  _globals['_SUBMITMISSIONSRESPONSE']._serialized_end=1074
+  _globals['_SUBMITMISSIONRESULT']._serialized_start=1076
+  _globals['_SUBMITMISSIONRESULT']._serialized_end=1198
+  _globals['_SUBMITMISSIONERROR']._serialized_start=1200
+  _globals['_SUBMITMISSIONERROR']._serialized_end=1282
+  _globals['_CANCELMISSIONREQUEST']._serialized_start=1284
+  _globals['_CANCELMISSIONREQUEST']._serialized_end=1342
+  _globals['_CANCELMISSIONRESPONSE']._serialized_start=1344
+  _globals['_CANCELMISSIONRESPONSE']._serialized_end=1406
+  _globals['_WATCHEVENTSREQUEST']._serialized_start=1409
+  _globals['_WATCHEVENTSREQUEST']._serialized_end=1584
+  _globals['_WATCHEVENTSRESPONSE']._serialized_start=1586
+  _globals['_WATCHEVENTSRESPONSE']._serialized_end=1697
+  _globals['_WATCHHEARTBEAT']._serialized_start=1699
+  _globals['_WATCHHEARTBEAT']._serialized_end=1780
+  _globals['_LISTWORKERSREQUEST']._serialized_start=1782
+  _globals['_LISTWORKERSREQUEST']._serialized_end=1824
+  _globals['_LISTWORKERSRESPONSE']._serialized_start=1826
+  _globals['_LISTWORKERSRESPONSE']._serialized_end=1885
+  _globals['_GETSTATSREQUEST']._serialized_start=1887
+  _globals['_GETSTATSREQUEST']._serialized_end=1904
+  _globals['_GETSTATSRESPONSE']._serialized_start=1907
+  _globals['_GETSTATSRESPONSE']._serialized_end=2133
+  _globals['_STATECOUNT']._serialized_start=2135
+  _globals['_STATECOUNT']._serialized_end=2204
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_start=2206
+  _globals['_LISTDEADLETTERSREQUEST']._serialized_end=2283
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_start=2285
+  _globals['_LISTDEADLETTERSRESPONSE']._serialized_end=2375
+  _globals['_REDRIVEMISSIONREQUEST']._serialized_start=2377
+  _globals['_REDRIVEMISSIONREQUEST']._serialized_end=2442
+  _globals['_REDRIVEMISSIONRESPONSE']._serialized_start=2444
+  _globals['_REDRIVEMISSIONRESPONSE']._serialized_end=2507
+  _globals['_MISSIONSERVICE']._serialized_start=2510
+  _globals['_MISSIONSERVICE']._serialized_end=3381
 # @@protoc_insertion_point(module_scope)

@@ -244,6 +244,124 @@ class SubmitMissionResponse(_message.Message):
 Global___SubmitMissionResponse: _TypeAlias = SubmitMissionResponse  # noqa: Y015
 
 @_typing.final
+class SubmitMissionsRequest(_message.Message):
+    """Request of SubmitMissions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def missions(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitMissionRequest]:
+        """The missions, each as it would be sent to SubmitMission. Without an
+        x-correlation-id in the call's metadata each mission gets its own.
+        """
+
+    def __init__(
+        self,
+        *,
+        missions: _abc.Iterable[Global___SubmitMissionRequest] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["missions", b"missions"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitMissionsRequest: _TypeAlias = SubmitMissionsRequest  # noqa: Y015
+
+@_typing.final
+class SubmitMissionsResponse(_message.Message):
+    """Response of SubmitMissions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def results(self) -> _containers.RepeatedCompositeFieldContainer[Global___SubmitMissionResult]:
+        """One result per requested mission, in request order."""
+
+    def __init__(
+        self,
+        *,
+        results: _abc.Iterable[Global___SubmitMissionResult] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["results", b"results"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitMissionsResponse: _TypeAlias = SubmitMissionsResponse  # noqa: Y015
+
+@_typing.final
+class SubmitMissionResult(_message.Message):
+    """What became of one mission of a SubmitMissions batch."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSION_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def mission(self) -> _mission_pb2.Mission:
+        """The queued mission (for a repeated idempotency key, the original one)."""
+
+    @_builtins.property
+    def error(self) -> Global___SubmitMissionError:
+        """Why this mission was not queued; nothing was queued for it."""
+
+    def __init__(
+        self,
+        *,
+        mission: _mission_pb2.Mission | None = ...,
+        error: Global___SubmitMissionError | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "mission", b"mission", "result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error", b"error", "mission", b"mission", "result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_result: _TypeAlias = _typing.Literal["mission", "error"]  # noqa: Y015
+    _WhichOneofArgType_result: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_result) -> _WhichOneofReturnType_result | None: ...
+
+Global___SubmitMissionResult: _TypeAlias = SubmitMissionResult  # noqa: Y015
+
+@_typing.final
+class SubmitMissionError(_message.Message):
+    """A mission of a batch that was not queued: what SubmitMission would have answered."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    FIELD_FIELD_NUMBER: _builtins.int
+    code: _builtins.int
+    """The gRPC status code SubmitMission would have returned (3 INVALID_ARGUMENT,
+    6 ALREADY_EXISTS, 14 UNAVAILABLE, ...).
+    """
+    message: _builtins.str
+    """The status message; for INVALID_ARGUMENT it names the field and the limit."""
+    reason: _builtins.str
+    """The google.rpc.ErrorInfo reason, e.g. "IDEMPOTENCY_KEY_REUSED"."""
+    field: _builtins.str
+    """For INVALID_ARGUMENT, the request field at fault, e.g. "payload"."""
+    def __init__(
+        self,
+        *,
+        code: _builtins.int = ...,
+        message: _builtins.str = ...,
+        reason: _builtins.str = ...,
+        field: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "field", b"field", "message", b"message", "reason", b"reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SubmitMissionError: _TypeAlias = SubmitMissionError  # noqa: Y015
+
+@_typing.final
 class CancelMissionRequest(_message.Message):
     """Request of CancelMission."""
 

@@ -85,6 +85,11 @@ class MissionServiceStub:
                 request_serializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionRequest.SerializeToString,
                 response_deserializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionResponse.FromString,
                 _registered_method=True)
+        self.SubmitMissions = channel.unary_unary(
+                '/missions.v1.MissionService/SubmitMissions',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsResponse.FromString,
+                _registered_method=True)
 
 
 class MissionServiceServicer:
@@ -174,6 +179,17 @@ class MissionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SubmitMissions(self, request, context):
+        """Queues many missions in one call: each is accepted or rejected on its own, with
+        exactly the checks, idempotency and read-your-writes of SubmitMission, and the
+        results come back in request order. The call fails as a whole only when the
+        batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
+        service's --max-batch-missions (default 1000).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MissionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -221,6 +237,11 @@ def add_MissionServiceServicer_to_server(servicer, server):
                     servicer.RedriveMission,
                     request_deserializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionRequest.FromString,
                     response_serializer=missions_dot_v1_dot_mission__service__pb2.RedriveMissionResponse.SerializeToString,
+            ),
+            'SubmitMissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.SubmitMissions,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -472,6 +493,33 @@ class MissionService:
             '/missions.v1.MissionService/RedriveMission',
             missions_dot_v1_dot_mission__service__pb2.RedriveMissionRequest.SerializeToString,
             missions_dot_v1_dot_mission__service__pb2.RedriveMissionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SubmitMissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/SubmitMissions',
+            missions_dot_v1_dot_mission__service__pb2.SubmitMissionsRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.SubmitMissionsResponse.FromString,
             options,
             channel_credentials,
             insecure,

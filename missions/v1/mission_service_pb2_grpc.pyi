@@ -76,6 +76,13 @@ class MissionServiceStub:
     """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
     emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
     """
+    SubmitMissions: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionsRequest, _mission_service_pb2.SubmitMissionsResponse]
+    """Queues many missions in one call: each is accepted or rejected on its own, with
+    exactly the checks, idempotency and read-your-writes of SubmitMission, and the
+    results come back in request order. The call fails as a whole only when the
+    batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
+    service's --max-batch-missions (default 1000).
+    """
 
 @_typing.type_check_only
 class MissionServiceAsyncStub(MissionServiceStub):
@@ -124,6 +131,13 @@ class MissionServiceAsyncStub(MissionServiceStub):
     RedriveMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.RedriveMissionRequest, _mission_service_pb2.RedriveMissionResponse]  # type: ignore[assignment]
     """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
     emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
+    """
+    SubmitMissions: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionsRequest, _mission_service_pb2.SubmitMissionsResponse]  # type: ignore[assignment]
+    """Queues many missions in one call: each is accepted or rejected on its own, with
+    exactly the checks, idempotency and read-your-writes of SubmitMission, and the
+    results come back in request order. The call fails as a whole only when the
+    batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
+    service's --max-batch-missions (default 1000).
     """
 
 class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -224,6 +238,19 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_mission_service_pb2.RedriveMissionResponse, _abc.Awaitable[_mission_service_pb2.RedriveMissionResponse]]:
         """Puts a dead-lettered mission back in the queue with a fresh attempt budget and
         emits a REDRIVEN event. FAILED_PRECONDITION unless the mission is dead-lettered.
+        """
+
+    @_abc_1.abstractmethod
+    def SubmitMissions(
+        self,
+        request: _mission_service_pb2.SubmitMissionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.SubmitMissionsResponse, _abc.Awaitable[_mission_service_pb2.SubmitMissionsResponse]]:
+        """Queues many missions in one call: each is accepted or rejected on its own, with
+        exactly the checks, idempotency and read-your-writes of SubmitMission, and the
+        results come back in request order. The call fails as a whole only when the
+        batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
+        service's --max-batch-missions (default 1000).
         """
 
 def add_MissionServiceServicer_to_server(servicer: MissionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

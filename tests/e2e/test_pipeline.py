@@ -76,6 +76,25 @@ async def test_two_hundred_echo_missions_from_concurrent_clients(stack: Stack) -
     assert len(all_sequences) == len(set(all_sequences)), "a sequence was delivered twice"
 
 
+async def test_a_batch_of_missions_runs_like_single_submissions(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker("--concurrency", "8")
+    requests = [pb.SubmitMissionRequest(type="echo", payload=payload(n=i)) for i in range(100)]
+    requests.insert(50, pb.SubmitMissionRequest(type="echo", max_attempts=-1))
+    response = await stack.stub.SubmitMissions(pb.SubmitMissionsRequest(missions=requests), timeout=30)
+    rejected = response.results.pop(50)
+    assert rejected.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] and rejected.error.field == "max_attempts"
+    missions = [result.mission for result in response.results]
+    assert [mission.payload for mission in missions] == [
+        request.payload for request in requests if request.max_attempts == 0
+    ]
+    watch = pb.WatchEventsRequest(mission_ids=[mission.id for mission in missions])
+    async with asyncio.timeout(60):  # ends once every mission is final
+        finals = [event async for event in watch_events(stack.stub, watch) if event.type == E.EVENT_TYPE_COMPLETED]
+    assert {event.mission_id for event in finals} == {mission.id for mission in missions}
+    assert (await stack.stub.GetStats(pb.GetStatsRequest())).last_sequence == 300
+
+
 async def test_retry_then_success_with_bounded_backoff(stack: Stack) -> None:
     await stack.start_service()
     stack.start_worker("--retry-base", "0.2", "--retry-max", "0.5")

@@ -291,6 +291,54 @@ async def test_same_idempotent_request_returns_the_same_mission(service: Service
     assert len(service.broker.log) == 1
 
 
+async def test_a_batch_accepts_and_rejects_each_mission_on_its_own_in_order(service: Service) -> None:
+    earlier = await service.submit(payload=struct(n=1), idempotency_key="order-17")
+    batch = pb.SubmitMissionsRequest(
+        missions=[
+            pb.SubmitMissionRequest(type="echo", payload=struct(n=2)),
+            pb.SubmitMissionRequest(type="no spaces allowed"),
+            pb.SubmitMissionRequest(type="echo", payload=struct(n=1), idempotency_key="order-17"),
+            pb.SubmitMissionRequest(type="sleep", payload=struct(n=1), idempotency_key="order-17"),
+        ]
+    )
+    metadata = (("x-correlation-id", "batch-7"),)
+    response = await service.stub.SubmitMissions(batch, metadata=metadata, timeout=TIMEOUT)
+    queued, invalid, repeated, conflicting = response.results
+    assert queued.mission.type == "echo" and queued.mission.correlation_id == "batch-7"
+    got = await service.stub.GetMission(pb.GetMissionRequest(mission_id=queued.mission.id), timeout=TIMEOUT)
+    assert got.mission.id == queued.mission.id  # read-your-writes, as for SubmitMission
+    assert invalid.error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert (invalid.error.field, invalid.error.reason) == ("type", "INVALID_ARGUMENT")
+    assert repeated.mission == earlier
+    assert conflicting.error.code == grpc.StatusCode.ALREADY_EXISTS.value[0]
+    assert conflicting.error.reason == "IDEMPOTENCY_KEY_REUSED"
+    assert len(service.broker.log) == 2  # the earlier mission and the one new valid one
+
+
+async def test_a_batch_without_a_correlation_id_gives_each_mission_its_own(service: Service) -> None:
+    batch = pb.SubmitMissionsRequest(missions=[pb.SubmitMissionRequest(type="echo") for _ in range(3)])
+    response = await service.stub.SubmitMissions(batch, timeout=TIMEOUT)
+    assert len({result.mission.correlation_id for result in response.results}) == 3
+
+
+@pytest.mark.parametrize("size", [0, Limits().max_batch_missions + 1])
+async def test_an_empty_or_oversized_batch_is_invalid_as_a_whole(service: Service, size: int) -> None:
+    batch = pb.SubmitMissionsRequest(missions=[pb.SubmitMissionRequest(type="noop")] * size)
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.SubmitMissions(batch, timeout=TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "missions" in (raised.value.details() or "")
+    assert service.broker.log == []
+
+
+async def test_a_broker_outage_fails_each_mission_of_a_batch_as_unavailable(service: Service) -> None:
+    service.broker.failure = BrokerUnavailableError("down")
+    batch = pb.SubmitMissionsRequest(missions=[pb.SubmitMissionRequest(type="echo")] * 2)
+    response = await service.stub.SubmitMissions(batch, timeout=TIMEOUT)
+    assert [result.error.code for result in response.results] == [grpc.StatusCode.UNAVAILABLE.value[0]] * 2
+    assert {result.error.reason for result in response.results} == {"BROKER_UNAVAILABLE"}
+
+
 async def test_different_keys_make_different_missions(service: Service) -> None:
     first = await service.submit(idempotency_key="k1")
     other = await service.submit(idempotency_key="k2")
