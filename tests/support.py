@@ -66,6 +66,10 @@ class Process:
         log.close()
         return self
 
+    @property
+    def alive(self) -> bool:
+        return self.popen is not None and self.popen.poll() is None
+
     def wait(self, timeout: float) -> int:
         """Wait for the process to exit by itself; returns its exit code."""
         assert self.popen is not None
@@ -102,15 +106,24 @@ async def wait_serving(target: str, process: Process, timeout: float = 30) -> No
 async def wait_serving_on(channel: grpc.aio.Channel, process: Process, timeout: float = 30) -> None:
     """wait_serving over a given channel (TLS, say)."""
     stub = health_pb2_grpc.HealthStub(channel)
-    try:
-        # wait_for_ready rides out "connection refused" until the port is bound, and
-        # Health.Watch pushes status changes: no polling.
-        async for response in stub.Watch(health_pb2.HealthCheckRequest(), timeout=timeout, wait_for_ready=True):
-            if response.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-    except grpc.aio.AioRpcError as exc:
-        raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
-    raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        try:
+            # wait_for_ready rides out "connection refused" until the port is bound, and
+            # Health.Watch pushes status changes: no polling.
+            request = health_pb2.HealthCheckRequest()
+            async for response in stub.Watch(request, timeout=max(remaining, 0.1), wait_for_ready=True):
+                if response.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+        except grpc.aio.AioRpcError as exc:
+            # A connection dropped while the process starts (a loaded machine, a port just
+            # freed by a killed predecessor) is worth another Watch while time remains.
+            retry = exc.code() == grpc.StatusCode.UNAVAILABLE and process.alive and remaining > 1
+            if not retry:
+                raise AssertionError(f"service not SERVING ({exc.code().name}):\n{process.output()}") from exc
+            continue
+        raise AssertionError(f"health stream ended before SERVING:\n{process.output()}")
 
 
 async def watch_events(
