@@ -36,7 +36,10 @@ class HealthConditions:
         """Follow a robust connection's losses and recoveries."""
 
         async def on_close(*_: Any) -> None:
-            log.warning("%s lost; reconnecting", condition)
+            if connection.close_called:  # our own shutdown, not a loss
+                log.info("%s closed", condition)
+            else:
+                log.warning("%s lost; reconnecting", condition)
             await self.set(condition, False)
 
         async def on_reconnect(*_: Any) -> None:

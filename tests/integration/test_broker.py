@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -17,6 +18,7 @@ from missions.amqp import LogRetention
 from missions.errors import BrokerUnavailableError, LogTruncatedError
 from missions.eventlog import EventPublisher, read_log
 from missions.events import duration, new_event
+from missions.health import HealthConditions
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from tests.proxy import TcpProxy
@@ -242,3 +244,26 @@ async def test_a_log_declared_with_another_retention_is_a_clear_error(
     # The same retention as the log's is fine, for every process and every reconnect.
     same = await EventPublisher.open(connection, Topology(namespace), LogRetention())
     await same.close()
+
+
+async def test_health_tells_a_lost_connection_from_our_own_close(
+    amqp_url: str, proxy: TcpProxy, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="missions.health")
+    health = HealthConditions("missions.v1.MissionService", "cut", "closed")
+    cut = await amqp.connect(proxy.url(amqp_url), "test cut")
+    closed = await amqp.connect(amqp_url, "test closed")
+    await health.track(cut, "cut")
+    await health.track(closed, "closed")
+    lost = asyncio.Event()
+    cut.close_callbacks.add(lambda *_: lost.set())
+    proxy.sever()
+    async with asyncio.timeout(10):
+        await lost.wait()
+    await closed.close()
+    await cut.close()
+    assert health.failing == {"cut", "closed"}
+    said = [(record.levelno, record.getMessage()) for record in caplog.records if record.name == "missions.health"]
+    assert (logging.WARNING, "cut lost; reconnecting") in said
+    assert (logging.INFO, "closed closed") in said
+    assert not [message for level, message in said if level == logging.WARNING and message.startswith("closed")]
