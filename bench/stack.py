@@ -19,6 +19,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import aio_pika
 
+from missions.amqp import delete_topology
 from missions.topology import Topology
 from tests.support import Process, Stack, free_port, wait_serving
 
@@ -32,24 +33,9 @@ _STOP_TIMEOUT_S = 20
 
 async def delete_namespace(amqp_url: str, namespace: str) -> None:
     """Delete a namespace's queues and exchanges (delay queues expire by themselves)."""
-    names = Topology(namespace)
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": f"bench cleanup {namespace}"})
     async with connection:
-        for queue in (
-            names.log_queue,
-            names.work_queue,
-            names.dead_letter_queue,
-            names.control_queue,
-            names.leader_queue,
-        ):
-            # A failed delete closes its channel, so each gets a channel of its own.
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
-                await channel.queue_delete(queue)
-        channel = await connection.channel()
-        for exchange in (names.events_exchange, names.workers_exchange):
-            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
-                await channel.exchange_delete(exchange)
+        await delete_topology(connection, Topology(namespace))
 
 
 def service_pid(stack: Stack) -> int:

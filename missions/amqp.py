@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ __all__ = [
     "connect",
     "declare_retry_queue",
     "declare_topology",
+    "delete_topology",
     "message_counts",
     "redact_url",
 ]
@@ -121,6 +123,25 @@ async def declare_topology(
     await dead.bind(exchange, topology.DEAD_LETTERED_BINDING)
     await channel.declare_exchange(names.workers_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     return exchange
+
+
+async def delete_topology(connection: AbstractConnection, names: Topology) -> None:
+    """Delete a namespace's queues and exchanges (its delay queues expire by themselves)."""
+    for queue in (
+        names.log_queue,
+        names.work_queue,
+        names.dead_letter_queue,
+        names.control_queue,
+        names.leader_queue,
+    ):
+        # A failed delete closes its channel, so each gets a channel of its own.
+        channel = await connection.channel()
+        with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+            await channel.queue_delete(queue)
+    channel = await connection.channel()
+    for exchange in (names.events_exchange, names.workers_exchange):
+        with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
+            await channel.exchange_delete(exchange)
 
 
 async def _declare_stream(channel: AbstractChannel, name: str, retention: LogRetention) -> AbstractQueue:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -10,6 +9,7 @@ from collections.abc import AsyncIterator
 import aio_pika
 import pytest
 
+from missions.amqp import delete_topology
 from missions.topology import Topology
 
 AMQP_URL = os.environ.get("MISSIONS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -28,19 +28,6 @@ async def namespace(request: pytest.FixtureRequest) -> AsyncIterator[str]:
     """
     name = f"test-{request.node.name[:40]}-{uuid.uuid4().hex[:8]}".replace("[", "-").replace("]", "")
     yield name
-    names = Topology(name)
     connection = await aio_pika.connect(AMQP_URL, client_properties={"connection_name": f"cleanup {name}"})
     async with connection:
-        for queue in (
-            names.log_queue,
-            names.work_queue,
-            names.dead_letter_queue,
-            names.control_queue,
-            names.leader_queue,
-        ):
-            channel = await connection.channel()
-            with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
-                await channel.queue_delete(queue)
-        channel = await connection.channel()
-        await channel.exchange_delete(names.events_exchange)
-        await channel.exchange_delete(names.workers_exchange)
+        await delete_topology(connection, Topology(name))
