@@ -16,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mission_service.auth import AuthInterceptor
+from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower
 from mission_service.metrics import ServiceMetrics
 from mission_service.operations import MissionOperations, OperationsConfig
@@ -32,6 +33,7 @@ from missions import amqp, tracing
 from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
 from missions.metrics import serving
+from missions.outbox import Outbox
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
@@ -97,8 +99,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             limits=settings.limits,
             watch_heartbeat=settings.watch_heartbeat,
         )
+        dispatcher = Dispatcher(Outbox(publisher))
         operations = MissionOperations(
-            config, publisher, store, follower, hub, replay, workers, queue_depths, metrics.published
+            config, publisher, dispatcher, store, follower, hub, replay, workers, queue_depths, metrics.published
         )
 
         server = _grpc_server(settings, stack, spans)
@@ -149,6 +152,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             for task in (*background, attached, stopping):
                 task.cancel()
             await asyncio.gather(*background, attached, stopping, return_exceptions=True)
+            await dispatcher.close()
             await publisher.close()
         if failed:
             raise RuntimeError(f"background task {failed[0].get_name()} stopped") from failed[0].exception()

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mission_service import validation
+from mission_service.dispatch import Dispatcher
 from mission_service.filters import EventFilter
 from mission_service.follower import LogFollower
 from mission_service.store import MissionStore
@@ -61,6 +62,7 @@ class MissionOperations:
         self,
         config: OperationsConfig,
         publisher: EventPublisher,
+        dispatcher: Dispatcher,
         store: MissionStore,
         follower: LogFollower,
         hub: Hub,
@@ -72,6 +74,7 @@ class MissionOperations:
         self._config = config
         self._published = published
         self._publisher = publisher
+        self._dispatcher = dispatcher
         self._store = store
         self._follower = follower
         self._hub = hub
@@ -113,12 +116,10 @@ class MissionOperations:
         if request.idempotency_key:
             existing = self._store.get(mission.id)
             if existing is not None:
-                return _same_submission(existing, mission)
-        event = new_event(
-            mission, events_pb2.EVENT_TYPE_CREATED, source=self._config.source, correlation_id=correlation_id
-        )
-        event.created.mission.CopyFrom(mission)
-        await self._append(event, priority=mission.priority)
+                await self._dispatch_again(_same_submission(existing, mission))
+                return existing
+        event = _work(mission, self._config.source, correlation_id)
+        await self._append(event, priority=mission.priority, dispatch=True)
         log.info(
             "mission %s (%s) queued",
             mission.id,
@@ -150,15 +151,28 @@ class MissionOperations:
         if self._published is not None:
             self._published.count(event)
 
-    async def _append(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
-        """Publish ``event`` and wait (bounded) until this replica's store reflects it."""
+    async def _append(
+        self, event: events_pb2.MissionEvent, priority: int | None = None, *, dispatch: bool = False
+    ) -> None:
+        """Publish ``event``, then (``dispatch``) its work message, and wait (bounded) until
+        this replica's store reflects it."""
         applied = self._follower.expect(event.id)
         try:
             await self.publish(event, priority)
+            if dispatch:
+                await self._dispatcher.dispatch(event, priority)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
         finally:
             applied.cancel()
+
+    async def _dispatch_again(self, mission: mission_pb2.Mission) -> None:
+        """Dispatch a retried submission's mission again if it has never started: the replica
+        that took the first may have died between the log's confirm and the work message.
+        Workers drop the copy once the first has started."""
+        if mission.state != M.MISSION_STATE_QUEUED or mission.attempt or self._dispatcher.dispatching(mission.id):
+            return
+        await self._dispatcher.dispatch(_work(mission, self._config.source, _correlation(mission)), mission.priority)
 
     def get(self, mission_id: str) -> mission_pb2.Mission:
         validation.validate_mission_id(mission_id, self._config.limits)
@@ -229,13 +243,9 @@ class MissionOperations:
         fresh.dead_lettered = False
         for name in ("error", "result", "start_time", "end_time"):
             fresh.ClearField(name)
-        event = new_event(
-            fresh, events_pb2.EVENT_TYPE_REDRIVEN, source=self._config.source, correlation_id=_correlation(mission)
-        )
-        event.redriven.mission.CopyFrom(fresh)
+        event = _work(fresh, self._config.source, _correlation(mission))
         event.redriven.requested_by = requested_by
-        event.redriven.redrive_count = fresh.redrive_count
-        await self._append(event, priority=fresh.priority)
+        await self._append(event, priority=fresh.priority, dispatch=True)
         log.info(
             "mission %s redriven by %s (%d attempts)",
             mission.id,
@@ -304,6 +314,18 @@ class MissionOperations:
         async with contextlib.aclosing(stream) as events:
             async for event in events:
                 yield event
+
+
+def _work(mission: mission_pb2.Mission, source: str, correlation_id: str) -> events_pb2.MissionEvent:
+    """The event that queues ``mission`` to run: CREATED, or REDRIVEN once it has been redriven."""
+    if not mission.redrive_count:
+        event = new_event(mission, events_pb2.EVENT_TYPE_CREATED, source=source, correlation_id=correlation_id)
+        event.created.mission.CopyFrom(mission)
+        return event
+    event = new_event(mission, events_pb2.EVENT_TYPE_REDRIVEN, source=source, correlation_id=correlation_id)
+    event.redriven.mission.CopyFrom(mission)
+    event.redriven.redrive_count = mission.redrive_count
+    return event
 
 
 def _correlation(mission: mission_pb2.Mission) -> str:

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncGenerator
 
 import aiormq
+from aio_pika import Message
 from aio_pika.abc import (
     AbstractChannel,
     AbstractConnection,
@@ -54,17 +55,33 @@ class EventPublisher:
     async def publish(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
     ) -> None:
-        try:
-            if event.type == events_pb2.EVENT_TYPE_RETRYING:
-                delay_ms = topology.retry_delay_ms(event)
-                if delay_ms:
+        """Append ``event`` to the log (and the queues its routing key is bound to)."""
+        if event.type == events_pb2.EVENT_TYPE_RETRYING:
+            delay_ms = topology.retry_delay_ms(event)
+            if delay_ms:
+                try:
                     await declare_retry_queue(self._channel, self._exchange, self._names, delay_ms)
-            await self._exchange.publish(
-                codec.encode(event, priority),
-                routing_key=topology.event_routing_key(event),
-                mandatory=False,
-                timeout=timeout,
-            )
+                except _PUBLISH_ERRORS as exc:
+                    raise BrokerUnavailableError(f"cannot declare the retry queue: {exc!r}") from exc
+        await self._confirmed(self._exchange, codec.encode(event, priority), topology.event_routing_key(event), timeout)
+
+    async def dispatch(
+        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
+    ) -> None:
+        """Put the work message of ``event`` (CREATED or REDRIVEN) on the work queue.
+
+        Only once ``publish`` has confirmed the event: a worker's STARTED must not reach the
+        log before the event that queued its work. A single publish routed to both the work
+        queue and the log does not keep that order: RabbitMQ may deliver it from the work
+        queue before the stream has stored it (bench/causal_order.py shows it under load).
+        """
+        work = codec.encode(event, priority)
+        await self._confirmed(self._channel.default_exchange, work, self._names.work_queue, timeout)
+
+    @staticmethod
+    async def _confirmed(exchange: AbstractExchange, message: Message, routing_key: str, timeout: float) -> None:
+        try:
+            await exchange.publish(message, routing_key=routing_key, mandatory=False, timeout=timeout)
         except _PUBLISH_ERRORS as exc:
             raise BrokerUnavailableError(f"broker did not confirm the event: {exc!r}") from exc
 

@@ -4,8 +4,9 @@ Layout (``ns`` is the namespace, default ``missions``)::
 
     ns.events        topic exchange every MissionEvent is published to, once
     ns.log           stream queue bound to "#": the durable ordered event log
-    ns.work          priority queue bound to "created.#", "redriven.#" and
-                     "retrying.0": missions ready to run
+    ns.work          priority queue of missions ready to run: bound to "retrying.0";
+                     the service puts a CREATED or REDRIVEN there itself, once the
+                     log has confirmed it, so no worker event can precede it in the log
     ns.retry.<ms>    delay queue (fixed TTL of <ms>) bound to "retrying.<ms>";
                      expired messages dead-letter straight into ns.work
     ns.dead          dead-letter queue bound to "dead_lettered.#"
@@ -88,8 +89,9 @@ def retry_delay_ms(event: events_pb2.MissionEvent) -> int:
     return delay.seconds * 1000 + delay.nanos // 1_000_000
 
 
-CREATED_BINDING = "created.#"
 REDRIVEN_BINDING = "redriven.#"
+# Bindings of the work queue before the service dispatched work itself; removed on declare.
+LEGACY_WORK_BINDINGS = ("created.#", REDRIVEN_BINDING)
 DEAD_LETTERED_BINDING = "dead_lettered.#"
 CONTROL_BINDINGS = (
     "started.#",

@@ -15,13 +15,13 @@ from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
 from missions.metrics import serving
+from missions.outbox import Outbox
 from missions.topology import Topology
 from worker_service.consumer import MissionConsumer
 from worker_service.handlers import default_registry, load_modules
 from worker_service.heartbeat import Heartbeat
 from worker_service.ledger import MissionLedger
 from worker_service.metrics import WorkerMetrics
-from worker_service.outbox import Outbox
 from worker_service.settings import WorkerSettings
 
 __all__ = ["WORKER_HEALTH_SERVICE", "run_worker"]

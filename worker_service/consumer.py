@@ -28,6 +28,7 @@ from missions.backoff import full_jitter
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
 from missions.logs import mission_context, mission_fields
+from missions.outbox import Outbox
 from missions.outcomes import Outcome, outcome_events
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
@@ -35,7 +36,6 @@ from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 from worker_service.ledger import MissionLedger
 from worker_service.metrics import WorkerMetrics
-from worker_service.outbox import Outbox
 from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
 

@@ -121,13 +121,16 @@ async def _get(connection: AbstractRobustConnection, queue_name: str, timeout: f
     raise AssertionError("queue iterator ended")
 
 
-async def test_routing_created_to_work_and_dead_lettered_to_dead_queue(
+async def test_created_reaches_the_work_queue_only_when_dispatched_and_dead_lettered_the_dead_queue(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
     names = Topology(namespace)
     mission = _mission()
     created = _created(mission)
     await publisher.publish(created, priority=mission_pb2.PRIORITY_NORMAL)
+    # Confirmed means enqueued everywhere it was routed: the log only.
+    assert await amqp.message_counts(connection, [names.work_queue]) == [0]
+    await publisher.dispatch(created, priority=mission_pb2.PRIORITY_NORMAL)
     assert (await _get(connection, names.work_queue)).id == created.id
 
     dead = new_event(mission, E.EVENT_TYPE_DEAD_LETTERED, source="test", correlation_id="c")
@@ -135,6 +138,20 @@ async def test_routing_created_to_work_and_dead_lettered_to_dead_queue(
     dead.dead_lettered.mission.CopyFrom(mission)
     await publisher.publish(dead)
     assert (await _get(connection, names.dead_letter_queue)).id == dead.id
+
+
+async def test_declaring_the_topology_removes_the_work_bindings_of_earlier_versions(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    names = Topology(namespace)
+    channel = await connection.channel()
+    work = await channel.get_queue(names.work_queue)
+    for legacy in ("created.#", "redriven.#"):
+        await work.bind(names.events_exchange, legacy)
+    upgraded = await EventPublisher.open(connection, names, LogRetention())
+    await upgraded.publish(_created(_mission()))
+    assert await amqp.message_counts(connection, [names.work_queue]) == [0]
+    await upgraded.close()
 
 
 async def test_retrying_event_comes_back_to_the_work_queue_after_its_delay(

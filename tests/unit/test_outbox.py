@@ -7,11 +7,11 @@ from typing import cast
 
 import pytest
 
+from missions import outbox as outbox_module
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
+from missions.outbox import Outbox
 from missions.v1 import events_pb2
-from worker_service import outbox as outbox_module
-from worker_service.outbox import Outbox
 
 E = events_pb2
 TIMEOUT = 5.0

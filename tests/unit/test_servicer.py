@@ -24,6 +24,7 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
+from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower
 from mission_service.operations import MissionOperations, OperationsConfig
 from mission_service.servicer import MissionServicer
@@ -31,10 +32,12 @@ from mission_service.store import MissionStore
 from mission_service.validation import Limits, encode_page_token
 from mission_service.watch import EventFilter, Hub, _Subscription
 from mission_service.workers import WorkerRegistry
+from missions import outbox as outbox_module
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
 from missions.events import new_event
 from missions.metadata import LAST_SEQUENCE_KEY
+from missions.outbox import Outbox
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
@@ -50,11 +53,15 @@ class FakeBroker:
 
     ``publish`` is confirmed once the event is appended to the log with the next
     sequence; the event then reaches the follower the way read_log would deliver it.
+    ``dispatch`` puts a work message on the work queue; each is recorded with the number
+    of events the log held at that moment. ``dispatch_failures`` fail before confirming.
     """
 
     def __init__(self) -> None:
         self.log: list[events_pb2.MissionEvent] = []
         self.priorities: list[int | None] = []
+        self.work: list[tuple[events_pb2.MissionEvent, int | None, int]] = []
+        self.dispatch_failures = 0
         self.follower_inbox: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
         self.failure: Exception | None = None
         # When set, publishes wait for it (the broker is slow to confirm); ``held`` counts them.
@@ -78,6 +85,14 @@ class FakeBroker:
         self.log.append(stored)
         self.priorities.append(priority)
         self.follower_inbox.put_nowait(stored)
+
+    async def dispatch(
+        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
+    ) -> None:
+        if self.dispatch_failures:
+            self.dispatch_failures -= 1
+            raise BrokerUnavailableError("broker did not confirm the work message")
+        self.work.append((event, priority, len(self.log)))
 
     async def queue_depths(self) -> tuple[int, int]:
         """Work queue: missions whose last event made them runnable; dead letters: DEAD_LETTERED events."""
@@ -177,9 +192,11 @@ async def running_service(buffer: int = 10_000, clock: Callable[[], float] = tim
     follower = LogFollower(cast(AbstractConnection, None), Topology("unit"), store, hub.publish)
     broker = FakeBroker()
     workers = WorkerRegistry(clock)
+    publisher = cast(EventPublisher, broker)
     operations = MissionOperations(
         OperationsConfig(namespace="unit", source="mission-service/tests", limits=Limits()),
-        cast(EventPublisher, broker),
+        publisher,
+        Dispatcher(Outbox(publisher)),
         store,
         follower,
         hub,
@@ -273,6 +290,9 @@ async def test_submit_returns_the_queued_mission_and_get_finds_it(service: Servi
     assert created.created.mission.state == M.MISSION_STATE_QUEUED
     assert created.source == "mission-service/tests"
     assert service.broker.priorities == [M.PRIORITY_NORMAL]
+    # The work message went out only once the log held the CREATED event.
+    [(work, priority, logged)] = service.broker.work
+    assert (work.id, priority, logged) == (created.id, M.PRIORITY_NORMAL, 1)
 
 
 async def test_submit_keeps_explicit_options_and_generates_a_correlation_id(service: Service) -> None:
@@ -574,10 +594,37 @@ async def test_broker_unavailable_is_unavailable_and_nothing_is_queued(service: 
     listed = await service.stub.ListMissions(pb.ListMissionsRequest(), timeout=TIMEOUT)
     assert list(listed.missions) == []
     assert service.follower._waiters == {}
+    assert service.broker.work == []
     # Safe to retry with the same idempotency key once the broker is back.
     service.broker.failure = None
     mission = await service.submit(idempotency_key="retry-me")
     assert mission.last_sequence == 1
+
+
+async def test_a_work_message_the_broker_does_not_confirm_is_retried_until_it_is(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_module, "_FIRST_RETRY_S", 0.0001)
+    service.broker.dispatch_failures = 3
+    mission = await service.submit()
+    [(work, _, logged)] = service.broker.work
+    assert (work.mission_id, logged) == (mission.id, 1)
+    assert service.broker.dispatch_failures == 0
+
+
+async def test_a_retried_submission_dispatches_a_mission_again_only_while_it_has_never_started(
+    service: Service,
+) -> None:
+    first = await service.submit(idempotency_key="order-9")
+    # The replica that took the first submission may have died before its work message.
+    again = await service.submit(idempotency_key="order-9")
+    assert again == first
+    dispatched = [(work.type, work.mission_id) for work, _, _ in service.broker.work]
+    assert dispatched == [(E.EVENT_TYPE_CREATED, first.id)] * 2
+    await service.run_to_completion(first)
+    await service.submit(idempotency_key="order-9")
+    assert len(service.broker.work) == 2
+    assert len(service.broker.log) == 4  # CREATED, STARTED, PROGRESS, COMPLETED: retries publish no event
 
 
 async def test_a_lagging_watcher_is_cut_off_with_its_position_and_can_resume() -> None:
@@ -718,6 +765,7 @@ async def test_redrive_a_dead_lettered_mission_queues_it_again(service: Service)
     got = await service.stub.GetMission(pb.GetMissionRequest(mission_id=submitted.id), timeout=TIMEOUT)
     assert got.mission == mission
     [redriven] = _published(service, E.EVENT_TYPE_REDRIVEN)
+    assert (service.broker.work[-1][0].id, service.broker.work[-1][2]) == (redriven.id, len(service.broker.log))
     assert redriven.mission_id == submitted.id
     assert redriven.redriven.requested_by.startswith("ipv4:127.0.0.1:")
     assert redriven.redriven.redrive_count == 1

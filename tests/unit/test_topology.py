@@ -75,11 +75,11 @@ def test_retrying_routes_by_its_delay_in_ms(delay: timedelta, key: str) -> None:
     assert key == topology.retry_binding(topology.retry_delay_ms(event))
 
 
-def test_work_and_dead_letter_bindings_match_their_events() -> None:
+def test_dead_letter_binding_matches_its_events_and_the_legacy_work_bindings_matched_theirs() -> None:
     log = EventLog()
     created = event_routing_key(log.created("m1", "echo"))
     dead = event_routing_key(log.dead_lettered("m1"))
-    assert topology.CREATED_BINDING == "created.#"
+    assert topology.LEGACY_WORK_BINDINGS == ("created.#", "redriven.#")
     assert created.startswith("created.")
     assert topology.DEAD_LETTERED_BINDING == "dead_lettered.#"
     assert dead.startswith("dead_lettered.")

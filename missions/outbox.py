@@ -1,9 +1,10 @@
 """Publishing that survives broker outages: an event is retried until it is confirmed.
 
-Each running mission awaits its own events in order, so at most a few events per
+A worker awaits each running mission's events in order, so at most a few events per
 running mission wait here (memory is bounded by ``--concurrency``), and the delivery
 is acked only after they are out. While the broker is away the attempt's outcome is
-kept, not lost, and published as soon as it is back.
+kept, not lost, and published as soon as it is back. The service retries the work
+message of a mission whose CREATED or REDRIVEN the log already holds the same way.
 """
 
 from __future__ import annotations
@@ -52,19 +53,37 @@ class Outbox:
         ``wanted`` is asked before every retry: while the broker was away the event may
         have become wrong (the service declared the attempt lost), and then it is dropped.
         """
+        return await self._until_confirmed(lambda: self.publish_once(event, priority), "event", event, wanted)
+
+    async def dispatch(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
+        """Put ``event``'s work message on the work queue (EventPublisher.dispatch), retrying
+        until confirmed."""
+        await self._until_confirmed(
+            lambda: self.publisher.dispatch(event, priority=priority), "work message of event", event
+        )
+
+    async def _until_confirmed(
+        self,
+        send: Callable[[], Awaitable[None]],
+        what: str,
+        event: events_pb2.MissionEvent,
+        wanted: Callable[[], Awaitable[bool]] | None = None,
+    ) -> bool:
         pause = _FIRST_RETRY_S
         self.waiting += 1
         try:
             while True:
                 try:
-                    await self.publish_once(event, priority)
+                    await send()
                     return True
                 except BrokerUnavailableError as exc:
-                    log.warning("event %s of mission %s not confirmed (%s); retrying", event.id, event.mission_id, exc)
+                    log.warning(
+                        "%s %s of mission %s not confirmed (%s); retrying", what, event.id, event.mission_id, exc
+                    )
                     await asyncio.sleep(pause)
                     pause = min(pause * 2, _MAX_RETRY_S)
                 if wanted is not None and not await wanted():
-                    log.info("event %s of mission %s is no longer wanted: dropped", event.id, event.mission_id)
+                    log.info("%s %s of mission %s is no longer wanted: dropped", what, event.id, event.mission_id)
                     return False
         finally:
             self.waiting -= 1
