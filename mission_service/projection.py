@@ -63,6 +63,10 @@ def _redrive(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> No
 
 def _transition(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) -> None:
     kind = event.WhichOneof("details")
+    if kind in ("failed", "retrying") and event.attempt < mission.attempt:
+        # The next attempt's STARTED reached the log first (a retry without delay): this
+        # attempt's end no longer describes the mission.
+        return
     if kind == "started":
         mission.state = M.MISSION_STATE_RUNNING
         mission.attempt = event.attempt

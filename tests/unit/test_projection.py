@@ -112,6 +112,21 @@ def test_failure_then_retry_then_second_attempt() -> None:
     assert not mission.HasField("end_time")
 
 
+def test_the_end_of_an_attempt_logged_after_the_next_attempt_started_changes_nothing() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1)
+    log.failed("m1", will_retry=True, error_type="WorkerLost")
+    retrying = log.retrying("m1", delay_ms=0, error_type="WorkerLost")
+    started = log.started("m1", attempt=2, worker_id="w-2")
+    # RETRYING reached the work queue and the log in one publish; the retry's STARTED won.
+    events = [*log.events[:3], started, retrying]
+    assert _states(events)[-2:] == [M.MISSION_STATE_RUNNING, M.MISSION_STATE_RUNNING]
+    mission = _fold(events)
+    assert mission is not None
+    assert (mission.attempt, mission.worker_id, mission.error.type) == (2, "w-2", "WorkerLost")
+
+
 def test_final_failure_then_dead_lettered() -> None:
     log = EventLog()
     log.created("m1")
