@@ -13,7 +13,9 @@ original is counted.
 - log, then work: the original to the stream, and after its confirm a second message to
   the classic queue (how SubmitMission works now).
 
-Inversions need a loaded machine; ``--load K`` runs K busy-looping processes meanwhile.
+Inversions are rare and need a loaded machine (``--load K`` runs K busy-looping
+processes meanwhile): on 2 cores with 4 busy loops we saw 1 in 60,000 routed-together
+pairs in one run and none in another. Each run of 20,000 pairs takes about 2 minutes there.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class EventPublisher:
         Only once ``publish`` has confirmed the event: a worker's STARTED must not reach the
         log before the event that queued its work. A single publish routed to both the work
         queue and the log does not keep that order: RabbitMQ may deliver it from the work
-        queue before the stream has stored it (bench/causal_order.py shows it under load).
+        queue before the stream has stored it (rare, under load: bench/causal_order.py).
         """
         work = codec.encode(event, priority)
         await self._confirmed(self._channel.default_exchange, work, self._names.work_queue, timeout)
