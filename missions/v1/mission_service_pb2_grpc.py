@@ -116,9 +116,12 @@ class MissionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def SubmitMission(self, request, context):
-        """Queues a new mission. Returns OK only once the broker has durably accepted it;
-        on any error nothing was queued. Read-your-writes: GetMission on the same
-        replica right after this returns the mission.
+        """Queues a new mission. Returns OK only once the broker has durably accepted its
+        CREATED event in the log and then its work message (no worker event can precede
+        CREATED in the log). An error means it was not queued, unless a confirm was lost:
+        retry with the same idempotency key, which also dispatches again a mission that
+        exists but never started. Read-your-writes: GetMission on the same replica right
+        after this returns the mission.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

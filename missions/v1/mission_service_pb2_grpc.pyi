@@ -44,9 +44,12 @@ class MissionServiceStub:
     ListMissions: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListMissionsRequest, _mission_service_pb2.ListMissionsResponse]
     """Lists missions, oldest first, optionally filtered by state and type."""
     SubmitMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionRequest, _mission_service_pb2.SubmitMissionResponse]
-    """Queues a new mission. Returns OK only once the broker has durably accepted it;
-    on any error nothing was queued. Read-your-writes: GetMission on the same
-    replica right after this returns the mission.
+    """Queues a new mission. Returns OK only once the broker has durably accepted its
+    CREATED event in the log and then its work message (no worker event can precede
+    CREATED in the log). An error means it was not queued, unless a confirm was lost:
+    retry with the same idempotency key, which also dispatches again a mission that
+    exists but never started. Read-your-writes: GetMission on the same replica right
+    after this returns the mission.
     """
     CancelMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.CancelMissionRequest, _mission_service_pb2.CancelMissionResponse]
     """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
@@ -100,9 +103,12 @@ class MissionServiceAsyncStub(MissionServiceStub):
     ListMissions: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListMissionsRequest, _mission_service_pb2.ListMissionsResponse]  # type: ignore[assignment]
     """Lists missions, oldest first, optionally filtered by state and type."""
     SubmitMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionRequest, _mission_service_pb2.SubmitMissionResponse]  # type: ignore[assignment]
-    """Queues a new mission. Returns OK only once the broker has durably accepted it;
-    on any error nothing was queued. Read-your-writes: GetMission on the same
-    replica right after this returns the mission.
+    """Queues a new mission. Returns OK only once the broker has durably accepted its
+    CREATED event in the log and then its work message (no worker event can precede
+    CREATED in the log). An error means it was not queued, unless a confirm was lost:
+    retry with the same idempotency key, which also dispatches again a mission that
+    exists but never started. Read-your-writes: GetMission on the same replica right
+    after this returns the mission.
     """
     CancelMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.CancelMissionRequest, _mission_service_pb2.CancelMissionResponse]  # type: ignore[assignment]
     """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
@@ -171,9 +177,12 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _mission_service_pb2.SubmitMissionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_mission_service_pb2.SubmitMissionResponse, _abc.Awaitable[_mission_service_pb2.SubmitMissionResponse]]:
-        """Queues a new mission. Returns OK only once the broker has durably accepted it;
-        on any error nothing was queued. Read-your-writes: GetMission on the same
-        replica right after this returns the mission.
+        """Queues a new mission. Returns OK only once the broker has durably accepted its
+        CREATED event in the log and then its work message (no worker event can precede
+        CREATED in the log). An error means it was not queued, unless a confirm was lost:
+        retry with the same idempotency key, which also dispatches again a mission that
+        exists but never started. Read-your-writes: GetMission on the same replica right
+        after this returns the mission.
         """
 
     @_abc_1.abstractmethod
