@@ -294,6 +294,9 @@ class MissionConsumer:
             labels=dict(mission.labels),
             _progress=progress,
         )
+        # Registered until the outcome is out: a copy of this work message (redelivered, or
+        # dispatched again) that arrives meanwhile must find the attempt taken, and the
+        # ledger learns that it is over only once the outcome is published.
         self._contexts[mission.id, mission.attempt] = ctx
         try:
             started = event(E.EVENT_TYPE_STARTED)
@@ -320,17 +323,17 @@ class MissionConsumer:
                 self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace
             )
             self._metrics.attempt_finished(mission.type, outcome)
+            if self._ledger.is_over(mission):
+                log.info(
+                    "mission %s attempt %d was ended elsewhere (cancelled or lost): outcome dropped",
+                    mission.id,
+                    mission.attempt,
+                )
+                return outcome
+            await self._publish_outcome(mission, correlation_id, outcome)
+            return outcome
         finally:
             del self._contexts[mission.id, mission.attempt]
-        if self._ledger.is_over(mission):
-            log.info(
-                "mission %s attempt %d was ended elsewhere (cancelled or lost): outcome dropped",
-                mission.id,
-                mission.attempt,
-            )
-            return outcome
-        await self._publish_outcome(mission, correlation_id, outcome)
-        return outcome
 
     async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
         settings = self._settings

@@ -69,6 +69,30 @@ async def test_cancelled_queued_mission_never_starts_even_across_worker_restarts
     assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def test_a_retried_submission_dispatches_a_queued_mission_again_and_it_still_runs_once(stack: Stack) -> None:
+    """The recovery for a replica that died between CREATED and the work message: the copy
+    a retry sends is dropped by the worker once the first has started."""
+    await stack.start_service()
+    first = await _submit(stack, "echo", idempotency_key="order-42")
+    again = await _submit(stack, "echo", idempotency_key="order-42")
+    assert again.id == first.id
+    stats = await stack.stub.GetStats(pb.GetStatsRequest())
+    assert (stats.queue_depth, stats.last_sequence) == (2, 1)  # two work messages, one CREATED
+
+    stack.start_worker("--concurrency", "1")  # takes the copies one after the other
+    await _history(stack, first.id)
+    # The copy is ahead of this marker in the queue, so it has been consumed once the marker ran.
+    marker = await _submit(stack, "echo")
+    log: list[events_pb2.MissionEvent] = []
+    async for event in watch_events(stack.stub, pb.WatchEventsRequest(after_sequence=0)):
+        log.append(event)
+        if event.mission_id == marker.id and event.type == E.EVENT_TYPE_COMPLETED:
+            break
+    kinds = [event.type for event in log if event.mission_id == first.id]
+    assert kinds == [E.EVENT_TYPE_CREATED, E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
+    assert (await stack.stub.GetStats(pb.GetStatsRequest())).queue_depth == 0
+
+
 @pytest.mark.parametrize("mission_type", ["sleep", "stubborn"])
 async def test_cancelling_a_running_mission_stops_it_within_the_grace(stack: Stack, mission_type: str) -> None:
     await stack.start_service()
