@@ -66,7 +66,7 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
             log.info("worker health service on %s", settings.health_listen)
         publisher = await EventPublisher.open(connection, names, retention or LogRetention())
         stack.push_async_callback(publisher.close)
-        ledger = MissionLedger()
+        ledger = MissionLedger(settings.remember_finished)
         session = uuid.uuid4().hex
         outbox = Outbox(publisher, metrics.published)
         consumer = MissionConsumer(settings, connection, outbox, default_registry, ledger, session, metrics, spans)

@@ -19,6 +19,7 @@ from missions.settings import (
 )
 from missions.tracing import add_tracing_option, tracing_mode
 from worker_service.app import run_worker
+from worker_service.ledger import DEFAULT_REMEMBER_FINISHED
 from worker_service.settings import WorkerSettings
 
 __all__ = ["build_parser", "main"]
@@ -82,6 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=env("WORKER_HEALTH_LISTEN", ""),
         help="serve gRPC health checks on this address, e.g. 127.0.0.1:50052 [MISSIONS_WORKER_HEALTH_LISTEN]",
     )
+    parser.add_argument(
+        "--remember-finished",
+        type=int,
+        default=int(env("REMEMBER_FINISHED", str(DEFAULT_REMEMBER_FINISHED))),
+        help="ended missions each worker remembers (about 370 bytes each) so that a late copy of their work"
+        " message is dropped, not run; the most recently ended are kept [MISSIONS_REMEMBER_FINISHED]",
+    )
     add_metrics_listen_option(parser)
     add_tracing_option(parser)
     return parser
@@ -92,6 +100,8 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    if args.remember_finished < 0:
+        parser.error(f"--remember-finished must not be negative, got {args.remember_finished}")
     settings = WorkerSettings(
         amqp_url=args.amqp_url,
         namespace=args.namespace,
@@ -108,6 +118,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         metrics_listen=metrics_listen(parser, args),
         amqp_tls=amqp_tls(parser, args),
         tracing=tracing_mode(parser, args),
+        remember_finished=args.remember_finished,
     )
     return settings, args
 

@@ -9,6 +9,11 @@ such a message without running it. That is how a cancelled queued mission never
 starts, and how a redelivered message never runs an attempt twice. An attempt's
 outcome is published only while the attempt is not *over* (a cancellation, or the
 service declaring its worker lost, ends it first).
+
+Memory is bounded: the ledger keeps every mission that has not ended, but only the
+``remember_finished`` most recently ended ones (as Celery bounds its revoked-task set).
+A work message of a mission forgotten that way is no longer recognised as stale: a
+cancelled mission queued behind more than that many others finishing could still run.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -29,7 +35,10 @@ from missions.eventlog import read_stream
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["MissionLedger"]
+__all__ = ["DEFAULT_REMEMBER_FINISHED", "MissionLedger"]
+
+# About 37 MB of ledger per worker (~370 bytes per ended mission, its id included; tracemalloc).
+DEFAULT_REMEMBER_FINISHED = 100_000
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +60,10 @@ class _Entry:
 class MissionLedger:
     """Per mission: its generation, the attempts started and over, and whether it ended."""
 
-    def __init__(self) -> None:
+    def __init__(self, remember_finished: int = DEFAULT_REMEMBER_FINISHED) -> None:
         self._missions: dict[str, _Entry] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()  # ended missions, the latest last
+        self._remember_finished = remember_finished
         self._cancel_listeners: list[CancelListener] = []
         self.caught_up = asyncio.Event()
 
@@ -65,7 +76,7 @@ class MissionLedger:
     def observe(self, event: events_pb2.MissionEvent) -> None:
         entry = self._missions.get(event.mission_id)
         if entry is None or event.generation > entry.generation:
-            entry = self._missions[event.mission_id] = _Entry(event.generation)
+            entry = self._new_entry(event.mission_id, event.generation)
         elif event.generation < entry.generation:
             return  # a late event of a generation that has been redriven since
         kind = event.WhichOneof("details")
@@ -76,6 +87,7 @@ class MissionLedger:
             entry.over = max(entry.over, event.attempt)
         elif kind in ("completed", "dead_lettered", "cancelled"):
             entry.final = True
+            self._ended(event.mission_id)
             if kind == "cancelled":
                 for listener in self._cancel_listeners:
                     listener(event)
@@ -84,7 +96,19 @@ class MissionLedger:
         """Note that ``mission``'s generation exists (its REDRIVEN may not have been read yet)."""
         entry = self._missions.get(mission.id)
         if entry is None or mission.redrive_count > entry.generation:
-            self._missions[mission.id] = _Entry(mission.redrive_count)
+            self._new_entry(mission.id, mission.redrive_count)
+
+    def _new_entry(self, mission_id: str, generation: int) -> _Entry:
+        self._finished.pop(mission_id, None)  # a new generation has not ended
+        entry = self._missions[mission_id] = _Entry(generation)
+        return entry
+
+    def _ended(self, mission_id: str) -> None:
+        self._finished[mission_id] = None
+        self._finished.move_to_end(mission_id)
+        while len(self._finished) > self._remember_finished:
+            forgotten, _ = self._finished.popitem(last=False)
+            del self._missions[forgotten]
 
     def _entry(self, mission: mission_pb2.Mission) -> _Entry | None:
         """The ledger entry for ``mission``'s generation; None when it is newer than known."""

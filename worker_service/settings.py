@@ -7,6 +7,7 @@ from datetime import timedelta
 
 from missions.amqp import redact_url
 from missions.tls import TlsFiles
+from worker_service.ledger import DEFAULT_REMEMBER_FINISHED
 
 __all__ = ["WorkerSettings"]
 
@@ -32,6 +33,8 @@ class WorkerSettings:
         metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
         amqp_tls: broker CA and client certificate for an amqps:// URL.
         tracing: OpenTelemetry spans: "off" (default), "console" or "otlp" (docs/tracing.md).
+        remember_finished: ended missions the ledger keeps to drop stale work messages for
+            them (the most recently ended), default 100,000.
     """
 
     amqp_url: str
@@ -49,6 +52,7 @@ class WorkerSettings:
     metrics_listen: str = ""
     amqp_tls: TlsFiles | None = None
     tracing: str = "off"
+    remember_finished: int = DEFAULT_REMEMBER_FINISHED
 
     def __repr__(self) -> str:
         return (

@@ -248,3 +248,45 @@ def test_an_attempt_this_worker_started_without_a_confirm_is_not_taken_from_it()
     assert not ledger.is_taken(_work(attempt=1), "mine")
     assert ledger.is_taken(_work(attempt=1), "someone-else")
     assert ledger.is_taken(_work(attempt=1))
+
+
+def _finish(ledger: MissionLedger, log: EventLog, *mission_ids: str) -> None:
+    for mission_id in mission_ids:
+        for event in (log.created(mission_id), log.started(mission_id), log.completed(mission_id)):
+            ledger.observe(event)
+
+
+def test_only_the_latest_finished_missions_are_remembered_and_unfinished_ones_always() -> None:
+    log = EventLog()
+    ledger = MissionLedger(remember_finished=2)
+    ledger.observe(log.created("running"))
+    ledger.observe(log.started("running"))
+    _finish(ledger, log, "m1", "m2", "m3")
+    assert len(ledger) == 3
+    # m1 is forgotten: a late copy of its work message is no longer recognised.
+    assert not ledger.is_taken(_work("m1"))
+    assert ledger.is_taken(_work("m2")) and ledger.is_taken(_work("m3"))
+    assert ledger.is_taken(_work("running")) and not ledger.is_over(_work("running"))
+
+
+def test_a_mission_that_ends_again_counts_as_ended_last() -> None:
+    log = EventLog()
+    ledger = MissionLedger(remember_finished=2)
+    _finish(ledger, log, "m1", "m2")
+    ledger.observe(log.completed("m1"))  # a duplicate of its final event (a retried publish)
+    _finish(ledger, log, "m3")
+    assert ledger.is_taken(_work("m1"))
+    assert not ledger.is_taken(_work("m2"))
+
+
+def test_a_redriven_mission_is_not_finished_until_its_new_generation_ends() -> None:
+    log = EventLog()
+    ledger = MissionLedger(remember_finished=1)
+    for event in (log.created("m1"), log.started("m1"), log.failed("m1", will_retry=False), log.dead_lettered("m1")):
+        ledger.observe(event)
+    ledger.observe(log.redriven("m1"))
+    _finish(ledger, log, "m2", "m3")
+    # Still known: the old generation's messages are stale, the new one's attempt 1 may run.
+    assert ledger.is_taken(_work("m1", generation=0))
+    assert not ledger.is_taken(_work("m1", generation=1))
+    assert len(ledger) == 2
