@@ -67,6 +67,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         await health_state.track(log_connection, "log connection")
 
         publisher = await EventPublisher.open(connection, names, settings.retention)
+        await publisher.remove_legacy_work_bindings()
         store = MissionStore(settings.database)
         stack.callback(store.close)
         hub = Hub(head=store.checkpoint(), buffer=settings.watch_buffer)

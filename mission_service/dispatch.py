@@ -1,14 +1,18 @@
 """Work messages: a mission reaches the work queue only after the log holds the event
 (CREATED or REDRIVEN) that queued it, so no worker event can precede that event in the log.
 
-Once the log has confirmed the event, its work message must follow: it is retried until
-the broker confirms it, and keeps being retried when the RPC that asked for it ends.
+Appending the event and dispatching its work message run as one task that the caller's
+cancellation (a client gone, a deadline passed) cannot stop in between; once the log has
+confirmed the event, its work message is retried until the broker confirms it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any
 
 from missions.outbox import Outbox
 from missions.v1 import events_pb2
@@ -17,41 +21,64 @@ __all__ = ["Dispatcher"]
 
 log = logging.getLogger(__name__)
 
+# Appends an event to the log (confirmed), with the work queue priority of its mission.
+Append = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
+
+# How long a stopping service lets work messages still in flight reach the broker.
+_CLOSE_GRACE_S = 5.0
+
+_Key = tuple[str, int]  # mission id, generation
+
 
 class Dispatcher:
-    """Puts work messages on the work queue, at most one in flight per mission."""
+    """Appends work-queuing events and dispatches their work messages."""
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
-        self._in_flight: dict[str, asyncio.Task[None]] = {}
+        self._in_flight: dict[_Key, asyncio.Task[None]] = {}
 
-    def __len__(self) -> int:
-        return len(self._in_flight)
+    async def append(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
+        """``append`` the event, then dispatch its work message; return once both are
+        confirmed. Raises what ``append`` raises (and then nothing is dispatched)."""
+        await self._start(event, self._append_then_dispatch(event, priority, append), join=False)
 
-    def dispatching(self, mission_id: str) -> bool:
-        return mission_id in self._in_flight
+    async def dispatch(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
+        """Dispatch the work message of ``event``, whose mission the log already holds; joins
+        the dispatch in flight for the same mission and generation, if there is one."""
+        await self._start(event, self._outbox.dispatch(event, priority=priority), join=True)
 
-    async def dispatch(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
-        """Return once the work message of ``event`` is confirmed; cancelling the caller
-        does not stop it."""
-        task = self._in_flight.get(event.mission_id)
-        if task is None:
-            task = asyncio.create_task(
-                self._outbox.dispatch(event, priority=priority), name=f"dispatch {event.mission_id}"
-            )
-            self._in_flight[event.mission_id] = task
-            task.add_done_callback(lambda done: self._forget(event.mission_id, done))
+    async def _append_then_dispatch(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
+        await append(event, priority)
+        await self._outbox.dispatch(event, priority=priority)
+
+    async def _start(self, event: events_pb2.MissionEvent, work: Coroutine[Any, Any, None], *, join: bool) -> None:
+        key = (event.mission_id, event.generation)
+        task = self._in_flight.get(key)
+        if join and task is not None and not task.done():
+            work.close()
+        else:
+            task = asyncio.create_task(work, name=f"dispatch {event.mission_id}")
+            self._in_flight[key] = task
+            task.add_done_callback(functools.partial(self._forget, key))
         await asyncio.shield(task)
 
-    def _forget(self, mission_id: str, task: asyncio.Task[None]) -> None:
-        if self._in_flight.get(mission_id) is task:
-            del self._in_flight[mission_id]
+    def _forget(self, key: _Key, task: asyncio.Task[None]) -> None:
+        if self._in_flight.get(key) is task:
+            del self._in_flight[key]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Its caller, if still there, answers with it; a gone caller must not hide it.
+            log.warning("mission %s: not queued (%s)", key[0], error)
 
     async def close(self) -> None:
-        """Stop the work messages still being retried, naming their missions: they stay
-        QUEUED until a retried SubmitMission (same idempotency key) dispatches them again."""
-        tasks = list(self._in_flight.items())
-        for mission_id, task in tasks:
-            log.error("mission %s: work message not confirmed before shutdown; it stays QUEUED", mission_id)
-            task.cancel()
-        await asyncio.gather(*(task for _, task in tasks), return_exceptions=True)
+        """Give the work messages in flight a moment to be confirmed, then stop the rest,
+        naming their missions: they stay QUEUED until a SubmitMission retried with their
+        idempotency key dispatches them again."""
+        tasks = dict(self._in_flight)
+        if not tasks:
+            return
+        _, pending = await asyncio.wait(tasks.values(), timeout=_CLOSE_GRACE_S)
+        for (mission_id, _), task in tasks.items():
+            if task in pending:
+                log.error("mission %s: work message not confirmed before shutdown; it stays QUEUED", mission_id)
+                task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)

@@ -158,9 +158,10 @@ class MissionOperations:
         this replica's store reflects it."""
         applied = self._follower.expect(event.id)
         try:
-            await self.publish(event, priority)
             if dispatch:
-                await self._dispatcher.dispatch(event, priority)
+                await self._dispatcher.append(event, priority, self.publish)
+            else:
+                await self.publish(event, priority)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
         finally:
@@ -170,7 +171,7 @@ class MissionOperations:
         """Dispatch a retried submission's mission again if it has never started: the replica
         that took the first may have died between the log's confirm and the work message.
         Workers drop the copy once the first has started."""
-        if mission.state != M.MISSION_STATE_QUEUED or mission.attempt or self._dispatcher.dispatching(mission.id):
+        if mission.state != M.MISSION_STATE_QUEUED or mission.attempt:
             return
         await self._dispatcher.dispatch(_work(mission, self._config.source, _correlation(mission)), mission.priority)
 

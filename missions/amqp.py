@@ -115,10 +115,6 @@ async def declare_topology(
     work = await channel.declare_queue(
         names.work_queue, durable=True, arguments={"x-max-priority": topology.MAX_PRIORITY}
     )
-    # CREATED and REDRIVEN reach the work queue as a second message, after the log holds
-    # them (EventPublisher.dispatch); earlier versions bound them here.
-    for legacy in topology.LEGACY_WORK_BINDINGS:
-        await work.unbind(exchange, legacy)
     # A retry with no delay goes straight back to the work queue.
     await work.bind(exchange, topology.retry_binding(0))
     dead = await channel.declare_queue(names.dead_letter_queue, durable=True)

@@ -78,6 +78,14 @@ class EventPublisher:
         work = codec.encode(event, priority)
         await self._confirmed(self._channel.default_exchange, work, self._names.work_queue, timeout)
 
+    async def remove_legacy_work_bindings(self) -> None:
+        """Unbind the work queue from CREATED and REDRIVEN events, as earlier versions bound
+        it: the service dispatches their work messages itself. Only the service does this, so
+        workers can be upgraded before it."""
+        work = await self._channel.get_queue(self._names.work_queue)
+        for legacy in topology.LEGACY_WORK_BINDINGS:
+            await work.unbind(self._exchange, legacy)
+
     @staticmethod
     async def _confirmed(exchange: AbstractExchange, message: Message, routing_key: str, timeout: float) -> None:
         try:

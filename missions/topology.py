@@ -90,7 +90,8 @@ def retry_delay_ms(event: events_pb2.MissionEvent) -> int:
 
 
 REDRIVEN_BINDING = "redriven.#"
-# Bindings of the work queue before the service dispatched work itself; removed on declare.
+# Bindings of the work queue before the service dispatched work itself; the service removes them
+# when it starts (EventPublisher.remove_legacy_work_bindings).
 LEGACY_WORK_BINDINGS = ("created.#", REDRIVEN_BINDING)
 DEAD_LETTERED_BINDING = "dead_lettered.#"
 CONTROL_BINDINGS = (

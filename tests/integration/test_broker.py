@@ -140,7 +140,7 @@ async def test_created_reaches_the_work_queue_only_when_dispatched_and_dead_lett
     assert (await _get(connection, names.dead_letter_queue)).id == dead.id
 
 
-async def test_declaring_the_topology_removes_the_work_bindings_of_earlier_versions(
+async def test_the_service_removes_the_work_bindings_of_earlier_versions(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
     names = Topology(namespace)
@@ -148,10 +148,14 @@ async def test_declaring_the_topology_removes_the_work_bindings_of_earlier_versi
     work = await channel.get_queue(names.work_queue)
     for legacy in ("created.#", "redriven.#"):
         await work.bind(names.events_exchange, legacy)
-    upgraded = await EventPublisher.open(connection, names, LogRetention())
-    await upgraded.publish(_created(_mission()))
-    assert await amqp.message_counts(connection, [names.work_queue]) == [0]
-    await upgraded.close()
+    # A worker's declaration keeps them: workers may be upgraded before the service.
+    worker = await EventPublisher.open(connection, names, LogRetention())
+    await worker.publish(_created(_mission()))
+    assert await amqp.message_counts(connection, [names.work_queue]) == [1]
+    await worker.remove_legacy_work_bindings()
+    await worker.publish(_created(_mission()))
+    assert await amqp.message_counts(connection, [names.work_queue]) == [1]
+    await worker.close()
 
 
 async def test_retrying_event_comes_back_to_the_work_queue_after_its_delay(

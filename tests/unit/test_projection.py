@@ -120,8 +120,11 @@ def test_the_end_of_an_attempt_logged_after_the_next_attempt_started_changes_not
     retrying = log.retrying("m1", delay_ms=0, error_type="WorkerLost")
     started = log.started("m1", attempt=2, worker_id="w-2")
     # RETRYING reached the work queue and the log in one publish; the retry's STARTED won.
-    events = [*log.events[:3], started, retrying]
-    assert _states(events)[-2:] == [M.MISSION_STATE_RUNNING, M.MISSION_STATE_RUNNING]
+    # Then a worker that had been declared lost reports attempt 1 failed, late.
+    late = log.failed("m1", will_retry=False, error_type="ValueError")
+    late.attempt = 1
+    events = [*log.events[:3], started, retrying, late]
+    assert _states(events)[-3:] == [M.MISSION_STATE_RUNNING] * 3
     mission = _fold(events)
     assert mission is not None
     assert (mission.attempt, mission.worker_id, mission.error.type) == (2, "w-2", "WorkerLost")
