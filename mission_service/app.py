@@ -100,7 +100,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             limits=settings.limits,
             watch_heartbeat=settings.watch_heartbeat,
         )
-        dispatcher = Dispatcher(Outbox(publisher))
+        dispatcher = Dispatcher(Outbox(publisher), follower.expect)
         operations = MissionOperations(
             config, publisher, dispatcher, store, follower, hub, replay, workers, queue_depths, metrics.published
         )

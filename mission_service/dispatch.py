@@ -3,7 +3,9 @@
 
 Appending the event and dispatching its work message run as one task that the caller's
 cancellation (a client gone, a deadline passed) cannot stop in between; once the log has
-confirmed the event, its work message is retried until the broker confirms it.
+confirmed the event, its work message is retried until the broker confirms it. An append
+whose confirm never came may still have reached the log: if the log shows the event
+within a minute, its work message follows then.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+from missions.errors import BrokerUnavailableError
 from missions.outbox import Outbox
 from missions.v1 import events_pb2
 
@@ -23,6 +26,11 @@ log = logging.getLogger(__name__)
 
 # Appends an event to the log (confirmed), with the work queue priority of its mission.
 Append = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
+# A future resolved once the log shows the event with this id (LogFollower.expect).
+Logged = Callable[[str], Awaitable[events_pb2.MissionEvent]]
+
+# How long after an unconfirmed append the log may still show the event and get its work.
+_LOST_CONFIRM_WAIT_S = 60.0
 
 # How long a stopping service lets work messages still in flight reach the broker.
 _CLOSE_GRACE_S = 5.0
@@ -33,9 +41,11 @@ _Key = tuple[str, int]  # mission id, generation
 class Dispatcher:
     """Appends work-queuing events and dispatches their work messages."""
 
-    def __init__(self, outbox: Outbox) -> None:
+    def __init__(self, outbox: Outbox, logged: Logged | None = None) -> None:
         self._outbox = outbox
+        self._logged = logged
         self._in_flight: dict[_Key, asyncio.Task[None]] = {}
+        self._watching: set[asyncio.Task[None]] = set()  # unconfirmed appends, waiting to show in the log
 
     async def append(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
         """``append`` the event, then dispatch its work message; return once both are
@@ -48,8 +58,31 @@ class Dispatcher:
         await self._start(event, self._outbox.dispatch(event, priority=priority), join=True)
 
     async def _append_then_dispatch(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
-        await append(event, priority)
+        try:
+            await append(event, priority)
+        except BrokerUnavailableError:
+            if self._logged is not None:
+                watch = asyncio.create_task(self._dispatch_if_logged(event, priority, self._logged(event.id)))
+                self._watching.add(watch)
+                watch.add_done_callback(self._watching.discard)
+            raise
         await self._outbox.dispatch(event, priority=priority)
+
+    async def _dispatch_if_logged(
+        self, event: events_pb2.MissionEvent, priority: int | None, shown: Awaitable[events_pb2.MissionEvent]
+    ) -> None:
+        """Dispatch ``event``'s work message if the log shows the event after all (the broker
+        stored it and only its confirm was lost)."""
+        try:
+            await asyncio.wait_for(shown, _LOST_CONFIRM_WAIT_S)
+        except TimeoutError:
+            return
+        log.info(
+            "mission %s: its %s reached the log without a confirm; dispatching it",
+            event.mission_id,
+            events_pb2.EventType.Name(event.type),
+        )
+        await self.dispatch(event, priority)
 
     async def _start(self, event: events_pb2.MissionEvent, work: Coroutine[Any, Any, None], *, join: bool) -> None:
         key = (event.mission_id, event.generation)
@@ -73,6 +106,10 @@ class Dispatcher:
         """Give the work messages in flight a moment to be confirmed, then stop the rest,
         naming their missions: they stay QUEUED until a SubmitMission retried with their
         idempotency key dispatches them again."""
+        watches = list(self._watching)
+        for watch in watches:
+            watch.cancel()
+        await asyncio.gather(*watches, return_exceptions=True)
         tasks = dict(self._in_flight)
         if not tasks:
             return

@@ -44,7 +44,7 @@ class LogFollower:
         self._names = names
         self._store = store
         self._on_batch = on_batch
-        self._waiters: dict[str, asyncio.Future[events_pb2.MissionEvent]] = {}
+        self._waiters: dict[str, list[asyncio.Future[events_pb2.MissionEvent]]] = {}
         self.attached = asyncio.Event()
         self.position = store.checkpoint()
         self.skipped = 0  # log records that did not decode
@@ -52,9 +52,16 @@ class LogFollower:
     def expect(self, event_id: str) -> asyncio.Future[events_pb2.MissionEvent]:
         """A future resolved with the event once it has been applied to the store."""
         future: asyncio.Future[events_pb2.MissionEvent] = asyncio.get_running_loop().create_future()
-        self._waiters[event_id] = future
-        future.add_done_callback(lambda _: self._waiters.pop(event_id, None))
+        self._waiters.setdefault(event_id, []).append(future)
+        future.add_done_callback(lambda done: self._forget(event_id, done))
         return future
+
+    def _forget(self, event_id: str, future: asyncio.Future[events_pb2.MissionEvent]) -> None:
+        waiting = self._waiters.get(event_id, [])
+        if future in waiting:
+            waiting.remove(future)
+        if not waiting:
+            self._waiters.pop(event_id, None)
 
     async def run(self) -> None:
         """Consume the log until cancelled."""
@@ -102,8 +109,8 @@ class LogFollower:
         self._store.apply_batch(events)
         self.position = batch[-1].sequence
         for event in events:
-            waiter = self._waiters.get(event.id)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(event)
+            for waiter in self._waiters.get(event.id, ()):
+                if not waiter.done():
+                    waiter.set_result(event)
         if events:
             self._on_batch(events)

@@ -62,6 +62,8 @@ class FakeBroker:
         self.priorities: list[int | None] = []
         self.work: list[tuple[events_pb2.MissionEvent, int | None, int]] = []
         self.dispatch_failures = 0
+        self.lost_confirms = 0  # publishes that are stored but answered with an error
+        self.dispatched = asyncio.Event()  # set by each work message
         self.follower_inbox: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
         self.failure: Exception | None = None
         # When set, publishes wait for it (the broker is slow to confirm); ``held`` counts them.
@@ -85,6 +87,9 @@ class FakeBroker:
         self.log.append(stored)
         self.priorities.append(priority)
         self.follower_inbox.put_nowait(stored)
+        if self.lost_confirms:
+            self.lost_confirms -= 1
+            raise BrokerUnavailableError("broker did not confirm the event: connection lost")
 
     async def dispatch(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
@@ -93,6 +98,7 @@ class FakeBroker:
             self.dispatch_failures -= 1
             raise BrokerUnavailableError("broker did not confirm the work message")
         self.work.append((event, priority, len(self.log)))
+        self.dispatched.set()
 
     async def queue_depths(self) -> tuple[int, int]:
         """Work queue: missions whose last event made them runnable; dead letters: DEAD_LETTERED events."""
@@ -196,7 +202,7 @@ async def running_service(buffer: int = 10_000, clock: Callable[[], float] = tim
     operations = MissionOperations(
         OperationsConfig(namespace="unit", source="mission-service/tests", limits=Limits()),
         publisher,
-        Dispatcher(Outbox(publisher)),
+        Dispatcher(Outbox(publisher), follower.expect),
         store,
         follower,
         hub,
@@ -593,7 +599,9 @@ async def test_broker_unavailable_is_unavailable_and_nothing_is_queued(service: 
     assert _reason(raised.value) == "BROKER_UNAVAILABLE"
     listed = await service.stub.ListMissions(pb.ListMissionsRequest(), timeout=TIMEOUT)
     assert list(listed.missions) == []
-    assert service.follower._waiters == {}
+    # The request's own waiter is gone; one remains: the watch for the event turning up in
+    # the log anyway (a lost confirm), which would then get its work message.
+    assert [len(waiting) for waiting in service.follower._waiters.values()] == [1]
     assert service.broker.work == []
     # Safe to retry with the same idempotency key once the broker is back.
     service.broker.failure = None
@@ -610,6 +618,21 @@ async def test_a_work_message_the_broker_does_not_confirm_is_retried_until_it_is
     [(work, _, logged)] = service.broker.work
     assert (work.mission_id, logged) == (mission.id, 1)
     assert service.broker.dispatch_failures == 0
+
+
+async def test_a_created_stored_without_a_confirm_still_gets_its_work_message_once_the_log_shows_it(
+    service: Service,
+) -> None:
+    service.broker.lost_confirms = 1
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.submit()  # no idempotency key: the client cannot finish the job itself
+    assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+    [created] = service.broker.log
+    async with asyncio.timeout(TIMEOUT):
+        while not service.broker.work:
+            await service.broker.dispatched.wait()
+    [(work, _, logged)] = service.broker.work
+    assert (work.id, logged) == (created.id, 1)
 
 
 async def test_a_retried_submission_dispatches_a_mission_again_only_while_it_has_never_started(
