@@ -58,14 +58,20 @@ class Dispatcher:
         await self._start(event, self._outbox.dispatch(event, priority=priority), join=True)
 
     async def _append_then_dispatch(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
+        # Watched from before the append: the log may show the event before its error comes.
+        shown = asyncio.ensure_future(self._logged(event.id)) if self._logged is not None else None
         try:
             await append(event, priority)
         except BrokerUnavailableError:
-            if self._logged is not None:
-                watch = asyncio.create_task(self._dispatch_if_logged(event, priority, self._logged(event.id)))
+            if shown is not None:
+                watch = asyncio.create_task(self._dispatch_if_logged(event, priority, shown))
                 self._watching.add(watch)
                 watch.add_done_callback(self._watching.discard)
+                shown = None
             raise
+        finally:
+            if shown is not None:
+                shown.cancel()
         await self._outbox.dispatch(event, priority=priority)
 
     async def _dispatch_if_logged(
