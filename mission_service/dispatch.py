@@ -49,7 +49,8 @@ class Dispatcher:
 
     async def append(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
         """``append`` the event, then dispatch its work message; return once both are
-        confirmed. Raises what ``append`` raises (and then nothing is dispatched)."""
+        confirmed. Raises what ``append`` raises; the work message then goes out only if the
+        log shows the event within a minute (a lost confirm)."""
         await self._start(event, self._append_then_dispatch(event, priority, append), join=False)
 
     async def dispatch(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
