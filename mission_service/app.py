@@ -145,7 +145,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
                 )
                 await asyncio.wait({*background, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            failed = [task for task in background if task.done() and not task.cancelled() and task.exception()]
+            # Before a stop, the follower and the reaper run forever: one that ended, even
+            # by a cancellation nobody asked for, stops the replica with an error.
+            failed = [task for task in background if task.done() and not stop.is_set()]
             log.info("mission-service stopping")
             await health_state.servicer.enter_graceful_shutdown()
             hub.close()  # streams end with UNAVAILABLE and their position, before the grace period
@@ -156,7 +158,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             await dispatcher.close()
             await publisher.close()
         if failed:
-            raise RuntimeError(f"background task {failed[0].get_name()} stopped") from failed[0].exception()
+            task = failed[0]
+            if task.cancelled():
+                raise RuntimeError(f"background task {task.get_name()} was cancelled")
+            raise RuntimeError(f"background task {task.get_name()} stopped") from task.exception()
 
 
 def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack, spans: Tracing | None) -> grpc.aio.Server:
