@@ -1,0 +1,249 @@
+"""The broker's share of one mission, with nothing of ours around it: `python -m bench.floor`.
+
+Replays the message flow a mission needs under docs/guarantees.md with bare aio-pika:
+no gRPC, no SQLite, no handler, no logging. Per mission: CREATED confirmed into the log
+stream, then its work message confirmed into the work queue; a "worker" consumes it,
+publishes STARTED (log and control stream) and acks once it is confirmed, then publishes
+COMPLETED; a "follower" reads the log and the worker reads the control stream, as the
+real processes do. Three connections stand for the service's two and the worker's one;
+the namespace's topology is the real one (missions.amqp.declare_topology).
+
+It prints missions/s and the CPU per mission of the broker (beam.smp, from /proc) and of
+this process. The broker's share bounds any implementation of this design: on C cores,
+no more than C / (broker CPU per mission) missions/s even if our own code cost nothing.
+
+``--group-commit`` measures the design that would lower that bound, which the contract
+does not allow today (docs/events.md: one event per log record): events published
+while a publish is in flight wait and then go out together, one record per routing key
+holding all of them (length-prefixed). Work messages stay one per mission.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import struct
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+
+import aio_pika
+from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
+
+from bench.measure import cpu_seconds, describe_machine, own_cpu_seconds, pids_named
+from bench.stack import DEFAULT_AMQP_URL
+from missions import codec, topology
+from missions.amqp import declare_topology, delete_topology
+from missions.events import new_event
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_pb2
+
+__all__ = ["main"]
+
+E = events_pb2
+
+OnRecord = Callable[[AbstractIncomingMessage], None]
+
+_LENGTH = struct.Struct(">I")
+
+
+class _Single:
+    """One confirmed record per event, as the service and workers publish today."""
+
+    def __init__(self, exchange: AbstractExchange) -> None:
+        self._exchange = exchange
+
+    async def publish(self, event: events_pb2.MissionEvent) -> None:
+        await self._exchange.publish(codec.encode(event), routing_key=topology.event_routing_key(event))
+
+
+class _GroupCommit:
+    """Events that arrive while a publish is in flight go out together: one confirmed
+    record per routing key, each event length-prefixed."""
+
+    def __init__(self, exchange: AbstractExchange) -> None:
+        self._exchange = exchange
+        self._waiting: dict[str, list[tuple[bytes, asyncio.Future[None]]]] = {}
+        self._flushing: asyncio.Task[None] | None = None
+
+    async def publish(self, event: events_pb2.MissionEvent) -> None:
+        confirmed = asyncio.get_running_loop().create_future()
+        self._waiting.setdefault(topology.event_routing_key(event), []).append((event.SerializeToString(), confirmed))
+        if self._flushing is None or self._flushing.done():
+            self._flushing = asyncio.create_task(self._flush())
+        await confirmed
+
+    async def _flush(self) -> None:
+        while self._waiting:
+            batch, self._waiting = self._waiting, {}
+            await asyncio.gather(*(self._record(key, items) for key, items in batch.items()))
+
+    async def _record(self, key: str, items: list[tuple[bytes, asyncio.Future[None]]]) -> None:
+        body = b"".join(_LENGTH.pack(len(event)) + event for event, _ in items)
+        try:
+            await self._exchange.publish(aio_pika.Message(body, type="batch"), routing_key=key)
+        except Exception as exc:
+            for _, confirmed in items:
+                confirmed.set_exception(exc)
+        else:
+            for _, confirmed in items:
+                confirmed.set_result(None)
+
+
+def _events(message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
+    """The events of a log record: one, or a group commit's batch."""
+    if message.type != "batch":
+        return [codec.decode(message.body, message.headers, message.type)]
+    events, body, at = [], message.body, 0
+    while at < len(body):
+        (size,) = _LENGTH.unpack_from(body, at)
+        events.append(E.MissionEvent.FromString(body[at + 4 : at + 4 + size]))
+        at += 4 + size
+    return events
+
+
+class _Flow:
+    """One run's channels and counters."""
+
+    def __init__(self, names: Topology, missions: int) -> None:
+        self.names = names
+        self.missions = missions
+        self.completed = 0
+        self.done = asyncio.Event()
+
+    async def submit(self, publisher: AbstractChannel, log: _Single | _GroupCommit, n: int) -> None:
+        """What SubmitMission sends: CREATED to the log, then (once confirmed) the work message."""
+        mission = mission_pb2.Mission(id=str(uuid.uuid4()), type="noop", max_attempts=3)
+        created = new_event(mission, E.EVENT_TYPE_CREATED, source="floor", correlation_id=str(n))
+        created.created.mission.CopyFrom(mission)
+        await log.publish(created)
+        await publisher.default_exchange.publish(codec.encode(created), routing_key=self.names.work_queue)
+
+    async def work(self, log: _Single | _GroupCommit, message: AbstractIncomingMessage) -> None:
+        """What a worker does with a noop: STARTED confirmed before the ack, then COMPLETED."""
+        created = codec.decode(message.body, message.headers, message.type)
+        mission = created.created.mission
+        mission.attempt = 1
+        started = new_event(mission, E.EVENT_TYPE_STARTED, source="floor", correlation_id=created.correlation_id)
+        started.started.worker_id = "floor"
+        await log.publish(started)
+        await message.ack()
+        completed = new_event(mission, E.EVENT_TYPE_COMPLETED, source="floor", correlation_id=created.correlation_id)
+        completed.completed.duration.FromMilliseconds(0)
+        await log.publish(completed)
+
+    @staticmethod
+    def followed(message: AbstractIncomingMessage) -> None:
+        """What the worker's ledger does with a control record: decode it."""
+        _events(message)
+
+    def logged(self, message: AbstractIncomingMessage) -> None:
+        """What the follower does with a log record: decode it (storing it is ours, not the broker's)."""
+        for event in _events(message):
+            if event.type == E.EVENT_TYPE_COMPLETED:
+                self.completed += 1
+        if self.completed == self.missions:
+            self.done.set()
+
+
+async def _read_stream(connection: AbstractConnection, name: str, on_record: OnRecord) -> None:
+    """A stream consumer returning credit with one multiple ack per 250 records, as read_stream does."""
+    channel = await connection.channel()
+    await channel.set_qos(prefetch_count=1000)
+    queue = await channel.get_queue(name)
+    unacked = 0
+
+    async def take(message: AbstractIncomingMessage) -> None:
+        nonlocal unacked
+        unacked += 1
+        on_record(message)
+        if unacked >= 250:
+            unacked = 0
+            await message.ack(multiple=True)
+
+    await queue.consume(take, arguments={"x-stream-offset": "first"})
+
+
+@contextlib.asynccontextmanager
+async def _namespace(amqp_url: str) -> AsyncIterator[Topology]:
+    names = Topology(f"bench-floor-{uuid.uuid4().hex[:8]}")
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        await declare_topology(await connection.channel(), names)
+        try:
+            yield names
+        finally:
+            await delete_topology(connection, names)
+
+
+async def _run(amqp_url: str, missions: int, clients: int, prefetch: int, group: bool) -> dict[str, float]:
+    async with _namespace(amqp_url) as names:
+        service = await aio_pika.connect(amqp_url)
+        service_log = await aio_pika.connect(amqp_url)
+        worker = await aio_pika.connect(amqp_url)
+        async with service, service_log, worker:
+            flow = _Flow(names, missions)
+            publisher = await service.channel(publisher_confirms=True)
+            log_of = _GroupCommit if group else _Single
+            service_log_publisher = log_of(await publisher.get_exchange(names.events_exchange))
+            outbox = await worker.channel(publisher_confirms=True)
+            worker_log_publisher = log_of(await outbox.get_exchange(names.events_exchange))
+            await _read_stream(service_log, names.log_queue, flow.logged)
+            await _read_stream(worker, names.control_queue, flow.followed)
+            consumer = await worker.channel()
+            await consumer.set_qos(prefetch_count=prefetch)
+            work = await consumer.get_queue(names.work_queue)
+            running: set[asyncio.Task[None]] = set()
+
+            async def on_work(message: AbstractIncomingMessage) -> None:
+                task = asyncio.create_task(flow.work(worker_log_publisher, message))
+                running.add(task)
+                task.add_done_callback(running.discard)
+
+            await work.consume(on_work)
+            numbers = iter(range(missions))
+
+            async def client() -> None:
+                for n in numbers:
+                    await flow.submit(publisher, service_log_publisher, n)
+
+            broker, own, began = cpu_seconds(pids_named("beam.smp")), own_cpu_seconds(), time.perf_counter()
+            await asyncio.gather(*(client() for _ in range(clients)))
+            await flow.done.wait()
+            elapsed = time.perf_counter() - began
+            broker, own = cpu_seconds(pids_named("beam.smp")) - broker, own_cpu_seconds() - own
+    return {
+        "missions/s": missions / elapsed,
+        "broker CPU ms/mission": broker / missions * 1e3,
+        "this process CPU ms/mission": own / missions * 1e3,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
+    parser.add_argument("--missions", type=int, default=5000, help="missions per run (default 5000)")
+    parser.add_argument("--clients", type=int, default=16, help="concurrent submitters (default 16)")
+    parser.add_argument("--prefetch", type=int, default=8, help="the worker's prefetch, like --concurrency (8)")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
+    parser.add_argument(
+        "--group-commit", action="store_true", help="also run the group-commit variant, alternating with today's"
+    )
+    parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL, help="[MISSIONS_BENCH_AMQP_URL]")
+    args = parser.parse_args(argv)
+    if not 1 <= args.missions <= 1_000_000 or not 1 <= args.clients <= 1000 or not 1 <= args.repeat <= 100:
+        parser.error("--missions 1..1000000, --clients 1..1000, --repeat 1..100")
+    print("conditions: " + "; ".join(f"{key} {value}" for key, value in describe_machine().items()), flush=True)
+    print(f"{args.missions} noop missions per run, {args.clients} clients, worker prefetch {args.prefetch}", flush=True)
+    variants = {"one event per record": False, **({"group commit": True} if args.group_commit else {})}
+    for run in range(1, args.repeat + 1):
+        for variant, group in variants.items():
+            figures = asyncio.run(_run(args.amqp_url, args.missions, args.clients, args.prefetch, group))
+            shown = ", ".join(f"{key} {value:.2f}" for key, value in figures.items())
+            print(f"run {run}, {variant}: {shown}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
