@@ -95,6 +95,23 @@ async def test_closing_a_replay_keeps_the_connection_usable(
     assert not connection.is_closed
 
 
+async def test_a_reader_returning_credit_a_quarter_at_a_time_never_stalls_behind_or_at_the_tail(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    for _ in range(50):
+        await publisher.publish(_created(_mission()))
+    names = Topology(namespace)
+    # Credit comes back every 2 records: 50 behind, then 3 live ones, each alone, leave
+    # it with unacked records and nothing more on the way.
+    async with contextlib.aclosing(read_log(connection, names, 0, prefetch=8)) as log:
+        behind = await _take(log, 50)
+        live = []
+        for _ in range(3):
+            await publisher.publish(_created(_mission()))
+            live += await _take(log, 1)
+    assert [event.sequence for event in [*behind, *live]] == list(range(1, 54))
+
+
 async def test_undecodable_records_in_the_log_are_skipped(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
