@@ -11,6 +11,9 @@ the namespace's topology is the real one (missions.amqp.declare_topology).
 It prints missions/s and the CPU per mission of the broker (beam.smp, from /proc) and of
 this process. The broker's share bounds any implementation of this design: on C cores,
 no more than C / (broker CPU per mission) missions/s even if our own code cost nothing.
+Then, one at a time, ``--sequential`` more missions: the p50/p99 of the submit's two
+confirms, and of submit -> COMPLETED read from the log (the least a watching client
+could see).
 
 ``--group-commit`` measures the design that would lower that bound, which the contract
 does not allow today (docs/events.md: one event per log record): events published
@@ -27,13 +30,14 @@ import struct
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
 
 from bench.measure import cpu_seconds, describe_machine, own_cpu_seconds, pids_named
 from bench.stack import DEFAULT_AMQP_URL
+from bench.stats import percentile
 from missions import codec, topology
 from missions.amqp import declare_topology, delete_topology
 from missions.events import new_event
@@ -112,11 +116,17 @@ class _Flow:
         self.missions = missions
         self.completed = 0
         self.done = asyncio.Event()
+        self._waiters: dict[str, asyncio.Future[float]] = {}
 
-    async def submit(self, publisher: AbstractChannel, log: _Single | _GroupCommit, n: int) -> None:
+    def expect(self, mission_id: str) -> asyncio.Future[float]:
+        """Resolved with the perf_counter at which the log showed the mission's COMPLETED."""
+        self._waiters[mission_id] = waiter = asyncio.get_running_loop().create_future()
+        return waiter
+
+    async def submit(self, publisher: AbstractChannel, log: _Single | _GroupCommit, mission_id: str) -> None:
         """What SubmitMission sends: CREATED to the log, then (once confirmed) the work message."""
-        mission = mission_pb2.Mission(id=str(uuid.uuid4()), type="noop", max_attempts=3)
-        created = new_event(mission, E.EVENT_TYPE_CREATED, source="floor", correlation_id=str(n))
+        mission = mission_pb2.Mission(id=mission_id, type="noop", max_attempts=3)
+        created = new_event(mission, E.EVENT_TYPE_CREATED, source="floor", correlation_id=mission_id)
         created.created.mission.CopyFrom(mission)
         await log.publish(created)
         await publisher.default_exchange.publish(codec.encode(created), routing_key=self.names.work_queue)
@@ -144,6 +154,8 @@ class _Flow:
         for event in _events(message):
             if event.type == E.EVENT_TYPE_COMPLETED:
                 self.completed += 1
+                if (waiter := self._waiters.pop(event.mission_id, None)) is not None:
+                    waiter.set_result(time.perf_counter())
         if self.completed == self.missions:
             self.done.set()
 
@@ -178,7 +190,25 @@ async def _namespace(amqp_url: str) -> AsyncIterator[Topology]:
             await delete_topology(connection, names)
 
 
-async def _run(amqp_url: str, missions: int, clients: int, prefetch: int, group: bool) -> dict[str, float]:
+async def _sequential(flow: _Flow, submit: Callable[[str], Awaitable[None]], count: int) -> dict[str, float]:
+    submits, rounds = [], []
+    for _ in range(count):
+        mission_id = str(uuid.uuid4())
+        completed = flow.expect(mission_id)
+        began = time.perf_counter()
+        await submit(mission_id)
+        submits.append(time.perf_counter() - began)
+        rounds.append(await completed - began)
+    figures = {}
+    for name, samples in (("submit", submits), ("submit -> COMPLETED", rounds)):
+        for q in (0.5, 0.99):
+            figures[f"{name} p{q * 100:g} ms"] = percentile(samples, q) * 1e3
+    return figures
+
+
+async def _run(
+    amqp_url: str, missions: int, clients: int, prefetch: int, group: bool, sequential: int
+) -> dict[str, float]:
     async with _namespace(amqp_url) as names:
         service = await aio_pika.connect(amqp_url)
         service_log = await aio_pika.connect(amqp_url)
@@ -205,19 +235,24 @@ async def _run(amqp_url: str, missions: int, clients: int, prefetch: int, group:
             await work.consume(on_work)
             numbers = iter(range(missions))
 
+            async def submit(mission_id: str) -> None:
+                await flow.submit(publisher, service_log_publisher, mission_id)
+
             async def client() -> None:
-                for n in numbers:
-                    await flow.submit(publisher, service_log_publisher, n)
+                for _ in numbers:  # one shared iterator: each number is taken once
+                    await submit(str(uuid.uuid4()))
 
             broker, own, began = cpu_seconds(pids_named("beam.smp")), own_cpu_seconds(), time.perf_counter()
             await asyncio.gather(*(client() for _ in range(clients)))
             await flow.done.wait()
             elapsed = time.perf_counter() - began
             broker, own = cpu_seconds(pids_named("beam.smp")) - broker, own_cpu_seconds() - own
+            latencies = await _sequential(flow, submit, sequential)
     return {
         "missions/s": missions / elapsed,
         "broker CPU ms/mission": broker / missions * 1e3,
         "this process CPU ms/mission": own / missions * 1e3,
+        **latencies,
     }
 
 
@@ -225,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
     parser.add_argument("--missions", type=int, default=5000, help="missions per run (default 5000)")
     parser.add_argument("--clients", type=int, default=16, help="concurrent submitters (default 16)")
+    parser.add_argument("--sequential", type=int, default=500, help="missions one at a time, after (default 500)")
     parser.add_argument("--prefetch", type=int, default=8, help="the worker's prefetch, like --concurrency (8)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
     parser.add_argument(
@@ -234,12 +270,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 1 <= args.missions <= 1_000_000 or not 1 <= args.clients <= 1000 or not 1 <= args.repeat <= 100:
         parser.error("--missions 1..1000000, --clients 1..1000, --repeat 1..100")
+    if not 1 <= args.sequential <= 100_000:
+        parser.error("--sequential must be between 1 and 100000")
     print("conditions: " + "; ".join(f"{key} {value}" for key, value in describe_machine().items()), flush=True)
     print(f"{args.missions} noop missions per run, {args.clients} clients, worker prefetch {args.prefetch}", flush=True)
     variants = {"one event per record": False, **({"group commit": True} if args.group_commit else {})}
     for run in range(1, args.repeat + 1):
         for variant, group in variants.items():
-            figures = asyncio.run(_run(args.amqp_url, args.missions, args.clients, args.prefetch, group))
+            figures = asyncio.run(
+                _run(args.amqp_url, args.missions, args.clients, args.prefetch, group, args.sequential)
+            )
             shown = ", ".join(f"{key} {value:.2f}" for key, value in figures.items())
             print(f"run {run}, {variant}: {shown}", flush=True)
     return 0
