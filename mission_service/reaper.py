@@ -6,7 +6,8 @@ mission whose worker session is LOST (no heartbeat for three intervals) gets the
 outcome a worker would have published for a failed attempt, with the retryable error
 ``WorkerLost`` and no backoff: FAILED + RETRYING, or FAILED + DEAD_LETTERED when its
 attempts are used up. A mission that kills its worker every time thus ends up in the
-dead-letter queue after ``max_attempts`` deliveries.
+dead-letter queue after ``max_attempts`` deliveries. A mission whose worker was lost
+between its last attempt's FAILED and DEAD_LETTERED gets the DEAD_LETTERED.
 
 One replica sweeps at a time. Every replica publishes a tick into ``ns.leader``, a
 queue with a single active consumer; only the active consumer receives ticks, and a
@@ -30,7 +31,7 @@ from mission_service.store import MissionStore
 from mission_service.workers import UNKNOWN_GRACE_S, WorkerRegistry
 from missions.amqp import close_channel
 from missions.events import new_event
-from missions.outcomes import Outcome, outcome_events
+from missions.outcomes import EventFactory, Outcome, dead_lettered, outcome_events
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 
@@ -61,14 +62,19 @@ class Reaper:
         self._last_sweep = 0.0
 
     async def sweep(self) -> int:
-        """One pass; returns the number of attempts declared lost."""
+        """One pass; returns the number of attempts declared lost or dead-lettered."""
         running = self._store.list(
             states=[mission_pb2.MISSION_STATE_RUNNING], mission_type="", after_created_sequence=0, limit=_MAX_SWEEP
         )
         lost = [mission for mission in running.missions if self._lost(mission)]
         for mission in lost:
             await self._fail(mission)
-        return len(lost)
+        # A worker that died between an attempt's final FAILED and its DEAD_LETTERED left
+        # the mission ended but never final: no dead-letter entry, watchers waiting forever.
+        stranded = [mission for mission in self._store.stranded(_MAX_SWEEP) if self._lost(mission)]
+        for mission in stranded:
+            await self._dead_letter(mission)
+        return len(lost) + len(stranded)
 
     def _lost(self, mission: mission_pb2.Mission) -> bool:
         session = mission.worker_session
@@ -90,7 +96,27 @@ class Reaper:
             mission.worker_id,
             mission.worker_session,
         )
-        serial = 0
+        outcome = Outcome(timedelta(0), error=WORKER_LOST)
+        for follow_up in outcome_events(mission, outcome, self._events_of(mission), lambda _: timedelta(0)):
+            await self._publish(follow_up, mission.priority)
+
+    async def _dead_letter(self, mission: mission_pb2.Mission) -> None:
+        log.warning(
+            "mission %s attempt %d failed for good, but its worker %s (session %s) was lost before dead-lettering it",
+            mission.id,
+            mission.attempt,
+            mission.worker_id,
+            mission.worker_session,
+        )
+        # The second event of the attempt's outcome: if this service published the FAILED
+        # (a lost attempt) and died before its DEAD_LETTERED, the id is the same one again.
+        event = self._events_of(mission, after=1)
+        await self._publish(dead_lettered(mission, mission.error, event), mission.priority)
+
+    def _events_of(self, mission: mission_pb2.Mission, after: int = 0) -> EventFactory:
+        """Events of ``mission``'s current attempt with ids that are the same on every replica
+        and every sweep: the ``after + 1``-th, ``after + 2``-th... of the attempt."""
+        serial = after
 
         def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
             nonlocal serial
@@ -99,9 +125,7 @@ class Reaper:
             made.id = str(uuid.uuid5(_EVENT_IDS, f"{mission.id}/{mission.redrive_count}/{mission.attempt}/{serial}"))
             return made
 
-        outcome = Outcome(timedelta(0), error=WORKER_LOST)
-        for follow_up in outcome_events(mission, outcome, event, lambda _: timedelta(0)):
-            await self._publish(follow_up, mission.priority)
+        return event
 
     async def run(self, connection: AbstractConnection, names: Topology, interval: timedelta) -> None:
         """Tick and sweep (when this replica is the active consumer) until cancelled."""

@@ -24,7 +24,12 @@ log = logging.getLogger(__name__)
 # Bump when the tables change: an older file is dropped and rebuilt from the log.
 SCHEMA_VERSION = 2
 
-_SCHEMA = """
+# FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
+# good if the worker died in between (the Reaper finishes those). A partial index finds
+# them without reading every failed mission.
+_STRANDED = f"state = {int(mission_pb2.MISSION_STATE_FAILED)} AND dead_lettered = 0"
+
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS missions (
     id TEXT PRIMARY KEY,
     type TEXT NOT NULL,
@@ -40,6 +45,7 @@ CREATE INDEX IF NOT EXISTS missions_by_state ON missions (state, created_sequenc
 CREATE INDEX IF NOT EXISTS missions_by_type ON missions (type, created_sequence);
 CREATE INDEX IF NOT EXISTS missions_by_end ON missions (state, end_time);
 CREATE INDEX IF NOT EXISTS missions_dead ON missions (dead_lettered, created_sequence);
+CREATE INDEX IF NOT EXISTS missions_stranded ON missions (created_sequence) WHERE {_STRANDED};
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     sequence INTEGER NOT NULL
@@ -139,6 +145,15 @@ class MissionStore:
             last_created_sequence=int(page[-1][0]) if page else after_created_sequence,
             more=len(rows) > limit,
         )
+
+    def stranded(self, limit: int) -> Sequence[mission_pb2.Mission]:
+        """Missions FAILED for good whose DEAD_LETTERED the log does not hold (yet), oldest first."""
+        rows = self._db.execute(
+            f"SELECT body FROM missions INDEXED BY missions_stranded WHERE {_STRANDED}"
+            " ORDER BY created_sequence LIMIT ?",
+            (limit,),
+        )
+        return [_decode(row[0]) for row in rows]
 
     def apply_batch(self, events: Sequence[events_pb2.MissionEvent]) -> None:
         """Apply events in order and advance the checkpoint, atomically."""

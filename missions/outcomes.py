@@ -16,7 +16,7 @@ from google.protobuf import struct_pb2
 from missions.events import duration
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["Backoff", "EventFactory", "Outcome", "outcome_events"]
+__all__ = ["Backoff", "EventFactory", "Outcome", "dead_lettered", "outcome_events"]
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +69,19 @@ def outcome_events(
         retry.retrying.next_attempt_time.FromDatetime(retry.time.ToDatetime() + delay)
         _snapshot(retry.retrying.mission, mission, mission_pb2.MISSION_STATE_RETRYING, error)
         return [failed, retry]
+    return [failed, dead_lettered(mission, error, event)]
+
+
+def dead_lettered(
+    mission: mission_pb2.Mission, error: mission_pb2.MissionError, event: EventFactory
+) -> events_pb2.MissionEvent:
+    """The DEAD_LETTERED that follows the FAILED (``error``) of ``mission``'s last attempt."""
     dead = event(E.EVENT_TYPE_DEAD_LETTERED)
     reason = "attempts exhausted" if error.retryable else "non-retryable error"
     dead.dead_lettered.reason = f"{reason} after attempt {mission.attempt} of {mission.max_attempts}"
     dead.dead_lettered.last_error.CopyFrom(error)
     _snapshot(dead.dead_lettered.mission, mission, mission_pb2.MISSION_STATE_FAILED, error)
-    return [failed, dead]
+    return dead
 
 
 def _snapshot(

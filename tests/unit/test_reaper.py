@@ -135,6 +135,50 @@ async def test_a_lost_last_attempt_is_dead_lettered(setup: Setup) -> None:
     assert (mission.state, mission.dead_lettered, mission.error.type) == (M.MISSION_STATE_FAILED, True, "WorkerLost")
 
 
+async def test_a_last_attempt_whose_worker_died_before_dead_lettering_it_is_dead_lettered(setup: Setup) -> None:
+    setup.running("m1", "s-dead", attempt=3)
+    setup.log.failed("m1", will_retry=False, error_type="FailError")  # then the worker died
+    setup.running("other", "s-dead", attempt=3)
+    setup.log.failed("other", will_retry=False)
+    setup.log.dead_lettered("other")  # ended properly
+    setup.apply()
+    setup.beat("s-dead")
+    setup.silence(10)
+    assert await setup.reaper.sweep() == 1
+    (dead,) = setup.published.take()
+    assert (dead.type, dead.mission_id, dead.attempt, dead.source) == (E.EVENT_TYPE_DEAD_LETTERED, "m1", 3, SOURCE)
+    assert dead.dead_lettered.last_error.type == "FailError"
+    assert dead.dead_lettered.reason == "non-retryable error after attempt 3 of 3"
+    setup.apply([dead])
+    mission = setup.store.get("m1")
+    assert mission is not None
+    assert (mission.state, mission.dead_lettered, mission.error.type) == (M.MISSION_STATE_FAILED, True, "FailError")
+    assert await setup.reaper.sweep() == 0
+
+
+async def test_a_last_attempt_failed_on_a_live_session_waits_for_its_worker_to_dead_letter_it(setup: Setup) -> None:
+    setup.running("m1", "s-live", attempt=3)
+    setup.log.failed("m1", will_retry=False)
+    setup.apply()
+    setup.beat("s-live")
+    setup.silence(1)
+    assert await setup.reaper.sweep() == 0
+
+
+async def test_the_dead_lettered_of_a_lost_attempt_gets_the_same_id_when_the_service_published_only_its_failed(
+    setup: Setup,
+) -> None:
+    setup.running("m1", "s-dead", attempt=3)
+    setup.apply()
+    setup.silence(60)
+    await setup.reaper.sweep()
+    failed, dead = setup.published.take()
+    setup.apply([failed])  # the replica died before its DEAD_LETTERED
+    assert await setup.reaper.sweep() == 1
+    (again,) = setup.published.take()
+    assert (again.type, again.id) == (E.EVENT_TYPE_DEAD_LETTERED, dead.id)
+
+
 async def test_missions_on_live_sessions_are_left_alone(setup: Setup) -> None:
     setup.running("live", "s-live")
     setup.running("dead", "s-dead")

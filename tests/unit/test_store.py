@@ -263,6 +263,23 @@ def test_list_dead_lettered_only(store: MissionStore) -> None:
     assert len(store.list(states=[], mission_type="", after_created_sequence=0, limit=10).missions) == 6
 
 
+def test_stranded_lists_missions_failed_for_good_but_not_dead_lettered_oldest_first(store: MissionStore) -> None:
+    log = EventLog()
+    for n in range(1, 6):
+        log.created(f"m{n}")
+    _dead_letter(log, "m1")
+    for mission_id in ("m4", "m2", "m5"):
+        log.started(mission_id)
+        log.failed(mission_id, will_retry=False)
+    log.started("m3")
+    log.failed("m3", will_retry=True)  # RUNNING until its RETRYING: the reaper's other sweep
+    store.apply_batch(log.events)
+    assert [mission.id for mission in store.stranded(10)] == ["m2", "m4", "m5"]
+    assert [mission.id for mission in store.stranded(2)] == ["m2", "m4"]
+    store.apply_batch([log.dead_lettered("m2")])
+    assert [mission.id for mission in store.stranded(10)] == ["m4", "m5"]
+
+
 def test_redriven_resets_the_final_sequence_and_the_dead_letter_flag(store: MissionStore) -> None:
     log = EventLog()
     log.created("m1")
