@@ -46,6 +46,8 @@ WORKER_LOST = mission_pb2.MissionError(
 )
 _EVENT_IDS = uuid.UUID("0b1d6c3e-8f7a-5e2d-9c4b-1a3f5e7d9b2c")
 _MAX_SWEEP = 10_000
+# How long a FAILED for good waits for its DEAD_LETTERED before the reaper publishes one.
+_STRANDED_GRACE_S = 10.0
 _BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, asyncio.TimeoutError)
 
 Publish = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
@@ -54,7 +56,15 @@ Publish = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
 class Reaper:
     """Finds RUNNING missions of lost worker sessions and fails their attempts."""
 
-    def __init__(self, store: MissionStore, workers: WorkerRegistry, publish: Publish, source: str) -> None:
+    def __init__(
+        self,
+        store: MissionStore,
+        workers: WorkerRegistry,
+        publish: Publish,
+        source: str,
+        now: Callable[[], float] = time.time,
+    ) -> None:
+        self._now = now  # wall clock, as event times are
         self._store = store
         self._workers = workers
         self._publish = publish
@@ -71,7 +81,7 @@ class Reaper:
             await self._fail(mission)
         # A worker that died between an attempt's final FAILED and its DEAD_LETTERED left
         # the mission ended but never final: no dead-letter entry, watchers waiting forever.
-        stranded = [mission for mission in self._store.stranded(_MAX_SWEEP) if self._lost(mission)]
+        stranded = [mission for mission in self._store.stranded(_MAX_SWEEP) if self._stranded(mission)]
         for mission in stranded:
             await self._dead_letter(mission)
         return len(lost) + len(stranded)
@@ -84,9 +94,15 @@ class Reaper:
             # A worker that just started may have STARTED a mission before its first
             # heartbeat got here: give an unknown session time to be heard from.
             started = mission.start_time.ToNanoseconds() / 1e9
-            if time.time() - started < UNKNOWN_GRACE_S:
+            if self._now() - started < UNKNOWN_GRACE_S:
                 return False
         return self._workers.is_lost(session)
+
+    def _stranded(self, mission: mission_pb2.Mission) -> bool:
+        # Its DEAD_LETTERED may just be on its way (published by a sweep a moment ago,
+        # not yet applied by a follower running behind): give it time to arrive.
+        failed_at = mission.end_time.ToNanoseconds() / 1e9
+        return self._now() - failed_at >= _STRANDED_GRACE_S and self._lost(mission)
 
     async def _fail(self, mission: mission_pb2.Mission) -> None:
         log.warning(
