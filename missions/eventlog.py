@@ -30,6 +30,9 @@ __all__ = ["EventPublisher", "read_log", "read_stream"]
 
 log = logging.getLogger(__name__)
 
+# How long a stream reader with unacked records waits for more before acking them.
+_IDLE_CREDIT_S = 1.0
+
 # Errors that mean "the broker did not durably take the message".
 _PUBLISH_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError)
 
@@ -147,15 +150,24 @@ async def read_stream(
         # Stream acks only return credit: one (multiple) per quarter of the prefetch costs far
         # fewer frames than one per record, and the reader never starves: fewer than a
         # quarter unacked leaves the broker the rest of the credit to send more. (Acking
-        # whenever the inbox ran empty too came close to an ack per record at live rates.)
+        # whenever the inbox ran empty came close to an ack per record at live rates.) A
+        # quiet stream's last records are acked after a moment: RabbitMQ closes a channel
+        # whose oldest delivery stays unacked past its consumer_timeout (30 min).
         credit_every = max(1, prefetch // 4)
-        unacked = 0
+        unacked: AbstractIncomingMessage | None = None
+        count = 0
         while True:
-            message = await inbox.get()
-            unacked += 1
-            if unacked >= credit_every:
+            message = await _next(inbox, unacked)
+            if message is None:  # quiet: the last record's ack covers the rest
+                assert unacked is not None
+                await _return_credit(unacked)
+                unacked, count = None, 0
+                continue
+            count += 1
+            unacked = message
+            if count >= credit_every:
                 await _return_credit(message)
-                unacked = 0
+                unacked, count = None, 0
             position = codec.stream_offset(message.headers)
             if position < next_offset:
                 continue
@@ -165,6 +177,19 @@ async def read_stream(
             yield position, message
     finally:
         await close_channel(channel)
+
+
+async def _next(
+    inbox: asyncio.Queue[AbstractIncomingMessage], unacked: AbstractIncomingMessage | None
+) -> AbstractIncomingMessage | None:
+    """The next delivery; None if records are unacked and none arrives within _IDLE_CREDIT_S."""
+    if unacked is None or not inbox.empty():
+        return await inbox.get()
+    try:
+        async with asyncio.timeout(_IDLE_CREDIT_S):  # a timer, not a task per record
+            return await inbox.get()
+    except TimeoutError:
+        return None
 
 
 async def _return_credit(last: AbstractIncomingMessage) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -13,7 +14,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from missions import amqp, codec
+from missions import amqp, codec, eventlog
 from missions.amqp import LogRetention
 from missions.errors import BrokerUnavailableError, LogTruncatedError
 from missions.eventlog import EventPublisher, read_log
@@ -98,18 +99,68 @@ async def test_closing_a_replay_keeps_the_connection_usable(
 async def test_a_reader_returning_credit_a_quarter_at_a_time_never_stalls_behind_or_at_the_tail(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
-    for _ in range(50):
+    # One record per chunk (confirmed one at a time), credit back every 2 records: 51
+    # behind leave one unacked, then 3 live ones, each alone, leave it with unacked
+    # records and nothing more on the way.
+    for _ in range(51):
         await publisher.publish(_created(_mission()))
     names = Topology(namespace)
-    # Credit comes back every 2 records: 50 behind, then 3 live ones, each alone, leave
-    # it with unacked records and nothing more on the way.
     async with contextlib.aclosing(read_log(connection, names, 0, prefetch=8)) as log:
-        behind = await _take(log, 50)
+        behind = await _take(log, 51)
         live = []
         for _ in range(3):
             await publisher.publish(_created(_mission()))
             live += await _take(log, 1)
-    assert [event.sequence for event in [*behind, *live]] == list(range(1, 54))
+    assert [event.sequence for event in [*behind, *live]] == list(range(1, 55))
+
+
+async def _rabbitmqctl(*args: str) -> list[list[str]]:
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        "-q",
+        *args,
+        "--no-table-headers",
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    output, _ = await process.communicate()
+    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)} failed"
+    return [line.split("\t") for line in output.decode().splitlines()]
+
+
+async def _unacked(connection_name: str) -> int:
+    """Deliveries the broker counts unacknowledged on the channels of the named connection."""
+    rows = await _rabbitmqctl("list_connections", "pid", "client_properties")
+    pids = {pid for pid, properties in rows if f'{{"connection_name","{connection_name}"}}' in properties}
+    assert len(pids) == 1, f"connection {connection_name!r} not found once: {pids}"
+    channels = await _rabbitmqctl("list_channels", "connection", "messages_unacknowledged")
+    return sum(int(unacked) for pid, unacked in channels if pid in pids)
+
+
+@pytest.mark.timeout(60)
+async def test_a_quiet_reader_acks_its_last_records_so_the_broker_never_times_them_out(
+    publisher: EventPublisher, namespace: str, amqp_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(eventlog, "_IDLE_CREDIT_S", 0.05)
+    name = f"quiet reader {namespace}"
+    reader = await amqp.connect(amqp_url, name)
+    async with reader:
+        for _ in range(3):
+            await publisher.publish(_created(_mission()))
+        # 3 records, far fewer than a quarter of the prefetch: only the idle ack returns them.
+        log = read_log(reader, Topology(namespace), 0, prefetch=1000)
+        await _take(log, 3)
+        waiting = asyncio.ensure_future(anext(log))  # a reader waiting for more, as the follower is
+        try:
+            async with asyncio.timeout(30):
+                for _ in itertools.count():  # the broker's count has no event to wait on
+                    if await _unacked(name) == 0:
+                        break
+                    await asyncio.sleep(0.2)
+        finally:
+            waiting.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await waiting
 
 
 async def test_undecodable_records_in_the_log_are_skipped(
