@@ -136,6 +136,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         attached = asyncio.create_task(follower.attached.wait())
         stopping = asyncio.create_task(stop.wait())
         background = {follow}
+        failed: list[asyncio.Task[None]] = []
         try:
             await asyncio.wait({attached, follow, stopping}, return_when=asyncio.FIRST_COMPLETED)
             if attached.done():
@@ -144,10 +145,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
                     asyncio.create_task(reaper.run(log_connection, names, settings.reap_interval), name="reaper")
                 )
                 await asyncio.wait({*background, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            # The follower and the reaper run until cancelled below: one that ended already,
+            # even by a cancellation nobody asked for, stops the replica with an error.
+            failed = [task for task in background if task.done()]
         finally:
-            # Before a stop, the follower and the reaper run forever: one that ended, even
-            # by a cancellation nobody asked for, stops the replica with an error.
-            failed = [task for task in background if task.done() and not stop.is_set()]
             log.info("mission-service stopping")
             await health_state.servicer.enter_graceful_shutdown()
             hub.close()  # streams end with UNAVAILABLE and their position, before the grace period

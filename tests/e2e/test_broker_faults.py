@@ -78,7 +78,7 @@ class HealthWatch:
             except grpc.aio.AioRpcError as exc:
                 # A stream the transport dropped is watched again, as any health client
                 # would; one whose process has exited ends the watch (and fails the test).
-                if not await self._exited(_EXIT_GRACE_S):
+                if exc.code() == grpc.StatusCode.UNAVAILABLE and not await self._exited(_EXIT_GRACE_S):
                     print(f"health stream of {self.target} ended ({exc.code().name}) while it runs: watching again")
                     continue
                 await self._statuses.put(exc)
@@ -97,12 +97,14 @@ class HealthWatch:
                 while self.last != status:
                     item = await self._statuses.get()
                     if isinstance(item, grpc.aio.AioRpcError):
-                        exited = f"{self.target} exited ({item.code().name} on its health stream)"
-                        raise AssertionError(f"{exited}:\n{_tail(self.process.output())}")
+                        why = "its process is still running" if self.process.alive else "its process exited"
+                        ended = f"health stream of {self.target} ended with {item.code().name} ({why})"
+                        raise AssertionError(f"{ended}:\n{_tail(self.process.output())}")
                     self.last = item
         except TimeoutError:
+            exited = "" if self.process.alive else " (its process has exited)"
             raise AssertionError(
-                f"{self.target} not {name} within {timeout:g}s:\n{_tail(self.process.output())}"
+                f"{self.target} not {name} within {timeout:g}s{exited}:\n{_tail(self.process.output())}"
             ) from None
 
 
