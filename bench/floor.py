@@ -15,6 +15,7 @@ Then, one at a time, ``--sequential`` more missions: the p50/p99 of the submit's
 confirms, and of submit -> COMPLETED read from the log (the least a watching client
 could see).
 
+``--no-confirms`` also runs it with publisher confirms off, to show what they cost.
 ``--group-commit`` measures the design that would lower that bound, which the contract
 does not allow today (docs/events.md: one event per log record): events published
 while a publish is in flight wait and then go out together, one record per routing key
@@ -31,6 +32,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 
 import aio_pika
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractExchange, AbstractIncomingMessage
@@ -90,10 +92,12 @@ class _GroupCommit:
             await self._exchange.publish(aio_pika.Message(body, type="batch"), routing_key=key)
         except Exception as exc:
             for _, confirmed in items:
-                confirmed.set_exception(exc)
+                if not confirmed.done():  # its caller may have been cancelled
+                    confirmed.set_exception(exc)
         else:
             for _, confirmed in items:
-                confirmed.set_result(None)
+                if not confirmed.done():
+                    confirmed.set_result(None)
 
 
 def _events(message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
@@ -206,8 +210,14 @@ async def _sequential(flow: _Flow, submit: Callable[[str], Awaitable[None]], cou
     return figures
 
 
+@dataclass(frozen=True, slots=True)
+class _Variant:
+    group_commit: bool = False
+    confirms: bool = True
+
+
 async def _run(
-    amqp_url: str, missions: int, clients: int, prefetch: int, group: bool, sequential: int
+    amqp_url: str, missions: int, clients: int, prefetch: int, variant: _Variant, sequential: int
 ) -> dict[str, float]:
     async with _namespace(amqp_url) as names:
         service = await aio_pika.connect(amqp_url)
@@ -215,10 +225,10 @@ async def _run(
         worker = await aio_pika.connect(amqp_url)
         async with service, service_log, worker:
             flow = _Flow(names, missions)
-            publisher = await service.channel(publisher_confirms=True)
-            log_of = _GroupCommit if group else _Single
+            publisher = await service.channel(publisher_confirms=variant.confirms)
+            log_of = _GroupCommit if variant.group_commit else _Single
             service_log_publisher = log_of(await publisher.get_exchange(names.events_exchange))
-            outbox = await worker.channel(publisher_confirms=True)
+            outbox = await worker.channel(publisher_confirms=variant.confirms)
             worker_log_publisher = log_of(await outbox.get_exchange(names.events_exchange))
             await _read_stream(service_log, names.log_queue, flow.logged)
             await _read_stream(worker, names.control_queue, flow.followed)
@@ -266,6 +276,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--group-commit", action="store_true", help="also run the group-commit variant, alternating with today's"
     )
+    parser.add_argument(
+        "--no-confirms", action="store_true", help="also run without publisher confirms: what they cost the broker"
+    )
     parser.add_argument("--amqp-url", default=DEFAULT_AMQP_URL, help="[MISSIONS_BENCH_AMQP_URL]")
     args = parser.parse_args(argv)
     if not 1 <= args.missions <= 1_000_000 or not 1 <= args.clients <= 1000 or not 1 <= args.repeat <= 100:
@@ -274,14 +287,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--sequential must be between 1 and 100000")
     print("conditions: " + "; ".join(f"{key} {value}" for key, value in describe_machine().items()), flush=True)
     print(f"{args.missions} noop missions per run, {args.clients} clients, worker prefetch {args.prefetch}", flush=True)
-    variants = {"one event per record": False, **({"group commit": True} if args.group_commit else {})}
+    variants = {"one event per record": _Variant()}
+    if args.group_commit:
+        variants["group commit"] = _Variant(group_commit=True)
+    if args.no_confirms:
+        variants["one event per record, no confirms"] = _Variant(confirms=False)
     for run in range(1, args.repeat + 1):
-        for variant, group in variants.items():
+        for name, variant in variants.items():
             figures = asyncio.run(
-                _run(args.amqp_url, args.missions, args.clients, args.prefetch, group, args.sequential)
+                _run(args.amqp_url, args.missions, args.clients, args.prefetch, variant, args.sequential)
             )
             shown = ", ".join(f"{key} {value:.2f}" for key, value in figures.items())
-            print(f"run {run}, {variant}: {shown}", flush=True)
+            print(f"run {run}, {name}: {shown}", flush=True)
     return 0
 
 
