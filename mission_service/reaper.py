@@ -29,7 +29,8 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
 from mission_service.workers import UNKNOWN_GRACE_S, WorkerRegistry
-from missions.amqp import close_channel
+from missions.amqp import broker_call, close_channel
+from missions.errors import BrokerUnavailableError
 from missions.events import new_event
 from missions.outcomes import EventFactory, Outcome, dead_lettered, outcome_events
 from missions.topology import Topology
@@ -48,7 +49,6 @@ _EVENT_IDS = uuid.UUID("0b1d6c3e-8f7a-5e2d-9c4b-1a3f5e7d9b2c")
 _MAX_SWEEP = 10_000
 # How long a FAILED for good waits for its DEAD_LETTERED before the reaper publishes one.
 _STRANDED_GRACE_S = 10.0
-_BROKER_ERRORS = (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError, asyncio.TimeoutError)
 
 Publish = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
 
@@ -156,10 +156,13 @@ class Reaper:
             await queue.consume(self._on_tick, no_ack=True)
             while True:
                 try:
-                    await channel.default_exchange.publish(aio_pika.Message(b"tick"), routing_key=names.leader_queue)
-                except _BROKER_ERRORS as exc:
+                    with broker_call("tick not published"):
+                        await channel.default_exchange.publish(
+                            aio_pika.Message(b"tick"), routing_key=names.leader_queue
+                        )
+                except BrokerUnavailableError as exc:
                     # The robust channel comes back with the connection; tick again then.
-                    log.debug("tick not published: %r", exc)
+                    log.debug("%s", exc)
                 await asyncio.sleep(period)
         finally:
             await close_channel(channel)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -21,12 +21,15 @@ from aio_pika.abc import (
 from pamqp.common import FieldTable
 
 from missions import topology
+from missions.errors import BrokerUnavailableError
 from missions.tls import TlsFiles
 from missions.topology import Topology
 
 __all__ = [
+    "BROKER_ERRORS",
     "LogRetention",
     "RetentionMismatchError",
+    "broker_call",
     "close_channel",
     "connect",
     "declare_retry_queue",
@@ -37,6 +40,30 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# What a broker call raises when the broker did not do it: the link broke, the channel
+# closed, the confirm never came.
+BROKER_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError)
+
+
+@contextlib.contextmanager
+def broker_call(what: str) -> Iterator[None]:
+    """Turn what a failed broker call raises into BrokerUnavailableError("``what``: ...").
+
+    That includes a CancelledError while this task is not being cancelled: aiormq rejects
+    the futures pending on a channel it closes with one (its close() default), and let
+    through it would end the task calling the broker as if it had been cancelled.
+    """
+    try:
+        yield
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if task is None or task.cancelling():
+            raise
+        raise BrokerUnavailableError(f"{what}: the channel closed under the call") from None
+    except BROKER_ERRORS as exc:
+        raise BrokerUnavailableError(f"{what}: {exc!r}") from exc
+
 
 # A retry queue lives this long past the last message routed to it (each publish
 # re-declares it, which restarts the clock), so it never expires holding a message.

@@ -7,7 +7,6 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
-import aiormq
 from aio_pika import Message
 from aio_pika.abc import (
     AbstractChannel,
@@ -21,7 +20,7 @@ from aio_pika.robust_queue import RobustQueue
 from pamqp.common import FieldTable
 
 from missions import codec, topology
-from missions.amqp import LogRetention, close_channel, declare_retry_queue, declare_topology
+from missions.amqp import LogRetention, broker_call, close_channel, declare_retry_queue, declare_topology
 from missions.errors import BrokerUnavailableError, DecodeError, LogTruncatedError
 from missions.topology import Topology
 from missions.v1 import events_pb2
@@ -32,9 +31,6 @@ log = logging.getLogger(__name__)
 
 # How long a stream reader with unacked records waits for more before acking them.
 _IDLE_CREDIT_S = 1.0
-
-# Errors that mean "the broker did not durably take the message".
-_PUBLISH_ERRORS = (aiormq.exceptions.AMQPError, ConnectionError, asyncio.TimeoutError, RuntimeError)
 
 
 class EventPublisher:
@@ -62,10 +58,8 @@ class EventPublisher:
         if event.type == events_pb2.EVENT_TYPE_RETRYING:
             delay_ms = topology.retry_delay_ms(event)
             if delay_ms:
-                try:
+                with broker_call("cannot declare the retry queue"):
                     await declare_retry_queue(self._channel, self._exchange, self._names, delay_ms)
-                except _PUBLISH_ERRORS as exc:
-                    raise BrokerUnavailableError(f"cannot declare the retry queue: {exc!r}") from exc
         await self._confirmed(self._exchange, codec.encode(event, priority), topology.event_routing_key(event), timeout)
 
     async def dispatch(
@@ -91,10 +85,8 @@ class EventPublisher:
 
     @staticmethod
     async def _confirmed(exchange: AbstractExchange, message: Message, routing_key: str, timeout: float) -> None:
-        try:
+        with broker_call("broker did not confirm the event"):
             await exchange.publish(message, routing_key=routing_key, mandatory=False, timeout=timeout)
-        except _PUBLISH_ERRORS as exc:
-            raise BrokerUnavailableError(f"broker did not confirm the event: {exc!r}") from exc
 
     async def close(self) -> None:
         await self._channel.close()
@@ -125,23 +117,20 @@ async def read_stream(
     # connection (540 NOT_IMPLEMENTED). Closing the channel simply drops them.
     inbox: asyncio.Queue[AbstractIncomingMessage] = asyncio.Queue()
     next_offset = offset if isinstance(offset, int) else 0
-    try:
+    with broker_call(f"cannot open {queue_name}"):
         channel = await connection.channel()
-    except _PUBLISH_ERRORS as exc:
-        raise BrokerUnavailableError(f"cannot open {queue_name}: {exc!r}") from exc
     try:
-        try:
+        with broker_call(f"cannot read {queue_name}"):
             await channel.set_qos(prefetch_count=prefetch)
             queue = await channel.get_queue(queue_name)
             await _consume(queue, inbox, offset)
-        except _PUBLISH_ERRORS as exc:
-            raise BrokerUnavailableError(f"cannot read {queue_name}: {exc!r}") from exc
 
         async def resume(*_: object) -> None:
             try:
-                await _consume(queue, inbox, next_offset)
-            except _PUBLISH_ERRORS as exc:  # the connection broke again; its next reopen retries
-                log.warning("cannot resume %s at offset %d: %r", queue_name, next_offset, exc)
+                with broker_call(f"cannot resume {queue_name} at offset {next_offset}"):
+                    await _consume(queue, inbox, next_offset)
+            except BrokerUnavailableError as exc:  # the connection broke again; its next reopen retries
+                log.warning("%s", exc)
 
         if isinstance(channel, RobustChannel):
             channel.reopen_callbacks.add(resume)

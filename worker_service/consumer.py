@@ -23,7 +23,7 @@ import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
-from missions.amqp import close_channel
+from missions.amqp import broker_call, close_channel
 from missions.backoff import full_jitter
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
@@ -231,7 +231,8 @@ class MissionConsumer:
         assert self._dead_letters is not None
         try:
             copy = codec.dead_letter_copy(message, reason, self._settings.worker_id)
-            await self._dead_letters.default_exchange.publish(copy, routing_key=self._names.dead_letter_queue)
+            with broker_call("not confirmed"):
+                await self._dead_letters.default_exchange.publish(copy, routing_key=self._names.dead_letter_queue)
         except Exception as exc:
             # Whatever a hostile message makes the copy fail with (its headers may not even
             # encode again), the original is settled: the queue must not stall on it.

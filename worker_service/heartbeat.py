@@ -13,7 +13,8 @@ import aio_pika
 from aio_pika.abc import AbstractConnection
 from google.protobuf import timestamp_pb2
 
-from missions.amqp import close_channel
+from missions.amqp import broker_call, close_channel
+from missions.errors import BrokerUnavailableError
 from missions.events import duration, now
 from missions.topology import Topology
 from missions.v1 import worker_pb2
@@ -91,6 +92,7 @@ class Heartbeat:
             expiration=self._settings.heartbeat_interval.total_seconds() * 20,
         )
         try:
-            await exchange.publish(message, routing_key="")
-        except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-            log.debug("heartbeat not sent: %r", exc)
+            with broker_call("heartbeat not sent"):
+                await exchange.publish(message, routing_key="")
+        except BrokerUnavailableError as exc:
+            log.debug("%s", exc)

@@ -30,7 +30,8 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
 from missions import codec
-from missions.errors import DecodeError
+from missions.amqp import broker_call
+from missions.errors import BrokerUnavailableError, DecodeError
 from missions.eventlog import read_stream
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
@@ -186,12 +187,13 @@ class MissionLedger:
         """Publish a marker into the control stream, retrying until the broker confirms it."""
         while True:
             try:
-                channel = await connection.channel(publisher_confirms=True)
-                async with channel:
-                    await channel.default_exchange.publish(
-                        aio_pika.Message(b"", headers={_MARKER_HEADER: marker}), routing_key=names.control_queue
-                    )
+                with broker_call("control stream marker not published"):
+                    channel = await connection.channel(publisher_confirms=True)
+                    async with channel:
+                        await channel.default_exchange.publish(
+                            aio_pika.Message(b"", headers={_MARKER_HEADER: marker}), routing_key=names.control_queue
+                        )
                 return
-            except (aio_pika.exceptions.AMQPError, ConnectionError, RuntimeError) as exc:
-                log.debug("control stream marker not published (%r); retrying", exc)
+            except BrokerUnavailableError as exc:
+                log.debug("%s; retrying", exc)
                 await asyncio.sleep(0.5)
