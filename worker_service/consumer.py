@@ -14,12 +14,10 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-import aio_pika
-import aiormq
 from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
@@ -48,9 +46,6 @@ log = logging.getLogger(__name__)
 
 E = events_pb2
 
-# Settling a delivery whose channel has since been closed fails harmlessly: the broker
-# redelivers it, and the ledger then knows it is taken.
-_SETTLE_ERRORS = (aio_pika.exceptions.ChannelInvalidStateError, aiormq.exceptions.AMQPError, RuntimeError)
 _INT32_MAX = 2**31 - 1
 
 
@@ -202,8 +197,7 @@ class MissionConsumer:
         with mission_context(mission_fields(mission.id, event.correlation_id, mission.type, mission.attempt)):
             if (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session):
                 log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
-                with contextlib.suppress(*_SETTLE_ERRORS):
-                    await message.ack()
+                await _settle(message.ack())
                 return
             if self._tracing is None:
                 await self._execute(mission, event, message)
@@ -224,8 +218,7 @@ class MissionConsumer:
                 await self._end_mission(claimed, reason, message.correlation_id)
             await self._copy_to_dead_letters(message, reason)
         finally:
-            with contextlib.suppress(*_SETTLE_ERRORS):
-                await message.ack()
+            await _settle(message.ack())
 
     async def _copy_to_dead_letters(self, message: AbstractIncomingMessage, reason: str) -> None:
         assert self._dead_letters is not None
@@ -311,12 +304,10 @@ class MissionConsumer:
             except BrokerUnavailableError as exc:
                 log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
                 # On a live channel an unsettled delivery would stay ours forever.
-                with contextlib.suppress(*_SETTLE_ERRORS):
-                    await message.nack(requeue=True)
+                await _settle(message.nack(requeue=True))
                 return None
             self._ledger.observe(started)
-            with contextlib.suppress(*_SETTLE_ERRORS):
-                await message.ack()
+            await _settle(message.ack())
             self._metrics.attempt_started(work, started)
             log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
             timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
@@ -356,3 +347,10 @@ class MissionConsumer:
             # What we published is known at once, before the control stream echoes it.
             self._ledger.observe(follow_up)
         self.finished += 1
+
+
+async def _settle(settling: Awaitable[None]) -> None:
+    """Ack or nack a delivery. One whose channel has since closed fails harmlessly: the
+    broker redelivers it, and the ledger then knows it is taken."""
+    with contextlib.suppress(BrokerUnavailableError), broker_call("settle"):
+        await settling
