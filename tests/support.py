@@ -39,6 +39,28 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+async def rabbitmqctl(*args: str, timeout: float = 120) -> str:
+    """Run ``rabbitmqctl ARGS`` (stdin closed: it would otherwise read it); its output, or
+    an AssertionError with it if the command failed."""
+    process = await asyncio.create_subprocess_exec(
+        "rabbitmqctl",
+        *args,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            output, errors = await process.communicate()
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    text = output.decode(errors="replace")
+    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)} failed:\n{text}{errors.decode(errors='replace')}"
+    return text
+
+
 def payload(**values: Any) -> struct_pb2.Struct:
     struct = struct_pb2.Struct()
     struct.update(values)

@@ -25,7 +25,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 from tests.proxy import TcpProxy
-from tests.support import Process, Stack, free_port, payload, wait_serving
+from tests.support import Process, Stack, free_port, payload, rabbitmqctl, wait_serving
 
 pytestmark = pytest.mark.e2e
 
@@ -325,29 +325,15 @@ async def test_cut_connection_flips_health_fails_fast_and_loses_nothing(proxy: T
         await assert_all_succeed_once(proxied, log, missions)
 
 
-async def _rabbitmqctl(*args: str, timeout: float = 120) -> None:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl", *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            output, _ = await process.communicate()
-    except TimeoutError:
-        process.kill()
-        await process.wait()
-        raise
-    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)} failed:\n{output.decode(errors='replace')}"
-
-
 @contextlib.asynccontextmanager
 async def broker_stopped() -> AsyncIterator[None]:
     """Stop the RabbitMQ app for the block; it is always started again and awaited."""
     try:
-        await _rabbitmqctl("stop_app")
+        await rabbitmqctl("stop_app")
         yield
     finally:
-        await _rabbitmqctl("start_app")
-        await _rabbitmqctl("await_startup")
+        await rabbitmqctl("start_app")
+        await rabbitmqctl("await_startup")
 
 
 @pytest.mark.broker_restart

@@ -23,6 +23,7 @@ from missions.health import HealthConditions
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from tests.proxy import TcpProxy
+from tests.support import rabbitmqctl
 
 pytestmark = pytest.mark.integration
 
@@ -51,6 +52,12 @@ def _created(mission: mission_pb2.Mission) -> events_pb2.MissionEvent:
     event = new_event(mission, E.EVENT_TYPE_CREATED, source="test", correlation_id="c")
     event.created.mission.CopyFrom(mission)
     return event
+
+
+async def _publish_created(publisher: EventPublisher, count: int) -> None:
+    """``count`` CREATED events of fresh missions, each confirmed before the next (one record per chunk)."""
+    for _ in range(count):
+        await publisher.publish(_created(_mission()))
 
 
 async def _take(events: AsyncIterator[events_pb2.MissionEvent], count: int) -> list[events_pb2.MissionEvent]:
@@ -84,8 +91,7 @@ async def test_closing_a_replay_keeps_the_connection_usable(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
     """Regression: abandoning a stream consumer with buffered messages must not nack them."""
-    for _ in range(50):
-        await publisher.publish(_created(_mission()))
+    await _publish_created(publisher, 50)
     names = Topology(namespace)
     for _ in range(3):
         async with contextlib.aclosing(read_log(connection, names, 0, prefetch=100)) as log:
@@ -102,8 +108,7 @@ async def test_a_reader_returning_credit_a_quarter_at_a_time_never_stalls_behind
     # One record per chunk (confirmed one at a time), credit back every 2 records: 51
     # behind leave one unacked, then 3 live ones, each alone, leave it with unacked
     # records and nothing more on the way.
-    for _ in range(51):
-        await publisher.publish(_created(_mission()))
+    await _publish_created(publisher, 51)
     names = Topology(namespace)
     async with contextlib.aclosing(read_log(connection, names, 0, prefetch=8)) as log:
         behind = await _take(log, 51)
@@ -114,26 +119,17 @@ async def test_a_reader_returning_credit_a_quarter_at_a_time_never_stalls_behind
     assert [event.sequence for event in [*behind, *live]] == list(range(1, 55))
 
 
-async def _rabbitmqctl(*args: str) -> list[list[str]]:
-    process = await asyncio.create_subprocess_exec(
-        "rabbitmqctl",
-        "-q",
-        *args,
-        "--no-table-headers",
-        stdin=asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    output, _ = await process.communicate()
-    assert process.returncode == 0, f"rabbitmqctl {' '.join(args)} failed"
-    return [line.split("\t") for line in output.decode().splitlines()]
+async def _rows(*args: str) -> list[list[str]]:
+    output = await rabbitmqctl("-q", *args, "--no-table-headers")
+    return [line.split("\t") for line in output.splitlines()]
 
 
 async def _unacked(connection_name: str) -> int:
     """Deliveries the broker counts unacknowledged on the channels of the named connection."""
-    rows = await _rabbitmqctl("list_connections", "pid", "client_properties")
+    rows = await _rows("list_connections", "pid", "client_properties")
     pids = {pid for pid, properties in rows if f'{{"connection_name","{connection_name}"}}' in properties}
     assert len(pids) == 1, f"connection {connection_name!r} not found once: {pids}"
-    channels = await _rabbitmqctl("list_channels", "connection", "messages_unacknowledged")
+    channels = await _rows("list_channels", "connection", "messages_unacknowledged")
     return sum(int(unacked) for pid, unacked in channels if pid in pids)
 
 
@@ -145,8 +141,7 @@ async def test_a_quiet_reader_acks_its_last_records_so_the_broker_never_times_th
     name = f"quiet reader {namespace}"
     reader = await amqp.connect(amqp_url, name)
     async with reader:
-        for _ in range(3):
-            await publisher.publish(_created(_mission()))
+        await _publish_created(publisher, 3)
         # 3 records, far fewer than a quarter of the prefetch: only the idle ack returns them.
         log = read_log(reader, Topology(namespace), 0, prefetch=1000)
         await _take(log, 3)
@@ -252,8 +247,7 @@ async def test_a_position_older_than_the_retention_is_out_of_range(
     tiny = LogRetention(max_bytes=4_000, segment_bytes=1_000)
     publisher = await EventPublisher.open(connection, names, tiny)
     try:
-        for _ in range(100):
-            await publisher.publish(_created(_mission()))
+        await _publish_created(publisher, 100)
     finally:
         await publisher.close()
     async with contextlib.aclosing(read_log(connection, names, 0)) as log:
