@@ -11,6 +11,7 @@ __all__ = [
     "DecodeError",
     "FailedPreconditionError",
     "InvalidArgumentError",
+    "InvalidPayload",
     "LogTruncatedError",
     "MissionsError",
     "NonRetryableError",
@@ -57,6 +58,21 @@ class DecodeError(MissionsError):
 
 class NonRetryableError(MissionsError):
     """Raised by a handler to fail the mission at once, without further attempts."""
+
+
+# No "Error" suffix: the class name is the error type clients see, beside DeadlineExceeded and WorkerLost.
+class InvalidPayload(NonRetryableError):
+    """A payload does not fit the dataclass its handler declared; retrying cannot change that.
+
+    ``path`` names the field (``payload.sizes[2].width``). Raised from a payload dataclass's
+    ``__post_init__``, it names a field of that dataclass (``"seconds"``) and the worker adds
+    the rest of the path.
+    """
+
+    def __init__(self, path: str, description: str) -> None:
+        super().__init__(f"{path}: {description}")
+        self.path = path
+        self.description = description
 
 
 class LogTruncatedError(MissionsError):

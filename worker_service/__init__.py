@@ -2,11 +2,11 @@
 
 Handler authors import from here::
 
-    from worker_service import MissionContext, NonRetryableError, handler
+    from worker_service import InvalidPayload, MissionContext, NonRetryableError, handler
 """
 
-from missions.errors import NonRetryableError
+from missions.errors import InvalidPayload, NonRetryableError
 from worker_service.context import MissionContext
 from worker_service.handlers import handler
 
-__all__ = ["MissionContext", "NonRetryableError", "handler"]
+__all__ = ["InvalidPayload", "MissionContext", "NonRetryableError", "handler"]

@@ -45,7 +45,9 @@ async def run_attempt(
     """Run the handler for ``ctx.mission_type``; never raises except on cancellation.
 
     Handler exceptions become retryable errors named after their class, except
-    NonRetryableError. An unknown type fails with the non-retryable ``UnknownMissionType``.
+    NonRetryableError. An unknown type fails with the non-retryable ``UnknownMissionType``,
+    and a payload that does not fit the handler's declared dataclass with ``InvalidPayload``,
+    before the handler is called.
 
     Stopping: when ``timeout`` passes, or someone sets ``ctx.cancelled`` (a cancellation
     or a shutdown), ``ctx.cancelled`` is set and the handler gets ``cancel_grace`` to
@@ -64,7 +66,10 @@ async def run_attempt(
         known = ", ".join(registry.names)
         message = f"no handler for mission type {ctx.mission_type!r} on this worker (known: {known})"
         return Outcome(elapsed(), error=_error("UnknownMissionType", message, retryable=False))
-    arguments = json_format.MessageToDict(payload)
+    try:
+        arguments = registry.parse_payload(ctx.mission_type, json_format.MessageToDict(payload))
+    except Exception as exc:  # the declared payload's checks, classified like the handler's own errors
+        return Outcome(elapsed(), error=_failure(exc))
     if registry.is_async(ctx.mission_type):
         call: asyncio.Future[Any] = asyncio.ensure_future(fn(ctx, arguments))
     else:
@@ -102,5 +107,9 @@ def _settle(call: asyncio.Future[Any], elapsed: timedelta) -> Outcome:
             return Outcome(elapsed, result=_to_struct(call.result()))
         except NonRetryableError as invalid:
             exc = invalid
+    return Outcome(elapsed, error=_failure(exc))
+
+
+def _failure(exc: BaseException) -> mission_pb2.MissionError:
     retryable = not isinstance(exc, NonRetryableError)
-    return Outcome(elapsed, error=_error(type(exc).__name__, str(exc) or repr(exc), retryable=retryable))
+    return _error(type(exc).__name__, str(exc) or repr(exc), retryable=retryable)

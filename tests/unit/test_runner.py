@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -14,15 +15,18 @@ from missions.errors import NonRetryableError
 from missions.outcomes import Outcome
 from tests.unit.factories import mission_context, struct
 from worker_service.context import MissionContext
+from worker_service.handlers import builtin, default_registry
 from worker_service.handlers.registry import Handler, HandlerRegistry
 from worker_service.runner import run_attempt
 
 LONG = timedelta(seconds=30)
 
 
-async def _run(fn: Handler, payload: struct_pb2.Struct | None = None, timeout: timedelta = LONG) -> Outcome:
+async def _run(
+    fn: Handler, payload: struct_pb2.Struct | None = None, timeout: timedelta = LONG, shape: type[Any] | None = None
+) -> Outcome:
     registry = HandlerRegistry()
-    registry.register("job", fn)
+    registry.register("job", fn, payload=shape)
     ctx, _ = mission_context("job")
     return await run_attempt(registry, ctx, payload or struct(), timeout)
 
@@ -283,3 +287,81 @@ async def test_a_cooperative_handler_that_returns_when_interrupted_is_still_inte
     outcome = await asyncio.wait_for(attempt, 5)
     assert outcome.result is None
     assert outcome.error is not None and outcome.error.type == "Interrupted"
+
+
+@pytest.mark.parametrize(
+    ("seconds", "message"),
+    [("abc", "payload.seconds: expected a number, got 'abc'"), (-1, "payload.seconds: must not be negative")],
+)
+async def test_sleep_with_seconds_it_can_never_accept_fails_once_without_retry(seconds: object, message: str) -> None:
+    assert default_registry.get("sleep") is builtin.sleep  # as its module registered it
+    ctx, progress = mission_context("sleep")
+    outcome = await run_attempt(default_registry, ctx, struct(seconds=seconds), LONG)
+    assert outcome.result is None
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message, outcome.error.retryable) == ("InvalidPayload", message, False)
+    assert progress.reports == []  # the handler never ran
+
+
+@dataclass(frozen=True)
+class Order:
+    item: str
+    quantity: int = 1
+
+
+async def test_a_declared_payload_reaches_the_handler_as_its_dataclass() -> None:
+    seen: list[Order] = []
+
+    def take(ctx: MissionContext, payload: Order) -> dict[str, Any]:
+        seen.append(payload)
+        return {}
+
+    outcome = await _run(take, struct(item="tea", quantity=2), shape=Order)
+    assert outcome.error is None
+    assert seen == [Order("tea", 2)]
+    assert type(seen[0].quantity) is int
+
+
+async def test_a_payload_that_does_not_fit_its_dataclass_fails_before_the_handler_runs() -> None:
+    called = False
+
+    async def take(ctx: MissionContext, payload: Order) -> dict[str, Any]:
+        nonlocal called
+        called = True
+        return {}
+
+    outcome = await _run(take, struct(quantity=2), shape=Order)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.message, outcome.error.retryable) == (
+        "InvalidPayload",
+        "payload.item: required",
+        False,
+    )
+    assert not called
+
+
+@pytest.mark.parametrize("kind", [TypeError, ValueError])
+async def test_a_handlers_own_type_or_value_error_is_retried(kind: type[Exception]) -> None:
+    async def take(ctx: MissionContext, payload: Order) -> dict[str, Any]:
+        raise kind("the shop is closed")
+
+    outcome = await _run(take, struct(item="tea"), shape=Order)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == (kind.__name__, True)
+
+
+@dataclass
+class Checked:
+    value: int
+
+    def __post_init__(self) -> None:
+        raise ZeroDivisionError("a bug in the check itself")
+
+
+async def test_an_ordinary_exception_from_a_payload_check_is_classified_like_handler_code() -> None:
+    async def take(ctx: MissionContext, payload: Checked) -> dict[str, Any]:
+        return {}
+
+    outcome = await _run(take, struct(value=1), shape=Checked)
+    assert outcome.error is not None
+    assert (outcome.error.type, outcome.error.retryable) == ("ZeroDivisionError", True)

@@ -1,6 +1,21 @@
-"""Handler registration and the built-in handlers."""
+"""Handler registration and the built-in handlers (``builtin``, registered only when loaded)."""
 
-from worker_service.handlers import builtin
-from worker_service.handlers.registry import Handler, HandlerRegistry, default_registry, handler, load_modules
+from worker_service.handlers.registry import (
+    BUILTIN_MODULE,
+    Handler,
+    HandlerModuleError,
+    HandlerRegistry,
+    default_registry,
+    handler,
+    load_modules,
+)
 
-__all__ = ["Handler", "HandlerRegistry", "builtin", "default_registry", "handler", "load_modules"]
+__all__ = [
+    "BUILTIN_MODULE",
+    "Handler",
+    "HandlerModuleError",
+    "HandlerRegistry",
+    "default_registry",
+    "handler",
+    "load_modules",
+]

@@ -1,16 +1,20 @@
-"""Built-in handlers for demos, tests and benchmarks: noop, echo, sleep, fail."""
+"""Built-in handlers for demos, tests and benchmarks: noop, echo, sleep, fail.
+
+A worker serves them when started without ``--handlers`` or with ``builtin`` among them.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from dataclasses import dataclass
 from typing import Any
 
-from missions.errors import NonRetryableError
+from missions.errors import InvalidPayload, NonRetryableError
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import handler
 
-__all__ = ["echo", "fail", "noop", "sleep"]
+__all__ = ["FailError", "FailPayload", "SleepPayload", "echo", "fail", "noop", "sleep"]
 
 
 @handler("noop")
@@ -25,12 +29,21 @@ async def echo(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
     return payload
 
 
-@handler("sleep")
-async def sleep(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
-    """Sleeps ``seconds`` (default 1), reporting progress 10 times; returns early when interrupted."""
-    seconds = float(payload.get("seconds", 1.0))
-    if seconds < 0:
-        raise NonRetryableError("seconds must not be negative")
+@dataclass(frozen=True)
+class SleepPayload:
+    """How long ``sleep`` sleeps."""
+
+    seconds: float = 1.0
+
+    def __post_init__(self) -> None:
+        if not self.seconds >= 0:  # NaN too
+            raise InvalidPayload("seconds", "must not be negative")
+
+
+@handler("sleep", payload=SleepPayload)
+async def sleep(ctx: MissionContext, payload: SleepPayload) -> dict[str, Any]:
+    """Sleeps ``seconds``, reporting progress 10 times; returns early when interrupted."""
+    seconds = payload.seconds
     steps = 10
     for step in range(1, steps + 1):
         with contextlib.suppress(TimeoutError):
@@ -45,16 +58,20 @@ class FailError(Exception):
     """Raised by the ``fail`` handler on the attempts it is asked to fail."""
 
 
-@handler("fail")
-async def fail(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
-    """Fails the first ``fail_times`` attempts (default: every attempt) with ``message``.
+@dataclass(frozen=True)
+class FailPayload:
+    """How ``fail`` fails: ``fail_times`` None fails every attempt."""
 
-    ``retryable: false`` makes the failure non-retryable.
-    """
-    fail_times = payload.get("fail_times")
-    if fail_times is None or ctx.attempt <= int(fail_times):
-        message = str(payload.get("message", "failed on purpose"))
-        if payload.get("retryable", True) is False:
-            raise NonRetryableError(message)
-        raise FailError(message)
+    message: str = "failed on purpose"
+    retryable: bool = True
+    fail_times: int | None = None
+
+
+@handler("fail", payload=FailPayload)
+async def fail(ctx: MissionContext, payload: FailPayload) -> dict[str, Any]:
+    """Fails the first ``fail_times`` attempts with ``message``, non-retryably if ``retryable`` is false."""
+    if payload.fail_times is None or ctx.attempt <= payload.fail_times:
+        if not payload.retryable:
+            raise NonRetryableError(payload.message)
+        raise FailError(payload.message)
     return {"attempts": ctx.attempt}
