@@ -13,6 +13,7 @@ from typing import Any
 
 from missions.amqp import LogRetention
 from missions.logs import configure_logging
+from missions.startup import StartupError
 from missions.tls import TlsConfigError, TlsFiles
 
 __all__ = [
@@ -78,7 +79,10 @@ def amqp_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFi
 
 
 def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None]], args: argparse.Namespace) -> int:
-    """Run ``main(stop)`` under asyncio; SIGTERM/SIGINT set ``stop``, a second one exits at once."""
+    """Run ``main(stop)`` under asyncio; SIGTERM/SIGINT set ``stop``, a second one exits at once.
+
+    Returns the exit code: 0, or 1 when ``main`` fails (a StartupError is logged as its one line).
+    """
     configure_logging(args.log_level, args.log_format)
 
     async def runner() -> None:
@@ -98,6 +102,9 @@ def run_until_signalled(main: Callable[[asyncio.Event], Coroutine[Any, Any, None
 
     try:
         asyncio.run(runner())
+    except StartupError as exc:
+        log.error("%s", exc)
+        return 1
     except Exception:
         log.exception("fatal error")
         return 1
