@@ -41,7 +41,7 @@ from bench.measure import cpu_seconds, describe_machine, own_cpu_seconds, pids_n
 from bench.stack import DEFAULT_AMQP_URL
 from bench.stats import percentile
 from missions import codec, topology
-from missions.amqp import declare_topology, delete_topology
+from missions.amqp import declare_topology, declare_work_queue, delete_topology
 from missions.events import new_event
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
@@ -133,7 +133,8 @@ class _Flow:
         created = new_event(mission, E.EVENT_TYPE_CREATED, source="floor", correlation_id=mission_id)
         created.created.mission.CopyFrom(mission)
         await log.publish(created)
-        await publisher.default_exchange.publish(codec.encode(created), routing_key=self.names.work_queue)
+        dispatch = await publisher.get_exchange(self.names.dispatch_exchange, ensure=False)
+        await dispatch.publish(codec.encode(created), routing_key="")
 
     async def work(self, log: _Single | _GroupCommit, message: AbstractIncomingMessage) -> None:
         """What a worker does with a noop: STARTED confirmed before the ack, then COMPLETED."""
@@ -187,11 +188,13 @@ async def _namespace(amqp_url: str) -> AsyncIterator[Topology]:
     names = Topology(f"bench-floor-{uuid.uuid4().hex[:8]}")
     connection = await aio_pika.connect(amqp_url)
     async with connection:
-        await declare_topology(await connection.channel(), names)
+        channel = await connection.channel()
+        await declare_topology(channel, names)
+        await declare_work_queue(channel, names, "noop")
         try:
             yield names
         finally:
-            await delete_topology(connection, names)
+            await delete_topology(connection, names, ["noop"])
 
 
 async def _sequential(flow: _Flow, submit: Callable[[str], Awaitable[None]], count: int) -> dict[str, float]:
@@ -234,7 +237,7 @@ async def _run(
             await _read_stream(worker, names.control_queue, flow.followed)
             consumer = await worker.channel()
             await consumer.set_qos(prefetch_count=prefetch)
-            work = await consumer.get_queue(names.work_queue)
+            work = await consumer.get_queue(names.work_queue("noop"))
             running: set[asyncio.Task[None]] = set()
 
             async def on_work(message: AbstractIncomingMessage) -> None:

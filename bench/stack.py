@@ -32,10 +32,11 @@ _STOP_TIMEOUT_S = 20
 
 
 async def delete_namespace(amqp_url: str, namespace: str) -> None:
-    """Delete a namespace's queues and exchanges (delay queues expire by themselves)."""
+    """Delete a namespace's queues and exchanges, with the work queues of the built-in mission
+    types the benchmarks use (delay queues expire by themselves)."""
     connection = await aio_pika.connect(amqp_url, client_properties={"connection_name": f"bench cleanup {namespace}"})
     async with connection:
-        await delete_topology(connection, Topology(namespace))
+        await delete_topology(connection, Topology(namespace), ("noop", "echo", "sleep", "fail"))
 
 
 def service_pid(stack: Stack) -> int:

@@ -18,12 +18,14 @@ from grpc_reflection.v1alpha import reflection
 from mission_service.auth import AuthInterceptor
 from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower
+from mission_service.legacy_work import drain_legacy_work
 from mission_service.metrics import ServiceMetrics
 from mission_service.operations import MissionOperations, OperationsConfig
 from mission_service.quota import StreamQuota
 from mission_service.reaper import Reaper
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings, is_loopback
+from mission_service.state_lock import StateLock
 from mission_service.store import MissionStore
 from mission_service.tokens import TokenFile
 from mission_service.validation import RejectMalformedRequests
@@ -34,6 +36,7 @@ from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
 from missions.metrics import serving
 from missions.outbox import Outbox
+from missions.startup import EXCLUSIVE_PORT, add_port
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
@@ -54,6 +57,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
     health_state = HealthConditions(SERVICE_NAME, "publisher connection", "log connection", "log follower")
     await health_state.set("log follower", False)
     async with contextlib.AsyncExitStack() as stack:
+        # Before anything touches the broker: a second service on this directory stops here.
+        stack.enter_context(StateLock.acquire(settings.state_dir))
         spans = tracing.configure(settings.tracing, "mission-service", source)
         if spans is not None:
             stack.callback(spans.shutdown)  # last, after every span has ended
@@ -67,7 +72,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         await health_state.track(log_connection, "log connection")
 
         publisher = await EventPublisher.open(connection, names, settings.retention)
-        await publisher.remove_legacy_work_bindings()
+        legacy_work = asyncio.create_task(drain_legacy_work(connection, publisher, names), name="legacy-work")
+        stack.push_async_callback(_cancelled, legacy_work)
         store = MissionStore(settings.database)
         stack.callback(store.close)
         hub = Hub(head=store.checkpoint(), buffer=settings.watch_buffer)
@@ -90,9 +96,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         workers = WorkerRegistry()
         await workers.start(log_connection, names)
 
-        async def queue_depths() -> tuple[int, int]:
-            work, dead = await amqp.message_counts(connection, [names.work_queue, names.dead_letter_queue])
-            return work, dead
+        async def queue_depths(mission_types: Sequence[str]) -> tuple[dict[str, int], int]:
+            queues = [*(names.work_queue(mission_type) for mission_type in mission_types), names.dead_letter_queue]
+            *work, dead = await amqp.message_counts(connection, queues)
+            return dict(zip(mission_types, work, strict=True)), dead
 
         config = OperationsConfig(
             namespace=settings.namespace,
@@ -114,13 +121,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             (SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME),
             server,
         )
-        port = (
-            server.add_secure_port(settings.listen, settings.tls.server_credentials())
-            if settings.tls is not None
-            else server.add_insecure_port(settings.listen)
-        )
-        if port == 0:
-            raise OSError(f"cannot listen on {settings.listen}")
+        credentials = settings.tls.server_credentials() if settings.tls is not None else None
+        port = add_port(server, settings.listen, credentials)
         await server.start()
         log.info(
             "mission-service listening on %s (namespace %r, %s)",
@@ -165,6 +167,16 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             raise RuntimeError(f"background task {task.get_name()} stopped") from task.exception()
 
 
+async def _cancelled(task: asyncio.Task[None]) -> None:
+    """Cancel a helper task that runs until cancelled, and say if it had failed before."""
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        try:
+            await task
+        except Exception as exc:
+            log.error("%s had failed: %r", task.get_name(), exc)
+
+
 def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack, spans: Tracing | None) -> grpc.aio.Server:
     """The server with its options, the tracing interceptor when tracing is on and, with a tokens
     file, the auth interceptor (reloaded on SIGHUP)."""
@@ -188,6 +200,7 @@ def _grpc_server(settings: ServiceSettings, stack: contextlib.AsyncExitStack, sp
             ("grpc.keepalive_timeout_ms", 10_000),
             ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
             ("grpc.keepalive_permit_without_calls", 1),
+            EXCLUSIVE_PORT,
         ],
     )
 

@@ -36,8 +36,9 @@ __all__ = ["MissionOperations", "OperationsConfig", "QueueDepths"]
 
 M = mission_pb2
 
-# Messages ready in the work queue and in the dead-letter queue.
-QueueDepths = Callable[[], Awaitable[tuple[int, int]]]
+# Given mission types: the messages ready in each type's work queue (by type), and in the
+# dead-letter queue.
+QueueDepths = Callable[[Sequence[str]], Awaitable[tuple[dict[str, int], int]]]
 
 log = logging.getLogger(__name__)
 
@@ -271,17 +272,31 @@ class MissionOperations:
 
     async def stats(self) -> mission_service_pb2.GetStatsResponse:
         counts = self._store.counts_by_state()
-        queue_depth, dead_depth = await self._queue_depths()
+        waiting = self._store.waiting_by_type()
+        workers = self._workers.active_by_type()
+        # Every type with waiting missions or a live worker; a waiting type without a
+        # worker is what an operator needs to see (its missions wait for one to start).
+        mission_types = sorted(waiting.keys() | workers.keys())
+        depths, dead_depth = await self._queue_depths(mission_types)
         hour_ago = time.time() - 3600
         return mission_service_pb2.GetStatsResponse(
             states=[mission_service_pb2.StateCount(state=state, count=n) for state, n in sorted(counts.items())],
-            queue_depth=queue_depth,
+            queue_depth=sum(depths.values()),
             dead_letter_depth=dead_depth,
             running=counts.get(M.MISSION_STATE_RUNNING, 0),
             succeeded_last_hour=self._store.ended_since(M.MISSION_STATE_SUCCEEDED, hour_ago),
             failed_last_hour=self._store.ended_since(M.MISSION_STATE_FAILED, hour_ago),
             active_workers=self._workers.active(),
             last_sequence=self._follower.position,
+            mission_types=[
+                mission_service_pb2.MissionTypeStats(
+                    mission_type=mission_type,
+                    waiting=waiting.get(mission_type, 0),
+                    queue_depth=depths.get(mission_type, 0),
+                    active_workers=workers.get(mission_type, 0),
+                )
+                for mission_type in mission_types
+            ],
         )
 
     def workers(self, request: mission_service_pb2.ListWorkersRequest) -> mission_service_pb2.ListWorkersResponse:

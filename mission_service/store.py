@@ -29,6 +29,11 @@ SCHEMA_VERSION = 2
 # them without reading every failed mission.
 _STRANDED = f"state = {int(mission_pb2.MISSION_STATE_FAILED)} AND dead_lettered = 0"
 
+# Missions waiting for a worker. GetStats counts them per type on every call (missionctl top
+# polls it): a partial index answers from the index alone, already grouped by type (with
+# state in it, as SQLite still checks the index's own WHERE on each entry).
+_WAITING = f"state IN ({int(mission_pb2.MISSION_STATE_QUEUED)}, {int(mission_pb2.MISSION_STATE_RETRYING)})"
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS missions (
     id TEXT PRIMARY KEY,
@@ -46,6 +51,7 @@ CREATE INDEX IF NOT EXISTS missions_by_type ON missions (type, created_sequence)
 CREATE INDEX IF NOT EXISTS missions_by_end ON missions (state, end_time);
 CREATE INDEX IF NOT EXISTS missions_dead ON missions (dead_lettered, created_sequence);
 CREATE INDEX IF NOT EXISTS missions_stranded ON missions (created_sequence) WHERE {_STRANDED};
+CREATE INDEX IF NOT EXISTS missions_waiting ON missions (type, state) WHERE {_WAITING};
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     sequence INTEGER NOT NULL
@@ -107,6 +113,13 @@ class MissionStore:
     def counts_by_state(self) -> dict[mission_pb2.MissionState.ValueType, int]:
         rows = self._db.execute("SELECT state, COUNT(*) FROM missions GROUP BY state")
         return {mission_pb2.MissionState.ValueType(state): int(count) for state, count in rows}
+
+    def waiting_by_type(self) -> dict[str, int]:
+        """Missions QUEUED or RETRYING per type; types with none are absent."""
+        rows = self._db.execute(
+            f"SELECT type, COUNT(*) FROM missions INDEXED BY missions_waiting WHERE {_WAITING} GROUP BY type"
+        )
+        return {str(mission_type): int(count) for mission_type, count in rows}
 
     def ended_since(self, state: int, since: float) -> int:
         """Missions in ``state`` whose end_time (epoch seconds) is at or after ``since``."""

@@ -6,6 +6,7 @@ A session is one run of one worker process; a restarted worker (even with the sa
 
 from __future__ import annotations
 
+import collections
 import logging
 import time
 import uuid
@@ -93,6 +94,14 @@ class WorkerRegistry:
 
     def active(self) -> int:
         return sum(1 for worker in self.list() if worker.state == W.WORKER_STATE_ACTIVE)
+
+    def active_by_type(self) -> dict[str, int]:
+        """ACTIVE workers per mission type their heartbeats list; types with none are absent."""
+        counts: collections.Counter[str] = collections.Counter()
+        for worker in self.list():
+            if worker.state == W.WORKER_STATE_ACTIVE:
+                counts.update(set(worker.handler_types))
+        return dict(counts)
 
     def excuse(self) -> None:
         """This service could not hear (its own connection was down): judge no session lost

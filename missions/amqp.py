@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
@@ -32,8 +32,9 @@ __all__ = [
     "broker_call",
     "close_channel",
     "connect",
-    "declare_retry_queue",
+    "declare_backoff_queue",
     "declare_topology",
+    "declare_work_queue",
     "delete_topology",
     "message_counts",
     "redact_url",
@@ -129,7 +130,8 @@ async def declare_exchange(channel: AbstractChannel, names: Topology) -> Abstrac
 async def declare_topology(
     channel: AbstractChannel, names: Topology, retention: LogRetention = LogRetention()
 ) -> AbstractExchange:
-    """Declare the exchange, log, work and dead-letter queues and their bindings.
+    """Declare the exchanges, the log, control and dead-letter queues and their bindings
+    (each type's work queue is declared by its workers, and by the service on first use).
 
     Safe to run by every process at every start and after every reconnect.
     """
@@ -139,22 +141,34 @@ async def declare_topology(
     control = await _declare_stream(channel, names.control_queue, retention)
     for binding in topology.CONTROL_BINDINGS:
         await control.bind(exchange, binding)
-    work = await channel.declare_queue(
-        names.work_queue, durable=True, arguments={"x-max-priority": topology.MAX_PRIORITY}
-    )
-    # A retry with no delay goes straight back to the work queue.
-    await work.bind(exchange, topology.retry_binding(0))
+    dispatch = await channel.declare_exchange(names.dispatch_exchange, aio_pika.ExchangeType.HEADERS, durable=True)
+    # A retry with no delay goes straight to its type's work queue.
+    await dispatch.bind(exchange, topology.retry_binding(0))
     dead = await channel.declare_queue(names.dead_letter_queue, durable=True)
     await dead.bind(exchange, topology.DEAD_LETTERED_BINDING)
     await channel.declare_exchange(names.workers_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     return exchange
 
 
-async def delete_topology(connection: AbstractConnection, names: Topology) -> None:
-    """Delete a namespace's queues and exchanges (its delay queues expire by themselves)."""
+async def declare_work_queue(channel: AbstractChannel, names: Topology, mission_type: str) -> AbstractQueue:
+    """The work queue of one mission type, bound to the dispatch exchange by the type header."""
+    queue = await channel.declare_queue(
+        names.work_queue(mission_type), durable=True, arguments={"x-max-priority": topology.MAX_PRIORITY}
+    )
+    # "all-with-x": the header's name starts with "x-", which plain "all" would not compare.
+    await queue.bind(
+        names.dispatch_exchange, arguments={"x-match": "all-with-x", topology.MISSION_TYPE_HEADER: mission_type}
+    )
+    return queue
+
+
+async def delete_topology(connection: AbstractConnection, names: Topology, mission_types: Iterable[str] = ()) -> None:
+    """Delete a namespace's queues and exchanges, with the work queues of ``mission_types``
+    (its delay queues expire by themselves)."""
     for queue in (
         names.log_queue,
-        names.work_queue,
+        names.legacy_work_queue,
+        *(names.work_queue(mission_type) for mission_type in mission_types),
         names.dead_letter_queue,
         names.control_queue,
         names.leader_queue,
@@ -164,7 +178,7 @@ async def delete_topology(connection: AbstractConnection, names: Topology) -> No
         with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
             await channel.queue_delete(queue)
     channel = await connection.channel()
-    for exchange in (names.events_exchange, names.workers_exchange):
+    for exchange in (names.events_exchange, names.dispatch_exchange, names.workers_exchange):
         with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
             await channel.exchange_delete(exchange)
 
@@ -181,17 +195,16 @@ async def _declare_stream(channel: AbstractChannel, name: str, retention: LogRet
         ) from exc
 
 
-async def declare_retry_queue(
+async def declare_backoff_queue(
     channel: AbstractChannel, exchange: AbstractExchange, names: Topology, delay_ms: int
 ) -> AbstractQueue:
-    """The delay queue for one backoff delay: messages expire into the work queue."""
+    """The delay queue for one backoff delay: messages expire into their type's work queue."""
     queue = await channel.declare_queue(
-        names.retry_queue(delay_ms),
+        names.backoff_queue(delay_ms),
         durable=True,
         arguments={
             "x-message-ttl": delay_ms,
-            "x-dead-letter-exchange": "",
-            "x-dead-letter-routing-key": names.work_queue,
+            "x-dead-letter-exchange": names.dispatch_exchange,
             "x-expires": delay_ms + _RETRY_QUEUE_GRACE_MS,
         },
     )

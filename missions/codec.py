@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from missions import tracing
 from missions.errors import DecodeError
+from missions.topology import MISSION_TYPE_HEADER
 from missions.v1 import events_pb2
 
 __all__ = [
@@ -23,6 +24,7 @@ __all__ = [
     "decode",
     "encode",
     "identity",
+    "persistent_copy",
     "stream_offset",
 ]
 
@@ -33,7 +35,6 @@ SCHEMA_VERSION = 1
 STREAM_OFFSET_HEADER = "x-stream-offset"
 # Who the event is about, readable without decoding the body (identity()).
 MISSION_ID_HEADER = "x-missions-mission-id"
-MISSION_TYPE_HEADER = "x-missions-mission-type"
 GENERATION_HEADER = "x-missions-generation"
 ATTEMPT_HEADER = "x-missions-attempt"
 # Set on the copy of a message that was dead-lettered because it could not be decoded.
@@ -132,8 +133,10 @@ def identity(headers: Mapping[str, Any] | None) -> Identity | None:
     return None
 
 
-def dead_letter_copy(message: AbstractIncomingMessage, reason: str, dead_lettered_by: str) -> aio_pika.Message:
-    """A persistent copy of ``message`` with headers saying why and by whom it was dead-lettered."""
+def persistent_copy(
+    message: AbstractIncomingMessage, extra_headers: Mapping[str, Any] | None = None
+) -> aio_pika.Message:
+    """A persistent copy of ``message``, priority included, with ``extra_headers`` added."""
     return aio_pika.Message(
         body=message.body,
         content_type=message.content_type,
@@ -142,13 +145,15 @@ def dead_letter_copy(message: AbstractIncomingMessage, reason: str, dead_lettere
         message_id=message.message_id,
         correlation_id=message.correlation_id,
         timestamp=message.timestamp,
+        priority=message.priority,
         delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-        headers={
-            **(message.headers or {}),
-            DEAD_LETTER_REASON_HEADER: reason,
-            DEAD_LETTERED_BY_HEADER: dead_lettered_by,
-        },
+        headers={**(message.headers or {}), **(extra_headers or {})},
     )
+
+
+def dead_letter_copy(message: AbstractIncomingMessage, reason: str, dead_lettered_by: str) -> aio_pika.Message:
+    """A persistent copy of ``message`` with headers saying why and by whom it was dead-lettered."""
+    return persistent_copy(message, {DEAD_LETTER_REASON_HEADER: reason, DEAD_LETTERED_BY_HEADER: dead_lettered_by})
 
 
 def _is_count(value: object) -> TypeGuard[int]:

@@ -7,6 +7,7 @@ import contextlib
 import logging
 from collections.abc import AsyncGenerator
 
+import aiormq
 from aio_pika import Message
 from aio_pika.abc import (
     AbstractChannel,
@@ -20,7 +21,14 @@ from aio_pika.robust_queue import RobustQueue
 from pamqp.common import FieldTable
 
 from missions import codec, topology
-from missions.amqp import LogRetention, broker_call, close_channel, declare_retry_queue, declare_topology
+from missions.amqp import (
+    LogRetention,
+    broker_call,
+    close_channel,
+    declare_backoff_queue,
+    declare_topology,
+    declare_work_queue,
+)
 from missions.errors import BrokerUnavailableError, DecodeError, LogTruncatedError
 from missions.topology import Topology
 from missions.v1 import events_pb2
@@ -40,16 +48,20 @@ class EventPublisher:
     queue and persisted it; otherwise it raises BrokerUnavailableError.
     """
 
-    def __init__(self, channel: AbstractChannel, exchange: AbstractExchange, names: Topology) -> None:
+    def __init__(
+        self, channel: AbstractChannel, exchange: AbstractExchange, dispatch: AbstractExchange, names: Topology
+    ) -> None:
         self._channel = channel
         self._exchange = exchange
+        self._dispatch = dispatch
         self._names = names
 
     @classmethod
     async def open(cls, connection: AbstractConnection, names: Topology, retention: LogRetention) -> EventPublisher:
-        channel = await connection.channel(publisher_confirms=True)
+        # Returned messages raise: a work message no queue takes is one whose type has none yet.
+        channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await declare_topology(channel, names, retention)
-        return cls(channel, exchange, names)
+        return cls(channel, exchange, await channel.get_exchange(names.dispatch_exchange, ensure=False), names)
 
     async def publish(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
@@ -59,29 +71,39 @@ class EventPublisher:
             delay_ms = topology.retry_delay_ms(event)
             if delay_ms:
                 with broker_call("cannot declare the retry queue"):
-                    await declare_retry_queue(self._channel, self._exchange, self._names, delay_ms)
+                    await declare_backoff_queue(self._channel, self._exchange, self._names, delay_ms)
         await self._confirmed(self._exchange, codec.encode(event, priority), topology.event_routing_key(event), timeout)
 
     async def dispatch(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
     ) -> None:
-        """Put the work message of ``event`` (CREATED or REDRIVEN) on the work queue.
+        """Put the work message of ``event`` (CREATED or REDRIVEN) on its type's work queue.
 
         Only once ``publish`` has confirmed the event: a worker's STARTED must not reach the
         log before the event that queued its work. A single publish routed to both the work
         queue and the log does not keep that order: RabbitMQ may deliver it from the work
         queue before the stream has stored it (rare, under load: bench/causal_order.py).
         """
-        work = codec.encode(event, priority)
-        await self._confirmed(self._channel.default_exchange, work, self._names.work_queue, timeout)
+        await self.route(codec.encode(event, priority), event.mission_type, timeout)
 
-    async def remove_legacy_work_bindings(self) -> None:
-        """Unbind the work queue from CREATED and REDRIVEN events, as earlier versions bound
-        it: the service dispatches their work messages itself. Only the service does this, so
-        workers can be upgraded before it."""
-        work = await self._channel.get_queue(self._names.work_queue)
-        for legacy in topology.LEGACY_WORK_BINDINGS:
-            await work.unbind(self._exchange, legacy)
+    async def route(self, work: Message, mission_type: str, timeout: float = 10.0) -> None:
+        """Publish a work message (its headers name ``mission_type``) through the dispatch exchange.
+
+        A type whose queue no worker has declared yet gets it here, so its missions wait in it
+        (QUEUED) until a worker that handles the type comes.
+        """
+        with broker_call("broker did not confirm the work message"):
+            try:
+                await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
+                return
+            except aiormq.exceptions.PublishError:
+                log.info("no work queue for mission type %r yet: declaring it", mission_type)
+            await declare_work_queue(self._channel, self._names, mission_type)
+            await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
+
+    async def dead_letter(self, copy: Message, timeout: float = 10.0) -> None:
+        """Put ``copy`` of a message that cannot run on the dead-letter queue."""
+        await self._confirmed(self._channel.default_exchange, copy, self._names.dead_letter_queue, timeout)
 
     @staticmethod
     async def _confirmed(exchange: AbstractExchange, message: Message, routing_key: str, timeout: float) -> None:

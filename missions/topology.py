@@ -4,11 +4,15 @@ Layout (``ns`` is the namespace, default ``missions``)::
 
     ns.events        topic exchange every MissionEvent is published to, once
     ns.log           stream queue bound to "#": the durable ordered event log
-    ns.work          priority queue of missions ready to run: bound to "retrying.0";
-                     the service puts a CREATED or REDRIVEN there itself, once the
-                     log has confirmed it, so no worker event can precede it in the log
-    ns.retry.<ms>    delay queue (fixed TTL of <ms>) bound to "retrying.<ms>";
-                     expired messages dead-letter straight into ns.work
+    ns.dispatch      headers exchange that routes a work message to the work queue of
+                     its mission type (header x-missions-mission-type); bound to
+                     ns.events with "retrying.0"; the service publishes a CREATED or
+                     REDRIVEN here itself, once the log has confirmed it, so no worker
+                     event can precede it in the log
+    ns.work.<type>   priority queue of the missions of one type ready to run, consumed
+                     only by workers that handle the type
+    ns.backoff.<ms>  delay queue (fixed TTL of <ms>) bound to "retrying.<ms>"; expired
+                     messages dead-letter into ns.dispatch, so into their type's queue
     ns.dead          dead-letter queue bound to "dead_lettered.#"
     ns.control       stream queue of the events that move a mission past a work
                      message (started, retrying, completed, dead_lettered,
@@ -29,6 +33,9 @@ from missions.v1 import events_pb2
 
 __all__ = ["Topology", "event_routing_key"]
 
+# The header that names a message's mission type: the dispatch exchange routes work by it.
+MISSION_TYPE_HEADER = "x-missions-mission-type"
+
 # The work queue's x-max-priority; AMQP priorities are the Priority enum numbers (1..4).
 MAX_PRIORITY = 4
 
@@ -48,7 +55,15 @@ class Topology:
         return f"{self.namespace}.log"
 
     @property
-    def work_queue(self) -> str:
+    def dispatch_exchange(self) -> str:
+        return f"{self.namespace}.dispatch"
+
+    def work_queue(self, mission_type: str) -> str:
+        return f"{self.namespace}.work.{mission_type}"
+
+    @property
+    def legacy_work_queue(self) -> str:
+        """The one work queue of every type, before work was routed by type (drained by the service)."""
         return f"{self.namespace}.work"
 
     @property
@@ -67,8 +82,8 @@ class Topology:
     def leader_queue(self) -> str:
         return f"{self.namespace}.leader"
 
-    def retry_queue(self, delay_ms: int) -> str:
-        return f"{self.namespace}.retry.{delay_ms}"
+    def backoff_queue(self, delay_ms: int) -> str:
+        return f"{self.namespace}.backoff.{delay_ms}"
 
 
 def _event_name(event_type: events_pb2.EventType.ValueType) -> str:
@@ -90,9 +105,9 @@ def retry_delay_ms(event: events_pb2.MissionEvent) -> int:
 
 
 REDRIVEN_BINDING = "redriven.#"
-# Bindings of the work queue before the service dispatched work itself; the service removes them
-# when it starts (EventPublisher.remove_legacy_work_bindings).
-LEGACY_WORK_BINDINGS = ("created.#", REDRIVEN_BINDING)
+# Bindings of the legacy work queue (ns.work) in earlier versions; the service removes them
+# when it starts (mission_service/legacy_work.py), so only its retry queues still feed it.
+LEGACY_WORK_BINDINGS = ("created.#", REDRIVEN_BINDING, "retrying.0")
 DEAD_LETTERED_BINDING = "dead_lettered.#"
 CONTROL_BINDINGS = (
     "started.#",

@@ -16,9 +16,11 @@ from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
 from missions.metrics import serving
 from missions.outbox import Outbox
+from missions.startup import EXCLUSIVE_PORT, add_port
 from missions.topology import Topology
+from worker_service.attempt import Attempts
 from worker_service.consumer import MissionConsumer
-from worker_service.handlers import default_registry, load_modules
+from worker_service.handlers import HandlerRegistry, default_registry
 from worker_service.heartbeat import Heartbeat
 from worker_service.ledger import MissionLedger
 from worker_service.metrics import WorkerMetrics
@@ -35,14 +37,22 @@ WORKER_HEALTH_SERVICE = "missions.v1.Worker"
 _CATCH_UP_TIMEOUT_S = 120
 
 
-async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: LogRetention | None = None) -> None:
-    """Run until ``stop`` is set, then drain running missions and close.
+async def run_worker(
+    settings: WorkerSettings,
+    stop: asyncio.Event,
+    retention: LogRetention | None = None,
+    registry: HandlerRegistry = default_registry,
+) -> None:
+    """Run the handlers of ``registry`` (those of ``settings.mission_types``, if set) until
+    ``stop`` is set, then drain running missions and close.
 
     Start-up order: connect, declare the topology, read the control stream up to now,
     then consume work. Health is SERVING only while connected, following the control
     stream and consuming.
     """
-    load_modules(settings.handler_modules)
+    mission_types = settings.mission_types or tuple(registry.names)
+    if not mission_types:
+        raise ValueError("no handlers: this worker would serve no mission type")
     names = Topology(settings.namespace)
     health = HealthConditions(WORKER_HEALTH_SERVICE, "broker connection", "control stream", "consuming")
     metrics = WorkerMetrics()
@@ -57,10 +67,9 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
         await health.track(connection, "broker connection")
         metrics.reconnects.track(connection, "worker")
         if settings.health_listen:
-            server = grpc.aio.server()
+            server = grpc.aio.server(options=[EXCLUSIVE_PORT])
             health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-            if server.add_insecure_port(settings.health_listen) == 0:
-                raise OSError(f"cannot listen on {settings.health_listen} for health checks")
+            add_port(server, settings.health_listen)
             await server.start()
             stack.push_async_callback(server.stop, 1)
             log.info("worker health service on %s", settings.health_listen)
@@ -69,9 +78,10 @@ async def run_worker(settings: WorkerSettings, stop: asyncio.Event, retention: L
         ledger = MissionLedger(settings.remember_finished)
         session = uuid.uuid4().hex
         outbox = Outbox(publisher, metrics.published)
-        consumer = MissionConsumer(settings, connection, outbox, default_registry, ledger, session, metrics, spans)
+        attempts = Attempts(settings, outbox, registry, ledger, session, metrics)
+        consumer = MissionConsumer(settings, connection, outbox, attempts, ledger, mission_types, spans)
         metrics.sample(lambda: consumer.running, lambda: outbox.waiting, lambda: consumer.undecodable)
-        heartbeat = Heartbeat(settings, consumer, lambda: default_registry.names)
+        heartbeat = Heartbeat(settings, consumer)
         async with asyncio.TaskGroup() as tasks:
             following = tasks.create_task(ledger.follow(connection, names))
             await asyncio.wait_for(ledger.caught_up.wait(), _CATCH_UP_TIMEOUT_S)

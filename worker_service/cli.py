@@ -19,6 +19,7 @@ from missions.settings import (
 )
 from missions.tracing import add_tracing_option, tracing_mode
 from worker_service.app import run_worker
+from worker_service.handlers import HandlerModuleError, default_registry, load_modules
 from worker_service.ledger import DEFAULT_REMEMBER_FINISHED
 from worker_service.settings import WorkerSettings
 
@@ -40,12 +41,23 @@ def build_parser() -> argparse.ArgumentParser:
         "--worker-id", default=env("WORKER_ID", f"{socket.gethostname()}:{os.getpid()}"), help="[MISSIONS_WORKER_ID]"
     )
     parser.add_argument(
-        "--concurrency", type=int, default=int(env("CONCURRENCY", "8")), help="missions at once [MISSIONS_CONCURRENCY]"
+        "--concurrency",
+        type=int,
+        default=int(env("CONCURRENCY", "8")),
+        help="attempts run at once; as many more may wait in the worker for a free slot [MISSIONS_CONCURRENCY]",
     )
     parser.add_argument(
         "--handlers",
         default=env("HANDLERS", ""),
-        help="comma-separated handler modules to import, e.g. pkg.module,pkg.other [MISSIONS_HANDLERS]",
+        help="comma-separated handler modules to import from the working directory or the installed packages,"
+        " e.g. pkg.module,pkg.other; the worker serves the mission types they register ('builtin' names the"
+        " built-in noop, echo, sleep and fail, which are the default) [MISSIONS_HANDLERS]",
+    )
+    parser.add_argument(
+        "--types",
+        default=env("TYPES", ""),
+        help="comma-separated mission types to serve, a subset of the loaded handlers' (default: all of them)"
+        " [MISSIONS_TYPES]",
     )
     parser.add_argument(
         "--retry-base", type=float, default=float(env("RETRY_BASE", "1")), help="seconds [MISSIONS_RETRY_BASE]"
@@ -95,11 +107,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _listed(value: str) -> tuple[str, ...]:
+    return tuple(item.strip() for item in value.split(",") if item.strip())
+
+
 def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Namespace]:
+    """Settings from flags; loads the handler modules (HandlerModuleError if one cannot be imported)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
+    handler_modules = _listed(args.handlers)
+    load_modules(handler_modules)
+    mission_types = _listed(args.types)
+    unknown = sorted(set(mission_types) - set(default_registry.names))
+    if unknown:
+        loaded = ", ".join(default_registry.names) or "none"
+        parser.error(f"--types {', '.join(unknown)}: no such handler loaded (loaded: {loaded})")
+    if not default_registry.names:
+        parser.error(f"--handlers {args.handlers}: the modules register no handler")
     if args.remember_finished < 0:
         parser.error(f"--remember-finished must not be negative, got {args.remember_finished}")
     settings = WorkerSettings(
@@ -107,7 +133,8 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         namespace=args.namespace,
         worker_id=args.worker_id,
         concurrency=args.concurrency,
-        handler_modules=tuple(module.strip() for module in args.handlers.split(",") if module.strip()),
+        handler_modules=handler_modules,
+        mission_types=mission_types,
         retry_base=_seconds("--retry-base", args.retry_base),
         retry_max=_seconds("--retry-max", args.retry_max),
         default_timeout=_seconds("--default-timeout", args.default_timeout, positive=True),
@@ -124,7 +151,11 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings, args = parse(argv)
+    try:
+        settings, args = parse(argv)
+    except HandlerModuleError as exc:
+        print(f"mission-worker: {exc}", file=sys.stderr)
+        return 2
     return run_until_signalled(lambda stop: run_worker(settings, stop, retention_from_args(args)), args)
 
 

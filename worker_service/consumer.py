@@ -1,11 +1,13 @@
-"""Deliveries in, events out: runs each mission attempt.
+"""Deliveries in, settled once: the worker's side of the work queues.
 
-A delivery is acked as soon as its attempt's STARTED event is confirmed: from then on
-the attempt is owned by the log, not by the broker's delivery, so an hour-long mission
-never meets RabbitMQ's delivery acknowledgement timeout. If the worker dies before
-STARTED, the delivery is redelivered; if it dies after, its heartbeats stop and the
-service declares the attempt lost (``WorkerLost``) and retries it. Work that the ledger
-knows to be taken (started, over, cancelled or finished) is acked and dropped.
+A worker consumes the work queue of every mission type it serves, on one channel whose
+prefetch (``--concurrency``) is shared by all of them. Each delivery is decoded (a
+message that cannot run is dead-lettered), fenced (work the ledger knows to be taken,
+cancelled or over is acked and dropped), then waits for one of ``--concurrency`` run
+slots: at most that many attempts run at once, and the deliveries waiting for a slot
+are the worker's look-ahead, at most ``--concurrency`` more since they hold the
+prefetch. The attempt (worker_service/attempt.py) acks the delivery once its STARTED is
+confirmed; a delivery whose attempt did not start goes back to the queue.
 """
 
 from __future__ import annotations
@@ -14,28 +16,24 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from datetime import timedelta
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from aio_pika.abc import AbstractChannel, AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from missions import codec
-from missions.amqp import broker_call, close_channel
-from missions.backoff import full_jitter
+from missions.amqp import broker_call, close_channel, declare_work_queue
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
 from missions.logs import mission_context, mission_fields
 from missions.outbox import Outbox
-from missions.outcomes import Outcome, outcome_events
+from missions.outcomes import Outcome
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
-from worker_service.context import MissionContext
-from worker_service.handlers.registry import HandlerRegistry
+from worker_service.attempt import Attempts
 from worker_service.ledger import MissionLedger
-from worker_service.metrics import WorkerMetrics
-from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
+from worker_service.slots import Slots, SlotsClosedError
 
 if TYPE_CHECKING:
     from missions.tracing import Tracing
@@ -47,6 +45,11 @@ log = logging.getLogger(__name__)
 E = events_pb2
 
 _INT32_MAX = 2**31 - 1
+
+# How long a delivery waits for a run slot before it is handed back to its queue (to come
+# back, or go to another worker): well within RabbitMQ's consumer_timeout (30 min by
+# default), which closes the channel of a consumer that holds a delivery unacked longer.
+_HOLD_LIMIT_S = 60.0
 
 
 class NotWorkError(DecodeError):
@@ -85,79 +88,68 @@ def decode_work(
 
 
 class MissionConsumer:
-    """Consumes the work queue with prefetch = concurrency and runs each delivery."""
+    """Consumes the work queues of ``mission_types`` and runs at most ``concurrency`` attempts at once."""
 
     def __init__(
         self,
         settings: WorkerSettings,
         connection: AbstractConnection,
         outbox: Outbox,
-        registry: HandlerRegistry,
+        attempts: Attempts,
         ledger: MissionLedger,
-        session: str,
-        metrics: WorkerMetrics,
+        mission_types: Sequence[str],
         tracing: Tracing | None = None,
     ) -> None:
         """``tracing``: run each attempt in a span (None: tracing off)."""
         self._settings = settings
         self._tracing = tracing
-        self._metrics = metrics
         self._connection = connection
         self._outbox = outbox
-        self._registry = registry
+        self.attempts = attempts
         self._ledger = ledger
+        self.mission_types = tuple(mission_types)
         self._names = Topology(settings.namespace)
+        self._slots = Slots(settings.concurrency)
         self._tasks: set[asyncio.Task[None]] = set()
-        # By (mission id, attempt): a worker may run an attempt the service declared lost
-        # (it was cut off) next to the retry of the same mission.
-        self._contexts: dict[tuple[str, int], MissionContext] = {}
-        self.session = session
-        self.consuming = asyncio.Event()  # set once the consumer is registered
+        self.consuming = asyncio.Event()  # set once every queue's consumer is registered
         self.last_delivery_time: float | None = None
-        self.finished = 0
         self.undecodable = 0  # work messages dead-lettered because they could not be decoded
-        self._dead_letters: AbstractChannel | None = None
-        ledger.on_cancel(self._cancel)
 
     @property
     def running(self) -> int:
-        return len(self._tasks)
+        """Attempts holding a run slot."""
+        return self._slots.taken
+
+    @property
+    def waiting(self) -> int:
+        """Deliveries waiting for a run slot (the look-ahead)."""
+        return self._slots.waiting
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set, then drain: see WorkerSettings.drain_timeout."""
         channel = await self._connection.channel()
         try:
-            self._dead_letters = await self._connection.channel(publisher_confirms=True)
-            await channel.set_qos(prefetch_count=self._settings.concurrency)
-            queue = await channel.get_queue(self._names.work_queue)
-            tag = await queue.consume(self._on_delivery)
+            # global_: one limit for the channel, shared by the queues of every served type.
+            await channel.set_qos(prefetch_count=self._settings.concurrency, global_=True)
+            consumers = []
+            for mission_type in self.mission_types:
+                queue = await declare_work_queue(channel, self._names, mission_type)
+                consumers.append((queue, await queue.consume(self._on_delivery)))
             self.consuming.set()
             log.info(
-                "worker %s consuming %s (concurrency %d, handlers: %s)",
+                "worker %s consuming the work of %s (concurrency %d)",
                 self._settings.worker_id,
-                self._names.work_queue,
+                ", ".join(self.mission_types),
                 self._settings.concurrency,
-                ", ".join(self._registry.names),
             )
             await stop.wait()
-            await queue.cancel(tag)
+            self._slots.close()  # first, so nothing starts now: the look-ahead goes back at once
+            for queue, tag in consumers:
+                await queue.cancel(tag)
             await self._drain()
         finally:
             # A delivery not yet started (unacked) goes back to the queue when the channel closes.
             await close_channel(channel)
-            if self._dead_letters is not None:
-                await close_channel(self._dead_letters)
-
-    def _cancel(self, event: events_pb2.MissionEvent) -> None:
-        for (mission_id, _), ctx in self._contexts.items():
-            if mission_id == event.mission_id and not ctx.cancelled.is_set():
-                log.info(
-                    "mission %s cancelled while running: %s",
-                    mission_id,
-                    event.cancelled.reason or "-",
-                    extra=mission_fields(mission_id, event.correlation_id, event.mission_type, ctx.attempt),
-                )
-                ctx.cancelled.set()
 
     async def _drain(self) -> None:
         """Let running missions finish for up to the drain timeout, then interrupt the rest.
@@ -167,12 +159,11 @@ class MissionConsumer:
         """
         if not self._tasks:
             return
-        log.info("draining %d running missions (up to %s)", len(self._tasks), self._settings.drain_timeout)
+        log.info("draining %d running missions (up to %s)", self.running, self._settings.drain_timeout)
         _, pending = await asyncio.wait(self._tasks, timeout=self._settings.drain_timeout.total_seconds())
         if pending:
             log.warning("%d missions still running after the drain timeout: interrupting them", len(pending))
-            for ctx in self._contexts.values():
-                ctx.cancelled.set()
+            self.attempts.interrupt()
             await asyncio.wait(pending)
 
     async def _on_delivery(self, message: AbstractIncomingMessage) -> None:
@@ -195,15 +186,42 @@ class MissionConsumer:
             return
         # Every line about this attempt, down to the handler's own, names the mission.
         with mission_context(mission_fields(mission.id, event.correlation_id, mission.type, mission.attempt)):
-            if (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session):
-                log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
+            if self._dropped(mission):
                 await _settle(message.ack())
                 return
-            if self._tracing is None:
-                await self._execute(mission, event, message)
-            else:
-                run = self._execute(mission, event, message)
-                await self._tracing.attempt(message.headers, message.routing_key or "", mission, run)
+            try:
+                async with asyncio.timeout(_HOLD_LIMIT_S):
+                    await self._slots.acquire(message.priority or 0)
+            except (TimeoutError, SlotsClosedError):
+                # Stopping, or every slot stayed taken: back to the queue, where another
+                # worker may take it, well before the broker's delivery timeout would.
+                await _settle(message.nack(requeue=True))
+                return
+            try:
+                if self._dropped(mission):  # cancelled or taken while it waited for its slot
+                    await _settle(message.ack())
+                elif self._tracing is None:
+                    await self._start(mission, event, message)
+                else:
+                    run = self._start(mission, event, message)
+                    await self._tracing.attempt(message.headers, message.routing_key or "", mission, run)
+            finally:
+                self._slots.release()
+
+    def _dropped(self, mission: mission_pb2.Mission) -> bool:
+        if self.attempts.is_taken(mission):
+            log.info("mission %s attempt %d is cancelled or already taken: dropped", mission.id, mission.attempt)
+            return True
+        return False
+
+    async def _start(
+        self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, message: AbstractIncomingMessage
+    ) -> Outcome | None:
+        outcome = await self.attempts.run(mission, work, lambda: _settle(message.ack()))
+        if outcome is None:
+            # Not started: on a live channel an unsettled delivery would stay ours forever.
+            await _settle(message.nack(requeue=True))
+        return outcome
 
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, *, end_mission: bool) -> None:
         """Move a message that cannot run to the dead-letter queue, and end the mission it names.
@@ -221,11 +239,8 @@ class MissionConsumer:
             await _settle(message.ack())
 
     async def _copy_to_dead_letters(self, message: AbstractIncomingMessage, reason: str) -> None:
-        assert self._dead_letters is not None
         try:
-            copy = codec.dead_letter_copy(message, reason, self._settings.worker_id)
-            with broker_call("not confirmed"):
-                await self._dead_letters.default_exchange.publish(copy, routing_key=self._names.dead_letter_queue)
+            await self._outbox.publisher.dead_letter(codec.dead_letter_copy(message, reason, self._settings.worker_id))
         except Exception as exc:
             # Whatever a hostile message makes the copy fail with (its headers may not even
             # encode again), the original is settled: the queue must not stall on it.
@@ -257,96 +272,6 @@ class MissionConsumer:
         dead.dead_lettered.mission.CopyFrom(mission)
         await self._outbox.publish(dead)
         self._ledger.observe(dead)
-
-    def _factory(
-        self, mission: mission_pb2.Mission, correlation_id: str
-    ) -> Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]:
-        def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
-            return new_event(mission, kind, source=self._settings.worker_id, correlation_id=correlation_id)
-
-        return event
-
-    async def _execute(
-        self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, message: AbstractIncomingMessage
-    ) -> Outcome | None:
-        """Run the attempt and publish its outcome; the outcome, or None when it did not start."""
-        settings = self._settings
-        correlation_id = work.correlation_id
-        event = self._factory(mission, correlation_id)
-
-        async def progress(fraction: float, text: str) -> None:
-            update = event(E.EVENT_TYPE_PROGRESS)
-            update.progress.fraction = fraction
-            update.progress.message = text
-            await self._outbox.publish(update)
-
-        ctx = MissionContext(
-            mission_id=mission.id,
-            mission_type=mission.type,
-            attempt=mission.attempt,
-            max_attempts=mission.max_attempts,
-            labels=dict(mission.labels),
-            _progress=progress,
-        )
-        # Registered until the outcome is out: a copy of this work message (redelivered, or
-        # dispatched again) that arrives meanwhile must find the attempt taken, and the
-        # ledger learns that it is over only once the outcome is published.
-        self._contexts[mission.id, mission.attempt] = ctx
-        try:
-            started = event(E.EVENT_TYPE_STARTED)
-            started.started.worker_id = settings.worker_id
-            started.started.worker_session = self.session
-            self._ledger.enter(mission)
-            try:
-                # Once, not through the outbox: unconfirmed, the attempt must not run, since
-                # the delivery may already be on its way to another worker.
-                await self._outbox.publish_once(started)
-            except BrokerUnavailableError as exc:
-                log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
-                # On a live channel an unsettled delivery would stay ours forever.
-                await _settle(message.nack(requeue=True))
-                return None
-            self._ledger.observe(started)
-            await _settle(message.ack())
-            self._metrics.attempt_started(work, started)
-            log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
-            timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
-            outcome = await run_attempt(
-                self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace
-            )
-            self._metrics.attempt_finished(mission.type, outcome)
-            if self._ledger.is_over(mission):
-                log.info(
-                    "mission %s attempt %d was ended elsewhere (cancelled or lost): outcome dropped",
-                    mission.id,
-                    mission.attempt,
-                )
-                return outcome
-            await self._publish_outcome(mission, correlation_id, outcome)
-            return outcome
-        finally:
-            del self._contexts[mission.id, mission.attempt]
-
-    async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
-        settings = self._settings
-        events = outcome_events(
-            mission,
-            outcome,
-            self._factory(mission, correlation_id),
-            lambda failed: full_jitter(failed, settings.retry_base, settings.retry_max),
-        )
-
-        async def still_wanted() -> bool:
-            # After an outage, first read what the control stream says happened meanwhile.
-            await self._ledger.caught_up.wait()
-            return not self._ledger.is_over(mission)
-
-        for follow_up in events:
-            if not await self._outbox.publish(follow_up, priority=mission.priority, wanted=still_wanted):
-                break
-            # What we published is known at once, before the control stream echoes it.
-            self._ledger.observe(follow_up)
-        self.finished += 1
 
 
 async def _settle(settling: Awaitable[None]) -> None:

@@ -7,7 +7,6 @@ import contextlib
 import logging
 import os
 import socket
-from collections.abc import Callable
 
 import aio_pika
 from aio_pika.abc import AbstractConnection
@@ -35,11 +34,9 @@ class Heartbeat:
         self,
         settings: WorkerSettings,
         consumer: MissionConsumer,
-        handler_types: Callable[[], list[str]],
     ) -> None:
         self._settings = settings
         self._consumer = consumer
-        self._handler_types = handler_types
         self._started = now()
         # Set after the first heartbeat: the service should know a session before its first STARTED.
         self.announced = asyncio.Event()
@@ -49,15 +46,15 @@ class Heartbeat:
             id=self._settings.worker_id,
             host=socket.gethostname(),
             pid=os.getpid(),
-            handler_types=self._handler_types(),
+            handler_types=sorted(self._consumer.mission_types),
             concurrency=self._settings.concurrency,
             running=self._consumer.running,
             start_time=self._started,
             heartbeat_time=now(),
             heartbeat_interval=duration(self._settings.heartbeat_interval),
             state=state,
-            finished=self._consumer.finished,
-            session=self._consumer.session,
+            finished=self._consumer.attempts.finished,
+            session=self._consumer.attempts.session,
         )
         if self._consumer.last_delivery_time is not None:
             delivered = timestamp_pb2.Timestamp()

@@ -20,8 +20,10 @@ class WorkerSettings:
         amqp_url: broker URL (MISSIONS_AMQP_URL).
         namespace: prefix of every exchange and queue (MISSIONS_NAMESPACE).
         worker_id: identity in STARTED events, default "<host>:<pid>".
-        concurrency: missions run at once, also the prefetch count, default 8.
-        handler_modules: extra modules to import for their @handler functions.
+        concurrency: attempts run at once, default 8; as many deliveries more may wait
+            for a slot (the prefetch count, shared by the work queues of every served type).
+        handler_modules: modules to import for their @handler functions (none: the built-ins).
+        mission_types: the mission types to serve, among the loaded handlers' (none: all).
         retry_base: backoff base; attempt n waits up to base * 2^(n-1), default 1 s.
         retry_max: backoff cap, default 5 min.
         default_timeout: attempt timeout when the mission sets none, default 5 min.
@@ -42,6 +44,7 @@ class WorkerSettings:
     worker_id: str
     concurrency: int = 8
     handler_modules: tuple[str, ...] = ()
+    mission_types: tuple[str, ...] = ()
     retry_base: timedelta = timedelta(seconds=1)
     retry_max: timedelta = timedelta(minutes=5)
     default_timeout: timedelta = timedelta(minutes=5)

@@ -21,7 +21,7 @@ from missions.ctl.render import event_line
 from missions.ctl.service import Service
 from missions.events import TERMINAL_STATES
 from missions.metadata import LAST_SEQUENCE_KEY
-from missions.v1 import events_pb2, mission_pb2
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = [
@@ -52,6 +52,9 @@ EXIT_INTERRUPTED = 130
 Command = Callable[[Service, Output, argparse.Namespace], int]
 
 # Trailing metadata of a WatchEvents stream that ends with an error (mission_service/status.py).
+
+# States of a mission that waits for a worker to take it.
+_WAITING = frozenset({mission_pb2.MISSION_STATE_QUEUED, mission_pb2.MISSION_STATE_RETRYING})
 
 # The two paged listings share their paging fields.
 _PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
@@ -199,7 +202,26 @@ def submit(service: Service, out: Output, args: argparse.Namespace) -> int:
         out.message(response)
     else:
         out.console.print(f"submitted mission {response.mission.id}", soft_wrap=True)
+    _warn_without_worker(service, response.mission)
     return _wait(service, out, response.mission, bar=out.live and not args.plain)
+
+
+def _warn_without_worker(service: Service, mission: mission_pb2.Mission) -> None:
+    """Say on stderr when no live worker handles a waiting mission's type: else the wait looks hung."""
+    if mission.state not in _WAITING:
+        return
+    try:
+        listed = service.workers(pb.ListWorkersRequest())
+    except grpc.RpcError:
+        return  # advice only: a token with just the submitter role may not list workers
+    if not any(
+        worker.state == worker_pb2.WORKER_STATE_ACTIVE and mission.type in worker.handler_types
+        for worker in listed.workers
+    ):
+        warn(
+            f"missionctl: no live worker handles mission type {mission.type!r};"
+            " the mission stays queued until one starts"
+        )
 
 
 def _wait(service: Service, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:

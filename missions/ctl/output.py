@@ -133,6 +133,9 @@ class Output:
             self._items("stats", [response])
         else:
             self.console.print(render.key_values(render.stats_rows(response)))
+            if response.mission_types:
+                self.console.print()
+                self.console.print(render.mission_types_table(response))
 
 
 def warn(message: str) -> None:

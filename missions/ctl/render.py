@@ -15,15 +15,18 @@ from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = [
+    "NO_WORKER",
     "STYLES",
     "event_details",
     "event_line",
     "key_values",
     "mission_rows",
+    "mission_types_table",
     "missions_table",
     "rate",
     "state_counts",
     "stats_rows",
+    "unserved",
     "workers_table",
 ]
 
@@ -37,6 +40,9 @@ STYLES = {
     "CANCELLED": "yellow",
     "STOPPING": "yellow",
 }
+
+# Marks a mission type whose missions wait with no live worker to run them.
+NO_WORKER = "no worker"
 
 
 # --- values ---
@@ -208,6 +214,29 @@ def stats_rows(stats: pb.GetStatsResponse) -> Iterator[tuple[str, str]]:
     yield "failed last hour", str(stats.failed_last_hour)
     yield "active workers", str(stats.active_workers)
     yield "last sequence", str(stats.last_sequence)
+
+
+def unserved(stats: pb.GetStatsResponse) -> list[pb.MissionTypeStats]:
+    """The mission types with waiting missions and no active worker: they wait until one starts."""
+    return [kind for kind in stats.mission_types if kind.waiting and not kind.active_workers]
+
+
+def mission_types_table(stats: pb.GetStatsResponse) -> Table:
+    """One row per mission type the service lists; a type nobody can run is marked ``no worker``."""
+    table = Table(box=None, header_style="bold")
+    table.add_column("TYPE", no_wrap=True)
+    for header in ("WAITING", "DEPTH", "WORKERS", ""):
+        table.add_column(header)
+    starved = {kind.mission_type for kind in unserved(stats)}
+    for kind in stats.mission_types:
+        table.add_row(
+            Text(kind.mission_type),
+            str(kind.waiting),
+            str(kind.queue_depth),
+            str(kind.active_workers),
+            Text(NO_WORKER, style="red") if kind.mission_type in starved else "",
+        )
+    return table
 
 
 def event_details(event: events_pb2.MissionEvent) -> str:

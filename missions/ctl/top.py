@@ -29,6 +29,8 @@ __all__ = ["Rates", "Sample", "command", "frame_record", "frame_view", "measure"
 
 # Rates are measured over about this many seconds.
 _WINDOW_S = 10.0
+# Mission types named on the "no worker" line; `missionctl stats` lists them all.
+_NO_WORKER_SHOWN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,8 @@ def frame_record(sample: Sample, rates: Rates) -> dict[str, Any]:
 
 
 def frame_view(sample: Sample, rates: Rates, interval: float) -> RenderableType:
-    """One frame for people: a header, states, queues, throughput and the workers table."""
+    """One frame for people: a header, states, queues, throughput, the mission types no live
+    worker handles (only when there are some) and the workers table."""
     stats = sample.stats
     header = Text.assemble(
         ("missionctl top", "bold"),
@@ -132,7 +135,17 @@ def frame_view(sample: Sample, rates: Rates, interval: float) -> RenderableType:
         if sample.workers.workers
         else Text("no workers", style="dim")
     )
-    return Group(header, states, queues, throughput, Text(""), workers)
+    lines = [header, states, queues, throughput]
+    if starved := render.unserved(stats):
+        lines.append(_no_worker_line(starved))
+    return Group(*lines, Text(""), workers)
+
+
+def _no_worker_line(starved: list[pb.MissionTypeStats]) -> Text:
+    """The types whose missions wait with no live worker, on one line (the first few, then a count)."""
+    shown = ", ".join(f"{kind.mission_type} ({kind.waiting} waiting)" for kind in starved[:_NO_WORKER_SHOWN])
+    more = f", {len(starved) - _NO_WORKER_SHOWN} more" if len(starved) > _NO_WORKER_SHOWN else ""
+    return Text.assemble((f"{render.NO_WORKER:<10}", "bold red"), shown + more)
 
 
 def _samples(take: Callable[[], Sample], interval: float) -> Iterator[tuple[Sample | None, Sample]]:

@@ -604,8 +604,11 @@ class GetStatsResponse(_message.Message):
     FAILED_LAST_HOUR_FIELD_NUMBER: _builtins.int
     ACTIVE_WORKERS_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
+    MISSION_TYPES_FIELD_NUMBER: _builtins.int
     queue_depth: _builtins.int
-    """Messages waiting in the work queue (queued missions not yet delivered to a worker)."""
+    """Messages ready in the work queues of the types listed in `mission_types` (queued
+    missions not yet delivered to a worker).
+    """
     dead_letter_depth: _builtins.int
     """Messages in the dead-letter queue."""
     running: _builtins.int
@@ -622,6 +625,12 @@ class GetStatsResponse(_message.Message):
     def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
         """Number of missions in each state (states with no mission are omitted)."""
 
+    @_builtins.property
+    def mission_types(self) -> _containers.RepeatedCompositeFieldContainer[Global___MissionTypeStats]:
+        """Per mission type: every type with waiting missions or an active worker, sorted by
+        type.
+        """
+
     def __init__(
         self,
         *,
@@ -633,14 +642,52 @@ class GetStatsResponse(_message.Message):
         failed_last_hour: _builtins.int = ...,
         active_workers: _builtins.int = ...,
         last_sequence: _builtins.int = ...,
+        mission_types: _abc.Iterable[Global___MissionTypeStats] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "queue_depth", b"queue_depth", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "mission_types", b"mission_types", "queue_depth", b"queue_depth", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetStatsResponse: _TypeAlias = GetStatsResponse  # noqa: Y015
+
+@_typing.final
+class MissionTypeStats(_message.Message):
+    """Waiting missions, work queue and workers of one mission type. A type with
+    `waiting` > 0 and `active_workers` = 0 has no live worker to run it: its missions
+    stay QUEUED until a worker that handles the type starts.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MISSION_TYPE_FIELD_NUMBER: _builtins.int
+    WAITING_FIELD_NUMBER: _builtins.int
+    QUEUE_DEPTH_FIELD_NUMBER: _builtins.int
+    ACTIVE_WORKERS_FIELD_NUMBER: _builtins.int
+    mission_type: _builtins.str
+    """The mission type (`Mission.type`)."""
+    waiting: _builtins.int
+    """Missions of this type QUEUED or RETRYING in the read model."""
+    queue_depth: _builtins.int
+    """Messages ready in this type's work queue."""
+    active_workers: _builtins.int
+    """ACTIVE workers whose heartbeats list this type in `handler_types`."""
+    def __init__(
+        self,
+        *,
+        mission_type: _builtins.str = ...,
+        waiting: _builtins.int = ...,
+        queue_depth: _builtins.int = ...,
+        active_workers: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "mission_type", b"mission_type", "queue_depth", b"queue_depth", "waiting", b"waiting"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___MissionTypeStats: _TypeAlias = MissionTypeStats  # noqa: Y015
 
 @_typing.final
 class StateCount(_message.Message):

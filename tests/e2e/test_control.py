@@ -96,7 +96,7 @@ async def test_a_retried_submission_dispatches_a_queued_mission_again_and_it_sti
 @pytest.mark.parametrize("mission_type", ["sleep", "stubborn"])
 async def test_cancelling_a_running_mission_stops_it_within_the_grace(stack: Stack, mission_type: str) -> None:
     await stack.start_service()
-    stack.start_worker(*FAST, "--cancel-grace", "1", "--handlers", "tests.e2e.handlers")
+    stack.start_worker(*FAST, "--cancel-grace", "1", "--handlers", "builtin,tests.e2e.handlers")
     mission = await _submit(stack, mission_type, {"seconds": 60})
     await _first(stack, mission.id, E.EVENT_TYPE_STARTED)
     asked = time.monotonic()
@@ -131,14 +131,14 @@ async def test_worker_killed_mid_mission_is_recovered_on_another_worker(stack: S
 
 async def test_poison_mission_is_dead_lettered_and_others_keep_flowing(stack: Stack) -> None:
     await stack.start_service("--reap-interval", "0.2")
-    workers = [stack.start_worker(*FAST, "--handlers", "tests.e2e.handlers") for _ in range(2)]
+    workers = [stack.start_worker(*FAST, "--handlers", "builtin,tests.e2e.handlers") for _ in range(2)]
     poison = await _submit(stack, "crash", max_attempts=2)
     healthy = [await _submit(stack, "echo", {"n": n}) for n in range(10)]
     # Each crash takes a worker down; replace it as a supervisor would.
     for _ in range(2):
         crashed = await _any_exit(workers)
         workers.remove(crashed)
-        workers.append(stack.start_worker(*FAST, "--handlers", "tests.e2e.handlers"))
+        workers.append(stack.start_worker(*FAST, "--handlers", "builtin,tests.e2e.handlers"))
     events = await _history(stack, poison.id)
     assert events[-1].type == E.EVENT_TYPE_DEAD_LETTERED
     assert [event.failed.error.type for event in events if event.type == E.EVENT_TYPE_FAILED] == ["WorkerLost"] * 2

@@ -67,7 +67,7 @@ async def test_garbage_on_the_work_queue_is_dead_lettered_and_the_worker_keeps_w
         # Queued ahead of the victim's own work message (priority 4 > NORMAL), with one
         # worker taking one message at a time: the victim's broken message comes first.
         for message in garbage.values():
-            await channel.default_exchange.publish(message, routing_key=names.work_queue)
+            await channel.default_exchange.publish(message, routing_key=names.work_queue("echo"))
         worker = stack.start_worker("--concurrency", "1")
 
         final = await _final_event(stack, victim.id)

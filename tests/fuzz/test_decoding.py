@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from mission_service.follower import LogFollower
 from mission_service.store import MissionStore
-from missions import codec
+from missions import codec, topology
 from missions.errors import DecodeError
 from missions.topology import Topology
 from missions.v1 import events_pb2
@@ -83,7 +83,7 @@ _header_names = st.one_of(
         [
             codec.SCHEMA_HEADER,
             codec.MISSION_ID_HEADER,
-            codec.MISSION_TYPE_HEADER,
+            topology.MISSION_TYPE_HEADER,
             codec.GENERATION_HEADER,
             codec.ATTEMPT_HEADER,
             codec.STREAM_OFFSET_HEADER,

@@ -75,7 +75,8 @@ class _ClosingExchange:
 
 
 async def test_a_publish_whose_channel_closes_under_it_is_unavailable_so_the_outbox_retries_it() -> None:
-    publisher = EventPublisher(cast(AbstractChannel, None), cast(AbstractExchange, _ClosingExchange()), Topology("t"))
+    exchange = cast(AbstractExchange, _ClosingExchange())
+    publisher = EventPublisher(cast(AbstractChannel, None), exchange, exchange, Topology("t"))
     mission = mission_pb2.Mission(id="m1", type="echo")
     event = new_event(mission, events_pb2.EVENT_TYPE_COMPLETED, source="test", correlation_id="c")
     with pytest.raises(BrokerUnavailableError, match="broker did not confirm the event"):

@@ -149,7 +149,16 @@ def test_error_messages_cut_hostile_header_values_short(event: events_pb2.Missio
 def test_a_dead_letter_copy_keeps_the_message_and_says_why(event: events_pb2.MissionEvent) -> None:
     original = codec.encode(event)
     incoming = MagicMock(spec=AbstractIncomingMessage)
-    for name in ("body", "content_type", "content_encoding", "type", "message_id", "correlation_id", "timestamp"):
+    for name in (
+        "body",
+        "content_type",
+        "content_encoding",
+        "type",
+        "message_id",
+        "correlation_id",
+        "timestamp",
+        "priority",
+    ):
         setattr(incoming, name, getattr(original, name))
     incoming.headers = original.headers
     copy = codec.dead_letter_copy(incoming, "unknown schema version 2", "worker-1")

@@ -321,23 +321,70 @@ def progress_then_completed() -> list[pb.WatchEventsResponse]:
     ]
 
 
+def serving(*mission_types: str, state: worker_pb2.WorkerState.ValueType = worker_pb2.WORKER_STATE_ACTIVE) -> Any:
+    """ListWorkers with one worker in ``state`` that handles ``mission_types``."""
+    found = worker_pb2.Worker(id="w-1", state=state, handler_types=mission_types)
+    return pb.ListWorkersResponse(workers=[found])
+
+
 def test_submit_wait_follows_events_and_exits_0_on_success(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     done = run("submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    _, listed = answer(channel, "ListWorkers", serving("sleep", "echo"))
     watch = stream(channel, progress_then_completed())
     _, get = answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
 
     assert done.result(timeout=10) == 0
+    assert not listed.include_gone
     assert list(watch.mission_ids) == [MISSION_ID]
     assert not watch.HasField("after_sequence")
     assert get.mission_id == MISSION_ID
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
     assert f"submitted mission {MISSION_ID}" in out
     assert "PROGRESS" in out and "50% half" in out
     assert "COMPLETED" in out
     assert ["state", "SUCCEEDED"] in (line.split() for line in out.splitlines())
+    assert captured.err == ""  # a live worker handles echo: nothing to warn about
+
+
+NO_WORKER_WARNING = (
+    "missionctl: no live worker handles mission type 'resize-image'; the mission stays queued until one starts"
+)
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_submit_wait_says_once_on_stderr_when_no_live_worker_handles_the_type(
+    output: str, run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("-o", output, "submit", "resize-image", "--wait")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission(type="resize-image")))
+    lost = worker_pb2.Worker(id="w-0", state=worker_pb2.WORKER_STATE_LOST, handler_types=["resize-image"])
+    active = worker_pb2.Worker(id="w-1", state=worker_pb2.WORKER_STATE_ACTIVE, handler_types=["echo"])
+    answer(channel, "ListWorkers", pb.ListWorkersResponse(workers=[lost, active]))
+    stream(channel, progress_then_completed())  # then it waits as always
+    succeeded = mission(mission_pb2.MISSION_STATE_SUCCEEDED, type="resize-image")
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=succeeded))
+
+    assert done.result(timeout=10) == 0
+    captured = capsys.readouterr()
+    assert captured.err.splitlines() == [NO_WORKER_WARNING]
+    assert NO_WORKER_WARNING not in captured.out
+
+
+def test_submit_wait_goes_on_quietly_when_it_may_not_list_workers(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("submit", "resize-image", "--wait")
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission(type="resize-image")))
+    answer(channel, "ListWorkers", pb.ListWorkersResponse(), grpc.StatusCode.PERMISSION_DENIED, "submitter only")
+    stream(channel, progress_then_completed())
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
+
+    assert done.result(timeout=10) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_submit_wait_draws_a_progress_bar_on_a_terminal(
@@ -346,6 +393,7 @@ def test_submit_wait_draws_a_progress_bar_on_a_terminal(
     monkeypatch.setenv("TTY_COMPATIBLE", "1")  # rich then treats stdout as a terminal
     done = run("submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    answer(channel, "ListWorkers", serving("echo"))
     stream(channel, progress_then_completed())
     answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
 
@@ -359,6 +407,7 @@ def test_submit_wait_draws_a_progress_bar_on_a_terminal(
 def test_submit_wait_exits_1_when_the_mission_fails(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
     done = run("-o", "json", "submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    answer(channel, "ListWorkers", serving("echo"))
     error = mission_pb2.MissionError(type="ValueError", message="boom")
     stream(
         channel,
@@ -463,6 +512,7 @@ def test_submit_wait_exits_130_on_ctrl_c_and_says_how_to_follow(
     monkeypatch.setattr(Service, "watch", interrupted_after([]))
     done = run("submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    answer(channel, "ListWorkers", serving("echo"))
 
     assert done.result(timeout=10) == 130
     assert f"missionctl watch --mission {MISSION_ID}" in capsys.readouterr().err
@@ -571,6 +621,49 @@ def test_stats_shows_every_state_and_the_queues(run: Run, channel: Any, capsys: 
         ["failed", "last", "hour", "2"],
         ["active", "workers", "2"],
         ["last", "sequence", "42"],
+    ]
+
+
+def per_type_stats() -> pb.GetStatsResponse:
+    stats = stats_response()
+    stats.mission_types.extend(
+        [
+            pb.MissionTypeStats(mission_type="echo", waiting=1, queue_depth=1, active_workers=2),
+            pb.MissionTypeStats(mission_type="resize-image", waiting=2, queue_depth=2),
+            pb.MissionTypeStats(mission_type="sleep", active_workers=1),
+        ]
+    )
+    return stats
+
+
+def test_stats_shows_a_table_per_type_and_flags_types_without_a_live_worker(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("stats")
+    answer(channel, "GetStats", per_type_stats())
+
+    assert done.result(timeout=10) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[12].split() == ["last", "sequence", "42"]
+    assert lines[13] == ""
+    assert [line.split() for line in lines[14:]] == [
+        ["TYPE", "WAITING", "DEPTH", "WORKERS"],
+        ["echo", "1", "1", "2"],
+        ["resize-image", "2", "2", "0", "no", "worker"],
+        ["sleep", "0", "0", "1"],
+    ]
+
+
+def test_stats_json_per_type(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("stats", "-o", "json")
+    answer(channel, "GetStats", per_type_stats())
+
+    assert done.result(timeout=10) == 0
+    [printed] = json_lines(capsys.readouterr().out)
+    assert printed["mission_types"] == [
+        {"mission_type": "echo", "waiting": "1", "queue_depth": "1", "active_workers": 2},
+        {"mission_type": "resize-image", "waiting": "2", "queue_depth": "2"},
+        {"mission_type": "sleep", "active_workers": 1},
     ]
 
 
@@ -807,6 +900,7 @@ def test_submit_wait_jsonl_prints_the_mission_its_events_and_the_final_mission(
 ) -> None:
     done = run("submit", "echo", "--wait", "-o", "jsonl")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
+    answer(channel, "ListWorkers", serving("echo"))
     stream(channel, progress_then_completed())
     answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(mission_pb2.MISSION_STATE_SUCCEEDED)))
 

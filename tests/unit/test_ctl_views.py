@@ -159,6 +159,25 @@ def test_top_frame_shows_states_queues_rates_and_workers() -> None:
     assert first_frame[3][:3] == ["rates", "-", "events"] and first_frame[5][6] == "-"
 
 
+def test_top_frame_names_the_types_no_live_worker_handles() -> None:
+    current = sample(100.0, succeeded=10, sequence=50, finished=10)
+    current.stats.mission_types.extend(
+        [
+            pb.MissionTypeStats(mission_type="resize", waiting=3, queue_depth=3, active_workers=1),
+            *(pb.MissionTypeStats(mission_type=f"t{n}", waiting=n + 1, queue_depth=n + 1) for n in range(5)),
+            pb.MissionTypeStats(mission_type="idle", active_workers=1),
+        ]
+    )
+
+    rows = rows_of(text_of(frame_view(current, measure(None, current), interval=2)))
+    assert rows[3][0] == "rates"
+    assert " ".join(rows[4]) == ("no worker t0 (1 waiting), t1 (2 waiting), t2 (3 waiting), t3 (4 waiting), 1 more")
+    assert rows[5][:2] == ["ID", "HOST"]
+    served = sample(100.0, succeeded=10, sequence=50, finished=10)
+    served.stats.mission_types.append(pb.MissionTypeStats(mission_type="resize", waiting=3, active_workers=1))
+    assert "no worker" not in text_of(frame_view(served, measure(None, served), interval=2))
+
+
 def test_top_record_holds_the_responses_and_null_rates_on_the_first_frame() -> None:
     first = sample(100.0, succeeded=10, sequence=50, finished=10)
     record = frame_record(first, measure(None, first))

@@ -12,7 +12,7 @@ import contextlib
 import re
 import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
@@ -70,6 +70,7 @@ class FakeBroker:
         self.gate: asyncio.Event | None = None
         self.held = 0
         self.holding = asyncio.Condition()
+        self.depths_asked: list[list[str]] = []
 
     async def publish(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
@@ -100,14 +101,20 @@ class FakeBroker:
         self.work.append((event, priority, len(self.log)))
         self.dispatched.set()
 
-    async def queue_depths(self) -> tuple[int, int]:
-        """Work queue: missions whose last event made them runnable; dead letters: DEAD_LETTERED events."""
-        last: dict[str, int] = {}
+    async def queue_depths(self, mission_types: Sequence[str]) -> tuple[dict[str, int], int]:
+        """Each type's work queue: missions whose last event made them runnable; dead letters:
+        DEAD_LETTERED events. ``depths_asked`` records the types of each call."""
+        self.depths_asked.append(list(mission_types))
+        last: dict[str, events_pb2.MissionEvent] = {}
         for event in self.log:
-            last[event.mission_id] = event.type
+            last[event.mission_id] = event
         runnable = {E.EVENT_TYPE_CREATED, E.EVENT_TYPE_REDRIVEN}
+        depths = dict.fromkeys(mission_types, 0)
+        for event in last.values():
+            if event.type in runnable and event.mission_type in depths:
+                depths[event.mission_type] += 1
         dead = sum(1 for event in self.log if event.type == E.EVENT_TYPE_DEAD_LETTERED)
-        return sum(1 for kind in last.values() if kind in runnable), dead
+        return depths, dead
 
     async def replay(self, after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
         """The log after sequence ``after`` (sequences are 1-based positions in the log).
@@ -943,13 +950,25 @@ async def test_get_stats_counts_states_queues_and_recent_outcomes(service: Servi
         M.MISSION_STATE_FAILED: 1,
     }
     assert [count.state for count in stats.states] == sorted(count.state for count in stats.states)
-    assert (stats.queue_depth, stats.dead_letter_depth) == await service.broker.queue_depths()
     assert (stats.queue_depth, stats.dead_letter_depth) == (1, 1)
     assert stats.running == 1
     assert stats.succeeded_last_hour == 1  # the one that completed two hours ago is not counted
     assert stats.failed_last_hour == 1
     assert stats.active_workers == 1
     assert stats.last_sequence == len(service.broker.log)
+
+
+async def test_get_stats_lists_waiting_missions_and_workers_per_type(service: Service) -> None:
+    queued = [await service.submit(type=kind) for kind in ("echo", "resize", "resize", "sleep")]
+    await _start(service, queued[3])  # RUNNING: sleep has no waiting mission left
+    service.workers.record(_heartbeat("w1", "s1"))  # echo and sleep
+    service.workers.record(_heartbeat("w2", "s2", worker_pb2.WORKER_STATE_STOPPING))
+    stats = await service.stub.GetStats(pb.GetStatsRequest(), timeout=TIMEOUT)
+    assert [
+        (kind.mission_type, kind.waiting, kind.queue_depth, kind.active_workers) for kind in stats.mission_types
+    ] == [("echo", 1, 1, 1), ("resize", 2, 2, 0), ("sleep", 0, 0, 1)]
+    assert service.broker.depths_asked == [["echo", "resize", "sleep"]]
+    assert stats.queue_depth == 3  # the sum over the listed types' work queues
 
 
 async def test_get_stats_of_an_empty_service(service: Service) -> None:

@@ -215,6 +215,27 @@ def test_counts_by_state_of_an_empty_store(store: MissionStore) -> None:
     assert store.counts_by_state() == {}
 
 
+def test_waiting_by_type_counts_queued_and_retrying_missions_per_type(store: MissionStore) -> None:
+    log = EventLog()
+    for n in range(1, 8):
+        log.created(f"m{n}", "resize" if n < 4 else "echo")
+    log.started("m1")
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")  # RETRYING: waiting again
+    log.started("m2")  # RUNNING: a worker has it
+    log.started("m4")
+    log.completed("m4")
+    log.cancelled("m5")
+    store.apply_batch(log.events)
+    assert store.waiting_by_type() == {"resize": 2, "echo": 2}
+    store.apply_batch([log.started("m1"), log.started("m3"), log.started("m6"), log.started("m7")])
+    assert store.waiting_by_type() == {}
+
+
+def test_waiting_by_type_of_an_empty_store(store: MissionStore) -> None:
+    assert store.waiting_by_type() == {}
+
+
 def test_ended_since_counts_missions_in_a_state_by_end_time(populated: MissionStore) -> None:
     # Event n happens at time_of(n): m2 completed at event 9, m5 failed at event 11.
     succeeded_at = time_of(9).seconds
@@ -359,6 +380,26 @@ def test_a_file_of_another_schema_version_is_rebuilt_from_scratch(tmp_path: path
         assert db.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
     finally:
         db.close()
+
+
+def test_a_file_of_the_current_version_gets_the_indexes_it_lacks(tmp_path: pathlib.Path) -> None:
+    path = tmp_path / "missions.sqlite3"
+    first = MissionStore(path)
+    log = EventLog()
+    log.created("m1", "resize")
+    first.apply_batch(log.events)
+    first.close()
+    db = sqlite3.connect(str(path))
+    try:
+        db.execute("DROP INDEX missions_waiting")  # a file written before the index existed
+        db.commit()
+    finally:
+        db.close()
+    reopened = MissionStore(path)
+    try:
+        assert reopened.waiting_by_type() == {"resize": 1}
+    finally:
+        reopened.close()
 
 
 def test_a_file_of_the_current_version_is_kept(tmp_path: pathlib.Path) -> None:

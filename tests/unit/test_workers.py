@@ -52,6 +52,23 @@ def test_a_heartbeat_lists_the_worker_active() -> None:
     assert not registry.is_lost("s1")
 
 
+def test_active_by_type_counts_the_active_workers_that_list_each_type() -> None:
+    clock = Clock()
+    registry = WorkerRegistry(clock)
+    assert registry.active_by_type() == {}
+    for worker_id, types in (("w1", ["echo", "resize"]), ("w2", ["echo", "echo"]), ("w3", ["sleep"])):
+        heartbeat = _heartbeat(worker_id, session=worker_id)
+        heartbeat.handler_types.extend(types)
+        registry.record(heartbeat)
+    assert registry.active_by_type() == {"echo": 2, "resize": 1, "sleep": 1}
+    stopping = _heartbeat("w3", session="w3", state=W.WORKER_STATE_STOPPING)
+    stopping.handler_types.append("sleep")
+    registry.record(stopping)
+    assert registry.active_by_type() == {"echo": 2, "resize": 1}
+    clock.advance(6.5)  # three 2-second intervals of silence: every worker is lost
+    assert registry.active_by_type() == {}
+
+
 def test_list_returns_copies() -> None:
     registry = WorkerRegistry(Clock())
     registry.record(_heartbeat())

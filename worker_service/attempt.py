@@ -1,0 +1,169 @@
+"""One attempt of a mission, from STARTED to its outcome events.
+
+The delivery that brought the work is settled by the caller (worker_service/consumer.py):
+``run`` calls ``started`` once STARTED is confirmed, which is when the delivery is acked.
+From then on the attempt is owned by the log, not by the broker's delivery, so an
+hour-long mission never meets RabbitMQ's delivery acknowledgement timeout. If the worker
+dies after STARTED, its heartbeats stop and the service declares the attempt lost
+(``WorkerLost``) and retries it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from missions.backoff import full_jitter
+from missions.errors import BrokerUnavailableError
+from missions.events import new_event
+from missions.logs import mission_fields
+from missions.outbox import Outbox
+from missions.outcomes import Outcome, outcome_events
+from missions.v1 import events_pb2, mission_pb2
+from worker_service.context import MissionContext
+from worker_service.handlers.registry import HandlerRegistry
+from worker_service.ledger import MissionLedger
+from worker_service.metrics import WorkerMetrics
+from worker_service.runner import run_attempt
+from worker_service.settings import WorkerSettings
+
+__all__ = ["Attempts"]
+
+log = logging.getLogger(__name__)
+
+E = events_pb2
+
+
+class Attempts:
+    """Runs attempts and knows the ones running, to cancel or interrupt them."""
+
+    def __init__(
+        self,
+        settings: WorkerSettings,
+        outbox: Outbox,
+        registry: HandlerRegistry,
+        ledger: MissionLedger,
+        session: str,
+        metrics: WorkerMetrics,
+    ) -> None:
+        self._settings = settings
+        self._outbox = outbox
+        self._registry = registry
+        self._ledger = ledger
+        self._metrics = metrics
+        self.session = session
+        # By (mission id, attempt): a worker may run an attempt the service declared lost
+        # (it was cut off) next to the retry of the same mission.
+        self._contexts: dict[tuple[str, int], MissionContext] = {}
+        self.finished = 0
+        ledger.on_cancel(self._cancel)
+
+    def is_taken(self, mission: mission_pb2.Mission) -> bool:
+        """Whether this attempt must not run: it runs here already, or the ledger says it is taken."""
+        return (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session)
+
+    def interrupt(self) -> None:
+        """Set ``ctx.cancelled`` of every running attempt (the drain timeout passed)."""
+        for ctx in self._contexts.values():
+            ctx.cancelled.set()
+
+    def _cancel(self, event: events_pb2.MissionEvent) -> None:
+        for (mission_id, _), ctx in self._contexts.items():
+            if mission_id == event.mission_id and not ctx.cancelled.is_set():
+                log.info(
+                    "mission %s cancelled while running: %s",
+                    mission_id,
+                    event.cancelled.reason or "-",
+                    extra=mission_fields(mission_id, event.correlation_id, event.mission_type, ctx.attempt),
+                )
+                ctx.cancelled.set()
+
+    def _factory(
+        self, mission: mission_pb2.Mission, correlation_id: str
+    ) -> Callable[[events_pb2.EventType.ValueType], events_pb2.MissionEvent]:
+        def event(kind: events_pb2.EventType.ValueType) -> events_pb2.MissionEvent:
+            return new_event(mission, kind, source=self._settings.worker_id, correlation_id=correlation_id)
+
+        return event
+
+    async def run(
+        self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, started: Callable[[], Awaitable[None]]
+    ) -> Outcome | None:
+        """Run the attempt and publish its outcome; the outcome, or None when it did not start
+        (STARTED unconfirmed: the caller hands the delivery back)."""
+        settings = self._settings
+        correlation_id = work.correlation_id
+        event = self._factory(mission, correlation_id)
+
+        async def progress(fraction: float, text: str) -> None:
+            update = event(E.EVENT_TYPE_PROGRESS)
+            update.progress.fraction = fraction
+            update.progress.message = text
+            await self._outbox.publish(update)
+
+        ctx = MissionContext(
+            mission_id=mission.id,
+            mission_type=mission.type,
+            attempt=mission.attempt,
+            max_attempts=mission.max_attempts,
+            labels=dict(mission.labels),
+            _progress=progress,
+        )
+        # Registered until the outcome is out: a copy of this work message (redelivered, or
+        # dispatched again) that arrives meanwhile must find the attempt taken, and the
+        # ledger learns that it is over only once the outcome is published.
+        self._contexts[mission.id, mission.attempt] = ctx
+        try:
+            begun = event(E.EVENT_TYPE_STARTED)
+            begun.started.worker_id = settings.worker_id
+            begun.started.worker_session = self.session
+            self._ledger.enter(mission)
+            try:
+                # Once, not through the outbox: unconfirmed, the attempt must not run, since
+                # the delivery may already be on its way to another worker.
+                await self._outbox.publish_once(begun)
+            except BrokerUnavailableError as exc:
+                log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
+                return None
+            self._ledger.observe(begun)
+            await started()
+            self._metrics.attempt_started(work, begun)
+            log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
+            timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
+            outcome = await run_attempt(
+                self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace
+            )
+            self._metrics.attempt_finished(mission.type, outcome)
+            if self._ledger.is_over(mission):
+                log.info(
+                    "mission %s attempt %d was ended elsewhere (cancelled or lost): outcome dropped",
+                    mission.id,
+                    mission.attempt,
+                )
+                return outcome
+            await self._publish_outcome(mission, correlation_id, outcome)
+            return outcome
+        finally:
+            del self._contexts[mission.id, mission.attempt]
+
+    async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
+        settings = self._settings
+        events = outcome_events(
+            mission,
+            outcome,
+            self._factory(mission, correlation_id),
+            lambda failed: full_jitter(failed, settings.retry_base, settings.retry_max),
+        )
+
+        async def still_wanted() -> bool:
+            # After an outage, first read what the control stream says happened meanwhile.
+            await self._ledger.caught_up.wait()
+            return not self._ledger.is_over(mission)
+
+        for follow_up in events:
+            if not await self._outbox.publish(follow_up, priority=mission.priority, wanted=still_wanted):
+                break
+            # What we published is known at once, before the control stream echoes it.
+            self._ledger.observe(follow_up)
+        self.finished += 1
