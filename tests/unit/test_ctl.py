@@ -639,8 +639,9 @@ def per_type_stats() -> pb.GetStatsResponse:
 def test_stats_shows_a_table_per_type_and_flags_types_without_a_live_worker(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    response = per_type_stats()
     done = run("stats")
-    answer(channel, "GetStats", per_type_stats())
+    answer(channel, "GetStats", response)
 
     assert done.result(timeout=10) == 0
     lines = capsys.readouterr().out.splitlines()
@@ -655,8 +656,9 @@ def test_stats_shows_a_table_per_type_and_flags_types_without_a_live_worker(
 
 
 def test_stats_json_per_type(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    response = per_type_stats()
     done = run("stats", "-o", "json")
-    answer(channel, "GetStats", per_type_stats())
+    answer(channel, "GetStats", response)
 
     assert done.result(timeout=10) == 0
     [printed] = json_lines(capsys.readouterr().out)
