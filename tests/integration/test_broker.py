@@ -31,20 +31,6 @@ pytestmark = pytest.mark.integration
 E = events_pb2
 
 
-@pytest.fixture
-async def connection(amqp_url: str, request: pytest.FixtureRequest) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url, f"test {request.node.name}")
-    async with connection:
-        yield connection
-
-
-@pytest.fixture
-async def publisher(connection: AbstractRobustConnection, namespace: str) -> AsyncIterator[EventPublisher]:
-    publisher = await EventPublisher.open(connection, Topology(namespace), LogRetention())
-    yield publisher
-    await publisher.close()
-
-
 def _mission(mission_type: str = "echo") -> mission_pb2.Mission:
     return mission_pb2.Mission(id=str(uuid.uuid4()), type=mission_type, max_attempts=3)
 

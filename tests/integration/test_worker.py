@@ -22,8 +22,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
-from missions import amqp
-from missions.amqp import LogRetention, message_counts
+from missions.amqp import message_counts
 from missions.eventlog import EventPublisher, read_log
 from missions.events import new_event, now
 from missions.topology import Topology
@@ -42,20 +41,6 @@ M = mission_pb2
 
 # Generous: the machine may be busy; nothing here waits this long when all is well.
 _DEADLINE_S = 45
-
-
-@pytest.fixture
-async def connection(amqp_url: str, request: pytest.FixtureRequest) -> AsyncIterator[AbstractRobustConnection]:
-    connection = await amqp.connect(amqp_url, f"test {request.node.name}")
-    async with connection:
-        yield connection
-
-
-@pytest.fixture
-async def publisher(connection: AbstractRobustConnection, namespace: str) -> AsyncIterator[EventPublisher]:
-    publisher = await EventPublisher.open(connection, Topology(namespace), LogRetention())
-    yield publisher
-    await publisher.close()
 
 
 class Log:
