@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aio_pika.exceptions import ChannelInvalidStateError
 
 from missions import codec
 from missions.amqp import broker_call, close_channel, declare_work_queue
@@ -198,7 +199,13 @@ class MissionConsumer:
                 await _settle(message.nack(requeue=True))
                 return
             try:
-                if self._dropped(mission):  # cancelled or taken while it waited for its slot
+                if _channel_closed(message):
+                    # The broker put it back when the channel closed, while it waited: the copy
+                    # it redelivers is the one to run.
+                    log.info(
+                        "mission %s attempt %d: its delivery's channel closed: dropped", mission.id, mission.attempt
+                    )
+                elif self._dropped(mission):  # cancelled or taken while it waited for its slot
                     await _settle(message.ack())
                 elif self._tracing is None:
                     await self._start(mission, event, message)
@@ -272,6 +279,13 @@ class MissionConsumer:
         dead.dead_lettered.mission.CopyFrom(mission)
         await self._outbox.publish(dead)
         self._ledger.observe(dead)
+
+
+def _channel_closed(message: AbstractIncomingMessage) -> bool:
+    try:
+        return message.channel.is_closed
+    except ChannelInvalidStateError:  # what aio-pika says of a closed channel
+        return True
 
 
 async def _settle(settling: Awaitable[None]) -> None:
