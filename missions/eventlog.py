@@ -55,6 +55,7 @@ class EventPublisher:
         self._exchange = exchange
         self._dispatch = dispatch
         self._names = names
+        self._declared: set[str] = set()  # work queues this publisher declared
 
     @classmethod
     async def open(cls, connection: AbstractConnection, names: Topology, retention: LogRetention) -> EventPublisher:
@@ -97,7 +98,9 @@ class EventPublisher:
                 await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
                 return
             except aiormq.exceptions.PublishError:
-                log.info("no work queue for mission type %r yet: declaring it", mission_type)
+                if mission_type not in self._declared:  # once: concurrent dispatches all come back
+                    self._declared.add(mission_type)
+                    log.info("no work queue for mission type %r yet: declaring it", mission_type)
             await declare_work_queue(self._channel, self._names, mission_type)
             await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
 
