@@ -25,6 +25,7 @@ from missions.settings import (
     run_until_signalled,
 )
 from missions.tls import TlsConfigError, TlsFiles
+from missions.topology import MAX_NAME_BYTES, Topology
 from missions.tracing import add_tracing_option, tracing_mode
 
 __all__ = ["build_parser", "main"]
@@ -113,6 +114,13 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
             parser.error(f"--tokens-file: {exc}")
     if args.max_watch_streams < 0:
         parser.error("--max-watch-streams must not be negative (0: no limit)")
+    # Each type has a work queue named after it, and RabbitMQ names are at most 255 bytes.
+    longest = len(Topology(settings.namespace).work_queue("t" * settings.limits.max_type_length))
+    if longest > MAX_NAME_BYTES:
+        parser.error(
+            f"--max-type-length {settings.limits.max_type_length}: the work queue of such a type would be named"
+            f" with {longest} bytes in namespace {settings.namespace!r}; RabbitMQ allows {MAX_NAME_BYTES}"
+        )
     problem = settings.exposure_problem()
     if problem and not settings.insecure:
         parser.error(problem)

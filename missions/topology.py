@@ -36,6 +36,9 @@ __all__ = ["Topology", "event_routing_key"]
 # The header that names a message's mission type: the dispatch exchange routes work by it.
 MISSION_TYPE_HEADER = "x-missions-mission-type"
 
+# RabbitMQ's limit on the length of an exchange or queue name (an AMQP short string).
+MAX_NAME_BYTES = 255
+
 # The work queue's x-max-priority; AMQP priorities are the Priority enum numbers (1..4).
 MAX_PRIORITY = 4
 

@@ -28,3 +28,13 @@ def test_a_watch_buffer_below_one_is_a_usage_error(capsys: pytest.CaptureFixture
         cli.parse(["--watch-buffer", "0"])
     assert exited.value.code == 2
     assert "--watch-buffer must be positive" in capsys.readouterr().err
+
+
+def test_a_type_length_whose_work_queue_name_rabbitmq_would_refuse_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert cli.parse(["--namespace", "n", "--max-type-length", "248"])[0].limits.max_type_length == 248  # n.work. + 248
+    with pytest.raises(SystemExit) as exited:
+        cli.parse(["--namespace", "n", "--max-type-length", "249"])
+    assert exited.value.code == 2
+    assert "--max-type-length 249" in capsys.readouterr().err
