@@ -80,7 +80,9 @@ async def run_worker(
         outbox = Outbox(publisher, metrics.published)
         attempts = Attempts(settings, outbox, registry, ledger, session, metrics)
         consumer = MissionConsumer(settings, connection, outbox, attempts, ledger, mission_types, spans)
-        metrics.sample(lambda: consumer.running, lambda: outbox.waiting, lambda: consumer.undecodable)
+        metrics.sample(
+            lambda: consumer.running, lambda: consumer.waiting, lambda: outbox.waiting, lambda: consumer.undecodable
+        )
         heartbeat = Heartbeat(settings, consumer)
         async with asyncio.TaskGroup() as tasks:
             following = tasks.create_task(ledger.follow(connection, names))

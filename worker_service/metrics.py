@@ -87,13 +87,22 @@ class WorkerMetrics:
         self._durations[attempt_outcome(outcome)][mission_type].observe(outcome.duration.total_seconds())
 
     def sample(
-        self, running: Callable[[], int], outbox_depth: Callable[[], int], undecodable: Callable[[], int]
+        self,
+        running: Callable[[], int],
+        waiting: Callable[[], int],
+        outbox_depth: Callable[[], int],
+        undecodable: Callable[[], int],
     ) -> None:
         """What the consumer and the outbox count anyway, read when scraped."""
         register_undecodable(self.registry, "work", undecodable)
         Gauge("missions_worker_running", "Missions this worker is running now.", registry=self.registry).set_function(
             running
         )
+        Gauge(
+            "missions_worker_waiting",
+            "Deliveries this worker holds waiting for a run slot (its look-ahead, at most --concurrency).",
+            registry=self.registry,
+        ).set_function(waiting)
         Gauge(
             "missions_outbox_depth",
             "Events this worker is waiting to have confirmed (retried through broker outages).",

@@ -119,6 +119,7 @@ async def test_service_and_worker_metrics_move_with_the_missions(stack: Stack) -
     assert _value(worker_metrics, "missions_events_published_total", event_type="started") == 6
     assert ("missions_outbox_depth", frozenset()) in worker_metrics
     assert ("missions_worker_running", frozenset()) in worker_metrics
+    assert ("missions_worker_waiting", frozenset()) in worker_metrics
     assert "missions_submitted_total" not in {name for name, _ in worker_metrics}  # the service's alone
 
     # One JSON line per accepted submission and per attempt started, naming the mission.

@@ -306,9 +306,12 @@ def test_queue_wait_runs_from_when_the_attempt_was_ready(events: EventLog) -> No
 
 def test_worker_gauges_are_read_when_scraped() -> None:
     metrics = WorkerMetrics()
-    state = {"running": 2, "waiting": 1, "undecodable": 4}
-    metrics.sample(lambda: state["running"], lambda: state["waiting"], lambda: state["undecodable"])
+    state = {"running": 2, "look-ahead": 3, "outbox": 1, "undecodable": 4}
+    metrics.sample(
+        lambda: state["running"], lambda: state["look-ahead"], lambda: state["outbox"], lambda: state["undecodable"]
+    )
     assert _value(metrics.registry, "missions_worker_running") == 2
+    assert _value(metrics.registry, "missions_worker_waiting") == 3
     assert _value(metrics.registry, "missions_outbox_depth") == 1
     assert _value(metrics.registry, "missions_undecodable_messages_total", queue="work") == 4
     state["running"] = 0
