@@ -117,8 +117,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
     args = parser.parse_args(argv)
     if args.concurrency < 1:
         parser.error(f"--concurrency must be at least 1, got {args.concurrency}")
-    handler_modules = _listed(args.handlers)
-    load_modules(handler_modules)
+    load_modules(_listed(args.handlers))
     mission_types = _listed(args.types)
     unknown = sorted(set(mission_types) - set(default_registry.names))
     if unknown:
@@ -133,7 +132,6 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         namespace=args.namespace,
         worker_id=args.worker_id,
         concurrency=args.concurrency,
-        handler_modules=handler_modules,
         mission_types=mission_types,
         retry_base=_seconds("--retry-base", args.retry_base),
         retry_max=_seconds("--retry-max", args.retry_max),

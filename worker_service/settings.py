@@ -22,8 +22,8 @@ class WorkerSettings:
         worker_id: identity in STARTED events, default "<host>:<pid>".
         concurrency: attempts run at once, default 8; as many deliveries more may wait
             for a slot (the prefetch count, shared by the work queues of every served type).
-        handler_modules: modules to import for their @handler functions (none: the built-ins).
-        mission_types: the mission types to serve, among the loaded handlers' (none: all).
+        mission_types: the mission types to serve, among those of the handler registry that
+            run_worker is given (none: all of them; cli.py loads the --handlers modules into it).
         retry_base: backoff base; attempt n waits up to base * 2^(n-1), default 1 s.
         retry_max: backoff cap, default 5 min.
         default_timeout: attempt timeout when the mission sets none, default 5 min.
@@ -43,7 +43,6 @@ class WorkerSettings:
     namespace: str
     worker_id: str
     concurrency: int = 8
-    handler_modules: tuple[str, ...] = ()
     mission_types: tuple[str, ...] = ()
     retry_base: timedelta = timedelta(seconds=1)
     retry_max: timedelta = timedelta(minutes=5)
