@@ -167,6 +167,21 @@ async def collect(
         await queue.put(event)
 
 
+@contextlib.asynccontextmanager
+async def watching(
+    stub: mission_service_pb2_grpc.MissionServiceStub, request: mission_service_pb2.WatchEventsRequest
+) -> AsyncIterator[asyncio.Queue[events_pb2.MissionEvent]]:
+    """The events of a WatchEvents stream, pumped into a queue while the block runs."""
+    queue: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
+    task = asyncio.create_task(collect(stub, request, queue))
+    try:
+        yield queue
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
+            await task
+
+
 async def drain(
     queue: asyncio.Queue[events_pb2.MissionEvent], until: Iterable[str], timeout: float = 60
 ) -> AsyncIterator[events_pb2.MissionEvent]:

@@ -7,15 +7,14 @@ import asyncio
 import contextlib
 import json
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 
-import grpc
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from missions.v1 import events_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Process, Stack, collect, drain, free_port, payload
+from tests.support import Process, Stack, drain, free_port, payload, watching
 
 pytestmark = pytest.mark.e2e
 
@@ -38,19 +37,6 @@ async def _scrape(port: int) -> Samples:
 
 def _value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-@contextlib.asynccontextmanager
-async def _watching(stack: Stack) -> AsyncIterator[asyncio.Queue[events_pb2.MissionEvent]]:
-    queue: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
-    # after_sequence=0 on a fresh namespace: every event, however early the stream registers.
-    task = asyncio.create_task(collect(stack.stub, pb.WatchEventsRequest(after_sequence=0), queue))
-    try:
-        yield queue
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-            await task
 
 
 def _json_lines(process: Process) -> Iterator[dict[str, object]]:
@@ -76,7 +62,8 @@ async def test_service_and_worker_metrics_move_with_the_missions(stack: Stack) -
         pb.SubmitMissionRequest(type="fail", payload=payload(fail_times=2), max_attempts=3),  # succeeds on 3
         pb.SubmitMissionRequest(type="fail", payload=payload(message="boom"), max_attempts=2),  # dead-lettered
     ]
-    async with _watching(stack) as live:
+    # after_sequence=0 on a fresh namespace: every event, however early the stream registers.
+    async with watching(stack.stub, pb.WatchEventsRequest(after_sequence=0)) as live:
         missions = [
             (await stack.stub.SubmitMission(request, metadata=(("x-correlation-id", f"corr-{index}"),))).mission
             for index, request in enumerate(requests)

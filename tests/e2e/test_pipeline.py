@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections import defaultdict
-from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import aio_pika
@@ -17,7 +15,7 @@ from missions.backoff import backoff_bound
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Stack, collect, drain, payload, watch_events
+from tests.support import Stack, drain, payload, watch_events, watching
 
 pytestmark = pytest.mark.e2e
 
@@ -37,26 +35,12 @@ async def _submit_all(stack: Stack, requests: list[pb.SubmitMissionRequest], cli
     return [mission for mission in results if mission is not None]
 
 
-@contextlib.asynccontextmanager
-async def _watching(
-    stack: Stack, request: pb.WatchEventsRequest
-) -> AsyncIterator[asyncio.Queue[events_pb2.MissionEvent]]:
-    queue: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
-    task = asyncio.create_task(collect(stack.stub, request, queue))
-    try:
-        yield queue
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, grpc.aio.AioRpcError):
-            await task
-
-
 async def test_two_hundred_echo_missions_from_concurrent_clients(stack: Stack) -> None:
     await stack.start_service()
     stack.start_worker("--concurrency", "8")
     stack.start_worker("--concurrency", "8")
     # after_sequence=0 on a fresh namespace: every event, however early the stream registers.
-    async with _watching(stack, pb.WatchEventsRequest(after_sequence=0)) as live:
+    async with watching(stack.stub, pb.WatchEventsRequest(after_sequence=0)) as live:
         requests = [pb.SubmitMissionRequest(type="echo", payload=payload(n=i, text=f"mission {i}")) for i in range(200)]
         missions = await _submit_all(stack, requests)
         assert len({mission.id for mission in missions}) == 200
@@ -163,7 +147,7 @@ async def test_critical_mission_overtakes_a_normal_backlog(stack: Stack) -> None
     # The backlog is queued before any worker exists; one worker then takes one at a time.
     stack.start_worker("--concurrency", "1")
     request = pb.WatchEventsRequest(types=[E.EVENT_TYPE_STARTED], after_sequence=critical.last_sequence)
-    async with _watching(stack, request) as started:
+    async with watching(stack.stub, request) as started:
         first = await asyncio.wait_for(started.get(), 30)
     assert first.mission_id == critical.id
     assert critical.id not in {mission.id for mission in backlog}

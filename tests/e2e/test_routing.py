@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import pathlib
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import pytest
 
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Stack, collect, drain, payload
+from tests.support import Stack, drain, payload, watching
 
 pytestmark = pytest.mark.e2e
 
@@ -29,24 +26,12 @@ async def _submit_many(stack: Stack, requests: list[pb.SubmitMissionRequest]) ->
     return [result.mission for result in response.results]
 
 
-@contextlib.asynccontextmanager
-async def _log(stack: Stack) -> AsyncIterator[asyncio.Queue[events_pb2.MissionEvent]]:
-    """Every event of the namespace from the first, as it comes."""
-    events: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
-    watching = asyncio.create_task(collect(stack.stub, pb.WatchEventsRequest(after_sequence=0), events))
-    try:
-        yield events
-    finally:
-        watching.cancel()
-        await asyncio.gather(watching, return_exceptions=True)
-
-
 @pytest.mark.timeout(240)
 async def test_two_workers_with_different_handlers_each_run_only_their_own_types(stack: Stack) -> None:
     await stack.start_service()
     stack.start_worker(*FAST)  # worker-0: the built-ins
     stack.start_worker(*FAST, *ROUTED)  # worker-1: resize and report only
-    async with _log(stack) as events:
+    async with watching(stack.stub, pb.WatchEventsRequest(after_sequence=0)) as events:
         submitted = []
         for mission_type in ("echo", "resize"):
             requests = [pb.SubmitMissionRequest(type=mission_type, payload=payload(n=n)) for n in range(200)]
@@ -67,7 +52,7 @@ async def test_two_workers_with_different_handlers_each_run_only_their_own_types
 async def test_a_type_no_live_worker_handles_stays_queued_until_one_comes(stack: Stack) -> None:
     await stack.start_service()
     stack.start_worker(*FAST)  # the built-ins only
-    async with _log(stack) as events:
+    async with watching(stack.stub, pb.WatchEventsRequest(after_sequence=0)) as events:
         waiting, marker = await _submit_many(
             stack, [pb.SubmitMissionRequest(type="report"), pb.SubmitMissionRequest(type="echo")]
         )
@@ -91,7 +76,7 @@ async def test_a_worker_runs_at_most_concurrency_attempts_and_a_queued_mission_c
     stack: Stack,
 ) -> None:
     await stack.start_service()
-    async with _log(stack) as events:
+    async with watching(stack.stub, pb.WatchEventsRequest(after_sequence=0)) as events:
         busy = await _submit_many(
             stack, [pb.SubmitMissionRequest(type="sleep", payload=payload(seconds=1)) for _ in range(30)]
         )
