@@ -114,6 +114,12 @@ class Blocker:
         async with asyncio.timeout(_DEADLINE_S):
             return await self.entered.get()
 
+    def registry(self) -> HandlerRegistry:
+        """A registry with this blocker as the handler of "sleep"."""
+        registry = HandlerRegistry()
+        registry.register("sleep", self.handle)
+        return registry
+
 
 async def _instant(ctx: MissionContext, payload: Any) -> dict[str, Any]:
     return {}
@@ -258,9 +264,7 @@ async def test_at_most_concurrency_run_and_as_many_more_wait_unacked(
 ) -> None:
     queue = Topology(namespace).work_queue("sleep")
     blocker = Blocker()
-    registry = HandlerRegistry()
-    registry.register("sleep", blocker.handle)
-    async with _running_worker(_settings(namespace, amqp_url, concurrency=2), registry, blocker):
+    async with _running_worker(_settings(namespace, amqp_url, concurrency=2), blocker.registry(), blocker):
         missions = [await _submit(publisher, "sleep") for _ in range(6)]
         await blocker.next_entered()
         await blocker.next_entered()
@@ -295,9 +299,7 @@ async def test_a_delivery_cancelled_while_it_waits_for_a_slot_is_dropped_unstart
     queue = Topology(namespace).work_queue("sleep")
     cancellations = _watch_cancellations(monkeypatch)
     blocker = Blocker()
-    registry = HandlerRegistry()
-    registry.register("sleep", blocker.handle)
-    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), registry, blocker):
+    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), blocker.registry(), blocker):
         a = await _submit(publisher, "sleep")
         assert await blocker.next_entered() == a.id
         b = await _submit(publisher, "sleep")
@@ -322,9 +324,7 @@ async def test_stopping_hands_a_waiting_delivery_back_at_once_and_drains_the_run
 ) -> None:
     queue = Topology(namespace).work_queue("sleep")
     blocker = Blocker()
-    registry = HandlerRegistry()
-    registry.register("sleep", blocker.handle)
-    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), registry, blocker) as worker:
+    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), blocker.registry(), blocker) as worker:
         a = await _submit(publisher, "sleep")
         assert await blocker.next_entered() == a.id
         b = await _submit(publisher, "sleep")
@@ -386,9 +386,7 @@ async def test_a_delivery_held_past_the_hold_limit_goes_back_and_later_runs_once
     heartbeats = Heartbeats()
     await heartbeats.listen(connection, Topology(namespace))
     blocker = Blocker()
-    registry = HandlerRegistry()
-    registry.register("sleep", blocker.handle)
-    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), registry, blocker):
+    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), blocker.registry(), blocker):
         a = await _submit(publisher, "sleep")
         assert await blocker.next_entered() == a.id
         before_b = time.time_ns()  # every delivery from now on is B's
