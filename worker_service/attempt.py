@@ -6,11 +6,17 @@ From then on the attempt is owned by the log, not by the broker's delivery, so a
 hour-long mission never meets RabbitMQ's delivery acknowledgement timeout. If the worker
 dies after STARTED, its heartbeats stop and the service declares the attempt lost
 (``WorkerLost``) and retries it.
+
+The handler runs only once the control stream shows this STARTED as the attempt's first
+(MissionLedger.started_by): copies of one work message that two workers take in the
+same instant never both run. The one that came second withdraws its STARTED (a STARTED
+with ``withdrawn`` set), so the service knows which worker runs the attempt.
 """
 
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
@@ -90,8 +96,9 @@ class Attempts:
     async def run(
         self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, started: Callable[[], Awaitable[None]]
     ) -> Outcome | None:
-        """Run the attempt and publish its outcome; the outcome, or None when it did not start
-        (STARTED unconfirmed: the caller hands the delivery back)."""
+        """Run the attempt and publish its outcome; the outcome, or None when it did not run:
+        STARTED unconfirmed (``started`` not called: the caller hands the delivery back), or
+        another worker's STARTED of the attempt came first."""
         settings = self._settings
         correlation_id = work.correlation_id
         event = self._factory(mission, correlation_id)
@@ -119,15 +126,20 @@ class Attempts:
             begun.started.worker_id = settings.worker_id
             begun.started.worker_session = self.session
             self._ledger.enter(mission)
+            echo = self._ledger.expect(begun.id)
             try:
                 # Once, not through the outbox: unconfirmed, the attempt must not run, since
                 # the delivery may already be on its way to another worker.
                 await self._outbox.publish_once(begun)
             except BrokerUnavailableError as exc:
+                echo.cancel()
                 log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
                 return None
-            self._ledger.observe(begun)
             await started()
+            await echo
+            if self._ledger.started_by(mission) != self.session:
+                await self._withdraw(begun)
+                return None
             self._metrics.attempt_started(work, begun)
             log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
             timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
@@ -146,6 +158,19 @@ class Attempts:
             return outcome
         finally:
             del self._contexts[mission.id, mission.attempt]
+
+    async def _withdraw(self, begun: events_pb2.MissionEvent) -> None:
+        log.info(
+            "mission %s attempt %d: another worker's STARTED came first; not running it here",
+            begun.mission_id,
+            begun.attempt,
+        )
+        withdrawal = events_pb2.MissionEvent()
+        withdrawal.CopyFrom(begun)
+        withdrawal.id = str(uuid.uuid4())
+        withdrawal.time.GetCurrentTime()
+        withdrawal.started.withdrawn = True
+        await self._outbox.publish(withdrawal)
 
     async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
         settings = self._settings

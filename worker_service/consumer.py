@@ -7,7 +7,7 @@ cancelled or over is acked and dropped), then waits for one of ``--concurrency``
 slots: at most that many attempts run at once, and the deliveries waiting for a slot
 are the worker's look-ahead, at most ``--concurrency`` more since they hold the
 prefetch. The attempt (worker_service/attempt.py) acks the delivery once its STARTED is
-confirmed; a delivery whose attempt did not start goes back to the queue.
+confirmed; a delivery whose STARTED was not confirmed goes back to the queue.
 """
 
 from __future__ import annotations
@@ -224,8 +224,15 @@ class MissionConsumer:
     async def _start(
         self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, message: AbstractIncomingMessage
     ) -> Outcome | None:
-        outcome = await self.attempts.run(mission, work, lambda: _settle(message.ack()))
-        if outcome is None:
+        acked = False
+
+        async def ack() -> None:
+            nonlocal acked
+            acked = True
+            await _settle(message.ack())
+
+        outcome = await self.attempts.run(mission, work, ack)
+        if not acked:
             # Not started: on a live channel an unsettled delivery would stay ours forever.
             await _settle(message.nack(requeue=True))
         return outcome

@@ -6,9 +6,13 @@ COMPLETED, DEAD_LETTERED, CANCELLED (the mission is over) and REDRIVEN (a new
 generation starts). A work message is *taken* when its attempt already started or is
 over, when its mission ended, or when a newer generation exists; the consumer drops
 such a message without running it. That is how a cancelled queued mission never
-starts, and how a redelivered message never runs an attempt twice. An attempt's
-outcome is published only while the attempt is not *over* (a cancellation, or the
-service declaring its worker lost, ends it first).
+starts. An attempt's outcome is published only while the attempt is not *over* (a
+cancellation, or the service declaring its worker lost, ends it first).
+
+Copies of one work message (a redelivery, a keyed retry dispatching again) that two
+workers start in the same instant both publish STARTED before either has read the
+other's. The stream has one order for every reader, so the *first* STARTED of an
+attempt here decides: only its worker runs the attempt (``expect``, ``started_by``).
 
 Memory is bounded: the ledger keeps every mission that has not ended, but only the
 ``remember_finished`` most recently ended ones (as Celery bounds its revoked-task set).
@@ -53,7 +57,7 @@ CancelListener = Callable[[events_pb2.MissionEvent], None]
 class _Entry:
     generation: int = 0
     started: int = 0  # highest attempt known to have started
-    started_by: str = ""  # the worker session that started it
+    started_by: str = ""  # the worker session whose STARTED of that attempt came first
     over: int = 0  # highest attempt known to be over
     final: bool = False
 
@@ -66,6 +70,7 @@ class MissionLedger:
         self._finished: OrderedDict[str, None] = OrderedDict()  # ended missions, the latest last
         self._remember_finished = remember_finished
         self._cancel_listeners: list[CancelListener] = []
+        self._echoes: dict[str, asyncio.Future[None]] = {}  # by event id: see expect
         self.caught_up = asyncio.Event()
 
     def __len__(self) -> int:
@@ -74,16 +79,32 @@ class MissionLedger:
     def on_cancel(self, listener: CancelListener) -> None:
         self._cancel_listeners.append(listener)
 
+    def expect(self, event_id: str) -> asyncio.Future[None]:
+        """A future resolved once the control stream has shown the event with this id."""
+        echo: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._echoes[event_id] = echo
+        echo.add_done_callback(lambda _: self._echoes.pop(event_id, None))
+        return echo
+
     def observe(self, event: events_pb2.MissionEvent) -> None:
+        self._observe(event)
+        echo = self._echoes.get(event.id)
+        if echo is not None and not echo.done():
+            echo.set_result(None)
+
+    def _observe(self, event: events_pb2.MissionEvent) -> None:
         entry = self._missions.get(event.mission_id)
         if entry is None or event.generation > entry.generation:
             entry = self._new_entry(event.mission_id, event.generation)
         elif event.generation < entry.generation:
             return  # a late event of a generation that has been redriven since
         kind = event.WhichOneof("details")
-        if kind == "started" and event.attempt >= entry.started:
-            entry.started = event.attempt
-            entry.started_by = event.started.worker_session
+        if kind == "started":
+            # The first STARTED of an attempt stands; a later one (a copy's) and a
+            # withdrawal change nothing.
+            if event.attempt > entry.started and not event.started.withdrawn:
+                entry.started = event.attempt
+                entry.started_by = event.started.worker_session
         elif kind == "retrying":
             entry.over = max(entry.over, event.attempt)
         elif kind in ("completed", "dead_lettered", "cancelled"):
@@ -133,6 +154,14 @@ class MissionLedger:
         if mission.attempt == entry.started and session and entry.started_by == session:
             return False
         return mission.attempt <= entry.started
+
+    def started_by(self, mission: mission_pb2.Mission) -> str:
+        """The worker session whose STARTED of ``mission``'s attempt came first; "" when the
+        attempt has not started, or a later attempt or generation has."""
+        entry = self._entry(mission)
+        if entry is None or entry.generation != mission.redrive_count or entry.started != mission.attempt:
+            return ""
+        return entry.started_by
 
     def is_over(self, mission: mission_pb2.Mission) -> bool:
         """True when ``mission``'s current attempt has been ended by someone else."""

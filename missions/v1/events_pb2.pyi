@@ -34,7 +34,9 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_CREATED: _EventType.ValueType  # 1
     """The mission was accepted and queued."""
     EVENT_TYPE_STARTED: _EventType.ValueType  # 2
-    """A worker started an attempt."""
+    """A worker started an attempt. Each attempt has one: only the worker whose STARTED
+    came first runs it.
+    """
     EVENT_TYPE_PROGRESS: _EventType.ValueType  # 3
     """The handler reported progress."""
     EVENT_TYPE_COMPLETED: _EventType.ValueType  # 4
@@ -60,7 +62,9 @@ EVENT_TYPE_UNSPECIFIED: EventType.ValueType  # 0
 EVENT_TYPE_CREATED: EventType.ValueType  # 1
 """The mission was accepted and queued."""
 EVENT_TYPE_STARTED: EventType.ValueType  # 2
-"""A worker started an attempt."""
+"""A worker started an attempt. Each attempt has one: only the worker whose STARTED
+came first runs it.
+"""
 EVENT_TYPE_PROGRESS: EventType.ValueType  # 3
 """The handler reported progress."""
 EVENT_TYPE_COMPLETED: EventType.ValueType  # 4
@@ -262,21 +266,29 @@ class StartedEvent(_message.Message):
 
     WORKER_ID_FIELD_NUMBER: _builtins.int
     WORKER_SESSION_FIELD_NUMBER: _builtins.int
+    WITHDRAWN_FIELD_NUMBER: _builtins.int
     worker_id: _builtins.str
     """Id of the worker running the attempt."""
     worker_session: _builtins.str
     """Session of the worker process (unique per process start); the service declares
     the attempt lost when that session stops sending heartbeats.
     """
+    withdrawn: _builtins.bool
+    """Set when this worker withdraws a STARTED of its own: another worker's STARTED of
+    the same attempt came first, so this one did not run the handler. Such events,
+    and any STARTED of an attempt that has already started, are kept in the log as
+    duplicates: WatchEvents and the projection never show them.
+    """
     def __init__(
         self,
         *,
         worker_id: _builtins.str = ...,
         worker_session: _builtins.str = ...,
+        withdrawn: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["worker_id", b"worker_id", "worker_session", b"worker_session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["withdrawn", b"withdrawn", "worker_id", b"worker_id", "worker_session", b"worker_session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -120,8 +120,11 @@ class MissionServiceServicer:
         CREATED event in the log and then its work message (no worker event can precede
         CREATED in the log). An error means it was not queued, unless a confirm was lost:
         retry with the same idempotency key, which also dispatches again a mission that
-        exists but never started. Read-your-writes: GetMission on the same replica right
-        after this returns the mission.
+        exists but never started (a copy that cannot run twice: only the first STARTED of
+        an attempt runs). Concurrent submissions with one key, on any replicas, create one
+        mission: the first CREATED in the log is the one that counts and the only one
+        that gets a work message; readers never see the others. Read-your-writes:
+        GetMission on the same replica right after this returns the mission.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

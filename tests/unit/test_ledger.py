@@ -290,3 +290,94 @@ def test_a_redriven_mission_is_not_finished_until_its_new_generation_ends() -> N
     assert ledger.is_taken(_work("m1", generation=0))
     assert not ledger.is_taken(_work("m1", generation=1))
     assert len(ledger) == 2
+
+
+def _withdrawn(event: events_pb2.MissionEvent) -> events_pb2.MissionEvent:
+    event.started.withdrawn = True
+    return event
+
+
+def test_the_first_started_of_an_attempt_stands() -> None:
+    log = EventLog()
+    ledger = _ledger(log.created("m1"), log.started("m1", session="s-a"))
+    ledger.observe(log.started("m1", session="s-b"))  # a copy's STARTED, read second
+    assert ledger.started_by(_work()) == "s-a"
+    assert not ledger.is_taken(_work(), "s-a")
+    assert ledger.is_taken(_work(), "s-b")
+
+
+def test_a_withdrawn_started_changes_nothing() -> None:
+    log = EventLog()
+    ledger = _ledger(log.created("m1"), _withdrawn(log.started("m1", session="s-b")))
+    assert ledger.started_by(_work()) == ""
+    assert not ledger.is_taken(_work())
+    ledger.observe(log.started("m1", session="s-a"))
+    ledger.observe(_withdrawn(log.started("m1", session="s-a")))
+    assert ledger.started_by(_work()) == "s-a"
+    assert ledger.is_taken(_work(), "s-b")
+
+
+def test_started_by_is_empty_until_the_attempt_starts() -> None:
+    log = EventLog()
+    assert MissionLedger().started_by(_work()) == ""
+    ledger = _ledger(log.created("m1"))
+    assert ledger.started_by(_work()) == ""
+    ledger.observe(log.started("m1", session="s-a"))
+    assert ledger.started_by(_work()) == "s-a"
+    assert ledger.started_by(_work(attempt=2)) == ""
+    assert ledger.started_by(_work("m2")) == ""
+
+
+def test_started_by_is_empty_for_an_attempt_or_generation_past() -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, session="s-a")
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")
+    log.started("m1", attempt=2, session="s-b")
+    ledger = _ledger(*log.events)
+    assert ledger.started_by(_work(attempt=1)) == ""
+    assert ledger.started_by(_work(attempt=2)) == "s-b"
+    for event in (log.failed("m1", will_retry=False), log.dead_lettered("m1"), log.redriven("m1")):
+        ledger.observe(event)
+    ledger.observe(log.started("m1", attempt=2, session="s-c"))
+    assert ledger.started_by(_work(attempt=2, generation=0)) == ""
+    assert ledger.started_by(_work(attempt=2, generation=1)) == "s-c"
+    assert ledger.started_by(_work(attempt=2, generation=2)) == ""  # a generation not known yet
+
+
+async def test_expect_resolves_once_the_event_is_observed() -> None:
+    log = EventLog()
+    ledger = _ledger(log.created("m1"))
+    mine = log.started("m1", session="s-a")
+    echo = ledger.expect(mine.id)
+    ledger.observe(log.progress("m1", 0.1))
+    assert not echo.done()
+    ledger.observe(mine)
+    assert echo.done()
+    await echo
+    ledger.observe(mine)  # read again: nothing left to resolve
+
+
+async def test_expect_resolves_after_the_ledger_took_the_event_in() -> None:
+    """The worker awaits its STARTED's echo, then asks who came first: a rival's."""
+    log = EventLog()
+    ledger = _ledger(log.created("m1"))
+    mine = log.started("m1", session="s-a")
+    echo = ledger.expect(mine.id)
+    ledger.observe(log.started("m1", session="s-b"))
+    assert not echo.done()
+    ledger.observe(mine)
+    await echo
+    assert ledger.started_by(_work()) == "s-b"
+
+
+async def test_a_cancelled_expectation_is_left_alone() -> None:
+    log = EventLog()
+    ledger = _ledger(log.created("m1"))
+    mine = log.started("m1", session="s-a")
+    echo = ledger.expect(mine.id)
+    echo.cancel()
+    ledger.observe(mine)
+    assert echo.cancelled()
+    assert ledger.started_by(_work()) == "s-a"
