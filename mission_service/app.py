@@ -8,7 +8,7 @@ import logging
 import os
 import signal
 import socket
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -32,7 +32,7 @@ from mission_service.validation import RejectMalformedRequests
 from mission_service.watch import Hub
 from mission_service.workers import WorkerRegistry
 from missions import amqp, tracing
-from missions.eventlog import EventPublisher, read_log
+from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
 from missions.metrics import serving
 from missions.outbox import Outbox
@@ -90,9 +90,6 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
 
-        def replay(after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
-            return read_log(log_connection, names, after)
-
         workers = WorkerRegistry()
         await workers.start(log_connection, names)
 
@@ -109,7 +106,16 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         )
         dispatcher = Dispatcher(Outbox(publisher), follower.expect)
         operations = MissionOperations(
-            config, publisher, dispatcher, store, follower, hub, replay, workers, queue_depths, metrics.published
+            config,
+            publisher,
+            dispatcher,
+            store,
+            follower,
+            hub,
+            follower.replay,
+            workers,
+            queue_depths,
+            metrics.published,
         )
 
         server = _grpc_server(settings, stack, spans)

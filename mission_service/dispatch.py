@@ -1,9 +1,15 @@
 """Work messages: a mission reaches the work queue only after the log holds the event
 (CREATED or REDRIVEN) that queued it, so no worker event can precede that event in the log.
 
+The log also decides which event queues a mission: when concurrent submissions with one
+idempotency key (or concurrent redrives) each append one, every replica's projection keeps
+the first and records the others as duplicates. So the work message goes out only once
+this replica's log follower has applied the event and it took effect; a duplicate gets
+none, and one mission gets one work message however many replicas raced.
+
 Appending the event and dispatching its work message run as one task that the caller's
 cancellation (a client gone, a deadline passed) cannot stop in between; once the log has
-confirmed the event, its work message is retried until the broker confirms it. An append
+shown the event, its work message is retried until the broker confirms it. An append
 whose confirm never came may still have reached the log: if the log shows the event
 within a minute, its work message follows then.
 """
@@ -26,11 +32,13 @@ log = logging.getLogger(__name__)
 
 # Appends an event to the log (confirmed), with the work queue priority of its mission.
 Append = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
-# A future resolved once the log shows the event with this id (LogFollower.expect).
-Logged = Callable[[str], Awaitable[events_pb2.MissionEvent]]
+# Resolved once the log shows the event with this id: True when it took effect, False when
+# the projection recorded it as a duplicate (LogFollower.expect).
+Logged = Callable[[str], Awaitable[bool]]
 
-# How long after an unconfirmed append the log may still show the event and get its work.
-_LOST_CONFIRM_WAIT_S = 60.0
+# How long the log may take to show an appended event (its confirm lost, or the follower
+# slow) and still get its work message.
+_LOGGED_WAIT_S = 60.0
 
 # How long a stopping service lets work messages still in flight reach the broker.
 _CLOSE_GRACE_S = 5.0
@@ -39,18 +47,19 @@ _Key = tuple[str, int]  # mission id, generation
 
 
 class Dispatcher:
-    """Appends work-queuing events and dispatches their work messages."""
+    """Appends work-queuing events and dispatches the work messages of those that took effect."""
 
-    def __init__(self, outbox: Outbox, logged: Logged | None = None) -> None:
+    def __init__(self, outbox: Outbox, logged: Logged) -> None:
         self._outbox = outbox
         self._logged = logged
         self._in_flight: dict[_Key, asyncio.Task[None]] = {}
         self._watching: set[asyncio.Task[None]] = set()  # unconfirmed appends, waiting to show in the log
 
     async def append(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
-        """``append`` the event, then dispatch its work message; return once both are
-        confirmed. Raises what ``append`` raises; the work message then goes out only if the
-        log shows the event within a minute (a lost confirm)."""
+        """``append`` the event, wait until the log shows it, then dispatch its work message
+        unless it was a duplicate; return once that is done. Raises what ``append`` raises;
+        the work message then goes out only if the log shows the event within a minute
+        (a lost confirm)."""
         await self._start(event, self._append_then_dispatch(event, priority, append), join=False)
 
     async def dispatch(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
@@ -59,37 +68,55 @@ class Dispatcher:
         await self._start(event, self._outbox.dispatch(event, priority=priority), join=True)
 
     async def _append_then_dispatch(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
-        # Watched from before the append: the log may show the event before its error comes.
-        shown = asyncio.ensure_future(self._logged(event.id)) if self._logged is not None else None
+        # Watched from before the append: the log may show the event before its confirm comes.
+        shown = asyncio.ensure_future(self._logged(event.id))
         try:
             await append(event, priority)
         except BrokerUnavailableError:
-            if shown is not None:
-                watch = asyncio.create_task(self._dispatch_if_logged(event, priority, shown))
-                self._watching.add(watch)
-                watch.add_done_callback(self._watching.discard)
-                shown = None
+            watch = asyncio.create_task(self._dispatch_if_logged(event, priority, shown))
+            self._watching.add(watch)
+            watch.add_done_callback(self._watching.discard)
             raise
-        finally:
-            if shown is not None:
-                shown.cancel()
-        await self._outbox.dispatch(event, priority=priority)
+        except BaseException:
+            shown.cancel()
+            raise
+        if await self._took_effect(event, shown):
+            await self._outbox.dispatch(event, priority=priority)
 
     async def _dispatch_if_logged(
-        self, event: events_pb2.MissionEvent, priority: int | None, shown: Awaitable[events_pb2.MissionEvent]
+        self, event: events_pb2.MissionEvent, priority: int | None, shown: asyncio.Future[bool]
     ) -> None:
-        """Dispatch ``event``'s work message if the log shows the event after all (the broker
-        stored it and only its confirm was lost)."""
+        """Dispatch the work message of ``event``, whose append was not confirmed, if the log
+        shows it after all (the broker stored it and only its confirm was lost)."""
+        if await self._took_effect(event, shown):
+            log.info(
+                "mission %s: its %s reached the log without a confirm; dispatching it",
+                event.mission_id,
+                events_pb2.EventType.Name(event.type),
+            )
+            await self.dispatch(event, priority)
+
+    @staticmethod
+    async def _took_effect(event: events_pb2.MissionEvent, shown: asyncio.Future[bool]) -> bool:
+        """Whether the log shows ``event`` (within a minute) as the one that queued its mission."""
         try:
-            await asyncio.wait_for(shown, _LOST_CONFIRM_WAIT_S)
+            took_effect = await asyncio.wait_for(shown, _LOGGED_WAIT_S)
         except TimeoutError:
-            return
-        log.info(
-            "mission %s: its %s reached the log without a confirm; dispatching it",
-            event.mission_id,
-            events_pb2.EventType.Name(event.type),
-        )
-        await self.dispatch(event, priority)
+            log.warning(
+                "mission %s: the log did not show its %s %s within %.0f s: no work message for it",
+                event.mission_id,
+                events_pb2.EventType.Name(event.type),
+                event.id,
+                _LOGGED_WAIT_S,
+            )
+            return False
+        if not took_effect:
+            log.info(
+                "mission %s: a concurrent %s came first in the log, and only that one gets a work message",
+                event.mission_id,
+                events_pb2.EventType.Name(event.type),
+            )
+        return took_effect
 
     async def _start(self, event: events_pb2.MissionEvent, work: Coroutine[Any, Any, None], *, join: bool) -> None:
         key = (event.mission_id, event.generation)

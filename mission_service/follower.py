@@ -2,7 +2,9 @@
 
 Order per batch: commit to SQLite (with the checkpoint), resolve read-your-writes
 waiters, then hand the batch to live subscribers. So whatever a subscriber sees, a
-GetMission on this replica already reflects.
+GetMission on this replica already reflects. Events the store records as duplicates
+(a second CREATED of one mission, a STARTED of an attempt already started, ...) are
+handed to nobody, live or in a replay (``replay``): every reader sees the log without them.
 
 A record that does not decode is skipped with a warning and counted in ``skipped``;
 the follower's position moves past it (the store's checkpoint follows with the next
@@ -13,15 +15,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
 from missions import codec
 from missions.errors import DecodeError
-from missions.eventlog import read_stream
+from missions.eventlog import read_log, read_stream
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -32,31 +35,41 @@ log = logging.getLogger(__name__)
 _MAX_BATCH = 500
 
 BatchListener = Callable[[Sequence[events_pb2.MissionEvent]], None]
+# Reads the log after a sequence, in order, then follows it.
+ReadLog = Callable[[int], AsyncGenerator[events_pb2.MissionEvent, None]]
 
 
 class LogFollower:
     """Keeps the store and the subscribers up to date with the log."""
 
     def __init__(
-        self, connection: AbstractConnection, names: Topology, store: MissionStore, on_batch: BatchListener
+        self,
+        connection: AbstractConnection,
+        names: Topology,
+        store: MissionStore,
+        on_batch: BatchListener,
+        read: ReadLog | None = None,
     ) -> None:
+        """``read``: how ``replay`` reads the log (read_log on ``connection`` by default)."""
         self._connection = connection
         self._names = names
+        self._read = read or functools.partial(read_log, connection, names)
         self._store = store
         self._on_batch = on_batch
-        self._waiters: dict[str, list[asyncio.Future[events_pb2.MissionEvent]]] = {}
+        self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.attached = asyncio.Event()
         self.position = store.checkpoint()
         self.skipped = 0  # log records that did not decode
 
-    def expect(self, event_id: str) -> asyncio.Future[events_pb2.MissionEvent]:
-        """A future resolved with the event once it has been applied to the store."""
-        future: asyncio.Future[events_pb2.MissionEvent] = asyncio.get_running_loop().create_future()
+    def expect(self, event_id: str) -> asyncio.Future[bool]:
+        """A future resolved once the event has been applied to the store: True, or False when
+        the store recorded it as a duplicate (it changed nothing)."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._waiters.setdefault(event_id, []).append(future)
         future.add_done_callback(lambda done: self._forget(event_id, done))
         return future
 
-    def _forget(self, event_id: str, future: asyncio.Future[events_pb2.MissionEvent]) -> None:
+    def _forget(self, event_id: str, future: asyncio.Future[bool]) -> None:
         waiting = self._waiters.get(event_id, [])
         if future in waiting:
             waiting.remove(future)
@@ -106,11 +119,23 @@ class LogFollower:
             return
         # Gaps (decoded events never lack an id) only move the position.
         events = [event for event in batch if event.id]
-        self._store.apply_batch(events)
+        duplicates = self._store.apply_batch(events)
         self.position = batch[-1].sequence
         for event in events:
             for waiter in self._waiters.get(event.id, ()):
                 if not waiter.done():
-                    waiter.set_result(event)
+                    waiter.set_result(event.sequence not in duplicates)
+        if duplicates:
+            events = [event for event in events if event.sequence not in duplicates]
         if events:
             self._on_batch(events)
+
+    async def replay(self, after_sequence: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+        """The log's events after ``after_sequence`` (read_log), each duplicate replaced by a
+        gap (an event with only its sequence), up to where this follower has applied the
+        log; then on, unfiltered: callers stop there and continue with the live events
+        (watch.watch)."""
+        duplicates = self._store.duplicates_after(after_sequence)
+        async with contextlib.aclosing(self._read(after_sequence)) as events:
+            async for event in events:
+                yield events_pb2.MissionEvent(sequence=event.sequence) if event.sequence in duplicates else event

@@ -82,6 +82,7 @@ class MissionOperations:
         self._replay = replay
         self._workers = workers
         self._queue_depths = queue_depths
+        self._creating: dict[str, asyncio.Future[mission_pb2.Mission]] = {}  # by mission id
         # Labels never change after submission, so a cache is always right.
         self._labels_of = functools.lru_cache(maxsize=10_000)(self._labels)
 
@@ -114,11 +115,32 @@ class MissionOperations:
         )
         if request.HasField("timeout"):
             mission.timeout.CopyFrom(request.timeout)
-        if request.idempotency_key:
-            existing = self._store.get(mission.id)
-            if existing is not None:
-                await self._dispatch_again(_same_submission(existing, mission))
-                return existing
+        if not request.idempotency_key:
+            return await self._create(mission, correlation_id)
+        existing = self._store.get(mission.id)
+        if existing is not None:
+            await self._dispatch_again(_same_submission(existing, mission))
+            return existing
+        return _same_submission(await self._create_once(mission, correlation_id), mission)
+
+    async def _create_once(self, mission: mission_pb2.Mission, correlation_id: str) -> mission_pb2.Mission:
+        """``_create``, shared by the concurrent submissions of one key on this replica: one
+        append, one result (the mission the log kept) for all of them."""
+        creating = self._creating.get(mission.id)
+        if creating is None:
+            creating = asyncio.ensure_future(self._create(mission, correlation_id))
+            self._creating[mission.id] = creating
+            creating.add_done_callback(functools.partial(self._created, mission.id))
+        return await asyncio.shield(creating)
+
+    def _created(self, mission_id: str, creating: asyncio.Future[mission_pb2.Mission]) -> None:
+        del self._creating[mission_id]
+        if not creating.cancelled():
+            creating.exception()  # retrieved here too: every caller may have gone
+
+    async def _create(self, mission: mission_pb2.Mission, correlation_id: str) -> mission_pb2.Mission:
+        """Append the mission's CREATED and dispatch its work message; the mission the log kept
+        (another one with the same id when a concurrent submission's CREATED came first)."""
         event = _work(mission, self._config.source, correlation_id)
         await self._append(event, priority=mission.priority, dispatch=True)
         log.info(
@@ -127,11 +149,7 @@ class MissionOperations:
             mission.type,
             extra=mission_fields(mission.id, correlation_id, mission.type),
         )
-        stored = self._store.get(mission.id)
-        if stored is None:
-            return mission
-        # A concurrent submission with the same key may have won the race to the log.
-        return _same_submission(stored, mission) if request.idempotency_key else stored
+        return self._store.get(mission.id) or mission
 
     async def submit_many(
         self,
@@ -155,14 +173,15 @@ class MissionOperations:
     async def _append(
         self, event: events_pb2.MissionEvent, priority: int | None = None, *, dispatch: bool = False
     ) -> None:
-        """Publish ``event``, then (``dispatch``) its work message, and wait (bounded) until
-        this replica's store reflects it."""
+        """Publish ``event``, then (``dispatch``) its work message, and wait until this
+        replica's store reflects it (bounded, unless ``dispatch``: the work message waits
+        for the log to show the event)."""
+        if dispatch:
+            await self._dispatcher.append(event, priority, self.publish)
+            return
         applied = self._follower.expect(event.id)
         try:
-            if dispatch:
-                await self._dispatcher.append(event, priority, self.publish)
-            else:
-                await self.publish(event, priority)
+            await self.publish(event, priority)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
         finally:
@@ -171,7 +190,9 @@ class MissionOperations:
     async def _dispatch_again(self, mission: mission_pb2.Mission) -> None:
         """Dispatch a retried submission's mission again if it has never started: the replica
         that took the first may have died between the log's confirm and the work message.
-        Workers drop the copy once the first has started."""
+        A copy never runs an attempt twice: workers run an attempt only for the first
+        STARTED of it (worker_service/attempt.py), and drop a copy whose attempt they know
+        has started."""
         if mission.state != M.MISSION_STATE_QUEUED or mission.attempt:
             return
         await self._dispatcher.dispatch(_work(mission, self._config.source, _correlation(mission)), mission.priority)

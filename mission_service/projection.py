@@ -7,12 +7,34 @@ import logging
 from missions.events import TERMINAL_STATES
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["apply"]
+__all__ = ["apply", "is_duplicate"]
 
 log = logging.getLogger(__name__)
 
 E = events_pb2
 M = mission_pb2
+
+
+def is_duplicate(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -> bool:
+    """Whether ``event`` repeats what the log already holds, so that no reader may see it:
+    a second CREATED of one mission (concurrent submissions with one idempotency key), a
+    REDRIVEN that does not apply (concurrent redrives), a STARTED of an attempt that has
+    already started (a copy of its work message: only the first STARTED runs), and a
+    STARTED withdrawn by a worker whose own came second.
+    """
+    if current is None:
+        return False
+    if event.type == E.EVENT_TYPE_CREATED:
+        return True
+    if event.type == E.EVENT_TYPE_REDRIVEN:
+        return not current.dead_lettered
+    if event.type == E.EVENT_TYPE_STARTED:
+        return (
+            event.started.withdrawn
+            or event.generation < current.redrive_count
+            or (event.generation == current.redrive_count and 0 < event.attempt <= current.attempt)
+        )
+    return False
 
 
 def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -> mission_pb2.Mission | None:
@@ -34,7 +56,7 @@ def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -
         log.warning("event %s (sequence %d) for unknown mission %s", event.id, event.sequence, event.mission_id)
         return None
     if event.type == E.EVENT_TYPE_CREATED:
-        pass  # a duplicate submission of an existing id changes nothing
+        pass  # a duplicate submission of an existing id changes nothing (is_duplicate)
     elif event.type == E.EVENT_TYPE_REDRIVEN:
         if mission.dead_lettered:
             _redrive(mission, event)

@@ -87,7 +87,18 @@ class Reaper:
         return len(lost) + len(stranded)
 
     def _lost(self, mission: mission_pb2.Mission) -> bool:
-        session = mission.worker_session
+        """Whether every worker session that started the mission's current attempt is lost.
+
+        Almost always one session. Two while copies of one work message raced to start: the
+        one that came second withdraws, but until its withdrawal is in the log either may be
+        the one running the handler (MissionStore.starters)."""
+        if not self._session_lost(mission, mission.worker_session):
+            return False
+        starters = self._store.starters(mission)
+        # None left: the shown worker withdrew, and the STARTED that came first is still on its way.
+        return bool(starters) and all(self._session_lost(mission, session) for _, session in starters)
+
+    def _session_lost(self, mission: mission_pb2.Mission, session: str) -> bool:
         if not session:
             return False
         if not self._workers.knows(session):

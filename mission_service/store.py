@@ -2,7 +2,9 @@
 
 One writer (the log follower) applies batches of events; each batch and the new
 checkpoint commit in one transaction, so after a crash the follower resumes exactly
-after the last committed event.
+after the last committed event. Events that repeat what the log already holds
+(projection.is_duplicate) change no mission: their sequences are kept in a table of
+their own, so that no reader of the log ever sees them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from mission_service.projection import apply
+from mission_service.projection import apply, is_duplicate
 from missions.events import is_final
 from missions.v1 import events_pb2, mission_pb2
 
@@ -22,7 +24,7 @@ __all__ = ["MissionStore", "Page"]
 log = logging.getLogger(__name__)
 
 # Bump when the tables change: an older file is dropped and rebuilt from the log.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
 # good if the worker died in between (the Reaper finishes those). A partial index finds
@@ -52,6 +54,12 @@ CREATE INDEX IF NOT EXISTS missions_by_end ON missions (state, end_time);
 CREATE INDEX IF NOT EXISTS missions_dead ON missions (dead_lettered, created_sequence);
 CREATE INDEX IF NOT EXISTS missions_stranded ON missions (created_sequence) WHERE {_STRANDED};
 CREATE INDEX IF NOT EXISTS missions_waiting ON missions (type, state) WHERE {_WAITING};
+CREATE TABLE IF NOT EXISTS duplicates (
+    sequence INTEGER PRIMARY KEY,
+    mission_id TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS duplicates_by_mission ON duplicates (mission_id);
 CREATE TABLE IF NOT EXISTS checkpoint (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     sequence INTEGER NOT NULL
@@ -87,7 +95,9 @@ class MissionStore:
         if version != SCHEMA_VERSION:
             if version:
                 log.warning("read model schema %d is not %d: rebuilding it from the log", version, SCHEMA_VERSION)
-            self._db.executescript("DROP TABLE IF EXISTS missions; DROP TABLE IF EXISTS checkpoint;")
+            self._db.executescript(
+                "DROP TABLE IF EXISTS missions; DROP TABLE IF EXISTS duplicates; DROP TABLE IF EXISTS checkpoint;"
+            )
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
@@ -168,29 +178,79 @@ class MissionStore:
         )
         return [_decode(row[0]) for row in rows]
 
-    def apply_batch(self, events: Sequence[events_pb2.MissionEvent]) -> None:
-        """Apply events in order and advance the checkpoint, atomically."""
+    def duplicates_after(self, sequence: int) -> set[int]:
+        """Sequences after ``sequence`` of the events recorded as duplicates (rare: a few per race)."""
+        rows = self._db.execute("SELECT sequence FROM duplicates WHERE sequence > ?", (sequence,))
+        return {int(row[0]) for row in rows}
+
+    def starters(self, mission: mission_pb2.Mission) -> Sequence[tuple[str, str]]:
+        """(worker id, session) of every worker that started ``mission``'s current attempt and
+        did not withdraw, the one the mission shows first. More than one only while copies of
+        one work message raced: the log and the control stream, where workers see who came
+        first, may order two STARTED differently, and the one that withdraws says which did
+        not run."""
+        rows = self._db.execute("SELECT body FROM duplicates WHERE mission_id = ? ORDER BY sequence", (mission.id,))
+        current = [
+            event
+            for event in (events_pb2.MissionEvent.FromString(body) for (body,) in rows)
+            if event.type == events_pb2.EVENT_TYPE_STARTED
+            and event.generation == mission.redrive_count
+            and event.attempt == mission.attempt
+        ]
+        withdrawn = {event.started.worker_session for event in current if event.started.withdrawn}
+        found = [(mission.worker_id, mission.worker_session)] if mission.worker_session else []
+        found += [(event.started.worker_id, event.started.worker_session) for event in current]
+        return [starter for starter in dict.fromkeys(found) if starter[1] not in withdrawn]
+
+    def apply_batch(self, events: Sequence[events_pb2.MissionEvent]) -> set[int]:
+        """Apply events in order and advance the checkpoint, atomically; the sequences of
+        those recorded as duplicates."""
+        duplicates: set[int] = set()
         if not events:
-            return
+            return duplicates
         with self._db:
             self._db.execute("BEGIN")
             for event in events:
-                self._apply(event)
+                if not self._apply(event):
+                    duplicates.add(event.sequence)
             self._db.execute(
                 "INSERT INTO checkpoint (id, sequence) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence",
                 (events[-1].sequence,),
             )
+        return duplicates
 
-    def _apply(self, event: events_pb2.MissionEvent) -> None:
+    def _apply(self, event: events_pb2.MissionEvent) -> bool:
+        """Project one event; False when it is a duplicate (recorded, nothing else changes)."""
         row = self._db.execute(
             "SELECT body, created_sequence, final_sequence FROM missions WHERE id = ?", (event.mission_id,)
         ).fetchone()
-        mission = apply(_decode(row[0]) if row else None, event)
+        current = _decode(row[0]) if row else None
+        if is_duplicate(current, event):
+            self._db.execute(
+                "INSERT OR IGNORE INTO duplicates (sequence, mission_id, body) VALUES (?, ?, ?)",
+                (event.sequence, event.mission_id, event.SerializeToString()),
+            )
+            if current is not None and event.type == events_pb2.EVENT_TYPE_STARTED:
+                self._show_runner(current)
+            return False
+        mission = apply(current, event)
         if mission is None:
-            return
-        created = int(row[1]) if row else event.sequence
-        final = row[2] if row else None
+            return True
+        self._put(mission, created=int(row[1]) if row else event.sequence, final=row[2] if row else None, event=event)
+        return True
+
+    def _show_runner(self, mission: mission_pb2.Mission) -> None:
+        """Show the worker that runs the current attempt: after a withdrawal, the first of
+        the STARTED that remain."""
+        starters = self.starters(mission)
+        if starters and starters[0] != (mission.worker_id, mission.worker_session):
+            mission.worker_id, mission.worker_session = starters[0]
+            self._db.execute("UPDATE missions SET body = ? WHERE id = ?", (mission.SerializeToString(), mission.id))
+
+    def _put(
+        self, mission: mission_pb2.Mission, *, created: int, final: int | None, event: events_pb2.MissionEvent
+    ) -> None:
         if final is None and is_final(event):
             final = event.sequence
         if event.type == events_pb2.EVENT_TYPE_REDRIVEN:

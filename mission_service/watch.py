@@ -198,7 +198,8 @@ class Idle:
     position: int
 
 
-# Opens a replay of the log: yields events with sequence > the argument, in order.
+# Opens a replay of the log: yields events with sequence > the argument, in order; an
+# event without an id is a gap (a record no reader sees), which only moves the position.
 LogReplay = Callable[[int], AsyncGenerator[events_pb2.MissionEvent, None]]
 
 
@@ -268,7 +269,7 @@ async def watch(
                     if event.sequence > sub.head:
                         break
                     position = event.sequence
-                    if accept(event):
+                    if event.id and accept(event):
                         yield event
                     if event_filter.mission_ids and not pending:
                         return

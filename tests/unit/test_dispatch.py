@@ -1,8 +1,10 @@
-"""Dispatcher: log first, then the work message, whatever happens to the caller."""
+"""Dispatcher: log first, then the work message of the event that took effect there,
+whatever happens to the caller."""
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable
 from typing import cast
 
@@ -29,12 +31,24 @@ class Broker:
         self.gate.set()
         self.work_failures = 0
         self.never_confirmed: set[str] = set()  # missions whose work message the broker never confirms
+        self.duplicates: set[str] = set()  # events the projection finds a duplicate of an earlier one
         self.changed = asyncio.Event()  # set whenever something is sent
+        self._shown: dict[str, asyncio.Future[bool]] = {}
+
+    def logged(self, event_id: str) -> asyncio.Future[bool]:
+        """Resolved once the log holds the event: whether it took effect (LogFollower.expect)."""
+        return self._shown.setdefault(event_id, asyncio.get_running_loop().create_future())
 
     async def append(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
         await self.gate.wait()
         self.sent.append(("log", event.id))
+        self.logged(event.id).set_result(event.id not in self.duplicates)
         self.changed.set()
+
+    async def append_unconfirmed(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
+        """An append the broker stores but whose confirm is lost."""
+        await self.append(event, priority)
+        raise BrokerUnavailableError("broker did not confirm the event")
 
     async def dispatch(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
         await self.gate.wait()
@@ -53,7 +67,7 @@ def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _dispatcher(broker: Broker) -> Dispatcher:
-    return Dispatcher(Outbox(cast(EventPublisher, broker)))
+    return Dispatcher(Outbox(cast(EventPublisher, broker)), broker.logged)
 
 
 async def _until(broker: Broker, condition: Callable[[], bool]) -> None:
@@ -95,6 +109,54 @@ async def test_an_append_that_fails_dispatches_nothing() -> None:
     with pytest.raises(BrokerUnavailableError):
         await asyncio.wait_for(_dispatcher(broker).append(EventLog().created("m1"), None, unavailable), TIMEOUT)
     assert broker.sent == []
+
+
+async def test_an_event_the_log_shows_as_a_duplicate_gets_no_work_message() -> None:
+    broker = Broker()
+    log = EventLog()
+    first, second = log.created("m1"), log.created("m1")  # two replicas, one idempotency key
+    broker.duplicates.add(second.id)
+    dispatcher = _dispatcher(broker)
+    await asyncio.wait_for(dispatcher.append(first, None, broker.append), TIMEOUT)
+    await asyncio.wait_for(dispatcher.append(second, None, broker.append), TIMEOUT)
+    assert broker.sent == [("log", first.id), ("work", first.id), ("log", second.id)]
+
+
+class Said(logging.Handler):
+    """Sets ``event`` once a log record says ``text``."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.text = text
+        self.event = asyncio.Event()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.text in record.getMessage():
+            self.event.set()
+
+
+@pytest.mark.parametrize("duplicate", [False, True], ids=["first", "duplicate"])
+async def test_a_lost_confirm_dispatches_once_the_log_shows_the_event_unless_a_duplicate(duplicate: bool) -> None:
+    broker = Broker()
+    event = EventLog().created("m1")
+    if duplicate:
+        broker.duplicates.add(event.id)
+    dispatcher = _dispatcher(broker)
+    decided = Said("came first in the log")
+    dispatch_module.log.addHandler(decided)
+    dispatch_module.log.setLevel(logging.INFO)
+    try:
+        with pytest.raises(BrokerUnavailableError):
+            await asyncio.wait_for(dispatcher.append(event, None, broker.append_unconfirmed), TIMEOUT)
+        if duplicate:
+            await asyncio.wait_for(decided.event.wait(), TIMEOUT)  # the watch decides, and says so
+            assert broker.sent == [("log", event.id)]
+        else:
+            await _until(broker, lambda: len(broker.sent) == 2)
+            assert broker.sent == [("log", event.id), ("work", event.id)]
+    finally:
+        dispatch_module.log.removeHandler(decided)
+        dispatch_module.log.setLevel(logging.NOTSET)
 
 
 async def test_dispatching_again_joins_the_dispatch_in_flight_for_the_same_generation() -> None:

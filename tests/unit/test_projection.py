@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from mission_service.projection import apply
+from mission_service.projection import apply, is_duplicate
 from missions.v1 import events_pb2, mission_pb2
 from tests.unit.factories import EventLog, struct, time_of
 
@@ -365,3 +365,91 @@ def test_redriven_is_ignored_for_a_failed_mission_not_yet_dead_lettered() -> Non
     mission = apply(before, log.redriven("m1"))
     assert mission is not None
     assert (mission.state, mission.redrive_count, mission.attempt) == (M.MISSION_STATE_FAILED, 0, 2)
+
+
+def _running(log: EventLog) -> M.Mission:
+    """m1 running its first attempt on worker-1."""
+    log.created("m1")
+    log.started("m1", attempt=1, worker_id="worker-1", session="s-1")
+    mission = _fold(log.events)
+    assert mission is not None
+    return mission
+
+
+def _withdrawn(event: events_pb2.MissionEvent) -> events_pb2.MissionEvent:
+    event.started.withdrawn = True
+    return event
+
+
+def test_no_event_of_an_unknown_mission_is_a_duplicate() -> None:
+    log = EventLog()
+    for event in (log.created("m1"), log.started("m1"), _withdrawn(log.started("m1")), log.redriven("m1")):
+        assert not is_duplicate(None, event), event.type
+
+
+def test_a_second_created_of_an_existing_mission_is_a_duplicate() -> None:
+    log = EventLog()
+    mission = apply(None, log.created("m1"))
+    assert is_duplicate(mission, log.created("m1"))
+
+
+def test_a_redriven_is_a_duplicate_unless_the_mission_is_dead_lettered() -> None:
+    log = _dead_lettered_log()
+    failed = _fold(log.events[:-1])  # FAILED, its DEAD_LETTERED not applied yet
+    dead = _fold(log.events)
+    redriven = log.redriven("m1")
+    assert is_duplicate(failed, redriven)
+    assert not is_duplicate(dead, redriven)
+    assert is_duplicate(apply(dead, redriven), log.redriven("m1"))  # a concurrent second redrive
+
+
+def test_a_started_of_an_attempt_that_already_started_is_a_duplicate() -> None:
+    log = EventLog()
+    mission = _running(log)
+    assert is_duplicate(mission, log.started("m1", attempt=1, worker_id="worker-2", session="s-2"))
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")
+    second = log.started("m1", attempt=2)
+    assert not is_duplicate(_fold(log.events[:-1]), second)
+    assert is_duplicate(_fold(log.events), log.started("m1", attempt=1))  # a late copy of attempt 1
+
+
+def test_the_first_started_of_an_attempt_is_not_a_duplicate() -> None:
+    log = EventLog()
+    queued = apply(None, log.created("m1"))
+    assert not is_duplicate(queued, log.started("m1", attempt=1))
+
+
+def test_a_started_of_an_older_generation_is_a_duplicate() -> None:
+    log = _dead_lettered_log()
+    log.redriven("m1")
+    redriven = _fold(log.events)
+    assert redriven is not None
+    assert (redriven.attempt, redriven.redrive_count) == (0, 1)
+    late = log.started("m1", attempt=1)
+    assert not is_duplicate(redriven, late)
+    late.generation = 0  # a copy of the old generation's work message
+    assert is_duplicate(redriven, late)
+
+
+def test_a_withdrawn_started_is_a_duplicate_even_of_an_attempt_not_started_yet() -> None:
+    log = EventLog()
+    queued = apply(None, log.created("m1"))
+    assert is_duplicate(queued, _withdrawn(log.started("m1", attempt=1)))
+    log = EventLog()
+    running = _running(log)
+    assert is_duplicate(running, _withdrawn(log.started("m1", attempt=1, worker_id="worker-1", session="s-1")))
+
+
+def test_other_events_of_a_known_mission_are_not_duplicates() -> None:
+    log = EventLog()
+    mission = _running(log)
+    for event in (
+        log.progress("m1", 0.5),
+        log.failed("m1", will_retry=True),
+        log.retrying("m1"),
+        log.completed("m1"),
+        log.cancelled("m1"),
+        log.dead_lettered("m1"),
+    ):
+        assert not is_duplicate(mission, event), event.type

@@ -304,3 +304,42 @@ async def test_a_just_started_mission_of_an_unknown_session_waits_for_its_first_
     assert await setup.reaper.sweep() == 0
     setup.beat("s-new")
     assert await setup.reaper.sweep() == 0
+
+
+def _race(setup: Setup) -> None:
+    """m1's attempt 1 started by s-a (shown) and, from a copy of its work message, by s-b."""
+    setup.running("m1", "s-a")
+    setup.log.started("m1", attempt=1, worker_id="worker-s-b", session="s-b")
+    setup.apply()
+    setup.beat("s-a")
+    setup.beat("s-b")
+
+
+async def test_a_mission_is_not_lost_while_one_of_its_two_starters_is_alive(setup: Setup) -> None:
+    _race(setup)
+    setup.silence(10)
+    setup.beat("s-b")  # the shown session is lost, the other one still runs
+    assert await setup.reaper.sweep() == 0
+    assert setup.published.events == []
+    setup.silence(10)  # now both are lost
+    assert await setup.reaper.sweep() == 1
+    failed, retry = setup.published.take()
+    assert (failed.type, retry.type, failed.mission_id) == (E.EVENT_TYPE_FAILED, E.EVENT_TYPE_RETRYING, "m1")
+
+
+async def test_a_mission_is_not_lost_while_its_shown_starter_is_alive(setup: Setup) -> None:
+    _race(setup)
+    setup.silence(10)
+    setup.beat("s-a")
+    assert await setup.reaper.sweep() == 0
+
+
+async def test_a_withdrawn_starter_does_not_keep_a_mission_alive(setup: Setup) -> None:
+    _race(setup)
+    withdrawal = setup.log.started("m1", attempt=1, worker_id="worker-s-b", session="s-b")
+    withdrawal.started.withdrawn = True
+    setup.apply()
+    setup.silence(10)
+    setup.beat("s-b")  # alive, but it did not run the attempt
+    assert await setup.reaper.sweep() == 1
+    assert {event.mission_id for event in setup.published.take()} == {"m1"}

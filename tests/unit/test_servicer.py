@@ -82,15 +82,19 @@ class FakeBroker:
                 self.held += 1
                 self.holding.notify_all()
             await self.gate.wait()
+        self.store(event, priority)
+        if self.lost_confirms:
+            self.lost_confirms -= 1
+            raise BrokerUnavailableError("broker did not confirm the event: connection lost")
+
+    def store(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
+        """Append ``event`` to the log at the next sequence, for the follower to read."""
         stored = events_pb2.MissionEvent()
         stored.CopyFrom(event)
         stored.sequence = len(self.log) + 1
         self.log.append(stored)
         self.priorities.append(priority)
         self.follower_inbox.put_nowait(stored)
-        if self.lost_confirms:
-            self.lost_confirms -= 1
-            raise BrokerUnavailableError("broker did not confirm the event: connection lost")
 
     async def dispatch(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
@@ -158,12 +162,19 @@ class Service:
     hub: ObservedHub
     follower: LogFollower
     workers: WorkerRegistry
+    operations: MissionOperations
 
     async def worker_publishes(self, *events: events_pb2.MissionEvent) -> None:
         """Publish as a worker would, and wait until the follower has applied the last one."""
         applied = self.follower.expect(events[-1].id)
         for event in events:
             await self.broker.publish(event)
+        await asyncio.wait_for(applied, TIMEOUT)
+
+    async def worker_publishes_now(self, event: events_pb2.MissionEvent) -> None:
+        """``worker_publishes`` past the broker's gate (another client's publish that goes through)."""
+        applied = self.follower.expect(event.id)
+        self.broker.store(event)
         await asyncio.wait_for(applied, TIMEOUT)
 
     async def run_to_completion(self, mission: M.Mission, **result: Any) -> None:
@@ -202,8 +213,8 @@ async def running_service(buffer: int = 10_000, clock: Callable[[], float] = tim
     store = MissionStore(":memory:")
     hub = ObservedHub(head=store.checkpoint(), buffer=buffer)
     # The follower's broker connection is never used: the fake broker feeds its apply loop.
-    follower = LogFollower(cast(AbstractConnection, None), Topology("unit"), store, hub.publish)
     broker = FakeBroker()
+    follower = LogFollower(cast(AbstractConnection, None), Topology("unit"), store, hub.publish, broker.replay)
     workers = WorkerRegistry(clock)
     publisher = cast(EventPublisher, broker)
     operations = MissionOperations(
@@ -213,7 +224,7 @@ async def running_service(buffer: int = 10_000, clock: Callable[[], float] = tim
         store,
         follower,
         hub,
-        broker.replay,
+        follower.replay,
         workers,
         broker.queue_depths,
     )
@@ -231,6 +242,7 @@ async def running_service(buffer: int = 10_000, clock: Callable[[], float] = tim
             hub=hub,
             follower=follower,
             workers=workers,
+            operations=operations,
         )
     finally:
         await channel.close()
@@ -710,18 +722,118 @@ async def test_a_stopping_service_ends_live_watches_with_unavailable_and_their_p
     assert dict(raised.value.trailing_metadata() or ())[LAST_SEQUENCE_KEY] == "1"
 
 
-async def test_concurrent_different_requests_with_one_key_are_already_exists(service: Service) -> None:
-    gate = service.broker.gate = asyncio.Event()
-    first = asyncio.create_task(service.submit(idempotency_key="k", payload=struct(n=1)))
-    second = asyncio.create_task(service.submit(idempotency_key="k", payload=struct(n=2)))
-    async with service.broker.holding:
-        await asyncio.wait_for(service.broker.holding.wait_for(lambda: service.broker.held == 2), TIMEOUT)
-    gate.set()
-    outcomes = await asyncio.gather(first, second, return_exceptions=True)
+async def _submit_together(
+    service: Service, monkeypatch: pytest.MonkeyPatch, requests: Sequence[dict[str, Any]]
+) -> list[M.Mission | BaseException]:
+    """Submit ``requests`` concurrently while the broker holds every publish, and release it
+    only once each call has looked its mission up, so every one is in flight at once."""
+    looked, everyone = 0, asyncio.Event()
+    get = service.store.get
+
+    def counting_get(mission_id: str) -> M.Mission | None:
+        nonlocal looked
+        looked += 1
+        if looked >= len(requests):
+            everyone.set()
+        return get(mission_id)
+
+    monkeypatch.setattr(service.store, "get", counting_get)
+    service.broker.gate = asyncio.Event()
+    calls = [asyncio.create_task(service.submit(**request)) for request in requests]
+    await asyncio.wait_for(everyone.wait(), TIMEOUT)
+    service.broker.gate.set()
+    return await asyncio.gather(*calls, return_exceptions=True)
+
+
+async def test_concurrent_submissions_of_one_key_share_one_append(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    outcomes = await _submit_together(service, monkeypatch, [{"idempotency_key": "k", "payload": struct(n=1)}] * 20)
+    assert all(isinstance(outcome, M.Mission) for outcome in outcomes), outcomes
+    assert len({cast(M.Mission, outcome).id for outcome in outcomes}) == 1
+    assert len(_published(service, E.EVENT_TYPE_CREATED)) == 1
+    assert len(service.broker.work) == 1
+
+
+async def test_concurrent_different_requests_with_one_key_are_already_exists(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    requests = [{"idempotency_key": "k", "payload": struct(n=n)} for n in (1, 2)]
+    outcomes = await _submit_together(service, monkeypatch, requests)
     winners = [outcome for outcome in outcomes if isinstance(outcome, M.Mission)]
     losers = [outcome for outcome in outcomes if isinstance(outcome, grpc.aio.AioRpcError)]
     assert len(winners) == 1
     assert [loser.code() for loser in losers] == [grpc.StatusCode.ALREADY_EXISTS]
+    assert len(_published(service, E.EVENT_TYPE_CREATED)) == 1
+
+
+def _created_elsewhere(mission_id: str, **fields: Any) -> events_pb2.MissionEvent:
+    """The CREATED another replica appends for a submission with the same idempotency key."""
+    mission = M.Mission(
+        id=mission_id,
+        type="echo",
+        state=M.MISSION_STATE_QUEUED,
+        priority=M.PRIORITY_NORMAL,
+        max_attempts=3,
+        submitted_by="elsewhere",
+        **fields,
+    )
+    event = new_event(mission, E.EVENT_TYPE_CREATED, source="mission-service/elsewhere", correlation_id="c")
+    event.created.mission.CopyFrom(mission)
+    return event
+
+
+@pytest.mark.parametrize("same_request", [True, False], ids=["same-request", "different-request"])
+async def test_a_submission_whose_created_comes_second_in_the_log_sends_no_work(
+    service: Service, same_request: bool
+) -> None:
+    service.broker.gate = asyncio.Event()
+    payload = struct(n=1)
+    ours = asyncio.create_task(service.submit(idempotency_key="k", payload=payload, max_attempts=3))
+    async with service.broker.holding:
+        await asyncio.wait_for(service.broker.holding.wait_for(lambda: service.broker.held == 1), TIMEOUT)
+    mission_id = service.operations.mission_id_for("k")
+    # Another replica's CREATED for the same key reaches the log while ours is in flight.
+    theirs = _created_elsewhere(mission_id, payload=payload if same_request else struct(n=2))
+    await service.worker_publishes_now(theirs)
+    service.broker.gate.set()
+    if same_request:
+        mission = await ours
+        assert mission.id == mission_id
+    else:
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await ours
+        assert raised.value.code() == grpc.StatusCode.ALREADY_EXISTS
+    assert service.broker.work == []  # the replica whose CREATED came first dispatches it
+    stored = service.store.get(mission_id)
+    assert stored is not None
+    assert (stored.submitted_by, stored.last_sequence) == ("elsewhere", 1)  # ours changed nothing
+
+
+async def test_readers_never_see_a_second_creation_or_a_second_start(service: Service) -> None:
+    mission = await service.submit(idempotency_key="k")
+    live = service.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]), timeout=TIMEOUT)
+    seen = live.__aiter__()
+    assert (await asyncio.wait_for(anext(seen), TIMEOUT)).event.type == E.EVENT_TYPE_CREATED
+    copy = _created_elsewhere(mission.id)
+    first = _worker_event(mission, E.EVENT_TYPE_STARTED)
+    first.started.worker_session = "session-1"
+    second = _worker_event(mission, E.EVENT_TYPE_STARTED)  # a copy of the work message, started elsewhere
+    second.started.worker_session = "session-2"
+    withdrawn = _worker_event(mission, E.EVENT_TYPE_STARTED)
+    withdrawn.started.worker_session = "session-2"
+    withdrawn.started.withdrawn = True
+    completed = _worker_event(mission, E.EVENT_TYPE_COMPLETED)
+    await service.worker_publishes(copy, first, second, withdrawn, completed)
+    expected = [E.EVENT_TYPE_CREATED, E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
+    rest = [response.event async for response in seen]
+    assert [E.EVENT_TYPE_CREATED] + [event.type for event in rest] == expected
+    assert rest[0].id == first.id
+    replayed = service.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]), timeout=TIMEOUT)
+    assert [response.event.type async for response in replayed] == expected
+    stored = service.store.get(mission.id)
+    assert stored is not None
+    assert (stored.worker_session, stored.last_sequence) == ("session-1", len(service.broker.log))
 
 
 async def test_list_missions_with_many_repeated_states_works(service: Service) -> None:

@@ -228,7 +228,7 @@ def test_waiting_by_type_counts_queued_and_retrying_missions_per_type(store: Mis
     log.cancelled("m5")
     store.apply_batch(log.events)
     assert store.waiting_by_type() == {"resize": 2, "echo": 2}
-    store.apply_batch([log.started("m1"), log.started("m3"), log.started("m6"), log.started("m7")])
+    store.apply_batch([log.started("m1", attempt=2), log.started("m3"), log.started("m6"), log.started("m7")])
     assert store.waiting_by_type() == {}
 
 
@@ -416,3 +416,125 @@ def test_a_file_of_the_current_version_is_kept(tmp_path: pathlib.Path) -> None:
         assert _dead_ids(reopened) == ["m1"]
     finally:
         reopened.close()
+
+
+def _withdrawn(event: events_pb2.MissionEvent) -> events_pb2.MissionEvent:
+    event.started.withdrawn = True
+    return event
+
+
+def _shown(store: MissionStore, mission_id: str = "m1") -> tuple[str, str]:
+    mission = store.get(mission_id)
+    assert mission is not None
+    return mission.worker_id, mission.worker_session
+
+
+def test_apply_batch_returns_the_duplicates_which_change_no_mission(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", worker_id="w-a", session="s-a")
+    assert store.apply_batch(log.events) == set()
+    before = store.get("m1")
+    duplicates = [
+        log.created("m1", "sleep"),
+        log.started("m1", worker_id="w-b", session="s-b"),
+        _withdrawn(log.started("m1", worker_id="w-c", session="s-c")),
+        log.redriven("m1"),
+    ]
+    assert store.apply_batch(duplicates) == {3, 4, 5, 6}
+    assert store.get("m1") == before  # last_sequence included
+    assert store.checkpoint() == 6
+    assert store.positions(["m1"]) == {"m1": (1, None)}
+
+
+def test_duplicates_after_lists_the_duplicate_sequences_past_a_position(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", session="s-a")
+    log.started("m1", session="s-b")  # 3: a duplicate
+    log.progress("m1", 0.5)
+    log.created("m1")  # 5: a duplicate
+    assert store.apply_batch(log.events) == {3, 5}
+    mission = store.get("m1")
+    assert mission is not None
+    assert (mission.last_sequence, mission.progress) == (4, 0.5)
+    assert store.duplicates_after(0) == {3, 5}
+    assert store.duplicates_after(3) == {5}
+    assert store.duplicates_after(5) == set()
+
+
+def test_starters_are_the_shown_worker_then_the_others_of_the_current_attempt(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, worker_id="w-a", session="s-a")
+    log.started("m1", attempt=1, worker_id="w-b", session="s-b")
+    store.apply_batch(log.events)
+    mission = store.get("m1")
+    assert mission is not None
+    assert list(store.starters(mission)) == [("w-a", "s-a"), ("w-b", "s-b")]
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")
+    log.started("m1", attempt=2, worker_id="w-c", session="s-c")
+    store.apply_batch(log.events[3:])
+    mission = store.get("m1")
+    assert mission is not None
+    assert list(store.starters(mission)) == [("w-c", "s-c")]  # attempt 1's second starter is past
+
+
+def test_starters_exclude_withdrawn_sessions(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", worker_id="w-a", session="s-a")
+    log.started("m1", worker_id="w-b", session="s-b")
+    log.started("m1", worker_id="w-c", session="s-c")
+    _withdrawn(log.started("m1", worker_id="w-b", session="s-b"))
+    store.apply_batch(log.events)
+    mission = store.get("m1")
+    assert mission is not None
+    assert list(store.starters(mission)) == [("w-a", "s-a"), ("w-c", "s-c")]
+    assert _shown(store) == ("w-a", "s-a")  # another worker's withdrawal changes nothing shown
+
+
+def test_a_withdrawal_of_the_shown_worker_shows_the_other_starter(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", worker_id="w-a", session="s-a")
+    log.started("m1", worker_id="w-b", session="s-b")
+    store.apply_batch(log.events)
+    assert _shown(store) == ("w-a", "s-a")
+    assert store.apply_batch([_withdrawn(log.started("m1", worker_id="w-a", session="s-a"))]) == {4}
+    mission = store.get("m1")
+    assert mission is not None
+    assert (mission.worker_id, mission.worker_session) == ("w-b", "s-b")
+    assert (mission.state, mission.last_sequence) == (M.MISSION_STATE_RUNNING, 2)
+    assert list(store.starters(mission)) == [("w-b", "s-b")]
+
+
+def test_a_starter_logged_after_the_shown_workers_withdrawal_is_shown(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", worker_id="w-a", session="s-a")
+    _withdrawn(log.started("m1", worker_id="w-a", session="s-a"))
+    store.apply_batch(log.events)
+    mission = store.get("m1")
+    assert mission is not None
+    assert _shown(store) == ("w-a", "s-a")  # nobody else to show yet
+    assert list(store.starters(mission)) == []
+    assert store.apply_batch([log.started("m1", worker_id="w-b", session="s-b")]) == {4}
+    mission = store.get("m1")
+    assert mission is not None
+    assert (mission.worker_id, mission.worker_session, mission.last_sequence) == ("w-b", "s-b", 2)
+    assert list(store.starters(mission)) == [("w-b", "s-b")]
+
+
+def test_a_duplicate_started_of_a_past_attempt_does_not_change_the_shown_worker(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, worker_id="w-a", session="s-a")
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")
+    log.started("m1", attempt=2, worker_id="w-b", session="s-b")
+    _withdrawn(log.started("m1", attempt=2, worker_id="w-b", session="s-b"))
+    log.started("m1", attempt=1, worker_id="w-c", session="s-c")  # a late copy of attempt 1
+    assert store.apply_batch(log.events) == {6, 7}
+    assert _shown(store) == ("w-b", "s-b")

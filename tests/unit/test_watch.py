@@ -161,6 +161,21 @@ async def test_replay_stops_at_the_head_even_when_the_log_is_ahead(events: Event
     await stream.aclose()
 
 
+async def test_a_gap_at_the_head_ends_the_replay_and_is_never_delivered(events: EventLog) -> None:
+    # The last record the follower applied is one no reader sees (a duplicate): the replay
+    # yields it as a gap, and the stream must not wait for the log to grow past it.
+    created, duplicate = events.created("m1"), events.created("m1")
+    log = FakeLog([created, events_pb2.MissionEvent(sequence=duplicate.sequence)])
+    hub = Hub(head=duplicate.sequence)
+    stream = _watch(hub, log, start=0)
+    assert _seqs([await _next(stream)]) == [1]
+    pending = asyncio.ensure_future(_next(stream))
+    await asyncio.wait_for(log.all_closed.wait(), TIMEOUT)  # the replay ended at the head
+    _follow(log, hub, [events.started("m1")])
+    assert (await pending).sequence == 3
+    await stream.aclose()
+
+
 async def test_after_sequence_resumes_after_that_event(events: EventLog) -> None:
     log = FakeLog([events.created("m1"), events.started("m1"), events.progress("m1", 0.5), events.completed("m1")])
     hub = Hub(head=4)
