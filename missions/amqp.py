@@ -53,7 +53,8 @@ def broker_call(what: str) -> Iterator[None]:
 
     That includes a CancelledError while this task is not being cancelled: aiormq rejects
     the futures pending on a channel it closes with one (its close() default), and let
-    through it would end the task calling the broker as if it had been cancelled.
+    through it would end the task calling the broker as if it had been cancelled; and the
+    bare Exception it rejects them with when a connection closes without a reason.
     """
     try:
         yield
@@ -64,6 +65,13 @@ def broker_call(what: str) -> Iterator[None]:
         raise BrokerUnavailableError(f"{what}: the channel closed under the call") from None
     except BROKER_ERRORS as exc:
         raise BrokerUnavailableError(f"{what}: {exc!r}") from exc
+    except Exception as exc:
+        if type(exc) is not Exception:
+            raise
+        # What aiormq rejects the pending calls of a channel or connection with when it
+        # closes without a reason (seen when the connection is cut under an ack or a
+        # queue declaration): the broker is gone, not a bug of ours.
+        raise BrokerUnavailableError(f"{what}: the connection closed under the call") from exc
 
 
 # A retry queue lives this long past the last message routed to it (each publish

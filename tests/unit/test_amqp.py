@@ -60,6 +60,17 @@ async def test_broker_errors_become_broker_unavailable_and_keep_their_cause(erro
     assert raised.value.__cause__ is error
 
 
+async def test_the_bare_exception_aiormq_rejects_calls_with_when_a_connection_closes_is_broker_unavailable() -> None:
+    # aiormq's FutureStore.reject_all(None) on a connection closed without a reason.
+    ack = asyncio.get_running_loop().create_future()
+    ack.set_exception(Exception)
+    with (
+        pytest.raises(BrokerUnavailableError, match=r"^ack: the connection closed under the call$"),
+        broker_call("ack"),
+    ):
+        await ack
+
+
 async def test_other_errors_pass_through() -> None:
     with pytest.raises(ValueError, match="a bug"), broker_call("publish"):
         raise ValueError("a bug")
