@@ -620,7 +620,10 @@ class GetStatsResponse(_message.Message):
     active_workers: _builtins.int
     """Workers whose heartbeats arrive on time."""
     last_sequence: _builtins.int
-    """Sequence of the last event this replica has applied."""
+    """Sequence of the last log record this replica has applied: a position to resume
+    WatchEvents after. It can be that of a record no reader sees (a duplicate), so a
+    watcher may never receive an event with exactly this sequence.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
         """Number of missions in each state (states with no mission are omitted)."""
