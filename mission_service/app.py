@@ -23,6 +23,7 @@ from mission_service.metrics import ServiceMetrics
 from mission_service.operations import MissionOperations, OperationsConfig
 from mission_service.quota import StreamQuota
 from mission_service.reaper import Reaper
+from mission_service.recent import RecentEvents
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings, is_loopback
 from mission_service.state_lock import StateLock
@@ -85,7 +86,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             metrics.count_applied(batch)
             hub.publish(batch)
 
-        follower = LogFollower(log_connection, names, store, applied)
+        recent = RecentEvents(store.checkpoint(), settings.recent_events, settings.recent_bytes)
+        follower = LogFollower(log_connection, names, store, applied, recent=recent)
         metrics.sample(hub, follower)
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from mission_service.app import serve
 from mission_service.limit_flags import add_limit_options, limits_from_args
+from mission_service.recent import DEFAULT_RECENT_BYTES, DEFAULT_RECENT_EVENTS
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.tokens import TokenTable, hash_token
 from mission_service.watch import DEFAULT_BUFFER
@@ -73,6 +74,21 @@ def build_parser() -> argparse.ArgumentParser:
         help="events a WatchEvents subscriber may have waiting before it is cut off as too slow"
         f" (RESOURCE_EXHAUSTED), default {DEFAULT_BUFFER} [MISSIONS_WATCH_BUFFER]",
     )
+    parser.add_argument(
+        "--recent-events",
+        type=int,
+        default=int(env("RECENT_EVENTS", str(DEFAULT_RECENT_EVENTS))),
+        help="latest events kept in memory, so that a WatchEvents stream starting among them (a"
+        " client watching the mission it just submitted) never reads the broker's log; 0: none,"
+        f" default {DEFAULT_RECENT_EVENTS} [MISSIONS_RECENT_EVENTS]",
+    )
+    parser.add_argument(
+        "--recent-events-bytes",
+        type=int,
+        default=int(env("RECENT_EVENTS_BYTES", str(DEFAULT_RECENT_BYTES))),
+        help="bound of those events' encoded size, the oldest dropped first, default"
+        f" {DEFAULT_RECENT_BYTES} (32 MiB) [MISSIONS_RECENT_EVENTS_BYTES]",
+    )
     add_metrics_listen_option(parser)
     add_tracing_option(parser)
     _add_security_options(parser)
@@ -86,8 +102,9 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
     for flag in ("reap_interval", "watch_heartbeat", "watch_buffer"):
         if getattr(args, flag) <= 0:
             parser.error(f"--{flag.replace('_', '-')} must be positive")
-    if args.shutdown_grace < 0:
-        parser.error("--shutdown-grace must not be negative")
+    for flag in ("shutdown_grace", "recent_events", "recent_events_bytes"):
+        if getattr(args, flag) < 0:
+            parser.error(f"--{flag.replace('_', '-')} must not be negative")
     settings = ServiceSettings(
         amqp_url=args.amqp_url,
         namespace=args.namespace,
@@ -97,6 +114,8 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         reap_interval=timedelta(seconds=args.reap_interval),
         watch_heartbeat=timedelta(seconds=args.watch_heartbeat),
         watch_buffer=args.watch_buffer,
+        recent_events=args.recent_events,
+        recent_bytes=args.recent_events_bytes,
         limits=limits_from_args(args, parser),
         retention=retention_from_args(args),
         tls=_server_tls(parser, args),

@@ -21,6 +21,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
+from mission_service.recent import RecentEvents
 from mission_service.store import MissionStore
 from missions import codec
 from missions.errors import DecodeError
@@ -49,11 +50,15 @@ class LogFollower:
         store: MissionStore,
         on_batch: BatchListener,
         read: ReadLog | None = None,
+        recent: RecentEvents | None = None,
     ) -> None:
-        """``read``: how ``replay`` reads the log (read_log on ``connection`` by default)."""
+        """``read``: how ``replay`` reads the log (read_log on ``connection`` by default);
+        ``recent``: the window of latest events replays start from when they can (default
+        bounds if None)."""
         self._connection = connection
         self._names = names
         self._read = read or functools.partial(read_log, connection, names)
+        self.recent = RecentEvents(store.checkpoint()) if recent is None else recent
         self._store = store
         self._on_batch = on_batch
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
@@ -117,6 +122,9 @@ class LogFollower:
         batch = [event for event in batch if event.sequence > self.position]
         if not batch:
             return
+        if batch[0].sequence > self.position + 1:
+            # The log's retention dropped what lies between: no replay may start there from memory.
+            self.recent.restart(batch[0].sequence - 1)
         # Gaps (decoded events never lack an id) only move the position.
         events = [event for event in batch if event.id]
         duplicates = self._store.apply_batch(events)
@@ -128,13 +136,22 @@ class LogFollower:
         if duplicates:
             events = [event for event in events if event.sequence not in duplicates]
         if events:
+            self.recent.extend(events)
             self._on_batch(events)
 
     async def replay(self, after_sequence: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
-        """The log's events after ``after_sequence`` (read_log), each duplicate replaced by a
-        gap (an event with only its sequence), up to where this follower has applied the
-        log; then on, unfiltered: callers stop there and continue with the live events
-        (watch.watch)."""
+        """The log's events after ``after_sequence``, up to where this follower has applied it
+        (callers stop there and continue with the live events: watch.watch).
+
+        From the window of recent events when it reaches back that far, without a broker
+        round trip. Otherwise from the log (read_log), each duplicate replaced by a gap (an
+        event with only its sequence), and past the follower's position unfiltered.
+        """
+        recent = self.recent.after(after_sequence)
+        if recent is not None:
+            for event in recent:
+                yield event
+            return
         duplicates = self._store.duplicates_after(after_sequence)
         async with contextlib.aclosing(self._read(after_sequence)) as events:
             async for event in events:

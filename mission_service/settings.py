@@ -7,6 +7,7 @@ import pathlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from mission_service.recent import DEFAULT_RECENT_BYTES, DEFAULT_RECENT_EVENTS
 from mission_service.validation import Limits
 from mission_service.watch import DEFAULT_BUFFER
 from missions.amqp import LogRetention, redact_url
@@ -42,6 +43,9 @@ class ServiceSettings:
         reap_interval: how often lost workers' attempts are looked for, default 1 s.
         watch_heartbeat: idle time after which a WatchEvents stream gets a heartbeat, 15 s.
         watch_buffer: events a WatchEvents subscriber may have waiting before it is cut off.
+        recent_events, recent_bytes: bounds of the window of latest events kept in memory,
+            from which WatchEvents replays that start inside it are served without the
+            broker (mission_service/recent.py); 0 events turns it off.
         retention: event log retention (see LogRetention).
         limits: input limits (see Limits).
         tls: server certificate and key, and the client CA that turns on mTLS
@@ -64,6 +68,8 @@ class ServiceSettings:
     reap_interval: timedelta = timedelta(seconds=1)
     watch_heartbeat: timedelta = timedelta(seconds=15)
     watch_buffer: int = DEFAULT_BUFFER
+    recent_events: int = DEFAULT_RECENT_EVENTS
+    recent_bytes: int = DEFAULT_RECENT_BYTES
     retention: LogRetention = field(default_factory=LogRetention)
     limits: Limits = field(default_factory=Limits)
     tls: TlsFiles | None = None

@@ -27,6 +27,7 @@ from grpc_status import rpc_status
 from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower
 from mission_service.operations import MissionOperations, OperationsConfig
+from mission_service.recent import DEFAULT_RECENT_EVENTS, RecentEvents
 from mission_service.servicer import MissionServicer
 from mission_service.store import MissionStore
 from mission_service.validation import Limits, encode_page_token
@@ -71,6 +72,8 @@ class FakeBroker:
         self.held = 0
         self.holding = asyncio.Condition()
         self.depths_asked: list[list[str]] = []
+        self.replays: list[int] = []  # the position of each replay of the log
+        self.replaying = asyncio.Event()  # set by the first replay
 
     async def publish(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
@@ -126,6 +129,8 @@ class FakeBroker:
         Unlike read_log it stops at the end of the log instead of following it; watch()
         stops at the hub's head, which the log always reaches, so it never notices.
         """
+        self.replays.append(after)
+        self.replaying.set()
         index = after
         while index < len(self.log):
             event = events_pb2.MissionEvent()
@@ -205,16 +210,22 @@ def _success_events(mission: M.Mission, **result: Any) -> list[events_pb2.Missio
 
 
 @contextlib.asynccontextmanager
-async def running_service(buffer: int = 10_000, clock: Callable[[], float] = time.monotonic) -> AsyncIterator[Service]:
+async def running_service(
+    buffer: int = 10_000, clock: Callable[[], float] = time.monotonic, recent_events: int = DEFAULT_RECENT_EVENTS
+) -> AsyncIterator[Service]:
     """The servicer on a real grpc.aio server; ``buffer`` is each watcher's live buffer.
 
     ``clock`` drives the worker registry, which heartbeats reach through ``Service.workers``.
+    ``recent_events`` bounds the window replays are served from before the (fake) log.
     """
     store = MissionStore(":memory:")
     hub = ObservedHub(head=store.checkpoint(), buffer=buffer)
     # The follower's broker connection is never used: the fake broker feeds its apply loop.
     broker = FakeBroker()
-    follower = LogFollower(cast(AbstractConnection, None), Topology("unit"), store, hub.publish, broker.replay)
+    recent = RecentEvents(store.checkpoint(), max_events=recent_events)
+    follower = LogFollower(
+        cast(AbstractConnection, None), Topology("unit"), store, hub.publish, broker.replay, recent=recent
+    )
     workers = WorkerRegistry(clock)
     publisher = cast(EventPublisher, broker)
     operations = MissionOperations(
@@ -810,7 +821,15 @@ async def test_a_submission_whose_created_comes_second_in_the_log_sends_no_work(
     assert (stored.submitted_by, stored.last_sequence) == ("elsewhere", 1)  # ours changed nothing
 
 
-async def test_readers_never_see_a_second_creation_or_a_second_start(service: Service) -> None:
+@pytest.fixture(params=["from-memory", "from-the-log"])
+async def either_replay(request: pytest.FixtureRequest) -> AsyncIterator[Service]:
+    """A service whose replays come from its window of recent events, or from the log."""
+    async with running_service(recent_events=DEFAULT_RECENT_EVENTS if request.param == "from-memory" else 0) as service:
+        yield service
+
+
+async def test_readers_never_see_a_second_creation_or_a_second_start(either_replay: Service) -> None:
+    service = either_replay
     mission = await service.submit(idempotency_key="k")
     live = service.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]), timeout=TIMEOUT)
     seen = live.__aiter__()
@@ -1138,3 +1157,47 @@ async def test_watching_a_redriven_mission_continues_past_its_old_dead_letter(se
         pumping.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pumping
+
+
+async def test_a_watch_that_starts_in_the_window_of_recent_events_never_reads_the_log(service: Service) -> None:
+    mission = await service.submit()
+    await service.run_to_completion(mission)
+    request = pb.WatchEventsRequest(mission_ids=[mission.id])
+    replayed = [response.event async for response in service.stub.WatchEvents(request, timeout=TIMEOUT)]
+    assert [event.type for event in replayed] == [
+        E.EVENT_TYPE_CREATED,
+        E.EVENT_TYPE_STARTED,
+        E.EVENT_TYPE_PROGRESS,
+        E.EVENT_TYPE_COMPLETED,
+    ]
+    assert service.broker.replays == []
+
+
+async def test_a_watch_from_before_the_window_reads_the_log() -> None:
+    async with running_service(recent_events=2) as service:
+        mission = await service.submit()
+        await service.run_to_completion(mission)  # 4 events: the window holds the last 2
+        request = pb.WatchEventsRequest(after_sequence=1)
+        call = service.stub.WatchEvents(request, timeout=TIMEOUT)
+        stream = call.__aiter__()
+        resumed = [(await asyncio.wait_for(anext(stream), TIMEOUT)).event.sequence for _ in range(3)]
+        call.cancel()
+        assert resumed == [2, 3, 4]
+        assert service.broker.replays == [1]
+
+
+async def test_events_the_follower_never_read_are_not_served_from_memory(service: Service) -> None:
+    mission = await service.submit()  # sequence 1
+    # The follower resumes at sequence 10: the log's retention dropped 2..9 meanwhile.
+    later = _worker_event(mission, E.EVENT_TYPE_STARTED)
+    later.sequence = 10
+    applied = service.follower.expect(later.id)
+    service.broker.follower_inbox.put_nowait(later)
+    await asyncio.wait_for(applied, TIMEOUT)
+    call = service.stub.WatchEvents(pb.WatchEventsRequest(after_sequence=1), timeout=TIMEOUT)
+    waiting = asyncio.ensure_future(anext(call.__aiter__()))  # the fake log holds nothing after 1
+    await asyncio.wait_for(service.broker.replaying.wait(), TIMEOUT)
+    call.cancel()
+    with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
+        await waiting
+    assert service.broker.replays == [1]
