@@ -18,7 +18,7 @@ import grpc
 from bench.limits import Deadline
 from bench.measure import cpu_seconds, own_cpu_seconds, pids_named, read_machine, read_process
 from bench.stack import running_stack, service_pid, worker_pids
-from bench.stats import latency_figures
+from bench.stats import LATENCY_QUANTILES, latency_figures, percentile
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 from tests.support import Stack
 
@@ -189,9 +189,13 @@ async def throughput(
 
 
 async def latency(ours: OurStack, *, missions: int, warmup: int, deadline: Deadline) -> dict[str, float]:
-    """Sequential missions, one worker: SubmitMission's round trip and submit -> COMPLETED seen on WatchEvents."""
+    """Sequential missions, one worker: SubmitMission's round trip, submit -> COMPLETED seen
+    on a long-lived WatchEvents of every event, and (``own_*``) on a WatchEvents of the
+    mission alone that the client opens once SubmitMission has answered, as ``missionctl
+    submit --wait`` does and most clients will."""
     submit: list[float] = []
     done: list[float] = []
+    own: list[float] = []
     async with (
         ours.start(1) as stack,
         grpc.aio.insecure_channel(stack.target) as channel,
@@ -203,11 +207,24 @@ async def latency(ours: OurStack, *, missions: int, warmup: int, deadline: Deadl
                 started = time.perf_counter()
                 response = await stub.SubmitMission(_NOOP, timeout=_RPC_TIMEOUT_S)
                 submitted = time.perf_counter()
+                seen = await _own_completed(stub, response.mission.id)
                 arrived = await watch.arrival(response.mission.id)
                 if number >= warmup:
                     submit.append(submitted - started)
                     done.append(arrived - started)
-    return {**latency_figures(submit, done), "load1": load1}
+                    own.append(seen - started)
+    figures = latency_figures(submit, done)
+    figures.update({f"own_p{round(q * 100)}_s": percentile(own, q) for q in LATENCY_QUANTILES})
+    return {**figures, "load1": load1}
+
+
+async def _own_completed(stub: Stub, mission_id: str) -> float:
+    """When a WatchEvents of ``mission_id`` alone, opened now, delivered its COMPLETED (perf_counter)."""
+    request = mission_service_pb2.WatchEventsRequest(mission_ids=[mission_id])
+    async for response in stub.WatchEvents(request, timeout=_RPC_TIMEOUT_S):
+        if response.event.type == events_pb2.EVENT_TYPE_COMPLETED:
+            return time.perf_counter()
+    raise RuntimeError(f"the watch of mission {mission_id} ended before its COMPLETED")
 
 
 def _signal_all(pids: Sequence[int], signum: int) -> None:

@@ -103,6 +103,24 @@ def _latency(collected: Collected) -> str:
     )
 
 
+def _own_watch(collected: Collected) -> str:
+    """Ours only: the same missions seen on a WatchEvents opened after each submit, and on
+    the long-lived one; the difference is what watching one's own mission costs."""
+    side = ours_label(1)
+    rows = []
+    for q in LATENCY_QUANTILES:
+        name = f"p{round(q * 100)}"
+        own, live = (collected.get("latency", side, f"{kind}_{name}_s") for kind in ("own", "done"))
+        difference = f"{1000.0 * (own.median - live.median):+.2f}" if own.runs and live.runs else "n/a"
+        rows.append([name, own.format(2, 1000.0), live.format(2, 1000.0), difference])
+    return (
+        "### 2b. Watching one's own mission (ms, ours)\n\n"
+        "submit, then WatchEvents of that mission alone until COMPLETED (missionctl submit --wait),"
+        " against the same missions on a long-lived WatchEvents of every event\n\n"
+        + _table(["", "own watch", "long-lived watch", "difference of medians"], rows)
+    )
+
+
 _COST_FIGURES = [
     ("cpu_service_per_1000", "CPU s / 1,000: mission-service", 2),
     ("cpu_worker_per_1000", "CPU s / 1,000: worker(s)", 2),
@@ -153,6 +171,7 @@ def render(collected: Collected, conditions: Mapping[str, str], ours_workers: Se
         parts.append(_throughput(collected, ours[:2]))
     if "latency" in collected.values:
         parts.append(_latency(collected))
+        parts.append(_own_watch(collected))
     if "throughput" in collected.values:
         parts.append(_cost(collected, ours[:2]))
     if len(ours) > 2 or "backlog" in collected.values:

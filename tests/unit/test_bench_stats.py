@@ -57,3 +57,11 @@ def test_render_pairs_ours_with_each_celery_side() -> None:
     collected.add("throughput", "Celery (no events)", {"per_s": 1250.0})
     text = render(collected, {"python": "CPython"}, [1])
     assert "| ours, 1 worker: missions/s | 500 | 1,000 | 0.50x | 1,250 | 0.40x |" in text
+
+
+def test_render_shows_what_watching_ones_own_mission_adds() -> None:
+    collected = Collected()
+    figures = {f"{kind}_p{p}_s": value for kind, value in (("own", 0.009), ("done", 0.006)) for p in (50, 90, 99)}
+    collected.add("latency", ours_label(1), figures)
+    text = render(collected, {"python": "CPython"}, [1])
+    assert "| p50 | 9.00 | 6.00 | +3.00 |" in text
