@@ -22,6 +22,7 @@ from mission_service.watch import Hub, Idle, LogReplay, watch
 from mission_service.workers import WorkerRegistry
 from missions.errors import (
     AlreadyExistsError,
+    BrokerUnavailableError,
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
@@ -53,6 +54,9 @@ class OperationsConfig:
     source: str
     limits: Limits
     read_your_writes_timeout: float = 5.0
+    # How long SubmitMission and RedriveMission wait for their event and its work message
+    # before answering UNAVAILABLE (the work message still follows once it can).
+    queue_timeout: float = 5.0
     watch_heartbeat: timedelta = timedelta(seconds=15)
 
 
@@ -174,10 +178,19 @@ class MissionOperations:
         self, event: events_pb2.MissionEvent, priority: int | None = None, *, dispatch: bool = False
     ) -> None:
         """Publish ``event``, then (``dispatch``) its work message, and wait until this
-        replica's store reflects it (bounded, unless ``dispatch``: the work message waits
-        for the log to show the event)."""
+        replica's store reflects it (bounded: a write without a work message returns after
+        5 s anyway, one with a work message raises BrokerUnavailableError then)."""
         if dispatch:
-            await self._dispatcher.append(event, priority, self.publish)
+            queuing = self._dispatcher.append(event, priority, self.publish)
+            try:
+                await asyncio.wait_for(queuing, self._config.queue_timeout)
+            except TimeoutError:
+                # A client must hear promptly; the dispatch goes on without it.
+                raise BrokerUnavailableError(
+                    f"mission {event.mission_id} not queued within {self._config.queue_timeout:g} s (the broker"
+                    " or this replica's log is slow or away); it may exist and run: retry with the same"
+                    " idempotency key"
+                ) from None
             return
         applied = self._follower.expect(event.id)
         try:

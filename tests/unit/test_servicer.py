@@ -211,7 +211,10 @@ def _success_events(mission: M.Mission, **result: Any) -> list[events_pb2.Missio
 
 @contextlib.asynccontextmanager
 async def running_service(
-    buffer: int = 10_000, clock: Callable[[], float] = time.monotonic, recent_events: int = DEFAULT_RECENT_EVENTS
+    buffer: int = 10_000,
+    clock: Callable[[], float] = time.monotonic,
+    recent_events: int = DEFAULT_RECENT_EVENTS,
+    queue_timeout: float = 5.0,
 ) -> AsyncIterator[Service]:
     """The servicer on a real grpc.aio server; ``buffer`` is each watcher's live buffer.
 
@@ -229,7 +232,9 @@ async def running_service(
     workers = WorkerRegistry(clock)
     publisher = cast(EventPublisher, broker)
     operations = MissionOperations(
-        OperationsConfig(namespace="unit", source="mission-service/tests", limits=Limits()),
+        OperationsConfig(
+            namespace="unit", source="mission-service/tests", limits=Limits(), queue_timeout=queue_timeout
+        ),
         publisher,
         Dispatcher(Outbox(publisher), follower.expect),
         store,
@@ -648,6 +653,27 @@ async def test_a_work_message_the_broker_does_not_confirm_is_retried_until_it_is
     [(work, _, logged)] = service.broker.work
     assert (work.mission_id, logged) == (mission.id, 1)
     assert service.broker.dispatch_failures == 0
+
+
+async def test_a_submission_whose_work_message_stays_unconfirmed_is_unavailable_promptly_and_still_queued(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(outbox_module, "_FIRST_RETRY_S", 0.001)
+    monkeypatch.setattr(outbox_module, "_MAX_RETRY_S", 0.01)
+    async with running_service(queue_timeout=0.2) as service:
+        service.broker.dispatch_failures = 10**9  # the broker died after confirming CREATED
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await service.submit(idempotency_key="k")
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert _reason(raised.value) == "BROKER_UNAVAILABLE"
+        assert "retry with the same idempotency key" in (raised.value.details() or "")
+        service.broker.dispatch_failures = 0  # back: the work message goes out without the client
+        async with asyncio.timeout(TIMEOUT):
+            while not service.broker.work:
+                service.broker.dispatched.clear()
+                await service.broker.dispatched.wait()
+        [(work, _, _)] = service.broker.work
+        assert work.mission_id == service.operations.mission_id_for("k")
 
 
 async def test_a_created_stored_without_a_confirm_still_gets_its_work_message_once_the_log_shows_it(
