@@ -147,7 +147,7 @@ class MissionOperations:
         (another one with the same id when a concurrent submission's CREATED came first)."""
         event = _work(mission, self._config.source, correlation_id)
         await self._append(event, priority=mission.priority, dispatch=True)
-        log.info(
+        log.debug(
             "mission %s (%s) queued",
             mission.id,
             mission.type,

@@ -44,7 +44,7 @@ def outcome_events(
         done = event(E.EVENT_TYPE_COMPLETED)
         done.completed.result.CopyFrom(outcome.result)
         done.completed.duration.CopyFrom(duration(outcome.duration))
-        log.info("mission %s attempt %d succeeded in %s", mission.id, mission.attempt, outcome.duration)
+        log.debug("mission %s attempt %d succeeded in %s", mission.id, mission.attempt, outcome.duration)
         return [done]
     assert outcome.error is not None
     error = outcome.error

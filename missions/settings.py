@@ -58,7 +58,11 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
         default=env("NAMESPACE", "missions"),
         help="prefix of every exchange and queue [MISSIONS_NAMESPACE]",
     )
-    parser.add_argument("--log-level", default=env("LOG_LEVEL", "INFO"), help="[MISSIONS_LOG_LEVEL]")
+    parser.add_argument(
+        "--log-level",
+        default=env("LOG_LEVEL", "INFO"),
+        help="DEBUG adds a line per mission queued, attempt started and attempt succeeded [MISSIONS_LOG_LEVEL]",
+    )
     parser.add_argument(
         "--log-format", choices=("text", "json"), default=env("LOG_FORMAT", "text"), help="[MISSIONS_LOG_FORMAT]"
     )

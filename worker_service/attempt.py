@@ -141,7 +141,7 @@ class Attempts:
                 await self._withdraw(begun)
                 return None
             self._metrics.attempt_started(work, begun)
-            log.info("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
+            log.debug("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
             timeout = mission.timeout.ToTimedelta() if mission.HasField("timeout") else timedelta(0)
             outcome = await run_attempt(
                 self._registry, ctx, mission.payload, timeout or settings.default_timeout, settings.cancel_grace

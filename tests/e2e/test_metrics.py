@@ -49,9 +49,10 @@ def _json_lines(process: Process) -> Iterator[dict[str, object]]:
 
 async def test_service_and_worker_metrics_move_with_the_missions(stack: Stack) -> None:
     service_port, worker_port = free_port(), free_port()
-    service = await stack.start_service("--metrics-listen", f"127.0.0.1:{service_port}", "--log-format", "json")
+    logs = ("--log-format", "json", "--log-level", "DEBUG")
+    service = await stack.start_service("--metrics-listen", f"127.0.0.1:{service_port}", *logs)
     worker = stack.start_worker(
-        *("--metrics-listen", f"127.0.0.1:{worker_port}", "--log-format", "json"),
+        *("--metrics-listen", f"127.0.0.1:{worker_port}", *logs),
         *("--retry-base", "0.01", "--retry-max", "0.05"),
     )
     before = await _scrape(service_port)
@@ -109,7 +110,7 @@ async def test_service_and_worker_metrics_move_with_the_missions(stack: Stack) -
     assert ("missions_worker_waiting", frozenset()) in worker_metrics
     assert "missions_submitted_total" not in {name for name, _ in worker_metrics}  # the service's alone
 
-    # One JSON line per accepted submission and per attempt started, naming the mission.
+    # At DEBUG, one JSON line per accepted submission and per attempt started, naming the mission.
     for index, mission in enumerate(missions):
         fields = {"mission_id": mission.id, "correlation_id": f"corr-{index}"}
         queued = [e for e in _json_lines(service) if fields.items() <= e.items() and "queued" in str(e["message"])]
