@@ -143,7 +143,18 @@ def _cost(collected: Collected, ours: Sequence[str]) -> str:
 
 
 def _scaling(collected: Collected, ours: Sequence[str]) -> str:
-    rows = [[f"{side}: missions/s", collected.get("throughput", side, "per_s").format()] for side in ours]
+    rows = []
+    one_worker = collected.get("throughput", ours_label(1), "cpu_broker_per_1000")
+    for side in ours:
+        broker = collected.get("throughput", side, "cpu_broker_per_1000")
+        rows.append([f"{side}: missions/s", collected.get("throughput", side, "per_s").format()])
+        # Per-mission broker work that grows with the workers is what adding workers costs.
+        rows.append(
+            [
+                f"{side}: broker CPU ms per mission (/ 1 worker's)",
+                f"{broker.format(2)} ({_ratio(ratio(broker, one_worker))})",
+            ]
+        )
     backlog = collected.values.get("backlog", {}).get(BACKLOG, {})
     for figure in sorted(backlog, key=_depth):
         spread_ = collected.get("backlog", BACKLOG, figure)

@@ -17,7 +17,8 @@ interleaving the sides so that noise hits them alike):
 3. the Celery figures and our ratio to them, pair by pair (in tables 1 and 2);
 4. cost per mission, from /proc: CPU per 1,000 missions of each process and the broker, peak
    RSS, events published per mission (from the throughput runs);
-5. scaling: throughput with each of ``--scaling-workers``, the drain rate of a backlog of
+5. scaling: throughput with each of ``--scaling-workers`` and the broker's CPU per mission
+   with each (against 1 worker's: per-worker fan-out shows there), the drain rate of a backlog of
    ``--missions`` already queued, and how a probe's latency grows with the queue's depth.
 """
 

@@ -65,3 +65,11 @@ def test_render_shows_what_watching_ones_own_mission_adds() -> None:
     collected.add("latency", ours_label(1), figures)
     text = render(collected, {"python": "CPython"}, [1])
     assert "| p50 | 9.00 | 6.00 | +3.00 |" in text
+
+
+def test_render_shows_the_broker_cost_per_mission_for_each_worker_count() -> None:
+    collected = Collected()
+    collected.add("throughput", ours_label(1), {"per_s": 300.0, "cpu_broker_per_1000": 2.0})
+    collected.add("throughput", ours_label(4), {"per_s": 280.0, "cpu_broker_per_1000": 3.0})
+    text = render(collected, {"python": "CPython"}, [1, 2, 4])
+    assert "| ours, 4 workers: broker CPU ms per mission (/ 1 worker's) | 3.00 (1.50x) |" in text
