@@ -182,8 +182,9 @@ async def throughput(
         "cpu_client_per_1000": cpu[3],
         "peak_rss_service_mib": rss_service / 1024,
         "peak_rss_worker_mib": rss_worker / 1024,
-        # The namespace is fresh: every record in its log belongs to these missions.
-        "events_per_mission": stats.last_sequence / missions,
+        # The namespace is fresh: every event in its log belongs to these missions.
+        "events_per_mission": stats.events_read / missions,
+        "events_per_record": stats.events_read / max(1, stats.records_read),
         "load1": load1,
     }
 

@@ -65,6 +65,8 @@ class LogFollower:
         self.attached = asyncio.Event()
         self.position = store.checkpoint()
         self.skipped = 0  # log records that did not decode
+        self.records_read = 0
+        self.events_read = 0
 
     def expect(self, event_id: str) -> asyncio.Future[bool]:
         """A future resolved once the event has been applied to the store: True, or False when
@@ -93,22 +95,31 @@ class LogFollower:
         # The raw stream rather than read_log, which skips undecodable records unseen: the
         # follower counts them and moves its position past them.
         records = read_stream(
-            self._connection, self._names.log_queue, self.position, attached=self.attached, strict=self.position > 0
+            self._connection,
+            self._names.log_queue,
+            codec.offset_after(self.position),
+            attached=self.attached,
+            strict=self.position > 0,
         )
         async with contextlib.aclosing(records) as stream:
             async for offset, message in stream:
-                await inbox.put(self._event_at(offset, message))
+                for event in self._events_at(offset, message):
+                    await inbox.put(event)
 
-    def _event_at(self, offset: int, message: AbstractIncomingMessage) -> events_pb2.MissionEvent:
-        """The event of a log record; for one that does not decode, a gap: an event without id."""
+    def _events_at(self, offset: int, message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
+        """The events of a log record; for one that does not decode, a gap: an event without id."""
         try:
-            event = codec.decode(message.body, message.headers, message.type)
+            events = codec.decode_record(message.body, message.headers, message.type)
         except DecodeError as exc:
             self.skipped += 1
-            log.warning("skipping undecodable log record at sequence %d: %s", offset + 1, exc)
-            event = events_pb2.MissionEvent()
-        event.sequence = offset + 1
-        return event
+            log.warning("skipping undecodable log record at sequence %d: %s", codec.sequence_at(offset), exc)
+            events = [events_pb2.MissionEvent()]
+        else:
+            self.events_read += len(events)
+        self.records_read += 1
+        for index, event in enumerate(events):
+            event.sequence = codec.sequence_at(offset, index)
+        return events
 
     async def _apply(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
         while True:
@@ -122,8 +133,9 @@ class LogFollower:
         batch = [event for event in batch if event.sequence > self.position]
         if not batch:
             return
-        if batch[0].sequence > self.position + 1:
-            # The log's retention dropped what lies between: no replay may start there from memory.
+        if batch[0].sequence > codec.next_record_start(self.position):
+            # Past the start of the next record: the log's retention dropped what lies
+            # between, so no replay may start there from memory.
             self.recent.restart(batch[0].sequence - 1)
         # Gaps (decoded events never lack an id) only move the position.
         events = [event for event in batch if event.id]

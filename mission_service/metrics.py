@@ -151,4 +151,16 @@ class ServiceMetrics:
         Gauge(
             "missions_log_position", "Sequence of the last log event this replica applied.", registry=self.registry
         ).set_function(lambda: follower.position)
+        register_sampled_counter(
+            self.registry,
+            "missions_log_events_read_total",
+            "Events this replica read from the log (duplicates included); sequences have gaps, count with this.",
+            {(): lambda: follower.events_read},
+        )
+        register_sampled_counter(
+            self.registry,
+            "missions_log_records_read_total",
+            "Log records this replica read; events per record show how much group commit shares.",
+            {(): lambda: follower.records_read},
+        )
         register_undecodable(self.registry, "log", lambda: follower.skipped)

@@ -23,8 +23,9 @@ __all__ = ["MissionStore", "Page"]
 
 log = logging.getLogger(__name__)
 
-# Bump when the tables change: an older file is dropped and rebuilt from the log.
-SCHEMA_VERSION = 3
+# Bump when the tables or the sequences in them change (4: sequences of group commit):
+# an older file is dropped and rebuilt from the log.
+SCHEMA_VERSION = 4
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
 # good if the worker died in between (the Reaper finishes those). A partial index finds

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
@@ -22,14 +22,24 @@ __all__ = [
     "Identity",
     "dead_letter_copy",
     "decode",
+    "decode_record",
     "encode",
+    "encode_batch",
     "identity",
+    "next_record_start",
+    "offset_after",
     "persistent_copy",
+    "sequence_at",
     "stream_offset",
 ]
 
 CONTENT_TYPE = "application/x-protobuf"
 MESSAGE_TYPE = "missions.v1.MissionEvent"
+BATCH_MESSAGE_TYPE = "missions.v1.EventBatch"
+# A log record holds at most this many events: the event at ``index`` in the record at
+# stream offset ``offset`` has sequence (offset + 1) * SEQUENCES_PER_RECORD + index. Fixed
+# for good: every reader derives the same sequences from it, and clients keep them.
+SEQUENCES_PER_RECORD = 1000
 SCHEMA_HEADER = "x-missions-schema"
 SCHEMA_VERSION = 1
 STREAM_OFFSET_HEADER = "x-stream-offset"
@@ -88,23 +98,86 @@ def encode(event: events_pb2.MissionEvent, priority: int | None = None) -> aio_p
     )
 
 
+def encode_batch(events: Sequence[events_pb2.MissionEvent]) -> aio_pika.Message:
+    """A persistent AMQP message carrying several events, for the log (an EventBatch record).
+
+    It has no identity or trace headers: those describe one event.
+    """
+    if not 1 < len(events) <= SEQUENCES_PER_RECORD:
+        raise ValueError(f"a batch record holds 2 to {SEQUENCES_PER_RECORD} events, not {len(events)}")
+    return aio_pika.Message(
+        body=events_pb2.EventBatch(events=events).SerializeToString(),
+        content_type=CONTENT_TYPE,
+        type=BATCH_MESSAGE_TYPE,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        headers={SCHEMA_HEADER: SCHEMA_VERSION},
+    )
+
+
 def decode(body: bytes, headers: Mapping[str, Any] | None, message_type: str | None) -> events_pb2.MissionEvent:
     """Parse a message body, rejecting anything that is not a known MissionEvent schema."""
     if message_type != MESSAGE_TYPE:
         raise DecodeError(f"unexpected message type {_shown(message_type)}")
-    schema = (headers or {}).get(SCHEMA_HEADER)
-    if schema != SCHEMA_VERSION:
-        raise DecodeError(f"unknown schema version {_shown(schema)}")
+    _check_schema(headers)
     event = events_pb2.MissionEvent()
     try:
         event.ParseFromString(body)
     except ProtobufDecodeError as exc:
         raise DecodeError(f"malformed MissionEvent: {exc}") from exc
+    _check(event)
+    return event
+
+
+def decode_record(
+    body: bytes, headers: Mapping[str, Any] | None, message_type: str | None
+) -> list[events_pb2.MissionEvent]:
+    """The events of a log or control stream record, a MissionEvent or an EventBatch, in order.
+
+    A batch is rejected whole if any of its events is.
+    """
+    if message_type != BATCH_MESSAGE_TYPE:
+        return [decode(body, headers, message_type)]
+    _check_schema(headers)
+    batch = events_pb2.EventBatch()
+    try:
+        batch.ParseFromString(body)
+    except ProtobufDecodeError as exc:
+        raise DecodeError(f"malformed EventBatch: {exc}") from exc
+    if not 0 < len(batch.events) <= SEQUENCES_PER_RECORD:
+        raise DecodeError(f"an EventBatch of {len(batch.events)} events")
+    for event in batch.events:
+        _check(event)
+    return list(batch.events)
+
+
+def _check_schema(headers: Mapping[str, Any] | None) -> None:
+    schema = (headers or {}).get(SCHEMA_HEADER)
+    if schema != SCHEMA_VERSION:
+        raise DecodeError(f"unknown schema version {_shown(schema)}")
+
+
+def _check(event: events_pb2.MissionEvent) -> None:
     if not event.id or not event.mission_id or event.WhichOneof("details") is None:
         raise DecodeError("MissionEvent lacks id, mission_id or details")
     if _DETAILS.get(event.type) != event.WhichOneof("details"):
         raise DecodeError(f"event type {event.type} does not match its details")
-    return event
+
+
+def sequence_at(offset: int, index: int = 0) -> int:
+    """The sequence of the event at ``index`` in the log record at stream ``offset``."""
+    return (offset + 1) * SEQUENCES_PER_RECORD + index
+
+
+def offset_after(sequence: int) -> int:
+    """The stream offset of the first record that can hold an event after ``sequence``: that
+    of ``sequence`` itself, or of the next record if ``sequence`` is the last a record can hold."""
+    return max(0, (sequence + 1) // SEQUENCES_PER_RECORD - 1)
+
+
+def next_record_start(sequence: int) -> int:
+    """The sequence of the first event of the record after the one that holds ``sequence``
+    (of the log's first record, for a position before the log)."""
+    return sequence_at(sequence // SEQUENCES_PER_RECORD)
 
 
 def stream_offset(headers: Mapping[str, Any] | None) -> int:

@@ -1,4 +1,4 @@
-"""Publishing events (one confirmed message each) and reading them back from the log."""
+"""Publishing events (confirmed, grouped into shared records under load) and reading them back from the log."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from aio_pika.robust_channel import RobustChannel
 from aio_pika.robust_queue import RobustQueue
 from pamqp.common import FieldTable
 
-from missions import codec, topology
+from missions import codec, topology, tracing
 from missions.amqp import (
     LogRetention,
     broker_call,
@@ -30,6 +30,7 @@ from missions.amqp import (
     declare_work_queue,
 )
 from missions.errors import BrokerUnavailableError, DecodeError, LogTruncatedError
+from missions.group_commit import GroupCommit
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -37,15 +38,23 @@ __all__ = ["EventPublisher", "read_log", "read_stream"]
 
 log = logging.getLogger(__name__)
 
+_TIMEOUT_S = 10.0  # for a confirm
 # How long a stream reader with unacked records waits for more before acking them.
 _IDLE_CREDIT_S = 1.0
+
+
+# Events that reach a classic queue, where each message is one mission's: the delay
+# queues (RETRYING, back to work) and the dead-letter queue. They never share a record.
+_ALONE = frozenset({events_pb2.EVENT_TYPE_RETRYING, events_pb2.EVENT_TYPE_DEAD_LETTERED})
 
 
 class EventPublisher:
     """Publishes MissionEvents to the namespace's exchange with publisher confirms.
 
-    ``publish`` returns only once the broker has routed the message to every bound
-    queue and persisted it; otherwise it raises BrokerUnavailableError.
+    ``publish`` returns only once the broker has routed the record holding the event to
+    every bound queue and persisted it; otherwise it raises BrokerUnavailableError.
+    Events published concurrently share records (group_commit), except those in _ALONE
+    and, with tracing on, every event: a record has room for one event's trace headers.
     """
 
     def __init__(
@@ -56,6 +65,7 @@ class EventPublisher:
         self._dispatch = dispatch
         self._names = names
         self._declared: set[str] = set()  # work queues this publisher declared
+        self._grouped = GroupCommit(lambda record, key: self._confirmed(self._exchange, record, key, _TIMEOUT_S))
 
     @classmethod
     async def open(cls, connection: AbstractConnection, names: Topology, retention: LogRetention) -> EventPublisher:
@@ -64,19 +74,22 @@ class EventPublisher:
         exchange = await declare_topology(channel, names, retention)
         return cls(channel, exchange, await channel.get_exchange(names.dispatch_exchange, ensure=False), names)
 
-    async def publish(
-        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
-    ) -> None:
+    async def publish(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
         """Append ``event`` to the log (and the queues its routing key is bound to)."""
+        if event.type not in _ALONE and not tracing.propagating:
+            await self._grouped.publish(event, topology.event_routing_key(event))
+            return
         if event.type == events_pb2.EVENT_TYPE_RETRYING:
             delay_ms = topology.retry_delay_ms(event)
             if delay_ms:
                 with broker_call("cannot declare the retry queue"):
                     await declare_backoff_queue(self._channel, self._exchange, self._names, delay_ms)
-        await self._confirmed(self._exchange, codec.encode(event, priority), topology.event_routing_key(event), timeout)
+        await self._confirmed(
+            self._exchange, codec.encode(event, priority), topology.event_routing_key(event), _TIMEOUT_S
+        )
 
     async def dispatch(
-        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
+        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = _TIMEOUT_S
     ) -> None:
         """Put the work message of ``event`` (CREATED or REDRIVEN) on its type's work queue.
 
@@ -87,7 +100,7 @@ class EventPublisher:
         """
         await self.route(codec.encode(event, priority), event.mission_type, timeout)
 
-    async def route(self, work: Message, mission_type: str, timeout: float = 10.0) -> None:
+    async def route(self, work: Message, mission_type: str, timeout: float = _TIMEOUT_S) -> None:
         """Publish a work message (its headers name ``mission_type``) through the dispatch exchange.
 
         A type whose queue no worker has declared yet gets it here, so its missions wait in it
@@ -104,7 +117,7 @@ class EventPublisher:
             await declare_work_queue(self._channel, self._names, mission_type)
             await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
 
-    async def dead_letter(self, copy: Message, timeout: float = 10.0) -> None:
+    async def dead_letter(self, copy: Message, timeout: float = _TIMEOUT_S) -> None:
         """Put ``copy`` of a message that cannot run on the dead-letter queue."""
         await self._confirmed(self._channel.default_exchange, copy, self._names.dead_letter_queue, timeout)
 
@@ -114,6 +127,7 @@ class EventPublisher:
             await exchange.publish(message, routing_key=routing_key, mandatory=False, timeout=timeout)
 
     async def close(self) -> None:
+        await self._grouped.close()
         await self._channel.close()
 
 
@@ -186,7 +200,7 @@ async def read_stream(
             if position < next_offset:
                 continue
             if strict and position > next_offset == offset:
-                raise LogTruncatedError(position + 1)
+                raise LogTruncatedError(codec.sequence_at(position))
             next_offset = position + 1
             yield position, message
     finally:
@@ -233,19 +247,27 @@ async def read_log(
 ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """Yield the log's events with sequence > ``after_sequence``, in order, then follow it.
 
-    Sequences are stream offsets + 1, without duplicates (see read_stream). A record
-    that does not decode is logged and skipped. A position older than the log's
-    retention (other than 0, "from the oldest") raises LogTruncatedError.
+    Sequences come from each record's stream offset and the event's place in it
+    (codec.sequence_at), without duplicates (see read_stream). A record that does not
+    decode is logged and skipped. A position older than the log's retention (other than
+    0, "from the oldest") raises LogTruncatedError.
     """
     stream = read_stream(
-        connection, names.log_queue, after_sequence, prefetch=prefetch, attached=attached, strict=after_sequence > 0
+        connection,
+        names.log_queue,
+        codec.offset_after(after_sequence),
+        prefetch=prefetch,
+        attached=attached,
+        strict=after_sequence > 0,
     )
     async with contextlib.aclosing(stream) as records:
         async for offset, message in records:
             try:
-                event = codec.decode(message.body, message.headers, message.type)
+                events = codec.decode_record(message.body, message.headers, message.type)
             except DecodeError as exc:
-                log.warning("skipping undecodable log record at sequence %d: %s", offset + 1, exc)
+                log.warning("skipping undecodable log record at sequence %d: %s", codec.sequence_at(offset), exc)
                 continue
-            event.sequence = offset + 1
-            yield event
+            for index, event in enumerate(events):
+                event.sequence = codec.sequence_at(offset, index)
+                if event.sequence > after_sequence:
+                    yield event

@@ -18,11 +18,13 @@ import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from missions import codec
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
 __all__ = [
     "Process",
     "Stack",
+    "assert_gap_free",
     "collect",
     "drain",
     "free_port",
@@ -31,6 +33,16 @@ __all__ = [
     "wait_serving_on",
     "watch_events",
 ]
+
+
+def assert_gap_free(sequences: Sequence[int], after: int = 0) -> None:
+    """``sequences`` are the log's every event after position ``after``, nothing missing:
+    each is the next event of its predecessor's record or the first of the next record."""
+    previous = after
+    for sequence in sequences:
+        allowed = (previous + 1, codec.next_record_start(previous))
+        assert sequence in allowed, f"after sequence {previous} came {sequence}, not one of {allowed}"
+        previous = sequence
 
 
 def free_port() -> int:

@@ -203,9 +203,12 @@ class MissionLedger:
                             self.caught_up.set()
                         continue
                     try:
-                        self.observe(codec.decode(message.body, message.headers, message.type))
+                        events = codec.decode_record(message.body, message.headers, message.type)
                     except DecodeError as exc:
                         log.warning("skipping undecodable control record: %s", exc)
+                        continue
+                    for event in events:
+                        self.observe(event)
         finally:
             connection.reconnect_callbacks.discard(remark)
             for marking in markings:

@@ -80,7 +80,7 @@ def measure(previous: Sample | None, current: Sample) -> Rates:
     before, after = dict(render.state_counts(previous.stats)), dict(render.state_counts(current.stats))
     earlier = {worker.id: worker for worker in previous.workers.workers}
     return Rates(
-        events=per_second(previous.stats.last_sequence, current.stats.last_sequence),
+        events=per_second(previous.stats.events_read, current.stats.events_read),
         submitted=per_second(sum(before.values()), sum(after.values())),
         succeeded=per_second(before.get("SUCCEEDED", 0), after.get("SUCCEEDED", 0)),
         failed=per_second(before.get("FAILED", 0), after.get("FAILED", 0)),

@@ -134,8 +134,11 @@ class MissionEvent(_message.Message):
     id: _builtins.str
     """Unique id of the event (a UUID); a redelivered event keeps its id."""
     sequence: _builtins.int
-    """Output only. Position of the event in the global log, >= 1 and strictly
-    increasing. Assigned by the log, so it is 0 in the message as published.
+    """Output only. Position of the event in the global log: unique, >= 1 and strictly
+    increasing in log order, the same for every reader, and what `after_sequence`
+    resumes after. Not dense: a log record may hold several events (group commit),
+    and the gaps between sequences carry no meaning, so do not count events by
+    subtracting sequences. Assigned by the log, so it is 0 in the message as published.
     """
     mission_id: _builtins.str
     """The mission the event belongs to."""
@@ -233,6 +236,35 @@ class MissionEvent(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
 Global___MissionEvent: _TypeAlias = MissionEvent  # noqa: Y015
+
+@_typing.final
+class EventBatch(_message.Message):
+    """Several events in one record of the log (group commit): the events published
+    while the previous record of the same routing key was being confirmed. A record
+    holding one event is a plain MissionEvent. Readers of the log stream see it as
+    the AMQP message type `missions.v1.EventBatch`; WatchEvents hands out its events
+    one by one.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENTS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def events(self) -> _containers.RepeatedCompositeFieldContainer[Global___MissionEvent]:
+        """The events, in log order; at most 1000."""
+
+    def __init__(
+        self,
+        *,
+        events: _abc.Iterable[Global___MissionEvent] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events", b"events"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EventBatch: _TypeAlias = EventBatch  # noqa: Y015
 
 @_typing.final
 class CreatedEvent(_message.Message):

@@ -605,6 +605,8 @@ class GetStatsResponse(_message.Message):
     ACTIVE_WORKERS_FIELD_NUMBER: _builtins.int
     LAST_SEQUENCE_FIELD_NUMBER: _builtins.int
     MISSION_TYPES_FIELD_NUMBER: _builtins.int
+    EVENTS_READ_FIELD_NUMBER: _builtins.int
+    RECORDS_READ_FIELD_NUMBER: _builtins.int
     queue_depth: _builtins.int
     """Messages ready in the work queues of the types listed in `mission_types` (queued
     missions not yet delivered to a worker).
@@ -622,7 +624,17 @@ class GetStatsResponse(_message.Message):
     last_sequence: _builtins.int
     """Sequence of the last log record this replica has applied: a position to resume
     WatchEvents after. It can be that of a record no reader sees (a duplicate), so a
-    watcher may never receive an event with exactly this sequence.
+    watcher may never receive an event with exactly this sequence. Sequences are not
+    dense: count events with `events_read`, not by subtracting sequences.
+    """
+    events_read: _builtins.int
+    """Events this replica has read from the log since it started (duplicates included):
+    the difference between two calls is the number of events in between.
+    """
+    records_read: _builtins.int
+    """Log records this replica has read since it started. A record holds several events
+    when they were published together (group commit): events_read / records_read is
+    how many, on average.
     """
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
@@ -646,10 +658,12 @@ class GetStatsResponse(_message.Message):
         active_workers: _builtins.int = ...,
         last_sequence: _builtins.int = ...,
         mission_types: _abc.Iterable[Global___MissionTypeStats] | None = ...,
+        events_read: _builtins.int = ...,
+        records_read: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "mission_types", b"mission_types", "queue_depth", b"queue_depth", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "events_read", b"events_read", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "mission_types", b"mission_types", "queue_depth", b"queue_depth", "records_read", b"records_read", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

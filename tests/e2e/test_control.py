@@ -77,7 +77,7 @@ async def test_a_retried_submission_dispatches_a_queued_mission_again_and_it_sti
     again = await _submit(stack, "echo", idempotency_key="order-42")
     assert again.id == first.id
     stats = await stack.stub.GetStats(pb.GetStatsRequest())
-    assert (stats.queue_depth, stats.last_sequence) == (2, 1)  # two work messages, one CREATED
+    assert (stats.queue_depth, stats.events_read) == (2, 1)  # two work messages, one CREATED
 
     stack.start_worker("--concurrency", "1")  # takes the copies one after the other
     await _history(stack, first.id)

@@ -96,7 +96,8 @@ async def test_service_and_worker_metrics_move_with_the_missions(stack: Stack) -
     assert {key: _value(service_metrics, key[0], type=key[1]) for key in expected} == expected
     assert _value(service_metrics, "missions_events_published_total", event_type="created") == 3
     # Every event precedes its mission's final one: 3 CREATED, 6 STARTED, 4 FAILED, 3 RETRYING, 3 final.
-    assert _value(service_metrics, "missions_log_position") == 19
+    assert _value(service_metrics, "missions_log_events_read_total") == 19
+    assert _value(service_metrics, "missions_log_position") == max(event.sequence for event in finals)
     assert ("missions_broker_reconnects_total", frozenset({("connection", "log")})) in service_metrics
 
     attempts = "missions_attempt_duration_seconds_count"

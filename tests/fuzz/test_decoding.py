@@ -45,7 +45,8 @@ def _log() -> list[events_pb2.MissionEvent]:
     return log.events
 
 
-_MESSAGES = [codec.encode(event) for event in _log()]
+# Every event alone, and the whole life in one group-commit record.
+_MESSAGES = [*(codec.encode(event) for event in _log()), codec.encode_batch(_log())]
 
 
 def _mutate(body: bytes, flips: list[tuple[int, int]], cut: int, insert: bytes) -> bytes:
@@ -103,7 +104,7 @@ _headers = st.one_of(
         _header_values,
     ),
 )
-_types = st.one_of(st.just(codec.MESSAGE_TYPE), st.none(), st.text(max_size=255))
+_types = st.one_of(st.sampled_from([codec.MESSAGE_TYPE, codec.BATCH_MESSAGE_TYPE]), st.none(), st.text(max_size=255))
 
 
 @FUZZ
@@ -152,13 +153,16 @@ def test_the_follower_moves_past_every_record_and_counts_the_undecodable(records
     try:
         handed_out: list[events_pb2.MissionEvent] = []
         follower = LogFollower(cast(AbstractConnection, None), Topology("fuzz"), store, handed_out.extend)
-        batch = [
-            follower._event_at(offset, cast(AbstractIncomingMessage, record)) for offset, record in enumerate(records)
+        per_record = [
+            follower._events_at(offset, cast(AbstractIncomingMessage, record)) for offset, record in enumerate(records)
         ]
+        batch = [event for events in per_record for event in events]
         follower._commit(batch)
         decoded = [event.sequence for event in batch if event.id]
-        assert follower.position == len(records)
-        assert follower.skipped == len(records) - len(decoded)
+        assert follower.position == batch[-1].sequence
+        assert [event.sequence for event in batch] == sorted({event.sequence for event in batch})
+        assert follower.skipped == sum(1 for events in per_record if not events[0].id)
+        assert follower.records_read == len(records)
         # Every decoded event but those the store recorded as duplicates (a second CREATED...).
         duplicates = store.duplicates_after(0)
         assert [event.sequence for event in handed_out] == [seq for seq in decoded if seq not in duplicates]

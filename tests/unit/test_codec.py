@@ -8,6 +8,8 @@ from unittest.mock import MagicMock
 import aio_pika
 import pytest
 from aio_pika.abc import AbstractIncomingMessage
+from hypothesis import given
+from hypothesis import strategies as st
 
 from missions import codec
 from missions.errors import DecodeError
@@ -177,3 +179,79 @@ def test_an_event_whose_type_does_not_match_its_details(event: events_pb2.Missio
     event.type = events_pb2.EventType.ValueType(event_type)
     with pytest.raises(DecodeError, match="does not match"):
         _decode(codec.encode(event))
+
+
+def test_a_batch_record_round_trips_its_events_in_order() -> None:
+    log = EventLog()
+    events = [log.created(f"m{n}", "echo") for n in range(5)]
+    message = codec.encode_batch(events)
+    assert message.type == "missions.v1.EventBatch"
+    assert message.delivery_mode == aio_pika.DeliveryMode.PERSISTENT
+    assert message.headers == {codec.SCHEMA_HEADER: codec.SCHEMA_VERSION}  # nothing about one event
+    assert codec.decode_record(message.body, message.headers, message.type) == events
+
+
+def test_a_single_event_record_decodes_as_a_list_of_one(event: events_pb2.MissionEvent) -> None:
+    message = codec.encode(event)
+    assert codec.decode_record(message.body, message.headers, message.type) == [event]
+
+
+def test_a_batch_with_one_bad_event_is_rejected_whole() -> None:
+    log = EventLog()
+    events = [log.created("m1", "echo"), log.started("m1")]
+    events[1].ClearField("id")
+    message = codec.encode_batch(events)
+    with pytest.raises(DecodeError, match="lacks id"):
+        codec.decode_record(message.body, message.headers, message.type)
+
+
+def _oversized_batch() -> bytes:
+    log = EventLog()
+    events = [log.created(f"m{n}", "echo") for n in range(codec.SEQUENCES_PER_RECORD + 1)]
+    return events_pb2.EventBatch(events=events).SerializeToString()
+
+
+@pytest.mark.parametrize("body", [b"", b"\xff\xff", _oversized_batch()], ids=["empty", "malformed", "oversized"])
+def test_an_empty_malformed_or_oversized_batch_is_rejected(body: bytes) -> None:
+    with pytest.raises(DecodeError):
+        codec.decode_record(body, {codec.SCHEMA_HEADER: codec.SCHEMA_VERSION}, codec.BATCH_MESSAGE_TYPE)
+
+
+def test_a_batch_needs_the_schema_header() -> None:
+    log = EventLog()
+    message = codec.encode_batch([log.created("m1", "echo"), log.started("m1")])
+    with pytest.raises(DecodeError, match="schema"):
+        codec.decode_record(message.body, {}, message.type)
+
+
+@pytest.mark.parametrize("count", [0, 1, codec.SEQUENCES_PER_RECORD + 1])
+def test_a_batch_holds_two_to_the_record_limit(count: int) -> None:
+    log = EventLog()
+    with pytest.raises(ValueError, match="batch record holds"):
+        codec.encode_batch([log.created(f"m{n}", "echo") for n in range(count)])
+
+
+@given(
+    st.tuples(st.integers(0, 2**40), st.integers(0, codec.SEQUENCES_PER_RECORD - 1)),
+    st.tuples(st.integers(0, 2**40), st.integers(0, codec.SEQUENCES_PER_RECORD - 1)),
+)
+def test_sequences_follow_the_order_of_records_then_of_events_in_them(
+    first: tuple[int, int], second: tuple[int, int]
+) -> None:
+    assert codec.sequence_at(*first) >= codec.SEQUENCES_PER_RECORD
+    assert (codec.sequence_at(*first) < codec.sequence_at(*second)) == (first < second)
+
+
+@given(st.integers(0, 2**40), st.integers(0, codec.SEQUENCES_PER_RECORD - 1))
+def test_a_reader_after_a_sequence_starts_at_the_record_that_can_hold_what_follows(offset: int, index: int) -> None:
+    sequence = codec.sequence_at(offset, index)
+    last = index == codec.SEQUENCES_PER_RECORD - 1
+    assert codec.offset_after(sequence) == (offset + 1 if last else offset)
+    assert codec.next_record_start(sequence) == codec.sequence_at(offset + 1)
+    # Just before a record is just after the last event the previous one can hold.
+    assert codec.offset_after(codec.sequence_at(offset) - 1) == offset
+
+
+def test_the_positions_before_the_log_read_it_from_the_start() -> None:
+    assert codec.offset_after(0) == 0
+    assert codec.next_record_start(0) == codec.sequence_at(0)

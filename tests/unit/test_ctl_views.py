@@ -103,7 +103,7 @@ def test_board_cut_to_the_terminal_keeps_unfinished_missions_and_says_how_many_a
     assert "10 missions, 18 events · 2 QUEUED · 8 SUCCEEDED · 6 not shown (taller terminal, or --plain)" in text
 
 
-def sample(taken: float, *, succeeded: int, sequence: int, finished: int, session: str = "s1") -> Sample:
+def sample(taken: float, *, succeeded: int, events: int, finished: int, session: str = "s1") -> Sample:
     stats = pb.GetStatsResponse(
         states=[
             pb.StateCount(state=M.MISSION_STATE_QUEUED, count=4),
@@ -114,7 +114,9 @@ def sample(taken: float, *, succeeded: int, sequence: int, finished: int, sessio
         running=2,
         succeeded_last_hour=succeeded,
         active_workers=1,
-        last_sequence=sequence,
+        # Sequences are not dense (group commit): rates count events_read, never sequences.
+        last_sequence=events * 1000,
+        events_read=events,
     )
     worker = worker_pb2.Worker(
         id="w-1",
@@ -131,22 +133,22 @@ def sample(taken: float, *, succeeded: int, sequence: int, finished: int, sessio
 
 
 def test_rates_are_the_change_per_second_between_two_samples() -> None:
-    first = sample(100.0, succeeded=10, sequence=50, finished=10)
-    second = sample(110.0, succeeded=30, sequence=150, finished=40)
+    first = sample(100.0, succeeded=10, events=50, finished=10)
+    second = sample(110.0, succeeded=30, events=150, finished=40)
 
     assert measure(None, first) == Rates()
     rates = measure(first, second)
     assert (rates.events, rates.submitted, rates.succeeded, rates.failed) == (10.0, 2.0, 2.0, 0.0)
     assert rates.workers == {"w-1": 3.0}
-    restarted = sample(110.0, succeeded=30, sequence=150, finished=1, session="s2")
+    restarted = sample(110.0, succeeded=30, events=150, finished=1, session="s2")
     assert measure(first, restarted).workers == {}  # a new session's count starts again
-    pruned = sample(110.0, succeeded=5, sequence=150, finished=40)
+    pruned = sample(110.0, succeeded=5, events=150, finished=40)
     assert measure(first, pruned).succeeded == 0.0  # never negative
 
 
 def test_top_frame_shows_states_queues_rates_and_workers() -> None:
-    first = sample(100.0, succeeded=10, sequence=50, finished=10)
-    second = sample(110.0, succeeded=30, sequence=150, finished=40)
+    first = sample(100.0, succeeded=10, events=50, finished=10)
+    second = sample(110.0, succeeded=30, events=150, finished=40)
 
     rows = rows_of(text_of(frame_view(second, measure(first, second), interval=2)))
     assert rows[0][:4] == ["missionctl", "top", "every", "2s"]
@@ -160,7 +162,7 @@ def test_top_frame_shows_states_queues_rates_and_workers() -> None:
 
 
 def test_top_frame_names_the_types_no_live_worker_handles() -> None:
-    current = sample(100.0, succeeded=10, sequence=50, finished=10)
+    current = sample(100.0, succeeded=10, events=50, finished=10)
     current.stats.mission_types.extend(
         [
             pb.MissionTypeStats(mission_type="resize", waiting=3, queue_depth=3, active_workers=1),
@@ -173,13 +175,13 @@ def test_top_frame_names_the_types_no_live_worker_handles() -> None:
     assert rows[3][0] == "rates"
     assert " ".join(rows[4]) == ("no worker t0 (1 waiting), t1 (2 waiting), t2 (3 waiting), t3 (4 waiting), 1 more")
     assert rows[5][:2] == ["ID", "HOST"]
-    served = sample(100.0, succeeded=10, sequence=50, finished=10)
+    served = sample(100.0, succeeded=10, events=50, finished=10)
     served.stats.mission_types.append(pb.MissionTypeStats(mission_type="resize", waiting=3, active_workers=1))
     assert "no worker" not in text_of(frame_view(served, measure(None, served), interval=2))
 
 
 def test_top_record_holds_the_responses_and_null_rates_on_the_first_frame() -> None:
-    first = sample(100.0, succeeded=10, sequence=50, finished=10)
+    first = sample(100.0, succeeded=10, events=50, finished=10)
     record = frame_record(first, measure(None, first))
 
     assert record["time"] == "2026-01-01T12:00:00.000Z"

@@ -262,14 +262,17 @@ def test_watch_subscribers_drops_and_coalescing_are_read_from_the_hub(events: Ev
     assert _value(registry, "missions_watch_subscribers") == 0
 
 
-def test_the_log_position_and_skipped_records_are_read_from_the_follower(events: EventLog) -> None:
+def test_the_log_position_counts_and_skipped_records_are_read_from_the_follower(events: EventLog) -> None:
     metrics, registry = _service()
     hub = Hub()
     follower = LogFollower(cast(AbstractConnection, None), Topology("unit"), MissionStore(":memory:"), hub.publish)
     metrics.sample(hub, follower)
-    follower.position, follower.skipped = 42, 3
-    assert _value(registry, "missions_log_position") == 42
+    follower.position, follower.skipped = 42_001, 3
+    follower.events_read, follower.records_read = 12, 5
+    assert _value(registry, "missions_log_position") == 42_001
     assert _value(registry, "missions_undecodable_messages_total", queue="log") == 3
+    assert _value(registry, "missions_log_events_read_total") == 12
+    assert _value(registry, "missions_log_records_read_total") == 5
 
 
 # --- the worker ---

@@ -33,6 +33,7 @@ from mission_service.store import MissionStore
 from mission_service.validation import Limits, encode_page_token
 from mission_service.watch import EventFilter, Hub, _Subscription
 from mission_service.workers import WorkerRegistry
+from missions import codec
 from missions import outbox as outbox_module
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
@@ -1214,9 +1215,9 @@ async def test_a_watch_from_before_the_window_reads_the_log() -> None:
 
 async def test_events_the_follower_never_read_are_not_served_from_memory(service: Service) -> None:
     mission = await service.submit()  # sequence 1
-    # The follower resumes at sequence 10: the log's retention dropped 2..9 meanwhile.
+    # The follower resumes at the record at offset 9: the log's retention dropped those before it.
     later = _worker_event(mission, E.EVENT_TYPE_STARTED)
-    later.sequence = 10
+    later.sequence = codec.sequence_at(9)
     applied = service.follower.expect(later.id)
     service.broker.follower_inbox.put_nowait(later)
     await asyncio.wait_for(applied, TIMEOUT)
