@@ -22,7 +22,7 @@ from bench.stats import LATENCY_QUANTILES, latency_figures, percentile
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 from tests.support import Stack
 
-__all__ = ["EventWatch", "OurStack", "backlog", "latency", "throughput"]
+__all__ = ["EventWatch", "OurStack", "backlog", "latency", "submit_noops", "throughput"]
 
 # Every registered stream answers within this heartbeat, which tells us it is live.
 _SERVICE_ARGS = ("--watch-heartbeat", "1")
@@ -128,7 +128,7 @@ class EventWatch:
                 await reader
 
 
-async def _submit(stub: Stub, count: int, clients: int, batch: int) -> None:
+async def submit_noops(stub: Stub, count: int, clients: int, batch: int = 0) -> None:
     """Submit ``count`` noop missions from ``clients`` concurrent clients (one channel, HTTP/2 streams),
     one SubmitMission each or, with ``batch``, SubmitMissions calls of up to ``batch``."""
     numbers = iter(range(count))
@@ -165,7 +165,7 @@ async def throughput(
             load1 = read_machine().load1
             started = time.perf_counter()
             async with asyncio.timeout(deadline.remaining()):
-                await _submit(stub, missions, clients, batch)
+                await submit_noops(stub, missions, clients, batch)
                 await watch.until_completed(missions)
             window = watch.last_completed_at - started
             cpu_end = [cpu_seconds(service), cpu_seconds(worker), cpu_seconds(broker), own_cpu_seconds()]
@@ -258,7 +258,7 @@ async def backlog(
                 _signal_all(paused, signal.SIGSTOP)
                 stopped = time.perf_counter()
                 try:
-                    await _submit(stub, depth, clients, batch)
+                    await submit_noops(stub, depth, clients, batch)
                 finally:
                     _signal_all(paused, signal.SIGCONT)
                 resumed = time.perf_counter()  # also when the probe's SubmitMission starts
