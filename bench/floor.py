@@ -16,10 +16,10 @@ confirms, and of submit -> COMPLETED read from the log (the least a watching cli
 could see).
 
 ``--no-confirms`` also runs it with publisher confirms off, to show what they cost.
-``--group-commit`` measures the design that would lower that bound, which the contract
-does not allow today (docs/events.md: one event per log record): events published
-while a publish is in flight wait and then go out together, one record per routing key
-holding all of them (length-prefixed). Work messages stay one per mission.
+``--group-commit`` also runs the flow as the services now publish it (docs/events.md,
+group commit): events published while a publish is in flight wait and then go out
+together, one EventBatch record per routing key holding all of them. Work messages
+stay one per mission.
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import struct
 import sys
 import time
 import uuid
@@ -43,6 +42,7 @@ from bench.stats import percentile
 from missions import codec, topology
 from missions.amqp import declare_topology, declare_work_queue, delete_topology
 from missions.events import new_event
+from missions.group_commit import GroupCommit
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 
@@ -52,11 +52,9 @@ E = events_pb2
 
 OnRecord = Callable[[AbstractIncomingMessage], None]
 
-_LENGTH = struct.Struct(">I")
-
 
 class _Single:
-    """One confirmed record per event, as the service and workers publish today."""
+    """One confirmed record per event, as the service and workers published before group commit."""
 
     def __init__(self, exchange: AbstractExchange) -> None:
         self._exchange = exchange
@@ -66,50 +64,21 @@ class _Single:
 
 
 class _GroupCommit:
-    """Events that arrive while a publish is in flight go out together: one confirmed
-    record per routing key, each event length-prefixed."""
+    """The services' group commit (missions.group_commit) on the bare exchange."""
 
     def __init__(self, exchange: AbstractExchange) -> None:
-        self._exchange = exchange
-        self._waiting: dict[str, list[tuple[bytes, asyncio.Future[None]]]] = {}
-        self._flushing: asyncio.Task[None] | None = None
+        async def send(record: aio_pika.Message, routing_key: str) -> None:
+            await exchange.publish(record, routing_key=routing_key)
+
+        self._group = GroupCommit(send)
 
     async def publish(self, event: events_pb2.MissionEvent) -> None:
-        confirmed = asyncio.get_running_loop().create_future()
-        self._waiting.setdefault(topology.event_routing_key(event), []).append((event.SerializeToString(), confirmed))
-        if self._flushing is None or self._flushing.done():
-            self._flushing = asyncio.create_task(self._flush())
-        await confirmed
-
-    async def _flush(self) -> None:
-        while self._waiting:
-            batch, self._waiting = self._waiting, {}
-            await asyncio.gather(*(self._record(key, items) for key, items in batch.items()))
-
-    async def _record(self, key: str, items: list[tuple[bytes, asyncio.Future[None]]]) -> None:
-        body = b"".join(_LENGTH.pack(len(event)) + event for event, _ in items)
-        try:
-            await self._exchange.publish(aio_pika.Message(body, type="batch"), routing_key=key)
-        except Exception as exc:
-            for _, confirmed in items:
-                if not confirmed.done():  # its caller may have been cancelled
-                    confirmed.set_exception(exc)
-        else:
-            for _, confirmed in items:
-                if not confirmed.done():
-                    confirmed.set_result(None)
+        await self._group.publish(event, topology.event_routing_key(event))
 
 
 def _events(message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
     """The events of a log record: one, or a group commit's batch."""
-    if message.type != "batch":
-        return [codec.decode(message.body, message.headers, message.type)]
-    events, body, at = [], message.body, 0
-    while at < len(body):
-        (size,) = _LENGTH.unpack_from(body, at)
-        events.append(E.MissionEvent.FromString(body[at + 4 : at + 4 + size]))
-        at += 4 + size
-    return events
+    return codec.decode_record(message.body, message.headers, message.type)
 
 
 class _Flow:
@@ -276,9 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sequential", type=int, default=500, help="missions one at a time, after (default 500)")
     parser.add_argument("--prefetch", type=int, default=8, help="the worker's prefetch, like --concurrency (8)")
     parser.add_argument("--repeat", type=int, default=3, help="runs of each variant (default 3)")
-    parser.add_argument(
-        "--group-commit", action="store_true", help="also run the group-commit variant, alternating with today's"
-    )
+    parser.add_argument("--group-commit", action="store_true", help="also run group commit (the services' design)")
     parser.add_argument(
         "--no-confirms", action="store_true", help="also run without publisher confirms: what they cost the broker"
     )
