@@ -55,7 +55,8 @@ class OperationsConfig:
     limits: Limits
     read_your_writes_timeout: float = 5.0
     # How long SubmitMission and RedriveMission wait for their event and its work message
-    # before answering UNAVAILABLE (the work message still follows once it can).
+    # while the broker confirms nothing before answering UNAVAILABLE (the work message
+    # still follows once it can).
     queue_timeout: float = 5.0
     watch_heartbeat: timedelta = timedelta(seconds=15)
 
@@ -181,16 +182,11 @@ class MissionOperations:
         replica's store reflects it (bounded: a write without a work message returns after
         5 s anyway, one with a work message raises BrokerUnavailableError then)."""
         if dispatch:
-            queuing = self._dispatcher.append(event, priority, self.publish)
+            queuing = asyncio.ensure_future(self._dispatcher.append(event, priority, self.publish))
             try:
-                await asyncio.wait_for(queuing, self._config.queue_timeout)
-            except TimeoutError:
-                # A client must hear promptly; the dispatch goes on without it.
-                raise BrokerUnavailableError(
-                    f"mission {event.mission_id} not queued within {self._config.queue_timeout:g} s (the broker"
-                    " or this replica's log is slow or away); it may exist and run: retry with the same"
-                    " idempotency key"
-                ) from None
+                await self._while_confirming(queuing, event.mission_id)
+            finally:
+                queuing.cancel()  # a client gone, or told UNAVAILABLE: the dispatch goes on without it
             return
         applied = self._follower.expect(event.id)
         try:
@@ -199,6 +195,23 @@ class MissionOperations:
                 await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
         finally:
             applied.cancel()
+
+    async def _while_confirming(self, queuing: asyncio.Future[None], mission_id: str) -> None:
+        """Wait for ``queuing`` for as long as the broker keeps confirming this replica's
+        publishes; BrokerUnavailableError after ``queue_timeout`` with no confirm at all.
+
+        A client must hear promptly when the broker went away, but a busy replica (many
+        SubmitMissions batches at once) is slow, not away: its callers wait their turn.
+        """
+        confirms = self._publisher.confirms
+        while not (await asyncio.wait({queuing}, timeout=self._config.queue_timeout))[0]:
+            if self._publisher.confirms == confirms:
+                raise BrokerUnavailableError(
+                    f"mission {mission_id} not queued: the broker confirmed nothing for"
+                    f" {self._config.queue_timeout:g} s; it may exist and run: retry with the same idempotency key"
+                )
+            confirms = self._publisher.confirms
+        queuing.result()
 
     async def _dispatch_again(self, mission: mission_pb2.Mission) -> None:
         """Dispatch a retried submission's mission again if it has never started: the replica

@@ -65,6 +65,7 @@ class EventPublisher:
         self._dispatch = dispatch
         self._names = names
         self._declared: set[str] = set()  # work queues this publisher declared
+        self.confirms = 0  # publishes the broker confirmed: a sign of life under load
         self._grouped = GroupCommit(lambda record, key: self._confirmed(self._exchange, record, key, _TIMEOUT_S))
 
     @classmethod
@@ -109,6 +110,7 @@ class EventPublisher:
         with broker_call("broker did not confirm the work message"):
             try:
                 await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
+                self.confirms += 1
                 return
             except aiormq.exceptions.PublishError:
                 if mission_type not in self._declared:  # once: concurrent dispatches all come back
@@ -116,15 +118,16 @@ class EventPublisher:
                     log.info("no work queue for mission type %r yet: declaring it", mission_type)
             await declare_work_queue(self._channel, self._names, mission_type)
             await self._dispatch.publish(work, routing_key="", mandatory=True, timeout=timeout)
+            self.confirms += 1
 
     async def dead_letter(self, copy: Message, timeout: float = _TIMEOUT_S) -> None:
         """Put ``copy`` of a message that cannot run on the dead-letter queue."""
         await self._confirmed(self._channel.default_exchange, copy, self._names.dead_letter_queue, timeout)
 
-    @staticmethod
-    async def _confirmed(exchange: AbstractExchange, message: Message, routing_key: str, timeout: float) -> None:
+    async def _confirmed(self, exchange: AbstractExchange, message: Message, routing_key: str, timeout: float) -> None:
         with broker_call("broker did not confirm the event"):
             await exchange.publish(message, routing_key=routing_key, mandatory=False, timeout=timeout)
+        self.confirms += 1
 
     async def close(self) -> None:
         await self._grouped.close()

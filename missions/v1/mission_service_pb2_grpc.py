@@ -118,8 +118,9 @@ class MissionServiceServicer:
     def SubmitMission(self, request, context):
         """Queues a new mission. Returns OK only once the broker has durably accepted its
         CREATED event in the log and then its work message (no worker event can precede
-        CREATED in the log), or UNAVAILABLE after 5 s when that takes longer (the broker
-        went away in between: the replica still sends the work message once it can). An
+        CREATED in the log), or UNAVAILABLE once 5 s pass in which the broker confirmed
+        nothing this replica published (it went away in between: the replica still sends
+        the work message once it can; a busy broker that keeps confirming is waited for). An
         error means it was not queued, unless a confirm was lost or that UNAVAILABLE came:
         retry with the same idempotency key, which also dispatches again a mission that
         exists but never started (a copy that cannot run twice: only the first STARTED of

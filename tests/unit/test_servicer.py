@@ -74,6 +74,9 @@ class FakeBroker:
         self.holding = asyncio.Condition()
         self.depths_asked: list[list[str]] = []
         self.replays: list[int] = []  # the position of each replay of the log
+        self.confirms = 0  # as EventPublisher.confirms
+        self.dispatch_delay = 0.0  # each work message waits this long for its confirm, one after another
+        self._dispatching = asyncio.Lock()
         self.replaying = asyncio.Event()  # set by the first replay
 
     async def publish(
@@ -90,6 +93,7 @@ class FakeBroker:
         if self.lost_confirms:
             self.lost_confirms -= 1
             raise BrokerUnavailableError("broker did not confirm the event: connection lost")
+        self.confirms += 1
 
     def store(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
         """Append ``event`` to the log at the next sequence, for the follower to read."""
@@ -106,7 +110,10 @@ class FakeBroker:
         if self.dispatch_failures:
             self.dispatch_failures -= 1
             raise BrokerUnavailableError("broker did not confirm the work message")
+        async with self._dispatching:
+            await asyncio.sleep(self.dispatch_delay)
         self.work.append((event, priority, len(self.log)))
+        self.confirms += 1
         self.dispatched.set()
 
     async def queue_depths(self, mission_types: Sequence[str]) -> tuple[dict[str, int], int]:
@@ -675,6 +682,16 @@ async def test_a_submission_whose_work_message_stays_unconfirmed_is_unavailable_
                 await service.broker.dispatched.wait()
         [(work, _, _)] = service.broker.work
         assert work.mission_id == service.operations.mission_id_for("k")
+
+
+async def test_submissions_wait_their_turn_while_a_busy_broker_keeps_confirming() -> None:
+    # Each work message takes half the timeout, one after another: the last of 8 comes
+    # 4 timeouts after the first call, but every window saw confirms.
+    async with running_service(queue_timeout=0.4) as service:
+        service.broker.dispatch_delay = 0.2
+        missions = await asyncio.gather(*(service.submit() for _ in range(8)))
+    assert len({mission.id for mission in missions}) == 8
+    assert len(service.broker.work) == 8
 
 
 async def test_a_created_stored_without_a_confirm_still_gets_its_work_message_once_the_log_shows_it(
