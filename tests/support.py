@@ -245,6 +245,14 @@ class Stack:
         self.workers.append(worker)
         return worker
 
+    async def start_consuming_worker(self, *args: str) -> Process:
+        """start_worker, then wait until its health says it consumes its work queues: work
+        submitted after that can go to it, not only to the workers that were there first."""
+        port = free_port()
+        worker = self.start_worker("--health-listen", f"127.0.0.1:{port}", *args)
+        await wait_serving(f"127.0.0.1:{port}", worker)
+        return worker
+
     @property
     def stub(self) -> mission_service_pb2_grpc.MissionServiceStub:
         if self._channel is None:

@@ -23,7 +23,7 @@ M = mission_pb2
 
 HANDLERS = ("--handlers", "builtin,tests.e2e.handlers")
 WORKER = (*HANDLERS, "--heartbeat-interval", "0.5")
-TIMEOUT = 120
+TIMEOUT = 60
 
 
 @contextlib.asynccontextmanager
@@ -109,7 +109,9 @@ async def test_different_concurrent_requests_with_one_key_have_one_winner_across
 
 async def test_retrying_the_submission_of_a_queued_mission_fifty_times_runs_it_once(stack: Stack) -> None:
     await stack.start_service()
-    workers = [stack.start_worker(*WORKER, "--concurrency", "1") for _ in range(2)]
+    # Both consuming before the blockers come: a worker started late would leave the second
+    # blocker waiting in the first one's look-ahead, and the test waiting for it to start.
+    workers = [await stack.start_consuming_worker(*WORKER, "--concurrency", "1") for _ in range(2)]
     tally, opened = stack.directory / "tally", stack.directory / "open"
     async with second_replica(stack) as other:
         # Both workers busy, so the keyed mission stays QUEUED while its submission is retried.
@@ -125,9 +127,9 @@ async def test_retrying_the_submission_of_a_queued_mission_fifty_times_runs_it_o
         request = pb.SubmitMissionRequest(type="tally", payload=payload(path=str(tally)), idempotency_key="retried")
         states = []
         for stub in [stack.stub, other] * 25:
-            states.append((await stub.SubmitMission(request)).mission.state)
+            states.append((await stub.SubmitMission(request, timeout=TIMEOUT)).mission.state)
         assert states == [M.MISSION_STATE_QUEUED] * 50
-        mission_id = (await stack.stub.SubmitMission(request)).mission.id
+        mission_id = (await stack.stub.SubmitMission(request, timeout=TIMEOUT)).mission.id
         opened.touch()
         kinds = [event.type for event in await _history(other, mission_id)]
         assert kinds == [E.EVENT_TYPE_CREATED, E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
