@@ -81,7 +81,7 @@ class Subscriber:
     completed: int = 0
     first_sequence: int = 0
     last_sequence: int = 0
-    gaps: int = 0  # a sequence that was not the previous one + 1 (the log's sequences are dense)
+    gaps: int = 0  # a sequence that was neither the next in its record nor the first of the next record
     finished_at: float | None = None  # perf_counter when the last measured mission's COMPLETED arrived
     outcome: str = "open"
     status_last_sequence: int | None = None  # missions-last-sequence trailing metadata

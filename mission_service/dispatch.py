@@ -80,7 +80,7 @@ class Dispatcher:
         except BaseException:
             shown.cancel()
             raise
-        if await self._took_effect(event, shown):
+        if await self._took_effect(event, shown, confirmed=True):
             await self._outbox.dispatch(event, priority=priority)
 
     async def _dispatch_if_logged(
@@ -97,11 +97,24 @@ class Dispatcher:
             await self.dispatch(event, priority)
 
     @staticmethod
-    async def _took_effect(event: events_pb2.MissionEvent, shown: asyncio.Future[bool]) -> bool:
-        """Whether the log shows ``event`` (within a minute) as the one that queued its mission."""
+    async def _took_effect(
+        event: events_pb2.MissionEvent, shown: asyncio.Future[bool], *, confirmed: bool = False
+    ) -> bool:
+        """Whether the log shows ``event`` (within a minute) as the one that queued its mission.
+
+        An event the broker ``confirmed`` is in the log: if this replica's follower does not
+        show it in time, the caller must not hear that its mission was queued
+        (BrokerUnavailableError), since no work message goes out for it here.
+        """
         try:
             took_effect = await asyncio.wait_for(shown, _LOGGED_WAIT_S)
         except TimeoutError:
+            if confirmed:
+                raise BrokerUnavailableError(
+                    f"mission {event.mission_id} not queued: this replica's log did not show its"
+                    f" {events_pb2.EventType.Name(event.type)} within {_LOGGED_WAIT_S:.0f} s; it exists:"
+                    " retry with the same idempotency key"
+                ) from None
             log.warning(
                 "mission %s: the log did not show its %s %s within %.0f s: no work message for it",
                 event.mission_id,

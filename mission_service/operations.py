@@ -180,7 +180,9 @@ class MissionOperations:
     ) -> None:
         """Publish ``event``, then (``dispatch``) its work message, and wait until this
         replica's store reflects it (bounded: a write without a work message returns after
-        5 s anyway, one with a work message raises BrokerUnavailableError then)."""
+        5 s anyway; one with a work message raises BrokerUnavailableError once the broker
+        has confirmed nothing for ``queue_timeout``, or this replica's log has not shown
+        the event within a minute)."""
         if dispatch:
             queuing = asyncio.ensure_future(self._dispatcher.append(event, priority, self.publish))
             try:
@@ -207,8 +209,9 @@ class MissionOperations:
         while not (await asyncio.wait({queuing}, timeout=self._config.queue_timeout))[0]:
             if self._publisher.confirms == confirms:
                 raise BrokerUnavailableError(
-                    f"mission {mission_id} not queued: the broker confirmed nothing for"
-                    f" {self._config.queue_timeout:g} s; it may exist and run: retry with the same idempotency key"
+                    f"mission {mission_id} not queued: the broker confirmed nothing this replica published"
+                    f" for {self._config.queue_timeout:g} s (the broker, or this replica's log, is slow or"
+                    " away); it may exist and run: retry with the same idempotency key"
                 )
             confirms = self._publisher.confirms
         queuing.result()

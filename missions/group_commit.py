@@ -48,9 +48,16 @@ class GroupCommit:
         self._send = send
         self._max_events = max_events
         self._lanes: dict[str, _Lane] = {}
+        self._closed = False
 
     async def publish(self, event: events_pb2.MissionEvent, routing_key: str) -> None:
-        """Return once the record holding ``event`` is confirmed; raise BrokerUnavailableError if it is not."""
+        """Return once the record holding ``event`` is confirmed; raise BrokerUnavailableError if it is not.
+
+        A caller cancelled before its event was taken into a record withdraws the event: it
+        must not reach the log later, after the mission's next event.
+        """
+        if self._closed:
+            raise BrokerUnavailableError("the publisher closed")
         lane = self._lanes.get(routing_key)
         if lane is None:
             lane = self._lanes[routing_key] = _Lane()
@@ -58,14 +65,25 @@ class GroupCommit:
         lane.waiting.append((event, confirmed))
         if lane.sender is None:
             lane.sender = asyncio.create_task(self._drain(routing_key, lane))
-        await confirmed
+        try:
+            await confirmed
+        except asyncio.CancelledError:
+            _withdraw(lane.waiting, confirmed)
+            raise
 
     async def close(self) -> None:
-        """Stop sending; whatever still waits fails with BrokerUnavailableError."""
-        senders = [lane.sender for lane in self._lanes.values() if lane.sender is not None]
+        """Stop sending; whatever still waits, and every later publish, fails with BrokerUnavailableError."""
+        self._closed = True
+        lanes = list(self._lanes.values())
+        senders = [lane.sender for lane in lanes if lane.sender is not None]
         for sender in senders:
             sender.cancel()
         await asyncio.gather(*senders, return_exceptions=True)
+        # A sender cancelled before its first step never ran its finally: settle what it left.
+        for lane in lanes:
+            _settle(list(lane.waiting), BrokerUnavailableError("the publisher closed"))
+            lane.waiting.clear()
+        self._lanes.clear()
 
     async def _drain(self, routing_key: str, lane: _Lane) -> None:
         """Send records until nothing waits."""
@@ -86,7 +104,8 @@ class GroupCommit:
             # Cancelled (close): the record in flight and everything behind it are unconfirmed.
             _settle([*batch, *lane.waiting], BrokerUnavailableError("the publisher closed"))
             lane.waiting.clear()
-            del self._lanes[routing_key]
+            if self._lanes.get(routing_key) is lane:
+                del self._lanes[routing_key]
 
     def _next_batch(self, lane: _Lane) -> list[tuple[events_pb2.MissionEvent, asyncio.Future[None]]]:
         """The oldest waiting events that fit in one record (at least one)."""
@@ -98,6 +117,14 @@ class GroupCommit:
                 break
             batch.append(lane.waiting.popleft())
         return batch
+
+
+def _withdraw(waiting: deque[tuple[events_pb2.MissionEvent, asyncio.Future[None]]], confirmed: object) -> None:
+    """Take the event whose waiter is ``confirmed`` out of ``waiting``, if no record took it yet."""
+    for index, (_, pending) in enumerate(waiting):
+        if pending is confirmed:
+            del waiting[index]
+            return
 
 
 def _settle(

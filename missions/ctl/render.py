@@ -270,7 +270,7 @@ def event_details(event: events_pb2.MissionEvent) -> str:
 def event_line(event: events_pb2.MissionEvent) -> Text:
     """One event as one line: sequence, time, mission id, type and details."""
     kind = short(EVENT, event.type)
-    line = Text(f"{event.sequence:>6}  {_time(event.time) or '-'}  {event.mission_id}  ")
+    line = Text(f"{event.sequence:>9}  {_time(event.time) or '-'}  {event.mission_id}  ")
     line.append(f"{kind:<13}", style=STYLES.get(kind, "cyan"))
     line.append(f" {event_details(event)}")
     return line

@@ -622,14 +622,15 @@ class GetStatsResponse(_message.Message):
     active_workers: _builtins.int
     """Workers whose heartbeats arrive on time."""
     last_sequence: _builtins.int
-    """Sequence of the last log record this replica has applied: a position to resume
+    """Sequence of the last log event this replica has applied: a position to resume
     WatchEvents after. It can be that of a record no reader sees (a duplicate), so a
     watcher may never receive an event with exactly this sequence. Sequences are not
     dense: count events with `events_read`, not by subtracting sequences.
     """
     events_read: _builtins.int
     """Events this replica has read from the log since it started (duplicates included):
-    the difference between two calls is the number of events in between.
+    the difference between two calls to the same replica, with no restart in between,
+    is the number of events in between.
     """
     records_read: _builtins.int
     """Log records this replica has read since it started. A record holds several events

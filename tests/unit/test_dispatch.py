@@ -191,3 +191,17 @@ async def test_close_lets_confirmable_work_through_and_stops_the_rest(
     assert [kind for kind, _ in broker.sent] == ["log", "log", "work"]
     assert "mission m2: work message not confirmed before shutdown" in caplog.text
     assert "mission m3" not in caplog.text
+
+
+async def test_a_confirmed_event_the_log_never_shows_is_unavailable_not_queued(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dispatch_module, "_LOGGED_WAIT_S", 0.05)
+    broker = Broker()
+    dispatcher = _dispatcher(broker)
+    event = EventLog().created("m1", "echo")
+
+    async def confirmed_but_unseen(event: events_pb2.MissionEvent, priority: int | None) -> None:
+        broker.sent.append(("log", event.id))  # the follower is far behind: nothing resolves logged()
+
+    with pytest.raises(BrokerUnavailableError, match="log did not show its EVENT_TYPE_CREATED"):
+        await asyncio.wait_for(dispatcher.append(event, None, confirmed_but_unseen), TIMEOUT)
+    assert broker.sent == [("log", event.id)]  # and no work message

@@ -141,7 +141,7 @@ async def test_close_fails_what_waits_instead_of_leaving_it_hanging() -> None:
             await asyncio.wait_for(publish, TIMEOUT)
 
 
-async def test_a_publisher_that_gives_up_does_not_hold_back_the_others() -> None:
+async def test_a_publisher_that_gives_up_withdraws_its_waiting_event_and_holds_back_no_one() -> None:
     broker = Broker()
     group = GroupCommit(broker.send)
     first, second, third = _events(3)
@@ -155,5 +155,19 @@ async def test_a_publisher_that_gives_up_does_not_hold_back_the_others() -> None
     await broker.wait_for_records(2)
     broker.confirms.put_nowait(None)
     await asyncio.wait_for(asyncio.gather(*publishes, patient), TIMEOUT)
-    # Its event had joined the record already: it goes out with the others.
-    assert [len(events) for _, events in broker.records] == [1, 2]
+    # Not sent later, where it could land after the mission's next event.
+    assert [[event.id for event in events] for _, events in broker.records] == [[first.id], [third.id]]
+
+
+async def test_close_before_the_sender_ran_fails_the_waiters_and_later_publishes() -> None:
+    broker = Broker()
+    group = GroupCommit(broker.send)
+    (event,) = _events(1)
+    waiting = asyncio.create_task(group.publish(event, "k"))
+    await asyncio.sleep(0)  # queued; its sender task has not run a step yet
+    await group.close()
+    with pytest.raises(BrokerUnavailableError, match="closed"):
+        await asyncio.wait_for(waiting, TIMEOUT)
+    with pytest.raises(BrokerUnavailableError, match="closed"):
+        await group.publish(event, "k")
+    assert broker.records == []
