@@ -25,7 +25,7 @@ from mission_service.recent import RecentEvents
 from mission_service.store import MissionStore
 from missions import codec
 from missions.errors import DecodeError
-from missions.eventlog import read_log, read_stream
+from missions.eventlog import read_log, read_stream, record_events
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -108,17 +108,14 @@ class LogFollower:
 
     def _events_at(self, offset: int, message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
         """The events of a log record; for one that does not decode, a gap: an event without id."""
+        self.records_read += 1
         try:
-            events = codec.decode_record(message.body, message.headers, message.type)
+            events = record_events(offset, message)
         except DecodeError as exc:
             self.skipped += 1
             log.warning("skipping undecodable log record at sequence %d: %s", codec.sequence_at(offset), exc)
-            events = [events_pb2.MissionEvent()]
-        else:
-            self.events_read += len(events)
-        self.records_read += 1
-        for index, event in enumerate(events):
-            event.sequence = codec.sequence_at(offset, index)
+            return [events_pb2.MissionEvent(sequence=codec.sequence_at(offset))]
+        self.events_read += len(events)
         return events
 
     async def _apply(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, TypeVar
 
 import aio_pika
 from aio_pika.abc import AbstractIncomingMessage
@@ -119,11 +119,7 @@ def decode(body: bytes, headers: Mapping[str, Any] | None, message_type: str | N
     if message_type != MESSAGE_TYPE:
         raise DecodeError(f"unexpected message type {_shown(message_type)}")
     _check_schema(headers)
-    event = events_pb2.MissionEvent()
-    try:
-        event.ParseFromString(body)
-    except ProtobufDecodeError as exc:
-        raise DecodeError(f"malformed MissionEvent: {exc}") from exc
+    event = _parsed(events_pb2.MissionEvent(), body)
     _check(event)
     return event
 
@@ -138,16 +134,24 @@ def decode_record(
     if message_type != BATCH_MESSAGE_TYPE:
         return [decode(body, headers, message_type)]
     _check_schema(headers)
-    batch = events_pb2.EventBatch()
-    try:
-        batch.ParseFromString(body)
-    except ProtobufDecodeError as exc:
-        raise DecodeError(f"malformed EventBatch: {exc}") from exc
+    batch = _parsed(events_pb2.EventBatch(), body)
     if not 0 < len(batch.events) <= SEQUENCES_PER_RECORD:
         raise DecodeError(f"an EventBatch of {len(batch.events)} events")
     for event in batch.events:
         _check(event)
     return list(batch.events)
+
+
+_Parsed = TypeVar("_Parsed", events_pb2.MissionEvent, events_pb2.EventBatch)
+
+
+def _parsed(message: _Parsed, body: bytes) -> _Parsed:
+    """``message`` parsed from ``body``; DecodeError naming its type if the bytes are not one."""
+    try:
+        message.ParseFromString(body)
+    except ProtobufDecodeError as exc:
+        raise DecodeError(f"malformed {message.DESCRIPTOR.name}: {exc}") from exc
+    return message
 
 
 def _check_schema(headers: Mapping[str, Any] | None) -> None:

@@ -34,7 +34,7 @@ from missions.group_commit import GroupCommit
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
-__all__ = ["EventPublisher", "read_log", "read_stream"]
+__all__ = ["EventPublisher", "read_log", "read_stream", "record_events"]
 
 log = logging.getLogger(__name__)
 
@@ -240,6 +240,15 @@ async def _consume(queue: AbstractQueue, inbox: asyncio.Queue[AbstractIncomingMe
         await queue.consume(inbox.put, arguments=arguments)
 
 
+def record_events(offset: int, message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
+    """The events of the log record at stream ``offset``, each with its sequence
+    (codec.sequence_at); DecodeError if the record does not decode."""
+    events = codec.decode_record(message.body, message.headers, message.type)
+    for index, event in enumerate(events):
+        event.sequence = codec.sequence_at(offset, index)
+    return events
+
+
 async def read_log(
     connection: AbstractConnection,
     names: Topology,
@@ -266,11 +275,10 @@ async def read_log(
     async with contextlib.aclosing(stream) as records:
         async for offset, message in records:
             try:
-                events = codec.decode_record(message.body, message.headers, message.type)
+                events = record_events(offset, message)
             except DecodeError as exc:
                 log.warning("skipping undecodable log record at sequence %d: %s", codec.sequence_at(offset), exc)
                 continue
-            for index, event in enumerate(events):
-                event.sequence = codec.sequence_at(offset, index)
+            for event in events:
                 if event.sequence > after_sequence:
                     yield event
