@@ -37,6 +37,15 @@ class Broker:
             await asyncio.wait_for(self.sent.wait_for(lambda: len(self.records) >= count), TIMEOUT)
 
 
+async def _in_flight(
+    broker: Broker, group: GroupCommit, event: events_pb2.MissionEvent, key: str = "k"
+) -> asyncio.Task[None]:
+    """Publish ``event`` alone and wait until its record is sent, unconfirmed: the lane is busy."""
+    publishing = asyncio.create_task(group.publish(event, key))
+    await broker.wait_for_records(len(broker.records) + 1)
+    return publishing
+
+
 def _events(count: int) -> list[events_pb2.MissionEvent]:
     log = EventLog()
     return [log.created(f"m{n}", "echo") for n in range(count)]
@@ -58,8 +67,7 @@ async def test_events_that_arrive_during_a_confirm_share_the_next_record_in_orde
     broker = Broker()
     group = GroupCommit(broker.send)
     first, *rest = _events(6)
-    publishes = [asyncio.create_task(group.publish(first, "created.echo"))]
-    await broker.wait_for_records(1)
+    publishes = [await _in_flight(broker, group, first, "created.echo")]
     publishes += [asyncio.create_task(group.publish(event, "created.echo")) for event in rest]
     await asyncio.sleep(0)  # let them queue behind the record in flight
     assert len(broker.records) == 1
@@ -90,8 +98,7 @@ async def test_an_unconfirmed_record_fails_every_event_in_it_and_the_next_goes_o
     broker = Broker()
     group = GroupCommit(broker.send)
     first, second, third = _events(3)
-    lost = [asyncio.create_task(group.publish(first, "k"))]
-    await broker.wait_for_records(1)
+    lost = [await _in_flight(broker, group, first)]
     queued = [asyncio.create_task(group.publish(event, "k")) for event in (second, third)]
     broker.confirms.put_nowait(BrokerUnavailableError("connection lost"))
     await broker.wait_for_records(2)
@@ -111,8 +118,7 @@ async def test_a_record_is_bounded_in_events_and_bytes() -> None:
     group = GroupCommit(broker.send, max_events=3)
     first, *rest = _events(8)
     big = EventLog().created("big", "echo", payload=struct(blob="x" * (MAX_RECORD_BYTES // 2)))
-    publishes = [asyncio.create_task(group.publish(first, "k"))]
-    await broker.wait_for_records(1)
+    publishes = [await _in_flight(broker, group, first)]
     publishes += [asyncio.create_task(group.publish(event, "k")) for event in [*rest, big, big]]
     await asyncio.sleep(0)
     for count in range(2, 6):
@@ -131,8 +137,7 @@ async def test_close_fails_what_waits_instead_of_leaving_it_hanging() -> None:
     broker = Broker()
     group = GroupCommit(broker.send)
     first, second = _events(2)
-    publishes = [asyncio.create_task(group.publish(first, "k"))]
-    await broker.wait_for_records(1)
+    publishes = [await _in_flight(broker, group, first)]
     publishes.append(asyncio.create_task(group.publish(second, "k")))
     await asyncio.sleep(0)
     await group.close()
@@ -145,8 +150,7 @@ async def test_a_publisher_that_gives_up_withdraws_its_waiting_event_and_holds_b
     broker = Broker()
     group = GroupCommit(broker.send)
     first, second, third = _events(3)
-    publishes = [asyncio.create_task(group.publish(first, "k"))]
-    await broker.wait_for_records(1)
+    publishes = [await _in_flight(broker, group, first)]
     impatient = asyncio.create_task(group.publish(second, "k"))
     patient = asyncio.create_task(group.publish(third, "k"))
     await asyncio.sleep(0)
