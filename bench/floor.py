@@ -3,10 +3,12 @@
 Replays the message flow a mission needs under docs/guarantees.md with bare aio-pika:
 no gRPC, no SQLite, no handler, no logging. Per mission: CREATED confirmed into the log
 stream, then its work message confirmed into the work queue; a "worker" consumes it,
-publishes STARTED (log and control stream) and acks once it is confirmed, then publishes
-COMPLETED; a "follower" reads the log and the worker reads the control stream, as the
-real processes do. Three connections stand for the service's two and the worker's one;
-the namespace's topology is the real one (missions.amqp.declare_topology).
+publishes STARTED into the log and acks once it is confirmed; a "follower" reads the
+log and answers the STARTED of each record on the worker's session queue; the worker,
+once answered, publishes COMPLETED. The worker also follows the control stream (which
+holds only the service's decisions, none here), as the real processes do. Three
+connections stand for the service's two and the worker's one; the namespace's topology
+is the real one (missions.amqp.declare_topology).
 
 It prints missions/s and the CPU per mission of the broker (beam.smp, from /proc) and of
 this process. The broker's share bounds any implementation of this design: on C cores,
@@ -44,13 +46,15 @@ from missions.amqp import declare_topology, declare_work_queue, delete_topology
 from missions.events import new_event
 from missions.group_commit import GroupCommit
 from missions.topology import Topology
-from missions.v1 import events_pb2, mission_pb2
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
 
 __all__ = ["main"]
 
 E = events_pb2
 
 OnRecord = Callable[[AbstractIncomingMessage], None]
+
+_SESSION = "floor"
 
 
 class _Single:
@@ -84,12 +88,16 @@ def _events(message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
 class _Flow:
     """One run's channels and counters."""
 
-    def __init__(self, names: Topology, missions: int) -> None:
+    def __init__(self, names: Topology, missions: int, answers: AbstractExchange) -> None:
+        """``answers``: the exchange the follower answers the worker's STARTED on."""
         self.names = names
         self.missions = missions
         self.completed = 0
         self.done = asyncio.Event()
         self._waiters: dict[str, asyncio.Future[float]] = {}
+        self._answers = answers
+        self._answering: set[asyncio.Task[object]] = set()
+        self._verdicts: dict[str, asyncio.Future[None]] = {}  # by STARTED id
 
     def expect(self, mission_id: str) -> asyncio.Future[float]:
         """Resolved with the perf_counter at which the log showed the mission's COMPLETED."""
@@ -112,8 +120,10 @@ class _Flow:
         mission.attempt = 1
         started = new_event(mission, E.EVENT_TYPE_STARTED, source="floor", correlation_id=created.correlation_id)
         started.started.worker_id = "floor"
+        answered = self._verdicts[started.id] = asyncio.get_running_loop().create_future()
         await log.publish(started)
         await message.ack()
+        await answered
         completed = new_event(mission, E.EVENT_TYPE_COMPLETED, source="floor", correlation_id=created.correlation_id)
         completed.completed.duration.FromMilliseconds(0)
         await log.publish(completed)
@@ -123,9 +133,22 @@ class _Flow:
         """What the worker's ledger does with a control record: decode it."""
         _events(message)
 
+    def answered(self, message: AbstractIncomingMessage) -> None:
+        """What the worker does with the service's answers: decode them, let their attempts run."""
+        for started_id in worker_pb2.StartVerdicts.FromString(message.body).run:
+            self._verdicts.pop(started_id).set_result(None)
+
     def logged(self, message: AbstractIncomingMessage) -> None:
-        """What the follower does with a log record: decode it (storing it is ours, not the broker's)."""
-        for event in _events(message):
+        """What the follower does with a log record: decode it (storing it is ours, not the
+        broker's) and answer the STARTED it holds, one message per record."""
+        events = _events(message)
+        verdicts = worker_pb2.StartVerdicts(run=[event.id for event in events if event.type == E.EVENT_TYPE_STARTED])
+        if verdicts.run:
+            answer = aio_pika.Message(verdicts.SerializeToString(), delivery_mode=aio_pika.DeliveryMode.NOT_PERSISTENT)
+            task = asyncio.create_task(self._answers.publish(answer, routing_key=self.names.session_queue(_SESSION)))
+            self._answering.add(task)
+            task.add_done_callback(self._answering.discard)
+        for event in events:
             if event.type == E.EVENT_TYPE_COMPLETED:
                 self.completed += 1
                 if (waiter := self._waiters.pop(event.mission_id, None)) is not None:
@@ -150,6 +173,13 @@ async def _read_stream(connection: AbstractConnection, name: str, on_record: OnR
             await message.ack(multiple=True)
 
     await queue.consume(take, arguments={"x-stream-offset": "first"})
+
+
+def _sync(on_message: OnRecord) -> Callable[[AbstractIncomingMessage], Awaitable[None]]:
+    async def consume(message: AbstractIncomingMessage) -> None:
+        on_message(message)
+
+    return consume
 
 
 @contextlib.asynccontextmanager
@@ -196,7 +226,8 @@ async def _run(
         service_log = await aio_pika.connect(amqp_url)
         worker = await aio_pika.connect(amqp_url)
         async with service, service_log, worker:
-            flow = _Flow(names, missions)
+            answers = await service.channel(publisher_confirms=False)
+            flow = _Flow(names, missions, answers.default_exchange)
             publisher = await service.channel(publisher_confirms=variant.confirms)
             log_of = _GroupCommit if variant.group_commit else _Single
             service_log_publisher = log_of(await publisher.get_exchange(names.events_exchange))
@@ -204,6 +235,8 @@ async def _run(
             worker_log_publisher = log_of(await outbox.get_exchange(names.events_exchange))
             await _read_stream(service_log, names.log_queue, flow.logged)
             await _read_stream(worker, names.control_queue, flow.followed)
+            session = await (await worker.channel()).declare_queue(names.session_queue(_SESSION), exclusive=True)
+            await session.consume(_sync(flow.answered), no_ack=True)
             consumer = await worker.channel()
             await consumer.set_qos(prefetch_count=prefetch)
             work = await consumer.get_queue(names.work_queue("noop"))

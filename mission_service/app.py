@@ -26,6 +26,7 @@ from mission_service.reaper import Reaper
 from mission_service.recent import RecentEvents
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings, is_loopback
+from mission_service.start_verdicts import StartVerdictSender
 from mission_service.state_lock import StateLock
 from mission_service.store import MissionStore
 from mission_service.tokens import TokenFile
@@ -72,7 +73,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         await health_state.track(connection, "publisher connection")
         await health_state.track(log_connection, "log connection")
 
-        publisher = await EventPublisher.open(connection, names, settings.retention)
+        publisher = await EventPublisher.open(connection, names, settings.retention, decides=True)
         legacy_work = asyncio.create_task(drain_legacy_work(connection, publisher, names), name="legacy-work")
         stack.push_async_callback(_cancelled, legacy_work)
         store = MissionStore(settings.database)
@@ -87,7 +88,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             hub.publish(batch)
 
         recent = RecentEvents(store.checkpoint(), settings.recent_events, settings.recent_bytes)
-        follower = LogFollower(log_connection, names, store, applied, recent=recent)
+        # Answers are publishes: on the publisher's connection, so a resource alarm that
+        # blocks it never stalls the follower's reads.
+        verdicts = StartVerdictSender(connection, names)
+        follower = LogFollower(log_connection, names, store, applied, recent=recent, verdicts=verdicts)
         metrics.sample(hub, follower)
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))

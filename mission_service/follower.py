@@ -1,7 +1,8 @@
 """Follows the event log: projects each batch into the store, then fans it out.
 
 Order per batch: commit to SQLite (with the checkpoint), resolve read-your-writes
-waiters, then hand the batch to live subscribers. So whatever a subscriber sees, a
+waiters, hand the batch to live subscribers, then answer the workers whose STARTED
+events it held (start_verdicts.py). So whatever a subscriber sees, a
 GetMission on this replica already reflects. Events the store records as duplicates
 (a second CREATED of one mission, a STARTED of an attempt already started, ...) are
 handed to nobody, live or in a replay (``replay``): every reader sees the log without them.
@@ -22,6 +23,7 @@ from collections.abc import AsyncGenerator, Callable, Sequence
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.recent import RecentEvents
+from mission_service.start_verdicts import StartVerdictSender
 from mission_service.store import MissionStore
 from missions import codec
 from missions.errors import DecodeError
@@ -51,16 +53,19 @@ class LogFollower:
         on_batch: BatchListener,
         read: ReadLog | None = None,
         recent: RecentEvents | None = None,
+        verdicts: StartVerdictSender | None = None,
     ) -> None:
         """``read``: how ``replay`` reads the log (read_log on ``connection`` by default);
         ``recent``: the window of latest events replays start from when they can (default
-        bounds if None)."""
+        bounds if None); ``verdicts``: answers each worker's STARTED events after each
+        batch (None: nobody answers, for a follower that serves no workers)."""
         self._connection = connection
         self._names = names
         self._read = read or functools.partial(read_log, connection, names)
         self.recent = RecentEvents(store.checkpoint()) if recent is None else recent
         self._store = store
         self._on_batch = on_batch
+        self._verdicts = verdicts
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.attached = asyncio.Event()
         self.position = store.checkpoint()
@@ -124,6 +129,8 @@ class LogFollower:
             while len(batch) < _MAX_BATCH and not inbox.empty():
                 batch.append(inbox.get_nowait())
             self._commit(batch)
+            if self._verdicts is not None:
+                await self._verdicts.send()
 
     def _commit(self, batch: Sequence[events_pb2.MissionEvent]) -> None:
         """Apply a batch to the store, resolve its waiters and hand it to the subscribers."""
@@ -136,7 +143,7 @@ class LogFollower:
             self.recent.restart(batch[0].sequence - 1)
         # Gaps (decoded events never lack an id) only move the position.
         events = [event for event in batch if event.id]
-        duplicates = self._store.apply_batch(events)
+        duplicates = self._store.apply_batch(events, None if self._verdicts is None else self._verdicts.hear)
         self.position = batch[-1].sequence
         for event in events:
             for waiter in self._waiters.get(event.id, ()):

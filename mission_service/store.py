@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import pathlib
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from mission_service.projection import apply, is_duplicate
@@ -75,6 +75,21 @@ class Page:
     missions: list[mission_pb2.Mission]
     last_created_sequence: int
     more: bool
+
+
+# Hears a STARTED event and whether its worker runs the attempt.
+Verdict = Callable[[events_pb2.MissionEvent, bool], None]
+
+
+def _runs(mission: mission_pb2.Mission | None, started: events_pb2.MissionEvent) -> bool:
+    """Whether ``mission`` runs ``started``'s attempt on ``started``'s worker session."""
+    return (
+        mission is not None
+        and mission.state == mission_pb2.MISSION_STATE_RUNNING
+        and mission.redrive_count == started.generation
+        and mission.attempt == started.attempt
+        and mission.worker_session == started.started.worker_session
+    )
 
 
 def _decode(body: bytes) -> mission_pb2.Mission:
@@ -187,9 +202,9 @@ class MissionStore:
     def starters(self, mission: mission_pb2.Mission) -> Sequence[tuple[str, str]]:
         """(worker id, session) of every worker that started ``mission``'s current attempt and
         did not withdraw, the one the mission shows first. More than one only while copies of
-        one work message raced: the log and the control stream, where workers see who came
-        first, may order two STARTED differently, and the one that withdraws says which did
-        not run."""
+        one work message raced, until the workers the log put second withdraw. (Logs of
+        earlier versions, whose workers decided by the control stream's order, may have
+        the log's first STARTED withdrawn: then the mission shows the next.)"""
         rows = self._db.execute("SELECT body FROM duplicates WHERE mission_id = ? ORDER BY sequence", (mission.id,))
         current = [
             event
@@ -203,9 +218,15 @@ class MissionStore:
         found += [(event.started.worker_id, event.started.worker_session) for event in current]
         return [starter for starter in dict.fromkeys(found) if starter[1] not in withdrawn]
 
-    def apply_batch(self, events: Sequence[events_pb2.MissionEvent]) -> set[int]:
+    def apply_batch(self, events: Sequence[events_pb2.MissionEvent], on_start: Verdict | None = None) -> set[int]:
         """Apply events in order and advance the checkpoint, atomically; the sequences of
-        those recorded as duplicates."""
+        those recorded as duplicates.
+
+        ``on_start`` hears, for each STARTED that is not a withdrawal, whether its worker
+        runs the attempt: whether, once the event is applied, the mission is RUNNING that
+        attempt on that worker's session. Only the log before the event decides that, so
+        every replica gives each STARTED the same answer.
+        """
         duplicates: set[int] = set()
         if not events:
             return duplicates
@@ -214,6 +235,8 @@ class MissionStore:
             for event in events:
                 if not self._apply(event):
                     duplicates.add(event.sequence)
+                if on_start is not None and event.type == events_pb2.EVENT_TYPE_STARTED and not event.started.withdrawn:
+                    on_start(event, _runs(self.get(event.mission_id), event))
             self._db.execute(
                 "INSERT INTO checkpoint (id, sequence) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence",

@@ -146,9 +146,14 @@ async def declare_topology(
     exchange = await declare_exchange(channel, names)
     log_queue = await _declare_stream(channel, names.log_queue, retention)
     await log_queue.bind(exchange, "#")
+    # The service's decisions reach the log through ns.events like every event, and the
+    # control stream besides, in one publish.
+    decisions = await channel.declare_exchange(names.decisions_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
+    await exchange.bind(decisions)
     control = await _declare_stream(channel, names.control_queue, retention)
-    for binding in topology.CONTROL_BINDINGS:
-        await control.bind(exchange, binding)
+    await control.bind(decisions)
+    for binding in topology.LEGACY_CONTROL_BINDINGS:
+        await control.unbind(exchange, binding)
     dispatch = await channel.declare_exchange(names.dispatch_exchange, aio_pika.ExchangeType.HEADERS, durable=True)
     # A retry with no delay goes straight to its type's work queue.
     await dispatch.bind(exchange, topology.retry_binding(0))
@@ -186,7 +191,7 @@ async def delete_topology(connection: AbstractConnection, names: Topology, missi
         with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
             await channel.queue_delete(queue)
     channel = await connection.channel()
-    for exchange in (names.events_exchange, names.dispatch_exchange, names.workers_exchange):
+    for exchange in (names.decisions_exchange, names.events_exchange, names.dispatch_exchange, names.workers_exchange):
         with contextlib.suppress(aio_pika.exceptions.ChannelClosed):
             await channel.exchange_delete(exchange)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator
 
@@ -58,36 +59,64 @@ class EventPublisher:
     """
 
     def __init__(
-        self, channel: AbstractChannel, exchange: AbstractExchange, dispatch: AbstractExchange, names: Topology
+        self,
+        channel: AbstractChannel,
+        exchange: AbstractExchange,
+        dispatch: AbstractExchange,
+        names: Topology,
+        decisions: AbstractExchange | None = None,
     ) -> None:
+        """``decisions``: the exchange of the service's decisions, for a publisher whose events
+        (but CREATED) every worker must know (the service's); None for a worker's."""
         self._channel = channel
         self._exchange = exchange
         self._dispatch = dispatch
+        self._decisions = decisions
         self._names = names
         self._declared: set[str] = set()  # work queues this publisher declared
         self.confirms = 0  # publishes the broker confirmed: a sign of life under load
-        self._grouped = GroupCommit(lambda record, key: self._confirmed(self._exchange, record, key, _TIMEOUT_S))
+        # One group commit per exchange: a record goes to one exchange.
+        self._grouped = {
+            exchange: GroupCommit(functools.partial(self._record_to, exchange))
+            for exchange in (exchange, decisions)
+            if exchange is not None
+        }
 
     @classmethod
-    async def open(cls, connection: AbstractConnection, names: Topology, retention: LogRetention) -> EventPublisher:
+    async def open(
+        cls, connection: AbstractConnection, names: Topology, retention: LogRetention, *, decides: bool = False
+    ) -> EventPublisher:
+        """A publisher on a channel of its own, the topology declared; ``decides``: its events
+        (but CREATED) are the service's decisions, which reach the control stream too."""
         # Returned messages raise: a work message no queue takes is one whose type has none yet.
         channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
         exchange = await declare_topology(channel, names, retention)
-        return cls(channel, exchange, await channel.get_exchange(names.dispatch_exchange, ensure=False), names)
+        dispatch = await channel.get_exchange(names.dispatch_exchange, ensure=False)
+        decisions = await channel.get_exchange(names.decisions_exchange, ensure=False) if decides else None
+        return cls(channel, exchange, dispatch, names, decisions)
 
     async def publish(self, event: events_pb2.MissionEvent, *, priority: int | None = None) -> None:
         """Append ``event`` to the log (and the queues its routing key is bound to)."""
+        exchange = self._exchange_of(event)
+        routing_key = topology.event_routing_key(event)
         if event.type not in _ALONE and not tracing.propagating:
-            await self._grouped.publish(event, topology.event_routing_key(event))
+            await self._grouped[exchange].publish(event, routing_key)
             return
         if event.type == events_pb2.EVENT_TYPE_RETRYING:
             delay_ms = topology.retry_delay_ms(event)
             if delay_ms:
                 with broker_call("cannot declare the retry queue"):
                     await declare_backoff_queue(self._channel, self._exchange, self._names, delay_ms)
-        await self._confirmed(
-            self._exchange, codec.encode(event, priority), topology.event_routing_key(event), _TIMEOUT_S
-        )
+        await self._confirmed(exchange, codec.encode(event, priority), routing_key, _TIMEOUT_S)
+
+    def _exchange_of(self, event: events_pb2.MissionEvent) -> AbstractExchange:
+        """ns.decisions for the service's decisions, which every worker reads; ns.events otherwise."""
+        if self._decisions is not None and event.type != events_pb2.EVENT_TYPE_CREATED:
+            return self._decisions
+        return self._exchange
+
+    async def _record_to(self, exchange: AbstractExchange, record: Message, routing_key: str) -> None:
+        await self._confirmed(exchange, record, routing_key, _TIMEOUT_S)
 
     async def dispatch(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = _TIMEOUT_S
@@ -130,7 +159,8 @@ class EventPublisher:
         self.confirms += 1
 
     async def close(self) -> None:
-        await self._grouped.close()
+        for grouped in self._grouped.values():
+            await grouped.close()
         await self._channel.close()
 
 

@@ -14,9 +14,15 @@ Layout (``ns`` is the namespace, default ``missions``)::
     ns.backoff.<ms>  delay queue (fixed TTL of <ms>) bound to "retrying.<ms>"; expired
                      messages dead-letter into ns.dispatch, so into their type's queue
     ns.dead          dead-letter queue bound to "dead_lettered.#"
-    ns.control       stream queue of the events that move a mission past a work
-                     message (started, retrying, completed, dead_lettered,
-                     cancelled, redriven): workers follow it to skip taken work
+    ns.decisions     fanout exchange of the service's own decisions (every event it
+                     publishes but CREATED: cancelled, redriven, and the reaper's
+                     failed, retrying and dead_lettered); bound into ns.events, so
+                     they reach the log and the other queues as every event does,
+                     and into ns.control
+    ns.control       stream queue of those decisions: every worker follows it to skip
+                     cancelled work and stop what the service ended
+    ns.session.<s>   queue of one worker session: the service's answers to its
+                     STARTED events (StartVerdicts)
     ns.workers       fanout exchange for worker heartbeats (transient messages)
     ns.leader        single-active-consumer queue of ticks: its active consumer is the
                      service replica that declares lost workers' attempts
@@ -78,6 +84,14 @@ class Topology:
         return f"{self.namespace}.control"
 
     @property
+    def decisions_exchange(self) -> str:
+        return f"{self.namespace}.decisions"
+
+    def session_queue(self, session: str) -> str:
+        """The queue of one worker session: the answers to its STARTED events."""
+        return f"{self.namespace}.session.{session}"
+
+    @property
     def workers_exchange(self) -> str:
         return f"{self.namespace}.workers"
 
@@ -112,7 +126,9 @@ REDRIVEN_BINDING = "redriven.#"
 # when it starts (mission_service/legacy_work.py), so only its retry queues still feed it.
 LEGACY_WORK_BINDINGS = ("created.#", REDRIVEN_BINDING, "retrying.0")
 DEAD_LETTERED_BINDING = "dead_lettered.#"
-CONTROL_BINDINGS = (
+# Bindings of the control stream to ns.events in earlier versions, when every worker read
+# every STARTED and COMPLETED; each process removes them when it declares the topology.
+LEGACY_CONTROL_BINDINGS = (
     "started.#",
     "retrying.#",
     "completed.#",

@@ -25,6 +25,7 @@ from worker_service.heartbeat import Heartbeat
 from worker_service.ledger import MissionLedger
 from worker_service.metrics import WorkerMetrics
 from worker_service.settings import WorkerSettings
+from worker_service.verdicts import Verdicts
 
 __all__ = ["WORKER_HEALTH_SERVICE", "run_worker"]
 
@@ -78,7 +79,9 @@ async def run_worker(
         ledger = MissionLedger(settings.remember_finished)
         session = uuid.uuid4().hex
         outbox = Outbox(publisher, metrics.published)
-        attempts = Attempts(settings, outbox, registry, ledger, session, metrics)
+        verdicts = Verdicts(names, session)
+        await verdicts.listen(connection)
+        attempts = Attempts(settings, outbox, registry, ledger, verdicts, session, metrics)
         consumer = MissionConsumer(settings, connection, outbox, attempts, ledger, mission_types, spans)
         metrics.sample(
             lambda: consumer.running, lambda: consumer.waiting, lambda: outbox.waiting, lambda: consumer.undecodable

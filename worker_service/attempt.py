@@ -7,14 +7,16 @@ hour-long mission never meets RabbitMQ's delivery acknowledgement timeout. If th
 dies after STARTED, its heartbeats stop and the service declares the attempt lost
 (``WorkerLost``) and retries it.
 
-The handler runs only once the control stream shows this STARTED as the attempt's first
-(MissionLedger.started_by): copies of one work message that two workers take in the
-same instant never both run. The one that came second withdraws its STARTED (a STARTED
-with ``withdrawn`` set), so the service knows which worker runs the attempt.
+The handler runs only once the service says the log shows this STARTED as the
+attempt's first (worker_service/verdicts.py): copies of one work message that two
+workers take in the same instant never both run. A worker told otherwise withdraws its
+STARTED (a STARTED with ``withdrawn`` set), so the service knows it does not run the
+attempt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
@@ -33,6 +35,7 @@ from worker_service.ledger import MissionLedger
 from worker_service.metrics import WorkerMetrics
 from worker_service.runner import run_attempt
 from worker_service.settings import WorkerSettings
+from worker_service.verdicts import Verdicts
 
 __all__ = ["Attempts"]
 
@@ -50,6 +53,7 @@ class Attempts:
         outbox: Outbox,
         registry: HandlerRegistry,
         ledger: MissionLedger,
+        verdicts: Verdicts,
         session: str,
         metrics: WorkerMetrics,
     ) -> None:
@@ -57,22 +61,28 @@ class Attempts:
         self._outbox = outbox
         self._registry = registry
         self._ledger = ledger
+        self._verdicts = verdicts
         self._metrics = metrics
         self.session = session
         # By (mission id, attempt): a worker may run an attempt the service declared lost
         # (it was cut off) next to the retry of the same mission.
         self._contexts: dict[tuple[str, int], MissionContext] = {}
+        # The service's answer each attempt still waits for, by (mission id, attempt):
+        # cancelled to stop waiting (stopping, or the mission was cancelled).
+        self._answers: dict[tuple[str, int], asyncio.Future[bool]] = {}
         self.finished = 0
         ledger.on_cancel(self._cancel)
 
     def is_taken(self, mission: mission_pb2.Mission) -> bool:
         """Whether this attempt must not run: it runs here already, or the ledger says it is taken."""
-        return (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission, self.session)
+        return (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission)
 
     def interrupt(self) -> None:
         """Set ``ctx.cancelled`` of every running attempt (the drain timeout passed)."""
         for ctx in self._contexts.values():
             ctx.cancelled.set()
+        for answer in self._answers.values():
+            answer.cancel()
 
     def _cancel(self, event: events_pb2.MissionEvent) -> None:
         for (mission_id, _), ctx in self._contexts.items():
@@ -84,6 +94,9 @@ class Attempts:
                     extra=mission_fields(mission_id, event.correlation_id, event.mission_type, ctx.attempt),
                 )
                 ctx.cancelled.set()
+        for (mission_id, _), answer in self._answers.items():
+            if mission_id == event.mission_id:
+                answer.cancel()
 
     def _factory(
         self, mission: mission_pb2.Mission, correlation_id: str
@@ -126,18 +139,27 @@ class Attempts:
             begun.started.worker_id = settings.worker_id
             begun.started.worker_session = self.session
             self._ledger.enter(mission)
-            echo = self._ledger.expect(begun.id)
+            answer = self._verdicts.expect(begun.id)
             try:
                 # Once, not through the outbox: unconfirmed, the attempt must not run, since
                 # the delivery may already be on its way to another worker.
                 await self._outbox.publish_once(begun)
             except BrokerUnavailableError as exc:
-                echo.cancel()
+                answer.cancel()
                 log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
                 return None
             await started()
-            await echo
-            if self._ledger.started_by(mission) != self.session:
+            self._answers[mission.id, mission.attempt] = answer
+            try:
+                runs = await self._verdicts.wait(begun, answer, self._outbox.publish)
+            finally:
+                del self._answers[mission.id, mission.attempt]
+            if runs is None:
+                # Stopping or cancelled before the service answered: not run. If it was this
+                # worker's to run, the service declares it lost once this session ends.
+                log.info("mission %s attempt %d: stopped waiting for the service's word", mission.id, mission.attempt)
+                return None
+            if not runs:
                 await self._withdraw(begun)
                 return None
             self._metrics.attempt_started(work, begun)
@@ -161,7 +183,7 @@ class Attempts:
 
     async def _withdraw(self, begun: events_pb2.MissionEvent) -> None:
         log.info(
-            "mission %s attempt %d: another worker's STARTED came first; not running it here",
+            "mission %s attempt %d: another worker's STARTED came first, or the mission moved on; not running it here",
             begun.mission_id,
             begun.attempt,
         )
@@ -182,7 +204,7 @@ class Attempts:
         )
 
         async def still_wanted() -> bool:
-            # After an outage, first read what the control stream says happened meanwhile.
+            # After an outage, first read what the service decided meanwhile (control stream).
             await self._ledger.caught_up.wait()
             return not self._ledger.is_over(mission)
 

@@ -99,8 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--remember-finished",
         type=int,
         default=int(env("REMEMBER_FINISHED", str(DEFAULT_REMEMBER_FINISHED))),
-        help="ended missions each worker remembers (about 370 bytes each) so that a late copy of their work"
-        " message is dropped, not run; the most recently ended are kept [MISSIONS_REMEMBER_FINISHED]",
+        help="missions each worker remembers (about 370 bytes each) so that a late copy of their work"
+        " message is dropped without starting; the most recently heard of are kept [MISSIONS_REMEMBER_FINISHED]",
     )
     add_metrics_listen_option(parser)
     add_tracing_option(parser)

@@ -1,23 +1,24 @@
-"""What a worker knows about missions beyond their work messages, from the control stream.
+"""What a worker knows about missions beyond their work messages: the service's decisions.
 
-The control stream (``ns.control``) carries the events that move a mission past a work
-message: STARTED (attempt n is taken by a worker), RETRYING (attempt n is over),
-COMPLETED, DEAD_LETTERED, CANCELLED (the mission is over) and REDRIVEN (a new
-generation starts). A work message is *taken* when its attempt already started or is
-over, when its mission ended, or when a newer generation exists; the consumer drops
-such a message without running it. That is how a cancelled queued mission never
-starts. An attempt's outcome is published only while the attempt is not *over* (a
-cancellation, or the service declaring its worker lost, ends it first).
+The control stream (``ns.control``) carries the events the service decides that every
+worker must know: CANCELLED (the mission is over: drop its queued work, stop it where it
+runs), REDRIVEN (a new generation starts), and the reaper's FAILED, RETRYING and
+DEAD_LETTERED of an attempt it declared lost (that attempt is over). The worker adds
+what it publishes itself (its attempts' RETRYING, COMPLETED and DEAD_LETTERED). A work
+message is *taken* when its attempt is over, when its mission ended, or when a newer
+generation exists; the consumer drops such a message without starting it. That is how
+a cancelled queued mission never starts. An attempt's outcome is published only while
+the attempt is not *over*.
 
-Copies of one work message (a redelivery, a keyed retry dispatching again) that two
-workers start in the same instant both publish STARTED before either has read the
-other's. The stream has one order for every reader, so the *first* STARTED of an
-attempt here decides: only its worker runs the attempt (``expect``, ``started_by``).
+Which worker runs an attempt that copies of one work message offered to two workers at
+once is not the ledger's to say: the log says it, through the service
+(worker_service/verdicts.py).
 
-Memory is bounded: the ledger keeps every mission that has not ended, but only the
-``remember_finished`` most recently ended ones (as Celery bounds its revoked-task set).
-A work message of a mission forgotten that way is no longer recognised as stale: a
-cancelled mission queued behind more than that many others finishing could still run.
+Memory is bounded: the ledger keeps the ``remember_finished`` missions it heard of most
+recently (as Celery bounds its revoked-task set); with the default of 100,000 a mission
+running here is forgotten only if as many others are heard of while it runs. A work
+message of a mission forgotten that way is no longer recognised as stale here (the
+service still refuses to let it run).
 """
 
 from __future__ import annotations
@@ -56,21 +57,17 @@ CancelListener = Callable[[events_pb2.MissionEvent], None]
 @dataclass(slots=True)
 class _Entry:
     generation: int = 0
-    started: int = 0  # highest attempt known to have started
-    started_by: str = ""  # the worker session whose STARTED of that attempt came first
     over: int = 0  # highest attempt known to be over
     final: bool = False
 
 
 class MissionLedger:
-    """Per mission: its generation, the attempts started and over, and whether it ended."""
+    """Per mission: its generation, the attempts over, and whether it ended."""
 
     def __init__(self, remember_finished: int = DEFAULT_REMEMBER_FINISHED) -> None:
-        self._missions: dict[str, _Entry] = {}
-        self._finished: OrderedDict[str, None] = OrderedDict()  # ended missions, the latest last
+        self._missions: OrderedDict[str, _Entry] = OrderedDict()  # the latest heard of last
         self._remember_finished = remember_finished
         self._cancel_listeners: list[CancelListener] = []
-        self._echoes: dict[str, asyncio.Future[None]] = {}  # by event id: see expect
         self.caught_up = asyncio.Event()
 
     def __len__(self) -> int:
@@ -79,58 +76,40 @@ class MissionLedger:
     def on_cancel(self, listener: CancelListener) -> None:
         self._cancel_listeners.append(listener)
 
-    def expect(self, event_id: str) -> asyncio.Future[None]:
-        """A future resolved once the control stream has shown the event with this id."""
-        echo: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._echoes[event_id] = echo
-        echo.add_done_callback(lambda _: self._echoes.pop(event_id, None))
-        return echo
-
     def observe(self, event: events_pb2.MissionEvent) -> None:
-        self._observe(event)
-        echo = self._echoes.get(event.id)
-        if echo is not None and not echo.done():
-            echo.set_result(None)
-
-    def _observe(self, event: events_pb2.MissionEvent) -> None:
-        entry = self._missions.get(event.mission_id)
+        entry = self._heard_of(event.mission_id)
         if entry is None or event.generation > entry.generation:
             entry = self._new_entry(event.mission_id, event.generation)
         elif event.generation < entry.generation:
             return  # a late event of a generation that has been redriven since
         kind = event.WhichOneof("details")
-        if kind == "started":
-            # The first STARTED of an attempt stands; a later one (a copy's) and a
-            # withdrawal change nothing.
-            if event.attempt > entry.started and not event.started.withdrawn:
-                entry.started = event.attempt
-                entry.started_by = event.started.worker_session
-        elif kind == "retrying":
+        if kind == "retrying":
             entry.over = max(entry.over, event.attempt)
         elif kind in ("completed", "dead_lettered", "cancelled"):
             entry.final = True
-            self._ended(event.mission_id)
             if kind == "cancelled":
                 for listener in self._cancel_listeners:
                     listener(event)
 
     def enter(self, mission: mission_pb2.Mission) -> None:
         """Note that ``mission``'s generation exists (its REDRIVEN may not have been read yet)."""
-        entry = self._missions.get(mission.id)
+        entry = self._heard_of(mission.id)
         if entry is None or mission.redrive_count > entry.generation:
             self._new_entry(mission.id, mission.redrive_count)
 
-    def _new_entry(self, mission_id: str, generation: int) -> _Entry:
-        self._finished.pop(mission_id, None)  # a new generation has not ended
-        entry = self._missions[mission_id] = _Entry(generation)
+    def _heard_of(self, mission_id: str) -> _Entry | None:
+        """The mission's entry, now the latest heard of; None if it has none."""
+        entry = self._missions.get(mission_id)
+        if entry is not None:
+            self._missions.move_to_end(mission_id)
         return entry
 
-    def _ended(self, mission_id: str) -> None:
-        self._finished[mission_id] = None
-        self._finished.move_to_end(mission_id)
-        while len(self._finished) > self._remember_finished:
-            forgotten, _ = self._finished.popitem(last=False)
-            del self._missions[forgotten]
+    def _new_entry(self, mission_id: str, generation: int) -> _Entry:
+        entry = self._missions[mission_id] = _Entry(generation)
+        self._missions.move_to_end(mission_id)
+        while len(self._missions) > self._remember_finished:
+            self._missions.popitem(last=False)
+        return entry
 
     def _entry(self, mission: mission_pb2.Mission) -> _Entry | None:
         """The ledger entry for ``mission``'s generation; None when it is newer than known."""
@@ -139,36 +118,17 @@ class MissionLedger:
             return None
         return entry
 
-    def is_taken(self, mission: mission_pb2.Mission, session: str = "") -> bool:
-        """True when the work message for ``mission`` (at its attempt) must not run.
-
-        An attempt that ``session`` (the asking worker) itself started is not taken: the
-        worker only asks about work it is not running, so its STARTED was published but
-        reported unconfirmed, and the delivery came back.
-        """
-        entry = self._entry(mission)
-        if entry is None:
-            return False
-        if mission.redrive_count < entry.generation or entry.final or mission.attempt <= entry.over:
-            return True
-        if mission.attempt == entry.started and session and entry.started_by == session:
-            return False
-        return mission.attempt <= entry.started
-
-    def started_by(self, mission: mission_pb2.Mission) -> str:
-        """The worker session whose STARTED of ``mission``'s attempt came first; "" when the
-        attempt has not started, or a later attempt or generation has."""
-        entry = self._entry(mission)
-        if entry is None or entry.generation != mission.redrive_count or entry.started != mission.attempt:
-            return ""
-        return entry.started_by
-
-    def is_over(self, mission: mission_pb2.Mission) -> bool:
-        """True when ``mission``'s current attempt has been ended by someone else."""
+    def is_taken(self, mission: mission_pb2.Mission) -> bool:
+        """True when the work message for ``mission`` (at its attempt) must not run: the
+        attempt is over, the mission ended, or a newer generation exists."""
         entry = self._entry(mission)
         if entry is None:
             return False
         return mission.redrive_count < entry.generation or entry.final or mission.attempt <= entry.over
+
+    def is_over(self, mission: mission_pb2.Mission) -> bool:
+        """True when ``mission``'s current attempt has been ended by someone else."""
+        return self.is_taken(mission)
 
     async def follow(self, connection: AbstractRobustConnection, names: Topology) -> None:
         """Read the control stream from its start, then follow it until cancelled.

@@ -35,8 +35,8 @@ class WorkerSettings:
         metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
         amqp_tls: broker CA and client certificate for an amqps:// URL.
         tracing: OpenTelemetry spans: "off" (default), "console" or "otlp" (docs/tracing.md).
-        remember_finished: ended missions the ledger keeps to drop stale work messages for
-            them (the most recently ended), default 100,000.
+        remember_finished: missions the ledger keeps to drop stale work messages for them
+            without starting them (the most recently heard of), default 100,000.
     """
 
     amqp_url: str

@@ -26,15 +26,17 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18missions/v1/worker.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x03\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x03\x12\x15\n\rhandler_types\x18\x04 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\x05\x12\x0f\n\x07running\x18\x06 \x01(\x05\x12\x36\n\x12last_delivery_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheartbeat_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12heartbeat_interval\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x05state\x18\x0b \x01(\x0e\x32\x18.missions.v1.WorkerState\x12\x10\n\x08\x66inished\x18\x0c \x01(\x03\x12\x0f\n\x07session\x18\r \x01(\t*v\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ACTIVE\x10\x01\x12\x19\n\x15WORKER_STATE_STOPPING\x10\x02\x12\x15\n\x11WORKER_STATE_LOST\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18missions/v1/worker.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8b\x03\n\x06Worker\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03pid\x18\x03 \x01(\x03\x12\x15\n\rhandler_types\x18\x04 \x03(\t\x12\x13\n\x0b\x63oncurrency\x18\x05 \x01(\x05\x12\x0f\n\x07running\x18\x06 \x01(\x05\x12\x36\n\x12last_delivery_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x32\n\x0eheartbeat_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x35\n\x12heartbeat_interval\x18\n \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x05state\x18\x0b \x01(\x0e\x32\x18.missions.v1.WorkerState\x12\x10\n\x08\x66inished\x18\x0c \x01(\x03\x12\x0f\n\x07session\x18\r \x01(\t\"-\n\rStartVerdicts\x12\x0b\n\x03run\x18\x01 \x03(\t\x12\x0f\n\x07refused\x18\x02 \x03(\t*v\n\x0bWorkerState\x12\x1c\n\x18WORKER_STATE_UNSPECIFIED\x10\x00\x12\x17\n\x13WORKER_STATE_ACTIVE\x10\x01\x12\x19\n\x15WORKER_STATE_STOPPING\x10\x02\x12\x15\n\x11WORKER_STATE_LOST\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'missions.v1.worker_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_WORKERSTATE']._serialized_start=504
-  _globals['_WORKERSTATE']._serialized_end=622
+  _globals['_WORKERSTATE']._serialized_start=551
+  _globals['_WORKERSTATE']._serialized_end=669
   _globals['_WORKER']._serialized_start=107
   _globals['_WORKER']._serialized_end=502
+  _globals['_STARTVERDICTS']._serialized_start=504
+  _globals['_STARTVERDICTS']._serialized_end=549
 # @@protoc_insertion_point(module_scope)

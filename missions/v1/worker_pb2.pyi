@@ -128,3 +128,45 @@ class Worker(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Worker: _TypeAlias = Worker  # noqa: Y015
+
+@_typing.final
+class StartVerdicts(_message.Message):
+    """The log's answer to STARTED events of one worker session: an attempt runs only on
+    the worker whose STARTED of it came first in the log. Every service replica sends
+    these, once its follower has applied the STARTED events, to the session's own queue
+    (`<namespace>.session.<session>`); the worker takes the first answer to each STARTED.
+    A worker that gets no answer publishes its STARTED again (a duplicate in the log,
+    which no reader sees) and waits for either answer. Part of the broker protocol
+    between mission-service and mission-worker, not of the gRPC API.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RUN_FIELD_NUMBER: _builtins.int
+    REFUSED_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def run(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of STARTED events whose worker runs the attempt: once the event was applied,
+        the mission was RUNNING that attempt on that worker session (its STARTED came first).
+        """
+
+    @_builtins.property
+    def refused(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of STARTED events whose worker must not run the attempt: another worker's
+        STARTED came first, or the mission had moved on (cancelled, declared lost, redriven
+        or finished).
+        """
+
+    def __init__(
+        self,
+        *,
+        run: _abc.Iterable[_builtins.str] | None = ...,
+        refused: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["refused", b"refused", "run", b"run"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StartVerdicts: _TypeAlias = StartVerdicts  # noqa: Y015

@@ -22,7 +22,7 @@ async def connection(amqp_url: str, request: pytest.FixtureRequest) -> AsyncIter
 
 @pytest.fixture
 async def publisher(connection: AbstractRobustConnection, namespace: str) -> AsyncIterator[EventPublisher]:
-    """The namespace's topology declared, and an EventPublisher on it."""
-    publisher = await EventPublisher.open(connection, Topology(namespace), LogRetention())
+    """The namespace's topology declared, and an EventPublisher on it that publishes as the service does."""
+    publisher = await EventPublisher.open(connection, Topology(namespace), LogRetention(), decides=True)
     yield publisher
     await publisher.close()

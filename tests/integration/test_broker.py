@@ -193,6 +193,37 @@ async def test_created_reaches_its_type_s_work_queue_only_when_dispatched_and_de
     assert (await _get(connection, names.dead_letter_queue)).id == dead.id
 
 
+async def test_the_control_stream_holds_the_service_s_decisions_not_the_workers_events(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    names = Topology(namespace)
+    channel = await connection.channel()
+    control = await channel.get_queue(names.control_queue)
+    await control.bind(names.events_exchange, "completed.#")  # as earlier versions bound it
+    worker = await EventPublisher.open(connection, names, LogRetention())  # declaring removes it
+    mission = _mission()
+    completed = new_event(mission, E.EVENT_TYPE_COMPLETED, source="worker", correlation_id="c")
+    completed.completed.SetInParent()
+    await worker.publish(completed)
+    created = _created(mission)
+    await publisher.publish(created)
+    cancelled = new_event(mission, E.EVENT_TYPE_CANCELLED, source="service", correlation_id="c")
+    cancelled.cancelled.reason = "no longer wanted"
+    await publisher.publish(cancelled)
+    await worker.close()
+
+    seen: list[str] = []
+    records = eventlog.read_stream(connection, names.control_queue, "first")
+    async with contextlib.aclosing(records) as stream, asyncio.timeout(30):
+        async for _, message in stream:
+            seen += [event.id for event in codec.decode_record(message.body, message.headers, message.type)]
+            if cancelled.id in seen:
+                break
+    assert seen == [cancelled.id]
+    async with contextlib.aclosing(read_log(connection, names, 0)) as events, asyncio.timeout(30):
+        assert [event.id for event in await _take(events, 3)] == [completed.id, created.id, cancelled.id]
+
+
 async def test_work_goes_to_the_queue_of_its_type_only(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:

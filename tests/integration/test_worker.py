@@ -13,7 +13,7 @@ import contextlib
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -22,6 +22,9 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from mission_service.follower import LogFollower
+from mission_service.start_verdicts import StartVerdictSender
+from mission_service.store import MissionStore
 from missions.amqp import message_counts
 from missions.eventlog import EventPublisher, read_log
 from missions.events import new_event, now
@@ -79,6 +82,39 @@ class Log:
         marker = _created(_mission("noop"))
         await self._publisher.publish(marker)  # into the log only: never dispatched
         await self.wait_for(lambda: any(event.id == marker.id for event in self.events), "the marker")
+
+
+Follow = Callable[[], Awaitable[None]]
+
+
+@pytest.fixture
+async def follow(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> AsyncIterator[Follow]:
+    """Starts the service's log follower (once ``publisher`` has declared the topology),
+    which answers the worker's STARTED events: without it no attempt starts."""
+    names = Topology(namespace)
+    store = MissionStore(":memory:")
+    following: list[asyncio.Task[None]] = []
+
+    async def start() -> None:
+        verdicts = StartVerdictSender(connection, names)
+        follower = LogFollower(connection, names, store, lambda _: None, verdicts=verdicts)
+        following.append(asyncio.create_task(follower.run()))
+
+    yield start
+    for task in following:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    store.close()
+
+
+@pytest.fixture(autouse=True)
+async def answered(follow: Follow, request: pytest.FixtureRequest) -> None:
+    """A service answers from the start, unless the test is marked ``unanswered``."""
+    if request.node.get_closest_marker("unanswered") is None:
+        await follow()
 
 
 @pytest.fixture
@@ -401,3 +437,36 @@ async def test_a_delivery_held_past_the_hold_limit_goes_back_and_later_runs_once
     assert len(log.of(b, E.EVENT_TYPE_STARTED)) == 1
     assert len(log.of(b, E.EVENT_TYPE_COMPLETED)) == 1
     assert await message_counts(connection, [Topology(namespace).work_queue("sleep")]) == [0]
+
+
+@pytest.mark.unanswered
+@pytest.mark.timeout(120)
+async def test_while_no_service_answers_a_started_mission_waits_and_runs_once_one_does(
+    connection: AbstractRobustConnection,
+    publisher: EventPublisher,
+    log: Log,
+    namespace: str,
+    amqp_url: str,
+    follow: Follow,
+) -> None:
+    ran: list[str] = []
+
+    async def record(ctx: MissionContext, payload: Any) -> dict[str, Any]:
+        ran.append(ctx.mission_id)
+        return {}
+
+    registry = HandlerRegistry()
+    registry.register("noop", record)
+    async with _running_worker(_settings(namespace, amqp_url, concurrency=1), registry):
+        mission = await _submit(publisher, "noop")
+        # A second STARTED of the same session: the worker heard nothing and asked again.
+        await log.wait_for(lambda: len(log.of(mission, E.EVENT_TYPE_STARTED)) >= 2, "the worker asking again")
+        assert ran == [] and not log.of(mission, E.EVENT_TYPE_COMPLETED)
+
+        await follow()
+        await log.completed(mission)
+    await log.read_up_to_now()
+    assert ran == [mission.id]
+    assert len(log.of(mission, E.EVENT_TYPE_COMPLETED)) == 1
+    sessions = {event.started.worker_session for event in log.of(mission, E.EVENT_TYPE_STARTED)}
+    assert len(sessions) == 1

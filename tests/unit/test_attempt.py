@@ -1,4 +1,5 @@
-"""Attempts: the handler runs only for the first STARTED of an attempt the control stream shows."""
+"""Attempts: the handler runs only when the log, through the service's answer, says this
+worker's STARTED came first."""
 
 from __future__ import annotations
 
@@ -7,15 +8,20 @@ from typing import Any, cast
 
 import pytest
 
+from mission_service.start_verdicts import StartVerdictSender
+from mission_service.store import MissionStore
+from missions import codec
 from missions.events import new_event
 from missions.outbox import Outbox
-from missions.v1 import events_pb2, mission_pb2
+from missions.topology import Topology
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from worker_service.attempt import Attempts
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
 from worker_service.ledger import MissionLedger
 from worker_service.metrics import WorkerMetrics
 from worker_service.settings import WorkerSettings
+from worker_service.verdicts import Verdicts
 
 E = events_pb2
 M = mission_pb2
@@ -23,20 +29,41 @@ M = mission_pb2
 TIMEOUT = 5.0
 
 
-class ControlStream:
-    """The outbox of one worker, and the control stream as it reads back: each STARTED it
-    publishes reaches the ledger after the rival STARTED that ``ahead`` says came first."""
+class Service:
+    """One worker's outbox, the log behind it, and a service replica that answers: every
+    event published is appended to the log (after the ones in ``ahead``) and applied to a
+    real MissionStore, whose verdicts on STARTED reach the worker's Verdicts a moment later,
+    unless ``answers_lost`` says to drop them."""
 
-    def __init__(self, ledger: MissionLedger) -> None:
-        self.ledger = ledger
+    def __init__(self, verdicts: Verdicts) -> None:
+        self.verdicts = verdicts
+        self.store = MissionStore(":memory:")
         self.ahead: list[events_pb2.MissionEvent] = []
         self.published: list[events_pb2.MissionEvent] = []
+        self.answers_lost = 0
+        self._records = 0
+
+    def append(self, *events: events_pb2.MissionEvent) -> None:
+        """Put ``events`` in the log and apply them, answering the STARTED among them."""
+        sender = StartVerdictSender(cast(Any, None), Topology("unit"))
+        for event in events:
+            self._records += 1
+            event.sequence = codec.sequence_at(self._records, 0)
+            self.store.apply_batch([event], sender.hear)
+        answers = worker_pb2.StartVerdicts()
+        for verdicts in sender.take().values():
+            answers.MergeFrom(verdicts)
+        if not answers.run and not answers.refused:
+            return
+        if self.answers_lost:
+            self.answers_lost -= 1
+            return
+        asyncio.get_running_loop().call_soon(self.verdicts.hear, answers)
 
     async def publish_once(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
         self.published.append(event)
-        loop = asyncio.get_running_loop()
-        for earlier in [*self.ahead, event]:  # read back a moment later, in stream order
-            loop.call_soon(self.ledger.observe, earlier)
+        self.append(*self.ahead, event)
+        self.ahead.clear()
 
     async def publish(self, event: events_pb2.MissionEvent, **_: Any) -> bool:
         await self.publish_once(event)
@@ -45,6 +72,13 @@ class ControlStream:
 
 def _mission() -> M.Mission:
     return M.Mission(id="m1", type="echo", state=M.MISSION_STATE_QUEUED, max_attempts=3, attempt=1)
+
+
+def _created(mission: M.Mission) -> events_pb2.MissionEvent:
+    created = new_event(mission, E.EVENT_TYPE_CREATED, source="service", correlation_id="c")
+    created.created.mission.CopyFrom(mission)
+    created.created.mission.attempt = 0
+    return created
 
 
 def _rival_started(mission: M.Mission) -> events_pb2.MissionEvent:
@@ -60,51 +94,83 @@ def ran() -> list[str]:
 
 
 @pytest.fixture
-def attempts(ran: list[str]) -> tuple[Attempts, ControlStream]:
+def attempts(ran: list[str]) -> tuple[Attempts, Service]:
     async def echo(ctx: MissionContext, payload: dict[str, Any]) -> dict[str, Any]:
         ran.append(ctx.mission_id)
         return {}
 
     registry = HandlerRegistry()
     registry.register("echo", echo)
-    ledger = MissionLedger()
-    stream = ControlStream(ledger)
+    verdicts = Verdicts(Topology("unit"), "mine", ask_again_after=0.05)
+    service = Service(verdicts)
     settings = WorkerSettings(amqp_url="", namespace="unit", worker_id="worker-1")
-    outbox = cast(Outbox, stream)
-    return Attempts(settings, outbox, registry, ledger, "mine", WorkerMetrics()), stream
+    outbox = cast(Outbox, service)
+    return Attempts(settings, outbox, registry, MissionLedger(), verdicts, "mine", WorkerMetrics()), service
 
 
-async def _run(attempts: Attempts, mission: M.Mission) -> tuple[object, list[str]]:
+async def _run(attempts: Attempts, service: Service, mission: M.Mission) -> tuple[object, list[str]]:
     acked: list[str] = []
 
     async def started() -> None:
         acked.append(mission.id)
 
-    work = new_event(mission, E.EVENT_TYPE_CREATED, source="service", correlation_id="c")
+    work = _created(mission)
+    service.append(work)
     outcome = await asyncio.wait_for(attempts.run(mission, work, started), TIMEOUT)
     return outcome, acked
 
 
-async def test_the_first_started_in_the_control_stream_runs_the_handler(
-    attempts: tuple[Attempts, ControlStream], ran: list[str]
+async def test_the_first_started_in_the_log_runs_the_handler(
+    attempts: tuple[Attempts, Service], ran: list[str]
 ) -> None:
-    runner, stream = attempts
-    outcome, acked = await _run(runner, _mission())
+    runner, service = attempts
+    outcome, acked = await _run(runner, service, _mission())
     assert outcome is not None and ran == ["m1"] and acked == ["m1"]
-    assert [event.type for event in stream.published] == [E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
+    assert [event.type for event in service.published] == [E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
+    stored = service.store.get("m1")
+    assert stored is not None and stored.state == M.MISSION_STATE_SUCCEEDED
 
 
 async def test_a_started_that_comes_second_withdraws_and_never_runs_the_handler(
-    attempts: tuple[Attempts, ControlStream], ran: list[str]
+    attempts: tuple[Attempts, Service], ran: list[str]
 ) -> None:
-    runner, stream = attempts
+    runner, service = attempts
     mission = _mission()
-    stream.ahead.append(_rival_started(mission))  # a copy of the work message started elsewhere
-    outcome, acked = await _run(runner, mission)
+    service.ahead.append(_rival_started(mission))  # a copy of the work message started elsewhere
+    outcome, acked = await _run(runner, service, mission)
     assert outcome is None and ran == []
     assert acked == ["m1"]  # its delivery is settled: the log owns the attempt now
-    started, withdrawal = stream.published
+    started, withdrawal = service.published
     assert (started.type, started.started.withdrawn) == (E.EVENT_TYPE_STARTED, False)
     assert (withdrawal.type, withdrawal.started.withdrawn) == (E.EVENT_TYPE_STARTED, True)
     assert (withdrawal.attempt, withdrawal.started.worker_session) == (1, "mine")
     assert withdrawal.id != started.id
+    stored = service.store.get("m1")
+    assert stored is not None and stored.worker_session == "theirs"
+
+
+async def test_a_mission_cancelled_before_its_started_reached_the_log_never_runs(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    runner, service = attempts
+    mission = _mission()
+    cancelled = new_event(mission, E.EVENT_TYPE_CANCELLED, source="service", correlation_id="c")
+    cancelled.cancelled.previous_state = M.MISSION_STATE_QUEUED
+    service.ahead.append(cancelled)  # the worker's ledger has not read it yet
+    outcome, _ = await _run(runner, service, mission)
+    assert outcome is None and ran == []
+    assert [event.started.withdrawn for event in service.published] == [False, True]
+
+
+async def test_a_lost_answer_is_asked_for_again_and_the_attempt_runs_once(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    runner, service = attempts
+    service.answers_lost = 2
+    outcome, _ = await _run(runner, service, _mission())
+    assert outcome is not None and ran == ["m1"]
+    started = [event for event in service.published if event.type == E.EVENT_TYPE_STARTED]
+    assert len(started) == 3 and len({event.id for event in started}) == 3
+    assert {(event.attempt, event.started.worker_session) for event in started} == {(1, "mine")}
+    # The STARTED asked again are duplicates in the log: the mission shows the first one.
+    assert service.store.duplicates_after(0) == {event.sequence for event in started[1:]}

@@ -30,16 +30,13 @@ def test_an_unknown_mission_is_neither_taken_nor_over() -> None:
     assert len(ledger) == 0
 
 
-def test_a_created_mission_is_taken_once_its_first_attempt_started() -> None:
+def test_a_started_takes_nothing_since_the_service_says_who_runs_an_attempt() -> None:
+    """An earlier version's control stream holds every STARTED; the ledger reads past them."""
     log = EventLog()
     ledger = _ledger(log.created("m1"))
-    assert not ledger.is_taken(_work(attempt=1))
     ledger.observe(log.started("m1", attempt=1))
-    assert ledger.is_taken(_work(attempt=1))
-    # Started is not over: the running attempt may still publish its outcome.
+    assert not ledger.is_taken(_work(attempt=1))
     assert not ledger.is_over(_work(attempt=1))
-    # Missions are kept apart.
-    assert not ledger.is_taken(_work("m2", attempt=1))
 
 
 def test_after_retrying_the_retry_message_runs_and_the_failed_attempt_is_over() -> None:
@@ -55,9 +52,8 @@ def test_after_retrying_the_retry_message_runs_and_the_failed_attempt_is_over() 
     retry = _work(attempt=2)
     assert not ledger.is_taken(retry)
     assert not ledger.is_over(retry)
-    ledger.observe(log.started("m1", attempt=2))
-    assert ledger.is_taken(retry)
-    assert not ledger.is_over(retry)
+    # Missions are kept apart.
+    assert not ledger.is_taken(_work("m2", attempt=1))
 
 
 @pytest.mark.parametrize("final", ["completed", "dead_lettered", "cancelled"])
@@ -106,9 +102,6 @@ def test_redriven_starts_a_new_generation_where_attempt_one_runs_again() -> None
     again = _work(attempt=1, generation=1)
     assert not ledger.is_taken(again)
     assert not ledger.is_over(again)
-    ledger.observe(log.started("m1", attempt=1))
-    assert ledger.is_taken(again)
-    assert not ledger.is_over(again)
 
 
 def test_a_message_of_an_old_generation_is_taken_and_over() -> None:
@@ -139,9 +132,8 @@ def test_a_redriven_of_an_older_generation_changes_nothing() -> None:
     log.dead_lettered("m1")
     log.redriven("m1")
     ledger = _ledger(*log.events)
-    ledger.observe(log.started("m1", attempt=1))
     ledger.observe(first)  # a duplicate of generation 1, read again
-    assert ledger.is_taken(_work(attempt=1, generation=2))
+    assert not ledger.is_taken(_work(attempt=1, generation=2))
     assert ledger.is_taken(_work(attempt=1, generation=1))
 
 
@@ -193,17 +185,17 @@ def test_enter_a_newer_generation_before_its_redriven_is_read() -> None:
     # The old generation is now superseded.
     assert ledger.is_taken(_work(attempt=1, generation=0))
     # The REDRIVEN read later does not reset what generation 1 has done since.
-    started = log.started("m1", attempt=1)
-    started.generation = 1  # emitted by the worker running generation 1
-    ledger.observe(started)
+    retrying = log.retrying("m1")
+    retrying.generation, retrying.attempt = 1, 1  # published by the worker that ran generation 1
+    ledger.observe(retrying)
     ledger.observe(log.redriven("m1"))
     assert ledger.is_taken(redriven)
-    assert not ledger.is_over(redriven)
+    assert ledger.is_over(redriven)
 
 
 def test_enter_the_known_or_an_older_generation_keeps_what_is_known() -> None:
     log = EventLog()
-    ledger = _ledger(log.created("m1"), log.started("m1", attempt=1))
+    ledger = _ledger(log.created("m1"), log.started("m1", attempt=1), log.retrying("m1"))
     ledger.enter(_work(attempt=1, generation=0))
     assert ledger.is_taken(_work(attempt=1))
     ledger.enter(_work("m2", attempt=1))
@@ -226,47 +218,25 @@ def test_a_late_final_event_of_the_old_generation_does_not_end_the_new_one() -> 
     assert not ledger.is_over(running)
 
 
-def test_a_late_started_of_the_old_generation_does_not_take_the_new_ones_attempts() -> None:
-    log = EventLog()
-    log.created("m1")
-    log.started("m1", attempt=1)
-    log.failed("m1", will_retry=True)
-    log.retrying("m1")
-    late = log.started("m1", attempt=2)
-    ledger = _ledger(*log.events[:-1])
-    ledger.enter(_work(attempt=1, generation=1))
-    ledger.observe(late)
-    assert not ledger.is_taken(_work(attempt=2, generation=1))
-
-
-def test_an_attempt_this_worker_started_without_a_confirm_is_not_taken_from_it() -> None:
-    """STARTED reached the log but its confirm was lost: the delivery comes back to be run."""
-    log = EventLog()
-    log.created("m1")
-    ledger = _ledger(*log.events)
-    ledger.observe(log.started("m1", attempt=1, session="mine"))
-    assert not ledger.is_taken(_work(attempt=1), "mine")
-    assert ledger.is_taken(_work(attempt=1), "someone-else")
-    assert ledger.is_taken(_work(attempt=1))
-
-
 def _finish(ledger: MissionLedger, log: EventLog, *mission_ids: str) -> None:
     for mission_id in mission_ids:
         for event in (log.created(mission_id), log.started(mission_id), log.completed(mission_id)):
             ledger.observe(event)
 
 
-def test_only_the_latest_finished_missions_are_remembered_and_unfinished_ones_always() -> None:
+def test_only_the_missions_heard_of_most_recently_are_remembered() -> None:
     log = EventLog()
     ledger = MissionLedger(remember_finished=2)
-    ledger.observe(log.created("running"))
-    ledger.observe(log.started("running"))
-    _finish(ledger, log, "m1", "m2", "m3")
-    assert len(ledger) == 3
-    # m1 is forgotten: a late copy of its work message is no longer recognised.
-    assert not ledger.is_taken(_work("m1"))
-    assert ledger.is_taken(_work("m2")) and ledger.is_taken(_work("m3"))
-    assert ledger.is_taken(_work("running")) and not ledger.is_over(_work("running"))
+    ledger.enter(_work("running"))
+    _finish(ledger, log, "m1", "m2")
+    ledger.enter(_work("running"))  # its attempt's outcome is checked: heard of again
+    _finish(ledger, log, "m3")
+    assert len(ledger) == 2
+    # m1 and m2 are forgotten: a late copy of their work message is no longer recognised.
+    assert not ledger.is_taken(_work("m1")) and not ledger.is_taken(_work("m2"))
+    assert ledger.is_taken(_work("m3"))
+    ledger.observe(log.cancelled("running"))
+    assert ledger.is_over(_work("running"))
 
 
 def test_a_mission_that_ends_again_counts_as_ended_last() -> None:
@@ -279,105 +249,15 @@ def test_a_mission_that_ends_again_counts_as_ended_last() -> None:
     assert not ledger.is_taken(_work("m2"))
 
 
-def test_a_redriven_mission_is_not_finished_until_its_new_generation_ends() -> None:
+def test_a_redriven_mission_is_heard_of_anew() -> None:
     log = EventLog()
-    ledger = MissionLedger(remember_finished=1)
+    ledger = MissionLedger(remember_finished=2)
     for event in (log.created("m1"), log.started("m1"), log.failed("m1", will_retry=False), log.dead_lettered("m1")):
         ledger.observe(event)
+    _finish(ledger, log, "m2")
     ledger.observe(log.redriven("m1"))
-    _finish(ledger, log, "m2", "m3")
-    # Still known: the old generation's messages are stale, the new one's attempt 1 may run.
+    _finish(ledger, log, "m3")
+    # m2 is forgotten, m1 is not: the old generation's messages are stale, the new one's may run.
+    assert not ledger.is_taken(_work("m2"))
     assert ledger.is_taken(_work("m1", generation=0))
     assert not ledger.is_taken(_work("m1", generation=1))
-    assert len(ledger) == 2
-
-
-def _withdrawn(event: events_pb2.MissionEvent) -> events_pb2.MissionEvent:
-    event.started.withdrawn = True
-    return event
-
-
-def test_the_first_started_of_an_attempt_stands() -> None:
-    log = EventLog()
-    ledger = _ledger(log.created("m1"), log.started("m1", session="s-a"))
-    ledger.observe(log.started("m1", session="s-b"))  # a copy's STARTED, read second
-    assert ledger.started_by(_work()) == "s-a"
-    assert not ledger.is_taken(_work(), "s-a")
-    assert ledger.is_taken(_work(), "s-b")
-
-
-def test_a_withdrawn_started_changes_nothing() -> None:
-    log = EventLog()
-    ledger = _ledger(log.created("m1"), _withdrawn(log.started("m1", session="s-b")))
-    assert ledger.started_by(_work()) == ""
-    assert not ledger.is_taken(_work())
-    ledger.observe(log.started("m1", session="s-a"))
-    ledger.observe(_withdrawn(log.started("m1", session="s-a")))
-    assert ledger.started_by(_work()) == "s-a"
-    assert ledger.is_taken(_work(), "s-b")
-
-
-def test_started_by_is_empty_until_the_attempt_starts() -> None:
-    log = EventLog()
-    assert MissionLedger().started_by(_work()) == ""
-    ledger = _ledger(log.created("m1"))
-    assert ledger.started_by(_work()) == ""
-    ledger.observe(log.started("m1", session="s-a"))
-    assert ledger.started_by(_work()) == "s-a"
-    assert ledger.started_by(_work(attempt=2)) == ""
-    assert ledger.started_by(_work("m2")) == ""
-
-
-def test_started_by_is_empty_for_an_attempt_or_generation_past() -> None:
-    log = EventLog()
-    log.created("m1")
-    log.started("m1", attempt=1, session="s-a")
-    log.failed("m1", will_retry=True)
-    log.retrying("m1")
-    log.started("m1", attempt=2, session="s-b")
-    ledger = _ledger(*log.events)
-    assert ledger.started_by(_work(attempt=1)) == ""
-    assert ledger.started_by(_work(attempt=2)) == "s-b"
-    for event in (log.failed("m1", will_retry=False), log.dead_lettered("m1"), log.redriven("m1")):
-        ledger.observe(event)
-    ledger.observe(log.started("m1", attempt=2, session="s-c"))
-    assert ledger.started_by(_work(attempt=2, generation=0)) == ""
-    assert ledger.started_by(_work(attempt=2, generation=1)) == "s-c"
-    assert ledger.started_by(_work(attempt=2, generation=2)) == ""  # a generation not known yet
-
-
-async def test_expect_resolves_once_the_event_is_observed() -> None:
-    log = EventLog()
-    ledger = _ledger(log.created("m1"))
-    mine = log.started("m1", session="s-a")
-    echo = ledger.expect(mine.id)
-    ledger.observe(log.progress("m1", 0.1))
-    assert not echo.done()
-    ledger.observe(mine)
-    assert echo.done()
-    await echo
-    ledger.observe(mine)  # read again: nothing left to resolve
-
-
-async def test_expect_resolves_after_the_ledger_took_the_event_in() -> None:
-    """The worker awaits its STARTED's echo, then asks who came first: a rival's."""
-    log = EventLog()
-    ledger = _ledger(log.created("m1"))
-    mine = log.started("m1", session="s-a")
-    echo = ledger.expect(mine.id)
-    ledger.observe(log.started("m1", session="s-b"))
-    assert not echo.done()
-    ledger.observe(mine)
-    await echo
-    assert ledger.started_by(_work()) == "s-b"
-
-
-async def test_a_cancelled_expectation_is_left_alone() -> None:
-    log = EventLog()
-    ledger = _ledger(log.created("m1"))
-    mine = log.started("m1", session="s-a")
-    echo = ledger.expect(mine.id)
-    echo.cancel()
-    ledger.observe(mine)
-    assert echo.cancelled()
-    assert ledger.started_by(_work()) == "s-a"

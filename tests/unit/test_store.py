@@ -538,3 +538,44 @@ def test_a_duplicate_started_of_a_past_attempt_does_not_change_the_shown_worker(
     log.started("m1", attempt=1, worker_id="w-c", session="s-c")  # a late copy of attempt 1
     assert store.apply_batch(log.events) == {6, 7}
     assert _shown(store) == ("w-b", "s-b")
+
+
+def _verdicts(store: MissionStore, events: list[events_pb2.MissionEvent]) -> list[tuple[str, bool]]:
+    """(session, runs) of each STARTED in ``events``, as apply_batch tells them."""
+    heard: list[tuple[str, bool]] = []
+    store.apply_batch(events, lambda started, runs: heard.append((started.started.worker_session, runs)))
+    return heard
+
+
+def test_only_the_first_started_of_an_attempt_runs_and_its_session_may_ask_again(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", session="s-a")
+    log.started("m1", session="s-b")  # a copy of the work message, started elsewhere
+    log.started("m1", session="s-a")  # s-a asking again
+    _withdrawn(log.started("m1", session="s-b"))  # no verdict on a withdrawal
+    assert _verdicts(store, log.events) == [("s-a", True), ("s-b", False), ("s-a", True)]
+
+
+def test_every_batching_of_the_log_gives_each_started_the_same_verdict(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", session="s-a")
+    log.started("m1", session="s-b")
+    log.cancelled("m1")
+    log.started("m1", session="s-a")  # asked again after the cancellation: no longer runs
+    one_by_one = MissionStore(":memory:")
+    apart = [verdict for event in log.events for verdict in _verdicts(one_by_one, [event])]
+    assert _verdicts(store, log.events) == apart == [("s-a", True), ("s-b", False), ("s-a", False)]
+
+
+def test_a_started_of_an_attempt_over_or_of_an_old_generation_is_refused(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", attempt=1, session="s-a")
+    log.failed("m1", will_retry=True)
+    log.retrying("m1")  # the reaper declared attempt 1 lost
+    late = log.started("m1", attempt=1, session="s-b")  # a late copy of attempt 1
+    log.started("m1", attempt=2, session="s-c")
+    assert _verdicts(store, log.events) == [("s-a", True), ("s-b", False), ("s-c", True)]
+    assert late.sequence in store.duplicates_after(0)
