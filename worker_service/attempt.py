@@ -135,9 +135,7 @@ class Attempts:
         # ledger learns that it is over only once the outcome is published.
         self._contexts[mission.id, mission.attempt] = ctx
         try:
-            begun = event(E.EVENT_TYPE_STARTED)
-            begun.started.worker_id = settings.worker_id
-            begun.started.worker_session = self.session
+            begun = self._started(mission, correlation_id)
             self._ledger.enter(mission)
             answer = self._verdicts.expect(begun.id)
             try:
@@ -151,16 +149,10 @@ class Attempts:
             await started()
             self._answers[mission.id, mission.attempt] = answer
             try:
-                runs = await self._verdicts.wait(begun, answer, self._outbox.publish)
+                runs = await self._word_on(begun, answer)
             finally:
                 del self._answers[mission.id, mission.attempt]
-            if runs is None:
-                # Stopping or cancelled before the service answered: not run. If it was this
-                # worker's to run, the service declares it lost once this session ends.
-                log.info("mission %s attempt %d: stopped waiting for the service's word", mission.id, mission.attempt)
-                return None
             if not runs:
-                await self._withdraw(begun)
                 return None
             self._metrics.attempt_started(work, begun)
             log.debug("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
@@ -180,6 +172,34 @@ class Attempts:
             return outcome
         finally:
             del self._contexts[mission.id, mission.attempt]
+
+    async def claim(self, mission: mission_pb2.Mission, correlation_id: str) -> bool:
+        """Whether the log gives ``mission``'s attempt to this worker, asked without running
+        it (for a work message that cannot run, before ending its mission): STARTED through
+        the outbox, then the service's word, as for any attempt."""
+        begun = self._started(mission, correlation_id)
+        answer = self._verdicts.expect(begun.id)
+        await self._outbox.publish(begun)
+        return await self._word_on(begun, answer)
+
+    def _started(self, mission: mission_pb2.Mission, correlation_id: str) -> events_pb2.MissionEvent:
+        begun = self._factory(mission, correlation_id)(E.EVENT_TYPE_STARTED)
+        begun.started.worker_id = self._settings.worker_id
+        begun.started.worker_session = self.session
+        return begun
+
+    async def _word_on(self, begun: events_pb2.MissionEvent, answer: asyncio.Future[bool]) -> bool:
+        """Whether this worker runs ``begun``'s attempt, by the service's ``answer``; a
+        STARTED refused is withdrawn."""
+        runs = await self._verdicts.wait(begun, answer, self._outbox.publish)
+        if runs is None:
+            # Stopping or cancelled before the service answered: not run. If it was this
+            # worker's to run, the service declares it lost once this session ends.
+            log.info("mission %s attempt %d: stopped waiting for the service's word", begun.mission_id, begun.attempt)
+            return False
+        if not runs:
+            await self._withdraw(begun)
+        return runs
 
     async def _withdraw(self, begun: events_pb2.MissionEvent) -> None:
         log.info(

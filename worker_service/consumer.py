@@ -261,25 +261,24 @@ class MissionConsumer:
             log.error("dead-letter copy of work message %s failed (%r): message dropped", message.message_id, exc)
 
     async def _end_mission(self, claimed: codec.Identity, reason: str, correlation_id: str | None) -> None:
-        """DEAD_LETTERED for the mission whose work message cannot run, unless the mission moved on."""
+        """DEAD_LETTERED for the mission whose work message cannot run, if the attempt the
+        message asked for is this worker's: the ledger does not know it taken, and the
+        service gives it to this worker (so a copy of a message whose mission runs or moved
+        on elsewhere ends nothing)."""
         error = mission_pb2.MissionError(type="UndecodableWorkMessage", message=reason, retryable=False)
         mission = mission_pb2.Mission(
             id=claimed.mission_id,
             type=claimed.mission_type,
-            state=mission_pb2.MISSION_STATE_FAILED,
-            attempt=claimed.attempt,
+            attempt=claimed.attempt + 1,
             redrive_count=claimed.generation,
-            error=error,
         )
-        # The attempt the message asked for; no session: even our own running attempt counts.
-        next_attempt = mission_pb2.Mission(id=mission.id, attempt=mission.attempt + 1, redrive_count=claimed.generation)
-        if self._ledger.is_taken(next_attempt):
+        correlation_id = correlation_id or mission.id
+        if self.attempts.is_taken(mission) or not await self.attempts.claim(mission, correlation_id):
             return  # started, over or ended elsewhere: this message was not its only way forward
+        mission.state = mission_pb2.MISSION_STATE_FAILED
+        mission.error.CopyFrom(error)
         dead = new_event(
-            mission,
-            E.EVENT_TYPE_DEAD_LETTERED,
-            source=self._settings.worker_id,
-            correlation_id=correlation_id or mission.id,
+            mission, E.EVENT_TYPE_DEAD_LETTERED, source=self._settings.worker_id, correlation_id=correlation_id
         )
         dead.dead_lettered.reason = f"work message cannot run: {reason}"
         dead.dead_lettered.last_error.CopyFrom(error)

@@ -174,3 +174,26 @@ async def test_a_lost_answer_is_asked_for_again_and_the_attempt_runs_once(
     assert {(event.attempt, event.started.worker_session) for event in started} == {(1, "mine")}
     # The STARTED asked again are duplicates in the log: the mission shows the first one.
     assert service.store.duplicates_after(0) == {event.sequence for event in started[1:]}
+
+
+async def test_claiming_an_attempt_a_rival_runs_withdraws_and_leaves_it_alone(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    """An unreadable copy of a work message must not end a mission another worker runs."""
+    runner, service = attempts
+    mission = _mission()
+    service.append(_created(mission), _rival_started(mission))
+    assert not await asyncio.wait_for(runner.claim(mission, "c"), TIMEOUT)
+    assert [event.started.withdrawn for event in service.published] == [False, True]
+    stored = service.store.get("m1")
+    assert stored is not None and (stored.state, stored.worker_session) == (M.MISSION_STATE_RUNNING, "theirs")
+    assert ran == []
+
+
+async def test_claiming_an_attempt_nobody_started_gives_it_to_this_worker(attempts: tuple[Attempts, Service]) -> None:
+    runner, service = attempts
+    mission = _mission()
+    service.append(_created(mission))
+    assert await asyncio.wait_for(runner.claim(mission, "c"), TIMEOUT)
+    stored = service.store.get("m1")
+    assert stored is not None and (stored.state, stored.worker_session) == (M.MISSION_STATE_RUNNING, "mine")
