@@ -233,10 +233,11 @@ class MissionStore:
         with self._db:
             self._db.execute("BEGIN")
             for event in events:
-                if not self._apply(event):
+                took_effect, mission = self._apply(event)
+                if not took_effect:
                     duplicates.add(event.sequence)
                 if on_start is not None and event.type == events_pb2.EVENT_TYPE_STARTED and not event.started.withdrawn:
-                    on_start(event, _runs(self.get(event.mission_id), event))
+                    on_start(event, _runs(mission, event))
             self._db.execute(
                 "INSERT INTO checkpoint (id, sequence) VALUES (1, ?)"
                 " ON CONFLICT (id) DO UPDATE SET sequence = excluded.sequence",
@@ -244,8 +245,9 @@ class MissionStore:
             )
         return duplicates
 
-    def _apply(self, event: events_pb2.MissionEvent) -> bool:
-        """Project one event; False when it is a duplicate (recorded, nothing else changes)."""
+    def _apply(self, event: events_pb2.MissionEvent) -> tuple[bool, mission_pb2.Mission | None]:
+        """Project one event: False when it is a duplicate (recorded, nothing else changes),
+        and the mission as the event leaves it (None if it names no mission known)."""
         row = self._db.execute(
             "SELECT body, created_sequence, final_sequence FROM missions WHERE id = ?", (event.mission_id,)
         ).fetchone()
@@ -257,12 +259,12 @@ class MissionStore:
             )
             if current is not None and event.type == events_pb2.EVENT_TYPE_STARTED:
                 self._show_runner(current)
-            return False
+            return False, current
         mission = apply(current, event)
-        if mission is None:
-            return True
-        self._put(mission, created=int(row[1]) if row else event.sequence, final=row[2] if row else None, event=event)
-        return True
+        if mission is not None:
+            created = int(row[1]) if row else event.sequence
+            self._put(mission, created=created, final=row[2] if row else None, event=event)
+        return True, mission
 
     def _show_runner(self, mission: mission_pb2.Mission) -> None:
         """Show the worker that runs the current attempt: after a withdrawal, the first of
