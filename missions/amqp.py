@@ -226,18 +226,20 @@ async def declare_backoff_queue(
 
 
 async def message_counts(connection: AbstractConnection, queue_names: Sequence[str]) -> list[int]:
-    """Messages ready in each queue (0 for a queue that does not exist)."""
+    """Messages ready in each queue (0 for a queue that does not exist); BrokerUnavailableError
+    when the broker cannot say."""
     counts = []
     for name in queue_names:
-        # A passive declare of a missing queue closes its channel, so each gets its own.
-        channel = await connection.channel()
-        try:
-            queue = await channel.declare_queue(name, passive=True)
-            counts.append(queue.declaration_result.message_count or 0)
-        except aio_pika.exceptions.ChannelNotFoundEntity:
-            counts.append(0)
-        finally:
-            await close_channel(channel)
+        with broker_call("cannot read the queue depths"):
+            # A passive declare of a missing queue closes its channel, so each gets its own.
+            channel = await connection.channel()
+            try:
+                queue = await channel.declare_queue(name, passive=True)
+                counts.append(queue.declaration_result.message_count or 0)
+            except aio_pika.exceptions.ChannelNotFoundEntity:
+                counts.append(0)
+            finally:
+                await close_channel(channel)
     return counts
 
 

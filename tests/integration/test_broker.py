@@ -375,6 +375,19 @@ async def test_opening_the_log_on_a_broken_connection_is_unavailable(
                 await _take(log, 1)
 
 
+async def test_queue_depths_on_a_broken_connection_are_unavailable(amqp_url: str, proxy: TcpProxy) -> None:
+    """What GetStats reads: while the broker is away it is UNAVAILABLE, not INTERNAL."""
+    connection = await amqp.connect(proxy.url(amqp_url), "test depths")
+    async with connection:
+        closed = asyncio.Event()
+        connection.close_callbacks.add(lambda *_: closed.set())
+        proxy.sever()
+        async with asyncio.timeout(10):
+            await closed.wait()
+        with pytest.raises(BrokerUnavailableError, match="cannot read the queue depths"):
+            await amqp.message_counts(connection, ["any"])
+
+
 async def test_a_log_declared_with_another_retention_is_a_clear_error(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
