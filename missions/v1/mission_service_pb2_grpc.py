@@ -127,7 +127,10 @@ class MissionServiceServicer:
         an attempt runs). Concurrent submissions with one key, on any replicas, create one
         mission: the first CREATED in the log is the one that counts and the only one
         that gets a work message; readers never see the others. Read-your-writes:
-        GetMission on the same replica right after this returns the mission.
+        GetMission on the same replica right after this returns the mission. OK waits for
+        the work message's confirm too: a replica that answered before it and then died
+        would leave the mission queued with no work message, and no other process could
+        tell.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

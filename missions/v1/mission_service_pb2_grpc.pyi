@@ -55,7 +55,10 @@ class MissionServiceStub:
     an attempt runs). Concurrent submissions with one key, on any replicas, create one
     mission: the first CREATED in the log is the one that counts and the only one
     that gets a work message; readers never see the others. Read-your-writes:
-    GetMission on the same replica right after this returns the mission.
+    GetMission on the same replica right after this returns the mission. OK waits for
+    the work message's confirm too: a replica that answered before it and then died
+    would leave the mission queued with no work message, and no other process could
+    tell.
     """
     CancelMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.CancelMissionRequest, _mission_service_pb2.CancelMissionResponse]
     """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
@@ -120,7 +123,10 @@ class MissionServiceAsyncStub(MissionServiceStub):
     an attempt runs). Concurrent submissions with one key, on any replicas, create one
     mission: the first CREATED in the log is the one that counts and the only one
     that gets a work message; readers never see the others. Read-your-writes:
-    GetMission on the same replica right after this returns the mission.
+    GetMission on the same replica right after this returns the mission. OK waits for
+    the work message's confirm too: a replica that answered before it and then died
+    would leave the mission queued with no work message, and no other process could
+    tell.
     """
     CancelMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.CancelMissionRequest, _mission_service_pb2.CancelMissionResponse]  # type: ignore[assignment]
     """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
@@ -200,7 +206,10 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         an attempt runs). Concurrent submissions with one key, on any replicas, create one
         mission: the first CREATED in the log is the one that counts and the only one
         that gets a work message; readers never see the others. Read-your-writes:
-        GetMission on the same replica right after this returns the mission.
+        GetMission on the same replica right after this returns the mission. OK waits for
+        the work message's confirm too: a replica that answered before it and then died
+        would leave the mission queued with no work message, and no other process could
+        tell.
         """
 
     @_abc_1.abstractmethod
