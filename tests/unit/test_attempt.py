@@ -41,6 +41,7 @@ class Service:
         self.ahead: list[events_pb2.MissionEvent] = []
         self.published: list[events_pb2.MissionEvent] = []
         self.answers_lost = 0
+        self.asked_again = asyncio.Event()  # set once a session published a second STARTED
         self._records = 0
 
     def append(self, *events: events_pb2.MissionEvent) -> None:
@@ -61,6 +62,8 @@ class Service:
         asyncio.get_running_loop().call_soon(self.verdicts.hear, answers)
 
     async def publish_once(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
+        if event.type == E.EVENT_TYPE_STARTED and any(e.type == E.EVENT_TYPE_STARTED for e in self.published):
+            self.asked_again.set()
         self.published.append(event)
         self.append(*self.ahead, event)
         self.ahead.clear()
@@ -197,3 +200,18 @@ async def test_claiming_an_attempt_nobody_started_gives_it_to_this_worker(attemp
     assert await asyncio.wait_for(runner.claim(mission, "c"), TIMEOUT)
     stored = service.store.get("m1")
     assert stored is not None and (stored.state, stored.worker_session) == (M.MISSION_STATE_RUNNING, "mine")
+
+
+async def test_an_attempt_waiting_for_the_service_stops_waiting_when_the_worker_is_interrupted(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    runner, service = attempts
+    service.answers_lost = 1_000_000  # no replica answers
+    mission = _mission()
+    running = asyncio.create_task(_run(runner, service, mission))
+    async with asyncio.timeout(TIMEOUT):
+        await service.asked_again.wait()  # no answer came: it waits for one
+    runner.interrupt()  # the drain timeout passed
+    outcome, acked = await running
+    assert outcome is None and ran == [] and acked == ["m1"]
+    assert not any(event.started.withdrawn for event in service.published)  # the reaper decides, once it stops
