@@ -89,7 +89,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
 
         recent = RecentEvents(store.checkpoint(), settings.recent_events, settings.recent_bytes)
         # Answers are publishes: on the publisher's connection, so a resource alarm that
-        # blocks it never stalls the follower's reads.
+        # blocks it never blocks the log connection's reads.
         verdicts = StartVerdictSender(connection, names)
         follower = LogFollower(log_connection, names, store, applied, recent=recent, verdicts=verdicts)
         metrics.sample(hub, follower)

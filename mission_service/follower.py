@@ -94,6 +94,8 @@ class LogFollower:
         async with asyncio.TaskGroup() as tasks:
             tasks.create_task(self._receive(inbox))
             tasks.create_task(self._apply(inbox))
+            if self._verdicts is not None:
+                tasks.create_task(self._verdicts.run())
 
     async def _receive(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
         log.info("following %s after sequence %d", self._names.log_queue, self.position)
@@ -130,7 +132,7 @@ class LogFollower:
                 batch.append(inbox.get_nowait())
             self._commit(batch)
             if self._verdicts is not None:
-                await self._verdicts.send()
+                self._verdicts.flush()
 
     def _commit(self, batch: Sequence[events_pb2.MissionEvent]) -> None:
         """Apply a batch to the store, resolve its waiters and hand it to the subscribers."""

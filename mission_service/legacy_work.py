@@ -6,7 +6,7 @@ upgrade it may still hold queued missions, and the delay queues of earlier versi
 it. Every service replica unbinds it from the events exchange and, for as long as it
 runs, moves whatever arrives in it to the dispatch exchange: each message is acked only
 once its copy is confirmed, so nothing is lost if the replica dies halfway (a copy may
-then go out twice; workers drop the second, as they drop any copy of taken work).
+then go out twice; the service refuses the second's STARTED, as any copy's).
 """
 
 from __future__ import annotations

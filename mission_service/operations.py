@@ -220,8 +220,7 @@ class MissionOperations:
         """Dispatch a retried submission's mission again if it has never started: the replica
         that took the first may have died between the log's confirm and the work message.
         A copy never runs an attempt twice: workers run an attempt only for the first
-        STARTED of it (worker_service/attempt.py), and drop a copy whose attempt they know
-        has started."""
+        STARTED of it, as the service tells them (worker_service/verdicts.py)."""
         if mission.state != M.MISSION_STATE_QUEUED or mission.attempt:
             return
         await self._dispatcher.dispatch(_work(mission, self._config.source, _correlation(mission)), mission.priority)

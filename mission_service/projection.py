@@ -16,11 +16,13 @@ M = mission_pb2
 
 
 def is_duplicate(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -> bool:
-    """Whether ``event`` repeats what the log already holds, so that no reader may see it:
-    a second CREATED of one mission (concurrent submissions with one idempotency key), a
-    REDRIVEN that does not apply (concurrent redrives), a STARTED of an attempt that has
-    already started (a copy of its work message: only the first STARTED runs), and a
-    STARTED withdrawn by a worker whose own came second.
+    """Whether ``event`` repeats what the log already holds, or changes nothing and is
+    refused, so that no reader may see it: a second CREATED of one mission (concurrent
+    submissions with one idempotency key), a REDRIVEN that does not apply (concurrent
+    redrives), a STARTED of an attempt that has already started (a copy of its work
+    message, or a worker asking again: only the first STARTED runs), a STARTED of a
+    mission already over (cancelled, or finished: the service refuses it), and a
+    withdrawn STARTED (its worker was refused).
     """
     if current is None:
         return False
@@ -31,6 +33,7 @@ def is_duplicate(current: mission_pb2.Mission | None, event: events_pb2.MissionE
     if event.type == E.EVENT_TYPE_STARTED:
         return (
             event.started.withdrawn
+            or current.state in TERMINAL_STATES
             or event.generation < current.redrive_count
             or (event.generation == current.redrive_count and 0 < event.attempt <= current.attempt)
         )

@@ -90,12 +90,13 @@ class Reaper:
         """Whether every worker session that started the mission's current attempt is lost.
 
         Almost always one session. Two while copies of one work message raced to start: the
-        one that came second withdraws, but until its withdrawal is in the log either may be
-        the one running the handler (MissionStore.starters)."""
+        one the service refused withdraws, but until its withdrawal is in the log its
+        session counts too (MissionStore.starters)."""
         if not self._session_lost(mission, mission.worker_session):
             return False
         starters = self._store.starters(mission)
-        # None left: the shown worker withdrew, and the STARTED that came first is still on its way.
+        # None left: the shown worker withdrew (only in logs of earlier versions, whose
+        # workers went by the control stream's order), and the next STARTED is on its way.
         return bool(starters) and all(self._session_lost(mission, session) for _, session in starters)
 
     def _session_lost(self, mission: mission_pb2.Mission, session: str) -> bool:

@@ -23,9 +23,10 @@ __all__ = ["MissionStore", "Page"]
 
 log = logging.getLogger(__name__)
 
-# Bump when the tables or the sequences in them change (4: sequences of group commit):
-# an older file is dropped and rebuilt from the log.
-SCHEMA_VERSION = 4
+# Bump when the tables or the sequences in them change (4: sequences of group commit; 5:
+# a STARTED of a mission already over is a duplicate): an older file is dropped and
+# rebuilt from the log.
+SCHEMA_VERSION = 5
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
 # good if the worker died in between (the Reaper finishes those). A partial index finds

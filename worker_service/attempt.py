@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from missions.backoff import full_jitter
-from missions.errors import BrokerUnavailableError
 from missions.events import new_event
 from missions.logs import mission_fields
 from missions.outbox import Outbox
@@ -110,8 +109,9 @@ class Attempts:
         self, mission: mission_pb2.Mission, work: events_pb2.MissionEvent, started: Callable[[], Awaitable[None]]
     ) -> Outcome | None:
         """Run the attempt and publish its outcome; the outcome, or None when it did not run:
-        STARTED unconfirmed (``started`` not called: the caller hands the delivery back), or
-        another worker's STARTED of the attempt came first."""
+        stopped before its STARTED was confirmed (``started`` not called: the caller hands
+        the delivery back), stopped before the service's word, or refused (another
+        worker's STARTED of the attempt came first, or the mission moved on)."""
         settings = self._settings
         correlation_id = work.correlation_id
         event = self._factory(mission, correlation_id)
@@ -134,25 +134,10 @@ class Attempts:
         # dispatched again) that arrives meanwhile must find the attempt taken, and the
         # ledger learns that it is over only once the outcome is published.
         self._contexts[mission.id, mission.attempt] = ctx
+        self._ledger.enter(mission)
         try:
             begun = self._started(mission, correlation_id)
-            self._ledger.enter(mission)
-            answer = self._verdicts.expect(begun.id)
-            try:
-                # Once, not through the outbox: unconfirmed, the attempt must not run, since
-                # the delivery may already be on its way to another worker.
-                await self._outbox.publish_once(begun)
-            except BrokerUnavailableError as exc:
-                answer.cancel()
-                log.warning("mission %s not started (%s); handing it back for redelivery", mission.id, exc)
-                return None
-            await started()
-            self._answers[mission.id, mission.attempt] = answer
-            try:
-                runs = await self._word_on(begun, answer)
-            finally:
-                del self._answers[mission.id, mission.attempt]
-            if not runs:
+            if not await self._ask(begun, started):
                 return None
             self._metrics.attempt_started(work, begun)
             log.debug("mission %s (%s) attempt %d started", mission.id, mission.type, mission.attempt)
@@ -172,21 +157,42 @@ class Attempts:
             return outcome
         finally:
             del self._contexts[mission.id, mission.attempt]
+            self._ledger.leave(mission)
 
     async def claim(self, mission: mission_pb2.Mission, correlation_id: str) -> bool:
         """Whether the log gives ``mission``'s attempt to this worker, asked without running
         it (for a work message that cannot run, before ending its mission): STARTED through
         the outbox, then the service's word, as for any attempt."""
-        begun = self._started(mission, correlation_id)
-        answer = self._verdicts.expect(begun.id)
-        await self._outbox.publish(begun)
-        return await self._word_on(begun, answer)
+        return await self._ask(self._started(mission, correlation_id))
 
     def _started(self, mission: mission_pb2.Mission, correlation_id: str) -> events_pb2.MissionEvent:
         begun = self._factory(mission, correlation_id)(E.EVENT_TYPE_STARTED)
         begun.started.worker_id = self._settings.worker_id
         begun.started.worker_session = self.session
         return begun
+
+    async def _ask(
+        self, begun: events_pb2.MissionEvent, published: Callable[[], Awaitable[None]] | None = None
+    ) -> bool:
+        """Whether this worker runs ``begun``'s attempt: publish the STARTED (retried until
+        confirmed: one that reached the log with its confirm lost is answered too), call
+        ``published``, then wait for the service's word; a STARTED refused is withdrawn.
+        False at once when the worker stops (``interrupt``) or the mission is cancelled."""
+        key = (begun.mission_id, begun.attempt)
+        answer = self._answers[key] = self._verdicts.expect(begun.id)
+
+        async def still_asking() -> bool:
+            return not answer.done()
+
+        try:
+            if not await self._outbox.publish(begun, wanted=still_asking):
+                return False
+            if published is not None:
+                await published()
+            return await self._word_on(begun, answer)
+        finally:
+            del self._answers[key]
+            answer.cancel()
 
     async def _word_on(self, begun: events_pb2.MissionEvent, answer: asyncio.Future[bool]) -> bool:
         """Whether this worker runs ``begun``'s attempt, by the service's ``answer``; a
@@ -231,6 +237,6 @@ class Attempts:
         for follow_up in events:
             if not await self._outbox.publish(follow_up, priority=mission.priority, wanted=still_wanted):
                 break
-            # What we published is known at once, before the control stream echoes it.
+            # What we published is known here at once (the control stream never carries it).
             self._ledger.observe(follow_up)
         self.finished += 1

@@ -240,17 +240,18 @@ class MissionConsumer:
     async def _dead_letter(self, message: AbstractIncomingMessage, reason: str, *, end_mission: bool) -> None:
         """Move a message that cannot run to the dead-letter queue, and end the mission it names.
 
-        Settled in any case, so it is never redelivered and never holds up the queue.
+        Settled first, in any case, so it is never redelivered and never holds up the queue
+        (nor the channel, while the service's word on ending its mission is awaited).
         """
         self.undecodable += 1
         log.warning("work message %s cannot run (%s): dead-lettered", message.message_id, reason)
-        claimed = codec.identity(message.headers)
         try:
-            if claimed is not None and end_mission:
-                await self._end_mission(claimed, reason, message.correlation_id)
             await self._copy_to_dead_letters(message, reason)
         finally:
             await _settle(message.ack())
+        claimed = codec.identity(message.headers)
+        if claimed is not None and end_mission:
+            await self._end_mission(claimed, reason, message.correlation_id)
 
     async def _copy_to_dead_letters(self, message: AbstractIncomingMessage, reason: str) -> None:
         try:

@@ -15,10 +15,9 @@ once is not the ledger's to say: the log says it, through the service
 (worker_service/verdicts.py).
 
 Memory is bounded: the ledger keeps the ``remember_finished`` missions it heard of most
-recently (as Celery bounds its revoked-task set); with the default of 100,000 a mission
-running here is forgotten only if as many others are heard of while it runs. A work
-message of a mission forgotten that way is no longer recognised as stale here (the
-service still refuses to let it run).
+recently (as Celery bounds its revoked-task set), and every mission an attempt of
+which runs here. A work message of a mission forgotten is no longer recognised as stale
+here (the service still refuses to let it run).
 """
 
 from __future__ import annotations
@@ -59,6 +58,7 @@ class _Entry:
     generation: int = 0
     over: int = 0  # highest attempt known to be over
     final: bool = False
+    running: int = 0  # attempts of it running here: it is not forgotten meanwhile
 
 
 class MissionLedger:
@@ -92,10 +92,19 @@ class MissionLedger:
                     listener(event)
 
     def enter(self, mission: mission_pb2.Mission) -> None:
-        """Note that ``mission``'s generation exists (its REDRIVEN may not have been read yet)."""
+        """Note that an attempt of ``mission`` runs here until ``leave``, and that its
+        generation exists (its REDRIVEN may not have been read yet)."""
         entry = self._heard_of(mission.id)
         if entry is None or mission.redrive_count > entry.generation:
-            self._new_entry(mission.id, mission.redrive_count)
+            entry = self._new_entry(mission.id, mission.redrive_count, running=1)
+        else:
+            entry.running += 1
+
+    def leave(self, mission: mission_pb2.Mission) -> None:
+        """Note that an attempt of ``mission`` that ``enter`` noted no longer runs here."""
+        entry = self._missions.get(mission.id)
+        if entry is not None and entry.running:
+            entry.running -= 1
 
     def _heard_of(self, mission_id: str) -> _Entry | None:
         """The mission's entry, now the latest heard of; None if it has none."""
@@ -104,11 +113,18 @@ class MissionLedger:
             self._missions.move_to_end(mission_id)
         return entry
 
-    def _new_entry(self, mission_id: str, generation: int) -> _Entry:
-        entry = self._missions[mission_id] = _Entry(generation)
+    def _new_entry(self, mission_id: str, generation: int, running: int = 0) -> _Entry:
+        entry = self._missions[mission_id] = _Entry(generation, running=running)
         self._missions.move_to_end(mission_id)
-        while len(self._missions) > self._remember_finished:
-            self._missions.popitem(last=False)
+        # Forget the least recently heard of, but none that runs here (at most --concurrency).
+        for _ in range(len(self._missions)):
+            if len(self._missions) <= self._remember_finished:
+                break
+            oldest, candidate = next(iter(self._missions.items()))
+            if candidate.running:
+                self._missions.move_to_end(oldest)
+            else:
+                del self._missions[oldest]
         return entry
 
     def _entry(self, mission: mission_pb2.Mission) -> _Entry | None:

@@ -11,6 +11,7 @@ import pytest
 from mission_service.start_verdicts import StartVerdictSender
 from mission_service.store import MissionStore
 from missions import codec
+from missions.errors import BrokerUnavailableError
 from missions.events import new_event
 from missions.outbox import Outbox
 from missions.topology import Topology
@@ -37,10 +38,12 @@ class Service:
 
     def __init__(self, verdicts: Verdicts) -> None:
         self.verdicts = verdicts
+        self.ledger = MissionLedger()  # the worker's
         self.store = MissionStore(":memory:")
         self.ahead: list[events_pb2.MissionEvent] = []
         self.published: list[events_pb2.MissionEvent] = []
         self.answers_lost = 0
+        self.confirms_lost = 0  # publishes that reach the log but raise as if unconfirmed
         self.asked_again = asyncio.Event()  # set once a session published a second STARTED
         self._records = 0
 
@@ -67,10 +70,18 @@ class Service:
         self.published.append(event)
         self.append(*self.ahead, event)
         self.ahead.clear()
+        if self.confirms_lost:
+            self.confirms_lost -= 1
+            raise BrokerUnavailableError("the confirm was lost")
 
     async def publish(self, event: events_pb2.MissionEvent, **_: Any) -> bool:
-        await self.publish_once(event)
-        return True
+        """Retried until confirmed, as Outbox.publish does."""
+        while True:
+            try:
+                await self.publish_once(event)
+                return True
+            except BrokerUnavailableError:
+                continue
 
 
 def _mission() -> M.Mission:
@@ -108,7 +119,7 @@ def attempts(ran: list[str]) -> tuple[Attempts, Service]:
     service = Service(verdicts)
     settings = WorkerSettings(amqp_url="", namespace="unit", worker_id="worker-1")
     outbox = cast(Outbox, service)
-    return Attempts(settings, outbox, registry, MissionLedger(), verdicts, "mine", WorkerMetrics()), service
+    return Attempts(settings, outbox, registry, service.ledger, verdicts, "mine", WorkerMetrics()), service
 
 
 async def _run(attempts: Attempts, service: Service, mission: M.Mission) -> tuple[object, list[str]]:
@@ -215,3 +226,30 @@ async def test_an_attempt_waiting_for_the_service_stops_waiting_when_the_worker_
     outcome, acked = await running
     assert outcome is None and ran == [] and acked == ["m1"]
     assert not any(event.started.withdrawn for event in service.published)  # the reaper decides, once it stops
+
+
+async def test_a_mission_cancelled_while_its_attempt_waits_for_the_service_never_runs(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    runner, service = attempts
+    service.answers_lost = 1_000_000  # no replica answers
+    mission = _mission()
+    running = asyncio.create_task(_run(runner, service, mission))
+    async with asyncio.timeout(TIMEOUT):
+        await service.asked_again.wait()
+    cancelled = new_event(mission, E.EVENT_TYPE_CANCELLED, source="service", correlation_id="c")
+    cancelled.cancelled.reason = "no longer wanted"
+    service.ledger.observe(cancelled)  # read from the control stream
+    outcome, acked = await running
+    assert outcome is None and ran == [] and acked == ["m1"]
+
+
+async def test_a_started_whose_confirm_was_lost_is_published_again_and_the_attempt_runs_once(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    runner, service = attempts
+    service.confirms_lost = 1  # the STARTED reached the log; its confirm did not come back
+    outcome, acked = await _run(runner, service, _mission())
+    assert outcome is not None and ran == ["m1"] and acked == ["m1"]
+    started = [event for event in service.published if event.type == E.EVENT_TYPE_STARTED]
+    assert len(started) == 2 and len({event.id for event in started}) == 1

@@ -224,19 +224,21 @@ def _finish(ledger: MissionLedger, log: EventLog, *mission_ids: str) -> None:
             ledger.observe(event)
 
 
-def test_only_the_missions_heard_of_most_recently_are_remembered() -> None:
+def test_only_the_missions_heard_of_most_recently_are_remembered_and_those_running_here_always() -> None:
     log = EventLog()
     ledger = MissionLedger(remember_finished=2)
-    ledger.enter(_work("running"))
-    _finish(ledger, log, "m1", "m2")
-    ledger.enter(_work("running"))  # its attempt's outcome is checked: heard of again
-    _finish(ledger, log, "m3")
+    running = _work("running")
+    ledger.enter(running)
+    ledger.observe(log.cancelled("running"))  # its outcome must be dropped when it ends
+    _finish(ledger, log, "m1", "m2", "m3")
     assert len(ledger) == 2
-    # m1 and m2 are forgotten: a late copy of their work message is no longer recognised.
+    # Heard of before m1..m3, but it runs here: kept, while m1 and m2 are forgotten.
+    assert ledger.is_over(running)
     assert not ledger.is_taken(_work("m1")) and not ledger.is_taken(_work("m2"))
     assert ledger.is_taken(_work("m3"))
-    ledger.observe(log.cancelled("running"))
-    assert ledger.is_over(_work("running"))
+    ledger.leave(running)
+    _finish(ledger, log, "m4")
+    assert not ledger.is_over(running)  # forgotten once it no longer runs here
 
 
 def test_a_mission_that_ends_again_counts_as_ended_last() -> None:

@@ -569,7 +569,7 @@ def test_every_batching_of_the_log_gives_each_started_the_same_verdict(store: Mi
     assert _verdicts(store, log.events) == apart == [("s-a", True), ("s-b", False), ("s-a", False)]
 
 
-def test_a_started_of_an_attempt_over_or_of_an_old_generation_is_refused(store: MissionStore) -> None:
+def test_a_started_of_an_attempt_over_is_refused(store: MissionStore) -> None:
     log = EventLog()
     log.created("m1")
     log.started("m1", attempt=1, session="s-a")
@@ -579,3 +579,28 @@ def test_a_started_of_an_attempt_over_or_of_an_old_generation_is_refused(store: 
     log.started("m1", attempt=2, session="s-c")
     assert _verdicts(store, log.events) == [("s-a", True), ("s-b", False), ("s-c", True)]
     assert late.sequence in store.duplicates_after(0)
+
+
+def test_a_started_of_a_mission_already_over_is_a_duplicate_no_reader_sees(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    cancelled = log.cancelled("m1")
+    late = log.started("m1", session="s-a")  # its work message was taken before the worker read the CANCELLED
+    assert _verdicts(store, log.events) == [("s-a", False)]
+    assert store.duplicates_after(0) == {late.sequence}
+    mission = store.get("m1")
+    assert mission is not None
+    assert (mission.state, mission.last_sequence) == (M.MISSION_STATE_CANCELLED, cancelled.sequence)
+
+
+def test_a_started_of_an_old_generation_is_refused(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1")
+    log.started("m1", session="s-a")
+    log.failed("m1", will_retry=False)
+    log.dead_lettered("m1")
+    log.redriven("m1")  # generation 1
+    stale = log.started("m1", session="s-b")
+    stale.generation = 0  # a late copy of generation 0's work message
+    assert _verdicts(store, log.events) == [("s-a", True), ("s-b", False)]
+    assert stale.sequence in store.duplicates_after(0)
