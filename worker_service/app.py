@@ -84,7 +84,11 @@ async def run_worker(
         attempts = Attempts(settings, outbox, registry, ledger, verdicts, session, metrics)
         consumer = MissionConsumer(settings, connection, outbox, attempts, ledger, mission_types, spans)
         metrics.sample(
-            lambda: consumer.running, lambda: consumer.waiting, lambda: outbox.waiting, lambda: consumer.undecodable
+            lambda: consumer.running,
+            lambda: consumer.waiting,
+            lambda: outbox.waiting,
+            lambda: consumer.undecodable,
+            lambda: attempts.awaiting_word,
         )
         heartbeat = Heartbeat(settings, consumer)
         async with asyncio.TaskGroup() as tasks:

@@ -72,6 +72,11 @@ class Attempts:
         self.finished = 0
         ledger.on_cancel(self._cancel)
 
+    @property
+    def awaiting_word(self) -> int:
+        """Attempts whose STARTED is published, waiting for the service's word."""
+        return len(self._answers)
+
     def is_taken(self, mission: mission_pb2.Mission) -> bool:
         """Whether this attempt must not run: it runs here already, or the ledger says it is taken."""
         return (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission)

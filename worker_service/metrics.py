@@ -92,6 +92,7 @@ class WorkerMetrics:
         waiting: Callable[[], int],
         outbox_depth: Callable[[], int],
         undecodable: Callable[[], int],
+        awaiting_word: Callable[[], int],
     ) -> None:
         """What the consumer and the outbox count anyway, read when scraped."""
         register_undecodable(self.registry, "work", undecodable)
@@ -108,3 +109,8 @@ class WorkerMetrics:
             "Events this worker is waiting to have confirmed (retried through broker outages).",
             registry=self.registry,
         ).set_function(outbox_depth)
+        Gauge(
+            "missions_worker_awaiting_word",
+            "Attempts this worker has published STARTED for and waits to hear from the service whether to run.",
+            registry=self.registry,
+        ).set_function(awaiting_word)

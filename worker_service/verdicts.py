@@ -32,7 +32,7 @@ __all__ = ["Verdicts"]
 log = logging.getLogger(__name__)
 
 # Asking again: after this long without an answer, then twice as long each time, up to the cap.
-_FIRST_ASK_AGAIN_S = 5.0
+_FIRST_ASK_AGAIN_S = 10.0
 _MAX_ASK_AGAIN_S = 60.0
 # A session queue outlives its worker by this long (its answers are then of no use to anyone).
 _SESSION_QUEUE_EXPIRES_MS = 10 * 60 * 1000

@@ -109,6 +109,7 @@ async def test_service_and_worker_metrics_move_with_the_missions(stack: Stack) -
     assert ("missions_outbox_depth", frozenset()) in worker_metrics
     assert ("missions_worker_running", frozenset()) in worker_metrics
     assert ("missions_worker_waiting", frozenset()) in worker_metrics
+    assert _value(worker_metrics, "missions_worker_awaiting_word") == 0
     assert "missions_submitted_total" not in {name for name, _ in worker_metrics}  # the service's alone
 
     # At DEBUG, one JSON line per accepted submission and per attempt started, naming the mission.

@@ -309,10 +309,15 @@ def test_queue_wait_runs_from_when_the_attempt_was_ready(events: EventLog) -> No
 
 def test_worker_gauges_are_read_when_scraped() -> None:
     metrics = WorkerMetrics()
-    state = {"running": 2, "look-ahead": 3, "outbox": 1, "undecodable": 4}
+    state = {"running": 2, "look-ahead": 3, "outbox": 1, "undecodable": 4, "awaiting": 5}
     metrics.sample(
-        lambda: state["running"], lambda: state["look-ahead"], lambda: state["outbox"], lambda: state["undecodable"]
+        lambda: state["running"],
+        lambda: state["look-ahead"],
+        lambda: state["outbox"],
+        lambda: state["undecodable"],
+        lambda: state["awaiting"],
     )
+    assert _value(metrics.registry, "missions_worker_awaiting_word") == 5
     assert _value(metrics.registry, "missions_worker_running") == 2
     assert _value(metrics.registry, "missions_worker_waiting") == 3
     assert _value(metrics.registry, "missions_outbox_depth") == 1
