@@ -78,8 +78,10 @@ class Attempts:
         return len(self._answers)
 
     def is_taken(self, mission: mission_pb2.Mission) -> bool:
-        """Whether this attempt must not run: it runs here already, or the ledger says it is taken."""
-        return (mission.id, mission.attempt) in self._contexts or self._ledger.is_taken(mission)
+        """Whether this attempt must not run: it runs here already, this worker is asking the
+        service for it (``claim``), or the ledger says it is taken."""
+        key = (mission.id, mission.attempt)
+        return key in self._contexts or key in self._answers or self._ledger.is_taken(mission)
 
     def interrupt(self) -> None:
         """Set ``ctx.cancelled`` of every running attempt (the drain timeout passed)."""
@@ -196,7 +198,8 @@ class Attempts:
                 await published()
             return await self._word_on(begun, answer)
         finally:
-            del self._answers[key]
+            if self._answers.get(key) is answer:
+                del self._answers[key]
             answer.cancel()
 
     async def _word_on(self, begun: events_pb2.MissionEvent, answer: asyncio.Future[bool]) -> bool:

@@ -253,3 +253,20 @@ async def test_a_started_whose_confirm_was_lost_is_published_again_and_the_attem
     assert outcome is not None and ran == ["m1"] and acked == ["m1"]
     started = [event for event in service.published if event.type == E.EVENT_TYPE_STARTED]
     assert len(started) == 2 and len({event.id for event in started}) == 1
+
+
+async def test_an_attempt_this_worker_is_claiming_is_taken_so_its_work_message_does_not_run_too(
+    attempts: tuple[Attempts, Service],
+) -> None:
+    """An unreadable copy's claim and the attempt's own work message must not both ask."""
+    runner, service = attempts
+    service.answers_lost = 1_000_000
+    mission = _mission()
+    service.append(_created(mission))
+    claiming = asyncio.create_task(runner.claim(mission, "c"))
+    async with asyncio.timeout(TIMEOUT):
+        await service.asked_again.wait()
+    assert runner.is_taken(mission)
+    runner.interrupt()
+    assert not await claiming
+    assert not runner.is_taken(mission)
