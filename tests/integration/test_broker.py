@@ -360,16 +360,23 @@ async def test_a_log_reader_resumes_after_a_reconnect_where_it_was(
     assert proxy.downstream_bytes - read_once < read_once / 4
 
 
-async def test_opening_the_log_on_a_broken_connection_is_unavailable(
-    amqp_url: str, proxy: TcpProxy, namespace: str
-) -> None:
-    connection = await amqp.connect(proxy.url(amqp_url), "test broken")
+@contextlib.asynccontextmanager
+async def _severed(amqp_url: str, proxy: TcpProxy, name: str) -> AsyncIterator[AbstractRobustConnection]:
+    """A connection through ``proxy`` whose link has just been cut (the client has noticed)."""
+    connection = await amqp.connect(proxy.url(amqp_url), name)
     async with connection:
         closed = asyncio.Event()
         connection.close_callbacks.add(lambda *_: closed.set())
         proxy.sever()
         async with asyncio.timeout(10):
             await closed.wait()
+        yield connection
+
+
+async def test_opening_the_log_on_a_broken_connection_is_unavailable(
+    amqp_url: str, proxy: TcpProxy, namespace: str
+) -> None:
+    async with _severed(amqp_url, proxy, "test broken") as connection:
         with pytest.raises(BrokerUnavailableError):
             async with contextlib.aclosing(read_log(connection, Topology(namespace), 0)) as log:
                 await _take(log, 1)
@@ -377,13 +384,7 @@ async def test_opening_the_log_on_a_broken_connection_is_unavailable(
 
 async def test_queue_depths_on_a_broken_connection_are_unavailable(amqp_url: str, proxy: TcpProxy) -> None:
     """What GetStats reads: while the broker is away it is UNAVAILABLE, not INTERNAL."""
-    connection = await amqp.connect(proxy.url(amqp_url), "test depths")
-    async with connection:
-        closed = asyncio.Event()
-        connection.close_callbacks.add(lambda *_: closed.set())
-        proxy.sever()
-        async with asyncio.timeout(10):
-            await closed.wait()
+    async with _severed(amqp_url, proxy, "test depths") as connection:
         with pytest.raises(BrokerUnavailableError, match="cannot read the queue depths"):
             await amqp.message_counts(connection, ["any"])
 

@@ -134,6 +134,17 @@ async def _run(attempts: Attempts, service: Service, mission: M.Mission) -> tupl
     return outcome, acked
 
 
+async def _waiting_for_an_answer(
+    runner: Attempts, service: Service, mission: M.Mission
+) -> asyncio.Task[tuple[object, list[str]]]:
+    """The attempt of ``mission`` running, with no replica answering, once it has asked again."""
+    service.answers_lost = 1_000_000
+    running = asyncio.create_task(_run(runner, service, mission))
+    async with asyncio.timeout(TIMEOUT):
+        await service.asked_again.wait()
+    return running
+
+
 async def test_the_first_started_in_the_log_runs_the_handler(
     attempts: tuple[Attempts, Service], ran: list[str]
 ) -> None:
@@ -217,11 +228,7 @@ async def test_an_attempt_waiting_for_the_service_stops_waiting_when_the_worker_
     attempts: tuple[Attempts, Service], ran: list[str]
 ) -> None:
     runner, service = attempts
-    service.answers_lost = 1_000_000  # no replica answers
-    mission = _mission()
-    running = asyncio.create_task(_run(runner, service, mission))
-    async with asyncio.timeout(TIMEOUT):
-        await service.asked_again.wait()  # no answer came: it waits for one
+    running = await _waiting_for_an_answer(runner, service, _mission())
     runner.interrupt()  # the drain timeout passed
     outcome, acked = await running
     assert outcome is None and ran == [] and acked == ["m1"]
@@ -232,11 +239,8 @@ async def test_a_mission_cancelled_while_its_attempt_waits_for_the_service_never
     attempts: tuple[Attempts, Service], ran: list[str]
 ) -> None:
     runner, service = attempts
-    service.answers_lost = 1_000_000  # no replica answers
     mission = _mission()
-    running = asyncio.create_task(_run(runner, service, mission))
-    async with asyncio.timeout(TIMEOUT):
-        await service.asked_again.wait()
+    running = await _waiting_for_an_answer(runner, service, mission)
     cancelled = new_event(mission, E.EVENT_TYPE_CANCELLED, source="service", correlation_id="c")
     cancelled.cancelled.reason = "no longer wanted"
     service.ledger.observe(cancelled)  # read from the control stream
