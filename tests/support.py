@@ -18,31 +18,44 @@ import grpc
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from missions import codec
+from mission_service.store import MissionStore
+from missions import amqp
+from missions.eventlog import read_log
+from missions.topology import Topology
 from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
 
 __all__ = [
     "Process",
     "Stack",
-    "assert_gap_free",
     "collect",
     "drain",
     "free_port",
     "payload",
+    "readers_view_of_the_log",
     "wait_serving",
     "wait_serving_on",
     "watch_events",
 ]
 
 
-def assert_gap_free(sequences: Sequence[int], after: int = 0) -> None:
-    """``sequences`` are the log's every event after position ``after``, nothing missing:
-    each is the next event of its predecessor's record or the first of the next record."""
-    previous = after
-    for sequence in sequences:
-        allowed = (previous + 1, codec.next_record_start(previous))
-        assert sequence in allowed, f"after sequence {previous} came {sequence}, not one of {allowed}"
-        previous = sequence
+async def readers_view_of_the_log(stack: Stack, up_to: int) -> list[int]:
+    """The sequences a reader of the log must see, up to ``up_to``: every event of the raw
+    log but those the projection records as duplicates (MissionStore, as every replica
+    folds it), which no reader sees. So a watcher's sequences equal to these miss nothing."""
+    store = MissionStore(":memory:")
+    events: list[events_pb2.MissionEvent] = []
+    connection = await amqp.connect(stack.amqp_url, "test readers' view")
+    async with connection, contextlib.aclosing(read_log(connection, Topology(stack.namespace), 0)) as log:
+        async with asyncio.timeout(60):
+            async for event in log:
+                if event.sequence > up_to:
+                    break
+                events.append(event)
+                if event.sequence == up_to:
+                    break
+    duplicates = store.apply_batch(events)
+    store.close()
+    return [event.sequence for event in events if event.sequence not in duplicates]
 
 
 def free_port() -> int:

@@ -184,28 +184,27 @@ class Attempts:
         """Whether this worker runs ``begun``'s attempt: publish the STARTED (retried until
         confirmed: one that reached the log with its confirm lost is answered too), call
         ``published``, then wait for the service's word; a STARTED refused is withdrawn.
-        False at once when the worker stops (``interrupt``) or the mission is cancelled."""
+        False as soon as the worker stops (``interrupt``) or the mission is cancelled, even
+        while a publish waits for the broker."""
         key = (begun.mission_id, begun.attempt)
         answer = self._answers[key] = self._verdicts.expect(begun.id)
 
         async def still_asking() -> bool:
-            return not answer.done()
+            return not answer.done()  # answered (a lost confirm's STARTED reached the log), or stopped
+
+        async def ask_again(again: events_pb2.MissionEvent) -> bool:
+            return await self._outbox.publish(again, wanted=still_asking)
 
         try:
-            if not await self._outbox.publish(begun, wanted=still_asking):
+            if not await ask_again(begun) and answer.cancelled():
                 return False
             if published is not None:
                 await published()
-            return await self._word_on(begun, answer)
+            runs = await self._verdicts.wait(begun, answer, ask_again)
         finally:
             if self._answers.get(key) is answer:
                 del self._answers[key]
             answer.cancel()
-
-    async def _word_on(self, begun: events_pb2.MissionEvent, answer: asyncio.Future[bool]) -> bool:
-        """Whether this worker runs ``begun``'s attempt, by the service's ``answer``; a
-        STARTED refused is withdrawn."""
-        runs = await self._verdicts.wait(begun, answer, self._outbox.publish)
         if runs is None:
             # Stopping or cancelled before the service answered: not run. If it was this
             # worker's to run, the service declares it lost once this session ends.

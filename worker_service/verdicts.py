@@ -81,8 +81,9 @@ class Verdicts:
             while True:
                 done, _ = await asyncio.wait(answers, timeout=pause, return_when=asyncio.FIRST_COMPLETED)
                 if done:
-                    first = done.pop()
-                    return None if first.cancelled() else first.result()
+                    if any(finished.cancelled() for finished in done):
+                        return None  # stopping wins over an answer that came in the same instant
+                    return done.pop().result()
                 again = events_pb2.MissionEvent()
                 again.CopyFrom(started)
                 again.id = str(uuid.uuid4())

@@ -4,6 +4,7 @@ worker's STARTED came first."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any, cast
 
 import pytest
@@ -44,6 +45,8 @@ class Service:
         self.published: list[events_pb2.MissionEvent] = []
         self.answers_lost = 0
         self.confirms_lost = 0  # publishes that reach the log but raise as if unconfirmed
+        self.away = False  # the broker takes nothing
+        self.retried = asyncio.Event()  # set once a publish was not confirmed
         self.asked_again = asyncio.Event()  # set once a session published a second STARTED
         self._records = 0
 
@@ -65,6 +68,8 @@ class Service:
         asyncio.get_running_loop().call_soon(self.verdicts.hear, answers)
 
     async def publish_once(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
+        if self.away:
+            raise BrokerUnavailableError("the broker is away")
         if event.type == E.EVENT_TYPE_STARTED and any(e.type == E.EVENT_TYPE_STARTED for e in self.published):
             self.asked_again.set()
         self.published.append(event)
@@ -74,14 +79,19 @@ class Service:
             self.confirms_lost -= 1
             raise BrokerUnavailableError("the confirm was lost")
 
-    async def publish(self, event: events_pb2.MissionEvent, **_: Any) -> bool:
-        """Retried until confirmed, as Outbox.publish does."""
+    async def publish(
+        self, event: events_pb2.MissionEvent, *, wanted: Callable[[], Awaitable[bool]] | None = None, **_: Any
+    ) -> bool:
+        """Retried until confirmed, or no longer ``wanted``, as Outbox.publish does."""
         while True:
             try:
                 await self.publish_once(event)
                 return True
             except BrokerUnavailableError:
-                continue
+                self.retried.set()
+                await asyncio.sleep(0)
+            if wanted is not None and not await wanted():
+                return False
 
 
 def _mission() -> M.Mission:
@@ -248,15 +258,15 @@ async def test_a_mission_cancelled_while_its_attempt_waits_for_the_service_never
     assert outcome is None and ran == [] and acked == ["m1"]
 
 
-async def test_a_started_whose_confirm_was_lost_is_published_again_and_the_attempt_runs_once(
+async def test_a_started_whose_confirm_was_lost_is_answered_and_the_attempt_runs_once(
     attempts: tuple[Attempts, Service], ran: list[str]
 ) -> None:
     runner, service = attempts
     service.confirms_lost = 1  # the STARTED reached the log; its confirm did not come back
     outcome, acked = await _run(runner, service, _mission())
     assert outcome is not None and ran == ["m1"] and acked == ["m1"]
-    started = [event for event in service.published if event.type == E.EVENT_TYPE_STARTED]
-    assert len(started) == 2 and len({event.id for event in started}) == 1
+    # Answered before it was published again: once in the log is enough.
+    assert [event.type for event in service.published] == [E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
 
 
 async def test_an_attempt_this_worker_is_claiming_is_taken_so_its_work_message_does_not_run_too(
@@ -274,3 +284,16 @@ async def test_an_attempt_this_worker_is_claiming_is_taken_so_its_work_message_d
     runner.interrupt()
     assert not await claiming
     assert not runner.is_taken(mission)
+
+
+async def test_a_worker_stopping_while_its_started_goes_unconfirmed_stops_asking(
+    attempts: tuple[Attempts, Service], ran: list[str]
+) -> None:
+    runner, service = attempts
+    service.away = True
+    running = asyncio.create_task(_run(runner, service, _mission()))
+    async with asyncio.timeout(TIMEOUT):
+        await service.retried.wait()
+    runner.interrupt()
+    outcome, acked = await asyncio.wait_for(running, TIMEOUT)
+    assert outcome is None and acked == [] and ran == []  # not acked: the delivery goes back
