@@ -9,7 +9,7 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["FINAL_EVENT_TYPES", "TERMINAL_STATES", "duration", "is_final", "new_event", "now"]
+__all__ = ["FINAL_EVENT_TYPES", "TERMINAL_STATES", "duration", "is_final", "new_event", "now", "reissued"]
 
 E = events_pb2
 
@@ -60,3 +60,13 @@ def new_event(
         mission_type=mission.type,
         generation=mission.redrive_count,
     )
+
+
+def reissued(event: events_pb2.MissionEvent) -> events_pb2.MissionEvent:
+    """``event`` again under a fresh id and time: the same fact told anew (a worker asking
+    again, or withdrawing), which readers tell apart from the first by its id."""
+    again = events_pb2.MissionEvent()
+    again.CopyFrom(event)
+    again.id = str(uuid.uuid4())
+    again.time.GetCurrentTime()
+    return again

@@ -18,12 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from missions.backoff import full_jitter
-from missions.events import new_event
+from missions.events import new_event, reissued
 from missions.logs import mission_fields
 from missions.outbox import Outbox
 from missions.outcomes import Outcome, outcome_events
@@ -220,10 +219,7 @@ class Attempts:
             begun.mission_id,
             begun.attempt,
         )
-        withdrawal = events_pb2.MissionEvent()
-        withdrawal.CopyFrom(begun)
-        withdrawal.id = str(uuid.uuid4())
-        withdrawal.time.GetCurrentTime()
+        withdrawal = reissued(begun)
         withdrawal.started.withdrawn = True
         await self._outbox.publish(withdrawal)
 

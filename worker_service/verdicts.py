@@ -18,12 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 from google.protobuf.message import DecodeError
 
+from missions.events import reissued
 from missions.topology import Topology
 from missions.v1 import events_pb2, worker_pb2
 
@@ -84,10 +84,7 @@ class Verdicts:
                     if any(finished.cancelled() for finished in done):
                         return None  # stopping wins over an answer that came in the same instant
                     return done.pop().result()
-                again = events_pb2.MissionEvent()
-                again.CopyFrom(started)
-                again.id = str(uuid.uuid4())
-                again.time.GetCurrentTime()
+                again = reissued(started)
                 log.info(
                     "mission %s attempt %d: no word from the service on its STARTED for %.0f s; asking again",
                     started.mission_id,
