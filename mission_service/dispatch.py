@@ -149,6 +149,12 @@ class Dispatcher:
             # Its caller, if still there, answers with it; a gone caller must not hide it.
             log.warning("mission %s: not queued (%s)", key[0], error)
 
+    async def __aenter__(self) -> Dispatcher:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         """Give the work messages in flight a moment to be confirmed, then stop the rest,
         naming their missions: they stay QUEUED until a SubmitMission retried with their

@@ -7,7 +7,7 @@ GetMission on this replica already reflects. Events the store records as duplica
 (a second CREATED of one mission, a STARTED of an attempt already started, ...) are
 handed to nobody, live or in a replay (``replay``): every reader sees the log without them.
 
-A record that does not decode is skipped with a warning and counted in ``skipped``;
+A record that does not decode is skipped with a warning and counted in ``tally``;
 the follower's position moves past it (the store's checkpoint follows with the next
 event it applies), so a bad record neither stops the service nor is retried forever.
 """
@@ -16,30 +16,38 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
-
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from typing import Protocol
 
 from mission_service.recent import RecentEvents
 from mission_service.start_verdicts import StartVerdictSender
 from mission_service.store import MissionStore
 from missions import codec
-from missions.errors import DecodeError
-from missions.eventlog import read_log, read_stream, record_events
-from missions.topology import Topology
+from missions.eventlog import ReadTally
 from missions.v1 import events_pb2
 
-__all__ = ["LogFollower"]
+__all__ = ["LogFollower", "ReadLog"]
 
 log = logging.getLogger(__name__)
 
 _MAX_BATCH = 500
 
 BatchListener = Callable[[Sequence[events_pb2.MissionEvent]], None]
-# Reads the log after a sequence, in order, then follows it.
-ReadLog = Callable[[int], AsyncGenerator[events_pb2.MissionEvent, None]]
+
+
+class ReadLog(Protocol):
+    """Reads the log after a sequence, in order, then follows it (eventlog.read_log on a
+    connection, or a fake one in tests)."""
+
+    def __call__(
+        self,
+        after_sequence: int,
+        *,
+        attached: asyncio.Event | None = None,
+        tally: ReadTally | None = None,
+        gaps: bool = False,
+    ) -> AsyncGenerator[events_pb2.MissionEvent, None]: ...
 
 
 class LogFollower:
@@ -47,21 +55,18 @@ class LogFollower:
 
     def __init__(
         self,
-        connection: AbstractConnection,
-        names: Topology,
+        read: ReadLog,
         store: MissionStore,
         on_batch: BatchListener,
-        read: ReadLog | None = None,
+        *,
         recent: RecentEvents | None = None,
         verdicts: StartVerdictSender | None = None,
     ) -> None:
-        """``read``: how ``replay`` reads the log (read_log on ``connection`` by default);
-        ``recent``: the window of latest events replays start from when they can (default
-        bounds if None); ``verdicts``: answers each worker's STARTED events after each
-        batch (None: nobody answers, for a follower that serves no workers)."""
-        self._connection = connection
-        self._names = names
-        self._read = read or functools.partial(read_log, connection, names)
+        """``read``: how the follower and ``replay`` read the log; ``recent``: the window of
+        latest events replays start from when they can (default bounds if None);
+        ``verdicts``: answers each worker's STARTED events after each batch (None: nobody
+        answers, for a follower that serves no workers)."""
+        self._read = read
         self.recent = RecentEvents(store.checkpoint()) if recent is None else recent
         self._store = store
         self._on_batch = on_batch
@@ -69,9 +74,7 @@ class LogFollower:
         self._waiters: dict[str, list[asyncio.Future[bool]]] = {}
         self.attached = asyncio.Event()
         self.position = store.checkpoint()
-        self.skipped = 0  # log records that did not decode
-        self.records_read = 0
-        self.events_read = 0
+        self.tally = ReadTally()  # its skipped records are those that did not decode
 
     def expect(self, event_id: str) -> asyncio.Future[bool]:
         """A future resolved once the event has been applied to the store: True, or False when
@@ -80,6 +83,11 @@ class LogFollower:
         self._waiters.setdefault(event_id, []).append(future)
         future.add_done_callback(lambda done: self._forget(event_id, done))
         return future
+
+    @property
+    def awaited(self) -> int:
+        """Events someone waits to see applied (``expect``)."""
+        return len(self._waiters)
 
     def _forget(self, event_id: str, future: asyncio.Future[bool]) -> None:
         waiting = self._waiters.get(event_id, [])
@@ -98,32 +106,12 @@ class LogFollower:
                 tasks.create_task(self._verdicts.run())
 
     async def _receive(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
-        log.info("following %s after sequence %d", self._names.log_queue, self.position)
-        # The raw stream rather than read_log, which skips undecodable records unseen: the
-        # follower counts them and moves its position past them.
-        records = read_stream(
-            self._connection,
-            self._names.log_queue,
-            codec.offset_after(self.position),
-            attached=self.attached,
-            strict=self.position > 0,
-        )
-        async with contextlib.aclosing(records) as stream:
-            async for offset, message in stream:
-                for event in self._events_at(offset, message):
-                    await inbox.put(event)
-
-    def _events_at(self, offset: int, message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
-        """The events of a log record; for one that does not decode, a gap: an event without id."""
-        self.records_read += 1
-        try:
-            events = record_events(offset, message)
-        except DecodeError as exc:
-            self.skipped += 1
-            log.warning("skipping undecodable log record at sequence %d: %s", codec.sequence_at(offset), exc)
-            return [events_pb2.MissionEvent(sequence=codec.sequence_at(offset))]
-        self.events_read += len(events)
-        return events
+        log.info("following the log after sequence %d", self.position)
+        # With gaps: a record that does not decode still moves the position past it.
+        events = self._read(self.position, attached=self.attached, tally=self.tally, gaps=True)
+        async with contextlib.aclosing(events) as stream:
+            async for event in stream:
+                await inbox.put(event)
 
     async def _apply(self, inbox: asyncio.Queue[events_pb2.MissionEvent]) -> None:
         while True:

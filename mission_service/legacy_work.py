@@ -35,7 +35,16 @@ _RETRY_PAUSE_S = 1.0
 
 
 async def drain_legacy_work(connection: AbstractConnection, publisher: EventPublisher, names: Topology) -> None:
-    """Move the legacy work queue's messages by type until cancelled; returns at once if it does not exist."""
+    """Move the legacy work queue's messages by type until cancelled; returns at once if it
+    does not exist, and with an error logged if the broker refuses to let it be drained
+    (that queue is no reason to stop serving)."""
+    try:
+        await _drain(connection, publisher, names)
+    except Exception as exc:
+        log.error("cannot move work out of %s: %r", names.legacy_work_queue, exc)
+
+
+async def _drain(connection: AbstractConnection, publisher: EventPublisher, names: Topology) -> None:
     channel = await connection.channel()
     try:
         try:

@@ -155,12 +155,12 @@ class ServiceMetrics:
             self.registry,
             "missions_log_events_read_total",
             "Events this replica read from the log (duplicates included); sequences have gaps, count with this.",
-            {(): lambda: follower.events_read},
+            {(): lambda: follower.tally.events},
         )
         register_sampled_counter(
             self.registry,
             "missions_log_records_read_total",
             "Log records this replica read; events per record show how much group commit shares.",
-            {(): lambda: follower.records_read},
+            {(): lambda: follower.tally.records},
         )
-        register_undecodable(self.registry, "log", lambda: follower.skipped)
+        register_undecodable(self.registry, "log", lambda: follower.tally.skipped)

@@ -337,8 +337,8 @@ class MissionOperations:
             failed_last_hour=self._store.ended_since(M.MISSION_STATE_FAILED, hour_ago),
             active_workers=self._workers.active(),
             last_sequence=self._follower.position,
-            events_read=self._follower.events_read,
-            records_read=self._follower.records_read,
+            events_read=self._follower.tally.events,
+            records_read=self._follower.tally.records,
             mission_types=[
                 mission_service_pb2.MissionTypeStats(
                     mission_type=mission_type,

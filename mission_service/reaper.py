@@ -29,7 +29,7 @@ from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
 from mission_service.workers import UNKNOWN_GRACE_S, WorkerRegistry
-from missions.amqp import broker_call, close_channel
+from missions.amqp import broker_call, close_channel, declare_leader_queue
 from missions.errors import BrokerUnavailableError
 from missions.events import new_event
 from missions.outcomes import EventFactory, Outcome, dead_lettered, outcome_events
@@ -160,11 +160,7 @@ class Reaper:
         period = interval.total_seconds()
         channel = await connection.channel()
         try:
-            queue = await channel.declare_queue(
-                names.leader_queue,
-                durable=False,
-                arguments={"x-single-active-consumer": True, "x-message-ttl": int(period * 1000)},
-            )
+            queue = await declare_leader_queue(channel, names, int(period * 1000))
             await queue.consume(self._on_tick, no_ack=True)
             while True:
                 try:

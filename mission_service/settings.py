@@ -58,6 +58,8 @@ class ServiceSettings:
         amqp_tls: broker CA and client certificate for an amqps:// URL.
         metrics_listen: HOST:PORT of the Prometheus metrics endpoint ("" = none).
         tracing: OpenTelemetry spans: "off" (default), "console" or "otlp" (docs/tracing.md).
+        queue_timeout: how long SubmitMission and RedriveMission wait for the broker to
+            confirm their event and work message before answering UNAVAILABLE, 5 s (no flag).
     """
 
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
@@ -79,6 +81,7 @@ class ServiceSettings:
     amqp_tls: TlsFiles | None = None
     metrics_listen: str = ""
     tracing: str = "off"
+    queue_timeout: timedelta = timedelta(seconds=5)
 
     def __repr__(self) -> str:
         return (

@@ -9,13 +9,13 @@ from __future__ import annotations
 import collections
 import logging
 import time
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from aio_pika.abc import AbstractIncomingMessage, AbstractRobustConnection
 from google.protobuf.message import DecodeError
 
+from missions.amqp import declare_heartbeat_queue
 from missions.topology import Topology
 from missions.v1 import worker_pb2
 
@@ -111,17 +111,9 @@ class WorkerRegistry:
         self._excused_until = now + UNKNOWN_GRACE_S
 
     async def start(self, connection: AbstractRobustConnection, names: Topology) -> None:
-        """Bind a private queue to the workers exchange and record every heartbeat from now on.
-
-        The queue is named by us, not by the server: a robust channel re-declares it after a
-        reconnect, and a server-named ("amq.gen-...") queue cannot be re-declared by name.
-        """
+        """Record every heartbeat from now on, from a queue of this registry's own."""
         channel = await connection.channel()
-        exchange = await channel.get_exchange(names.workers_exchange)
-        queue = await channel.declare_queue(
-            f"{names.workers_exchange}.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
-        )
-        await queue.bind(exchange)
+        queue = await declare_heartbeat_queue(channel, names)
         await queue.consume(self._on_heartbeat, no_ack=True)
 
         def excuse(*_: object) -> None:

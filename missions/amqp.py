@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
@@ -173,6 +174,30 @@ async def declare_work_queue(channel: AbstractChannel, names: Topology, mission_
         names.dispatch_exchange, arguments={"x-match": "all-with-x", topology.MISSION_TYPE_HEADER: mission_type}
     )
     return queue
+
+
+async def declare_heartbeat_queue(channel: AbstractChannel, names: Topology) -> AbstractQueue:
+    """A private queue of every worker heartbeat from now on, for one service replica.
+
+    Named by us, not by the server: a robust channel re-declares it after a reconnect, and
+    a server-named ("amq.gen-...") queue cannot be re-declared by name.
+    """
+    exchange = await channel.get_exchange(names.workers_exchange)
+    queue = await channel.declare_queue(
+        f"{names.workers_exchange}.{uuid.uuid4().hex}", exclusive=True, auto_delete=True
+    )
+    await queue.bind(exchange)
+    return queue
+
+
+async def declare_leader_queue(channel: AbstractChannel, names: Topology, tick_ttl_ms: int) -> AbstractQueue:
+    """The queue of the replicas' ticks: a single active consumer, so only one replica (the
+    leader) receives them; a tick older than ``tick_ttl_ms`` is dropped unread."""
+    return await channel.declare_queue(
+        names.leader_queue,
+        durable=False,
+        arguments={"x-single-active-consumer": True, "x-message-ttl": tick_ttl_ms},
+    )
 
 
 async def delete_topology(connection: AbstractConnection, names: Topology, mission_types: Iterable[str] = ()) -> None:

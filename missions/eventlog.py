@@ -7,6 +7,7 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 
 import aiormq
 from aio_pika import Message
@@ -35,7 +36,7 @@ from missions.group_commit import GroupCommit
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
-__all__ = ["EventPublisher", "read_log", "read_stream", "record_events"]
+__all__ = ["EventPublisher", "ReadTally", "read_log", "read_stream", "readable_events", "record_events"]
 
 log = logging.getLogger(__name__)
 
@@ -158,6 +159,12 @@ class EventPublisher:
             await exchange.publish(message, routing_key=routing_key, mandatory=False, timeout=timeout)
         self.confirms += 1
 
+    async def __aenter__(self) -> EventPublisher:
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.close()
+
     async def close(self) -> None:
         for grouped in self._grouped.values():
             await grouped.close()
@@ -279,6 +286,35 @@ def record_events(offset: int, message: AbstractIncomingMessage) -> list[events_
     return events
 
 
+@dataclass(slots=True)
+class ReadTally:
+    """What a reader of a stream has read: records, the events in them, and the records
+    that did not decode (skipped)."""
+
+    records: int = 0
+    events: int = 0
+    skipped: int = 0
+
+
+def readable_events(
+    offset: int, message: AbstractIncomingMessage, stream: str, tally: ReadTally | None = None
+) -> list[events_pb2.MissionEvent] | None:
+    """``record_events``, or None for a record that does not decode: logged and counted as
+    skipped, so a bad record neither stops a reader nor is retried forever."""
+    if tally is not None:
+        tally.records += 1
+    try:
+        events = record_events(offset, message)
+    except DecodeError as exc:
+        if tally is not None:
+            tally.skipped += 1
+        log.warning("skipping undecodable record of %s at sequence %d: %s", stream, codec.sequence_at(offset), exc)
+        return None
+    if tally is not None:
+        tally.events += len(events)
+    return events
+
+
 async def read_log(
     connection: AbstractConnection,
     names: Topology,
@@ -286,12 +322,16 @@ async def read_log(
     *,
     prefetch: int = 1000,
     attached: asyncio.Event | None = None,
+    tally: ReadTally | None = None,
+    gaps: bool = False,
 ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
     """Yield the log's events with sequence > ``after_sequence``, in order, then follow it.
 
     Sequences come from each record's stream offset and the event's place in it
     (codec.sequence_at), without duplicates (see read_stream). A record that does not
-    decode is logged and skipped. A position older than the log's retention (other than
+    decode is skipped (readable_events); with ``gaps`` it yields a gap instead: an event
+    with only the record's first sequence, for readers whose position must move past it.
+    ``tally`` counts what was read. A position older than the log's retention (other than
     0, "from the oldest") raises LogTruncatedError.
     """
     stream = read_stream(
@@ -304,11 +344,9 @@ async def read_log(
     )
     async with contextlib.aclosing(stream) as records:
         async for offset, message in records:
-            try:
-                events = record_events(offset, message)
-            except DecodeError as exc:
-                log.warning("skipping undecodable log record at sequence %d: %s", codec.sequence_at(offset), exc)
-                continue
+            events = readable_events(offset, message, names.log_queue, tally)
+            if events is None:
+                events = [events_pb2.MissionEvent(sequence=codec.sequence_at(offset))] if gaps else []
             for event in events:
                 if event.sequence > after_sequence:
                     yield event

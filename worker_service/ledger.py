@@ -33,10 +33,9 @@ from dataclasses import dataclass
 import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
-from missions import codec
 from missions.amqp import broker_call
-from missions.errors import BrokerUnavailableError, DecodeError
-from missions.eventlog import read_stream
+from missions.errors import BrokerUnavailableError
+from missions.eventlog import read_stream, readable_events
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 
@@ -172,18 +171,13 @@ class MissionLedger:
         try:
             stream = read_stream(connection, names.control_queue, "first", attached=attached)
             async with contextlib.aclosing(stream) as records:
-                async for _, message in records:
+                async for offset, message in records:
                     if message.headers and _MARKER_HEADER in message.headers:
                         if message.headers[_MARKER_HEADER] == marker:
                             log.info("control stream read: %d missions known", len(self._missions))
                             self.caught_up.set()
                         continue
-                    try:
-                        events = codec.decode_record(message.body, message.headers, message.type)
-                    except DecodeError as exc:
-                        log.warning("skipping undecodable control record: %s", exc)
-                        continue
-                    for event in events:
+                    for event in readable_events(offset, message, names.control_queue) or ():
                         self.observe(event)
         finally:
             connection.reconnect_callbacks.discard(remark)

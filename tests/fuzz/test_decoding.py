@@ -7,18 +7,21 @@ past every record, counting the ones it skips.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, cast
 
-from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
+from aio_pika.abc import AbstractIncomingMessage
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mission_service.follower import LogFollower
+from mission_service.follower import LogFollower, ReadLog
 from mission_service.store import MissionStore
 from missions import codec, topology
 from missions.errors import DecodeError
-from missions.topology import Topology
+from missions.eventlog import ReadTally, readable_events
 from missions.v1 import events_pb2
 from tests.fuzz.strategies import examples
 from tests.unit.factories import EventLog, struct
@@ -146,23 +149,59 @@ _records = st.one_of(
 )
 
 
+def _read_once(events: list[events_pb2.MissionEvent]) -> ReadLog:
+    """A log that holds ``events`` and then nothing more."""
+
+    async def read(
+        after_sequence: int,
+        *,
+        attached: asyncio.Event | None = None,
+        tally: ReadTally | None = None,
+        gaps: bool = False,
+    ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+        for event in events:
+            if event.sequence > after_sequence:
+                yield event
+        await asyncio.Future()
+
+    return read
+
+
+async def _followed(follower: LogFollower, last_sequence: int) -> None:
+    """Run ``follower`` until its position reaches ``last_sequence``."""
+    running = asyncio.create_task(follower.run())
+    try:
+        async with asyncio.timeout(10):
+            # A gap moves the position and tells no listener: nothing else to wait on.
+            while follower.position < last_sequence:  # noqa: ASYNC110
+                await asyncio.sleep(0)
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
 @FUZZ
 @given(records=st.lists(_records, min_size=1, max_size=30))
 def test_the_follower_moves_past_every_record_and_counts_the_undecodable(records: list[_Record]) -> None:
     store = MissionStore(":memory:")
     try:
-        handed_out: list[events_pb2.MissionEvent] = []
-        follower = LogFollower(cast(AbstractConnection, None), Topology("fuzz"), store, handed_out.extend)
+        tally = ReadTally()
+        # As read_log(gaps=True) turns records into events: a record that does not decode is a gap.
         per_record = [
-            follower._events_at(offset, cast(AbstractIncomingMessage, record)) for offset, record in enumerate(records)
+            readable_events(offset, cast(AbstractIncomingMessage, record), "fuzz.log", tally)
+            or [events_pb2.MissionEvent(sequence=codec.sequence_at(offset))]
+            for offset, record in enumerate(records)
         ]
+        assert tally.skipped == sum(1 for events in per_record if not events[0].id)
+        assert tally.records == len(records)
         batch = [event for events in per_record for event in events]
-        follower._commit(batch)
+        handed_out: list[events_pb2.MissionEvent] = []
+        follower = LogFollower(_read_once(batch), store, handed_out.extend)
+        asyncio.run(_followed(follower, batch[-1].sequence))
         decoded = [event.sequence for event in batch if event.id]
         assert follower.position == batch[-1].sequence
         assert [event.sequence for event in batch] == sorted({event.sequence for event in batch})
-        assert follower.skipped == sum(1 for events in per_record if not events[0].id)
-        assert follower.records_read == len(records)
         # Every decoded event but those the store recorded as duplicates (a second CREATED...).
         duplicates = store.duplicates_after(0)
         assert [event.sequence for event in handed_out] == [seq for seq in decoded if seq not in duplicates]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 import uuid
 from collections import defaultdict
@@ -99,7 +100,7 @@ async def follow(
 
     async def start() -> None:
         verdicts = StartVerdictSender(connection, names)
-        follower = LogFollower(connection, names, store, lambda _: None, verdicts=verdicts)
+        follower = LogFollower(functools.partial(read_log, connection, names), store, lambda _: None, verdicts=verdicts)
         following.append(asyncio.create_task(follower.run()))
 
     yield start

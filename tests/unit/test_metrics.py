@@ -11,11 +11,11 @@ from datetime import timedelta
 from typing import cast
 
 import pytest
-from aio_pika.abc import AbstractConnection, AbstractRobustConnection
+from aio_pika.abc import AbstractRobustConnection
 from aio_pika.tools import CallbackCollection
 from prometheus_client import CollectorRegistry, Counter
 
-from mission_service.follower import LogFollower
+from mission_service.follower import LogFollower, ReadLog
 from mission_service.metrics import ServiceMetrics
 from mission_service.store import MissionStore
 from mission_service.watch import EventFilter, Hub
@@ -33,7 +33,6 @@ from missions.metrics import (
     split_listen,
 )
 from missions.outcomes import Outcome
-from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from tests.unit.factories import EventLog, struct, time_of
 from worker_service.metrics import WorkerMetrics
@@ -245,9 +244,7 @@ def test_a_final_event_after_a_restart_reads_the_submission_time_from_the_store(
 def test_watch_subscribers_drops_and_coalescing_are_read_from_the_hub(events: EventLog) -> None:
     metrics, registry = _service()
     hub = Hub(buffer=2)
-    metrics.sample(
-        hub, LogFollower(cast(AbstractConnection, None), Topology("unit"), MissionStore(":memory:"), hub.publish)
-    )
+    metrics.sample(hub, LogFollower(cast(ReadLog, None), MissionStore(":memory:"), hub.publish))
     everything = EventFilter()
     with hub.subscribe(everything), hub.subscribe(everything):
         assert _value(registry, "missions_watch_subscribers") == 2
@@ -265,10 +262,10 @@ def test_watch_subscribers_drops_and_coalescing_are_read_from_the_hub(events: Ev
 def test_the_log_position_counts_and_skipped_records_are_read_from_the_follower(events: EventLog) -> None:
     metrics, registry = _service()
     hub = Hub()
-    follower = LogFollower(cast(AbstractConnection, None), Topology("unit"), MissionStore(":memory:"), hub.publish)
+    follower = LogFollower(cast(ReadLog, None), MissionStore(":memory:"), hub.publish)
     metrics.sample(hub, follower)
-    follower.position, follower.skipped = 42_001, 3
-    follower.events_read, follower.records_read = 12, 5
+    follower.position = 42_001
+    follower.tally.skipped, follower.tally.events, follower.tally.records = 3, 12, 5
     assert _value(registry, "missions_log_position") == 42_001
     assert _value(registry, "missions_undecodable_messages_total", queue="log") == 3
     assert _value(registry, "missions_log_events_read_total") == 12

@@ -19,16 +19,15 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from aio_pika.abc import AbstractConnection
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from mission_service.dispatch import Dispatcher
+from mission_service.app import BrokerSide, build_service
 from mission_service.follower import LogFollower
-from mission_service.operations import MissionOperations, OperationsConfig
-from mission_service.recent import DEFAULT_RECENT_EVENTS, RecentEvents
-from mission_service.servicer import MissionServicer
+from mission_service.operations import MissionOperations
+from mission_service.recent import DEFAULT_RECENT_EVENTS
+from mission_service.settings import ServiceSettings
 from mission_service.store import MissionStore
 from mission_service.validation import Limits, encode_page_token
 from mission_service.watch import EventFilter, Hub, _Subscription
@@ -36,11 +35,9 @@ from mission_service.workers import WorkerRegistry
 from missions import codec
 from missions import outbox as outbox_module
 from missions.errors import BrokerUnavailableError
-from missions.eventlog import EventPublisher
+from missions.eventlog import EventPublisher, ReadTally
 from missions.events import new_event
 from missions.metadata import LAST_SEQUENCE_KEY
-from missions.outbox import Outbox
-from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 from tests.unit.factories import struct
@@ -66,14 +63,14 @@ class FakeBroker:
         self.dispatch_failures = 0
         self.lost_confirms = 0  # publishes that are stored but answered with an error
         self.dispatched = asyncio.Event()  # set by each work message
-        self.follower_inbox: asyncio.Queue[events_pb2.MissionEvent] = asyncio.Queue()
+        self._grown = asyncio.Event()  # set (and replaced) by each event the log stores
         self.failure: Exception | None = None
         # When set, publishes wait for it (the broker is slow to confirm); ``held`` counts them.
         self.gate: asyncio.Event | None = None
         self.held = 0
         self.holding = asyncio.Condition()
         self.depths_asked: list[list[str]] = []
-        self.replays: list[int] = []  # the position of each replay of the log
+        self.replays: list[int] = []  # where each read of the log but the follower's started
         self.confirms = 0  # as EventPublisher.confirms
         self.dispatch_delay = 0.0  # each work message waits this long for its confirm, one after another
         self._dispatching = asyncio.Lock()
@@ -95,14 +92,15 @@ class FakeBroker:
             raise BrokerUnavailableError("broker did not confirm the event: connection lost")
         self.confirms += 1
 
-    def store(self, event: events_pb2.MissionEvent, priority: int | None = None) -> None:
-        """Append ``event`` to the log at the next sequence, for the follower to read."""
+    def store(self, event: events_pb2.MissionEvent, priority: int | None = None, sequence: int = 0) -> None:
+        """Append ``event`` to the log at ``sequence`` (by default the next), for the follower to read."""
         stored = events_pb2.MissionEvent()
         stored.CopyFrom(event)
-        stored.sequence = len(self.log) + 1
+        stored.sequence = sequence or (self.log[-1].sequence + 1 if self.log else 1)
         self.log.append(stored)
         self.priorities.append(priority)
-        self.follower_inbox.put_nowait(stored)
+        self._grown.set()
+        self._grown = asyncio.Event()
 
     async def dispatch(
         self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
@@ -131,20 +129,34 @@ class FakeBroker:
         dead = sum(1 for event in self.log if event.type == E.EVENT_TYPE_DEAD_LETTERED)
         return depths, dead
 
-    async def replay(self, after: int) -> AsyncGenerator[events_pb2.MissionEvent, None]:
-        """The log after sequence ``after`` (sequences are 1-based positions in the log).
+    async def read(
+        self,
+        after_sequence: int,
+        *,
+        attached: asyncio.Event | None = None,
+        tally: ReadTally | None = None,
+        gaps: bool = False,
+    ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+        """The log after ``after_sequence``, then what is appended to it, as read_log reads it.
 
-        Unlike read_log it stops at the end of the log instead of following it; watch()
-        stops at the hub's head, which the log always reaches, so it never notices.
+        The follower's read is the one that passes ``attached``; ``replays`` records the others.
         """
-        self.replays.append(after)
-        self.replaying.set()
-        index = after
-        while index < len(self.log):
-            event = events_pb2.MissionEvent()
-            event.CopyFrom(self.log[index])
-            index += 1
-            yield event
+        if attached is None:
+            self.replays.append(after_sequence)
+            self.replaying.set()
+        else:
+            attached.set()
+        index = 0
+        while True:
+            grown = self._grown
+            for event in self.log[index:]:
+                index += 1
+                if event.sequence > after_sequence:
+                    copy = events_pb2.MissionEvent()
+                    copy.CopyFrom(event)
+                    yield copy
+            if index == len(self.log):
+                await grown.wait()
 
 
 class ObservedHub(Hub):
@@ -224,57 +236,50 @@ async def running_service(
     recent_events: int = DEFAULT_RECENT_EVENTS,
     queue_timeout: float = 5.0,
 ) -> AsyncIterator[Service]:
-    """The servicer on a real grpc.aio server; ``buffer`` is each watcher's live buffer.
+    """The service as app.build_service wires it, on a real grpc.aio server, with the broker
+    faked; ``buffer`` is each watcher's live buffer.
 
     ``clock`` drives the worker registry, which heartbeats reach through ``Service.workers``.
     ``recent_events`` bounds the window replays are served from before the (fake) log.
     """
-    store = MissionStore(":memory:")
-    hub = ObservedHub(head=store.checkpoint(), buffer=buffer)
-    # The follower's broker connection is never used: the fake broker feeds its apply loop.
+    settings = ServiceSettings(
+        namespace="unit",
+        watch_buffer=buffer,
+        recent_events=recent_events,
+        queue_timeout=timedelta(seconds=queue_timeout),
+    )
     broker = FakeBroker()
-    recent = RecentEvents(store.checkpoint(), max_events=recent_events)
-    follower = LogFollower(
-        cast(AbstractConnection, None), Topology("unit"), store, hub.publish, broker.replay, recent=recent
-    )
-    workers = WorkerRegistry(clock)
-    publisher = cast(EventPublisher, broker)
-    operations = MissionOperations(
-        OperationsConfig(
-            namespace="unit", source="mission-service/tests", limits=Limits(), queue_timeout=queue_timeout
-        ),
-        publisher,
-        Dispatcher(Outbox(publisher), follower.expect),
-        store,
-        follower,
-        hub,
-        follower.replay,
-        workers,
-        broker.queue_depths,
-    )
-    server = grpc.aio.server()
-    mission_service_pb2_grpc.add_MissionServiceServicer_to_server(MissionServicer(operations), server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    applying = asyncio.create_task(follower._apply(broker.follower_inbox))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-    try:
-        yield Service(
-            stub=mission_service_pb2_grpc.MissionServiceStub(channel),
-            broker=broker,
-            store=store,
-            hub=hub,
-            follower=follower,
-            workers=workers,
-            operations=operations,
+    with MissionStore(":memory:") as store:
+        built = build_service(
+            settings,
+            BrokerSide(cast(EventPublisher, broker), broker.read, broker.queue_depths),
+            store,
+            source="mission-service/tests",
+            hub=ObservedHub(head=store.checkpoint(), buffer=buffer),
+            workers=WorkerRegistry(clock),
         )
-    finally:
-        await channel.close()
-        await server.stop(None)
-        applying.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await applying
-        store.close()
+        server = grpc.aio.server()
+        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(built.servicer, server)
+        port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        following = asyncio.create_task(built.follower.run())
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+        try:
+            yield Service(
+                stub=mission_service_pb2_grpc.MissionServiceStub(channel),
+                broker=broker,
+                store=store,
+                hub=cast(ObservedHub, built.hub),
+                follower=built.follower,
+                workers=built.workers,
+                operations=built.operations,
+            )
+        finally:
+            await channel.close()
+            await server.stop(None)
+            following.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await following
 
 
 @pytest.fixture
@@ -644,7 +649,7 @@ async def test_broker_unavailable_is_unavailable_and_nothing_is_queued(service: 
     assert list(listed.missions) == []
     # The request's own waiter is gone; one remains: the watch for the event turning up in
     # the log anyway (a lost confirm), which would then get its work message.
-    assert [len(waiting) for waiting in service.follower._waiters.values()] == [1]
+    assert service.follower.awaited == 1
     assert service.broker.work == []
     # Safe to retry with the same idempotency key once the broker is back.
     service.broker.failure = None
@@ -1234,12 +1239,11 @@ async def test_events_the_follower_never_read_are_not_served_from_memory(service
     mission = await service.submit()  # sequence 1
     # The follower resumes at the record at offset 9: the log's retention dropped those before it.
     later = _worker_event(mission, E.EVENT_TYPE_STARTED)
-    later.sequence = codec.sequence_at(9)
     applied = service.follower.expect(later.id)
-    service.broker.follower_inbox.put_nowait(later)
+    service.broker.store(later, sequence=codec.sequence_at(9))
     await asyncio.wait_for(applied, TIMEOUT)
     call = service.stub.WatchEvents(pb.WatchEventsRequest(after_sequence=1), timeout=TIMEOUT)
-    waiting = asyncio.ensure_future(anext(call.__aiter__()))  # the fake log holds nothing after 1
+    waiting = asyncio.ensure_future(anext(call.__aiter__()))
     await asyncio.wait_for(service.broker.replaying.wait(), TIMEOUT)
     call.cancel()
     with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
