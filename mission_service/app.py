@@ -41,7 +41,7 @@ from mission_service.workers import WorkerRegistry
 from missions import amqp, tracing
 from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
-from missions.metrics import serving
+from missions.metrics_http import serving
 from missions.outbox import Outbox
 from missions.topology import Topology
 from missions.v1 import events_pb2

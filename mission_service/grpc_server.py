@@ -70,7 +70,7 @@ async def serving_grpc(
         finally:
             await health.servicer.enter_graceful_shutdown()
             hub.close()
-            await server.stop(settings.shutdown_grace_s)
+            await server.stop(settings.shutdown_grace.total_seconds())
 
 
 def _interceptors(

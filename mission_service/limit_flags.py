@@ -1,6 +1,6 @@
-"""Command-line flags for the input limits: one ``--<limit>`` per ``Limits`` field.
+"""Command-line options for the input limits: one ``--<limit>`` per ``Limits`` field (missions/options.py).
 
-Each flag defaults to its ``MISSIONS_<LIMIT>`` variable, else to the documented default.
+Each flag defaults to its ``MISSIONS_<LIMIT>`` variable, else to the ``Limits`` default.
 A value that is not a positive integer, from the command line or the environment, stops
 the process at start-up with a message naming the flag.
 """
@@ -12,11 +12,11 @@ import dataclasses
 from datetime import timedelta
 
 from mission_service.validation import Limits, limit_flag
-from missions.settings import env
+from missions.options import Option, add_options, integer
 
-__all__ = ["add_limit_options", "limits_from_args"]
+__all__ = ["LIMITS", "add_limit_options", "limits_from_args"]
 
-# What each limit bounds; the unit comes last, so the help text can append the default.
+# What each limit bounds.
 _HELP = {
     "max_request_bytes": "largest request message in bytes; larger ones get RESOURCE_EXHAUSTED",
     "max_type_length": "characters of a mission type",
@@ -47,37 +47,34 @@ _ORDERED = (
 )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
 def _plain(value: int | timedelta) -> int:
     """A limit as its flag takes it: timedeltas in whole seconds."""
     return int(value.total_seconds()) if isinstance(value, timedelta) else value
 
 
+def _options() -> tuple[Option, ...]:
+    defaults = Limits()
+    return tuple(
+        Option(
+            limit_flag(field.name),
+            f"MISSIONS_{field.name.upper()}",
+            _HELP[field.name],
+            integer(1),
+            default=str(_plain(getattr(defaults, field.name))),
+            metavar="N",
+        )
+        for field in dataclasses.fields(Limits)
+    )
+
+
+LIMITS = _options()
+
+
 def add_limit_options(parser: argparse.ArgumentParser) -> None:
     """Add one flag per input limit, in a group of its own."""
-    group = parser.add_argument_group("input limits", "requests beyond a limit fail before anything is queued")
-    defaults = Limits()
-    for field in dataclasses.fields(Limits):
-        variable = field.name.upper()
-        default = _plain(getattr(defaults, field.name))
-        # A string default goes through `type` too, so a bad variable is refused like a bad flag.
-        group.add_argument(
-            limit_flag(field.name),
-            dest=field.name,
-            type=_positive_int,
-            metavar="N",
-            default=env(variable, str(default)),
-            help=f"{_HELP[field.name]} (default {default}) [MISSIONS_{variable}]",
-        )
+    add_options(
+        parser.add_argument_group("input limits", "requests beyond a limit fail before anything is queued"), LIMITS
+    )
 
 
 def limits_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) -> Limits:

@@ -39,7 +39,7 @@ class ServiceSettings:
         namespace: prefix of every exchange and queue (MISSIONS_NAMESPACE), default "missions".
         listen: gRPC bind address (MISSIONS_LISTEN), default 127.0.0.1:50051.
         state_dir: directory of the SQLite read model (MISSIONS_STATE_DIR), default ./.state.
-        shutdown_grace_s: seconds in-flight RPCs get to finish on SIGTERM, default 5.
+        shutdown_grace: how long in-flight RPCs get to finish on SIGTERM, default 5 s.
         reap_interval: how often lost workers' attempts are looked for, default 1 s.
         watch_heartbeat: idle time after which a WatchEvents stream gets a heartbeat, 15 s.
         watch_buffer: events a WatchEvents subscriber may have waiting before it is cut off.
@@ -66,7 +66,7 @@ class ServiceSettings:
     namespace: str = "missions"
     listen: str = "127.0.0.1:50051"
     state_dir: pathlib.Path = pathlib.Path(".state")
-    shutdown_grace_s: float = 5.0
+    shutdown_grace: timedelta = timedelta(seconds=5)
     reap_interval: timedelta = timedelta(seconds=1)
     watch_heartbeat: timedelta = timedelta(seconds=15)
     watch_buffer: int = DEFAULT_BUFFER

@@ -1,5 +1,6 @@
 """Prometheus metrics machinery both processes share: bounded mission-type labels, values
-sampled at scrape time, published events, broker reconnects and the HTTP endpoint.
+sampled at scrape time, published events and broker reconnects (missions/metrics_http.py
+serves them).
 
 Each process builds its own CollectorRegistry (never the global default), so tests can
 run several processes' metrics side by side. docs/metrics.md lists every metric.
@@ -7,11 +8,8 @@ run several processes' metrics side by side. docs/metrics.md lists every metric.
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from aio_pika.abc import AbstractRobustConnection
@@ -21,12 +19,10 @@ from prometheus_client import (
     PROCESS_COLLECTOR,
     CollectorRegistry,
     Counter,
-    start_http_server,
 )
 from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.metrics_core import CounterMetricFamily, Metric
 
-from missions.settings import env
 from missions.v1 import events_pb2
 
 __all__ = [
@@ -37,13 +33,9 @@ __all__ = [
     "ByType",
     "MissionTypes",
     "PublishedEvents",
-    "add_metrics_listen_option",
-    "metrics_listen",
     "process_registry",
     "register_sampled_counter",
     "register_undecodable",
-    "serving",
-    "split_listen",
 ]
 
 log = logging.getLogger(__name__)
@@ -201,52 +193,3 @@ class BrokerReconnects:
             child.inc()
 
         connection.reconnect_callbacks.add(reconnected)
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` (``[v6]:PORT`` too) as (host, port); raises ValueError."""
-    host, colon, port = listen.rpartition(":")
-    if not colon or not port.isdigit() or int(port) > 65535:
-        raise ValueError(f"{listen!r} is not HOST:PORT")
-    return host.strip("[]"), int(port)
-
-
-def add_metrics_listen_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--metrics-listen",
-        default=env("METRICS_LISTEN", ""),
-        help="serve Prometheus metrics over HTTP on this HOST:PORT, e.g. 127.0.0.1:9464; off when empty"
-        " (docs/metrics.md) [MISSIONS_METRICS_LISTEN]",
-    )
-
-
-def metrics_listen(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    """The checked --metrics-listen of ``args`` ("" = off); a bad one is a usage error."""
-    listen: str = args.metrics_listen
-    if listen:
-        try:
-            split_listen(listen)
-        except ValueError as exc:
-            parser.error(f"--metrics-listen: {exc}")
-    return listen
-
-
-@contextlib.asynccontextmanager
-async def serving(listen: str, registry: CollectorRegistry) -> AsyncIterator[int]:
-    """Serve ``registry`` at ``http://listen/metrics`` (any path, in fact) until exit; yields the port.
-
-    prometheus_client's own HTTP server, in a daemon thread: scrapes never wait for the
-    event loop, and reading a metric is thread-safe.
-    """
-    host, port = split_listen(listen)
-    try:
-        server, thread = start_http_server(port, host, registry=registry)
-    except OSError as exc:
-        raise OSError(f"cannot serve metrics on {listen} (--metrics-listen): {exc}") from exc
-    try:
-        log.info("metrics on http://%s:%d/metrics", host, server.server_port)
-        yield server.server_port
-    finally:
-        await asyncio.to_thread(server.shutdown)  # waits for the serving loop's next poll
-        server.server_close()
-        thread.join()

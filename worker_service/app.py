@@ -14,7 +14,7 @@ from missions import amqp, tracing
 from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
-from missions.metrics import serving
+from missions.metrics_http import serving
 from missions.outbox import Outbox
 from missions.startup import EXCLUSIVE_PORT, add_port
 from missions.topology import Topology

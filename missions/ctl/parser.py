@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import pathlib
 import sys
 import textwrap
@@ -15,27 +14,11 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from missions.ctl import commands, completion, enums, top
-from missions.ctl.settings import (
-    COLORS,
-    CONFIG_VARIABLE,
-    OPTIONS,
-    OUTPUTS,
-    PROFILE_VARIABLE,
-    ClientSettings,
-    NotGiven,
-    positive_seconds,
-)
+from missions.ctl.settings import CONFIG_VARIABLE, OPTIONS, PROFILE_VARIABLE, NotGiven, positive_seconds
+from missions.options import Option, argument_type, boolean, integer, variable
 
 __all__ = ["build_parser"]
 
-# The defaults --help names, from the one place that defines them.
-_DEFAULTS: dict[str, str | float] = {
-    name: getattr(ClientSettings(), name) for name in ("server", "output", "color", "timeout")
-}
-_VARIABLES = {option.name: option.variable for option in OPTIONS} | {
-    "config": CONFIG_VARIABLE,
-    "profile": PROFILE_VARIABLE,
-}
 _CONFIG_HELP = "$XDG_CONFIG_HOME/missions/missionctl.toml, else ~/.config/missions/missionctl.toml"
 _EPILOG = """\
 examples:
@@ -61,6 +44,8 @@ exit codes:
 """
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
+
+_SECONDS = argument_type(positive_seconds)
 
 _Add = Callable[..., argparse.ArgumentParser]
 _AddArgument = Callable[..., argparse.Action]
@@ -99,28 +84,6 @@ def _label(text: str) -> tuple[str, str]:
     return key, value
 
 
-def _integer(minimum: int) -> Callable[[str], int]:
-    """An argparse type for integers of at least ``minimum``."""
-
-    def parse(text: str) -> int:
-        try:
-            number = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if number < minimum:
-            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {number}")
-        return number
-
-    return parse
-
-
-def _seconds_arg(text: str) -> float:
-    try:
-        return positive_seconds(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
 # --- the commands ---
 
 
@@ -147,9 +110,11 @@ def _add_submit(add: _Add) -> None:
         "--payload", type=_payload, metavar="JSON", help="a JSON object, inline or @FILE (@- for stdin); default {}"
     )
     submit.add_argument("--priority", choices=enums.choices(enums.PRIORITY), help="default: normal")
-    submit.add_argument("--max-attempts", type=_integer(1), metavar="N", help="default: the service's (3)")
     submit.add_argument(
-        "--timeout-s", type=_seconds_arg, metavar="SECONDS", help="time allowed per attempt; default: the worker's"
+        "--max-attempts", type=argument_type(integer(1)), metavar="N", help="default: the service's (3)"
+    )
+    submit.add_argument(
+        "--timeout-s", type=_SECONDS, metavar="SECONDS", help="time allowed per attempt; default: the worker's"
     )
     submit.add_argument(
         "--idempotency-key", metavar="K", help="resubmitting with the same key returns the same mission"
@@ -174,7 +139,9 @@ def _add_plain(parser: argparse.ArgumentParser, what: str) -> None:
 def _add_paging(listing: argparse.ArgumentParser) -> None:
     """--type and the paging flags that ``list`` and ``dead-letters`` share."""
     listing.add_argument("--type", metavar="T", help="only missions of this handler type")
-    listing.add_argument("--page-size", type=_integer(1), metavar="N", help="default: the service's (100)")
+    listing.add_argument(
+        "--page-size", type=argument_type(integer(1)), metavar="N", help="default: the service's (100)"
+    )
     listing.add_argument("--page-token", metavar="TOKEN", help="continue from a previous page")
     listing.add_argument("--all", action="store_true", help="follow next_page_token to the last page")
 
@@ -236,7 +203,7 @@ def _add_watch(add: _Add) -> None:
     )
     watch.add_argument(
         "--after",
-        type=_integer(0),
+        type=argument_type(integer(0)),
         metavar="N",
         help="replay events after sequence N first (0: the whole retained log); default: live only,"
         " or every past event of the --mission ids",
@@ -260,7 +227,7 @@ def _add_top(add: _Add) -> None:
         ),
     )
     top_parser.add_argument(
-        "--interval", type=_seconds_arg, default=2.0, metavar="SECONDS", help="time between frames; default 2"
+        "--interval", type=_SECONDS, default=2.0, metavar="SECONDS", help="time between frames; default 2"
     )
     top_parser.add_argument("--once", action="store_true", help="print one frame and exit (no throughput yet)")
     top_parser.add_argument("--all", action="store_true", help="also workers that stopped or were lost long ago")
@@ -313,7 +280,10 @@ def _add_operations(add: _Add) -> None:
     )
     redrive.add_argument("id", metavar="ID")
     redrive.add_argument(
-        "--max-attempts", type=_integer(1), metavar="N", help="attempt budget (at most 100); default: the original"
+        "--max-attempts",
+        type=argument_type(integer(1)),
+        metavar="N",
+        help="attempt budget (at most 100); default: the original",
     )
     redrive.set_defaults(command=commands.redrive)
 
@@ -334,21 +304,10 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return "\n".join(lines)
 
 
-def _origin(name: str) -> str:
-    """Where a global option comes from when its flag is absent, for its help."""
-    option = next(option for option in OPTIONS if option.name == name)
-    default = _DEFAULTS.get(name)
-    shown = (
-        "" if default is None else f", default {default:g}" if isinstance(default, float) else f", default {default}"
-    )
-    return f"[{option.variable}, config {name}{shown}]"
-
-
-def _absent(name: str) -> NotGiven | None:
+def _absent(text: str | None) -> NotGiven | None:
     """What applies without the flag as far as the parser can tell (its variable, else the code default;
     the config file is read later), for --help and docs/configuration.md."""
-    fallback = os.environ.get(_VARIABLES[name]) or _DEFAULTS.get(name)
-    return None if fallback is None else NotGiven.of(fallback)
+    return None if text is None else NotGiven(text)
 
 
 def _keeping_markers(parse: Callable[[str], Any]) -> Callable[[str], Any]:
@@ -367,41 +326,39 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
     # After the command, they come last in its --help, apart from its own options.
     group = parser if defaults else parser.add_argument_group("global options (also before COMMAND)")
 
-    def add(*flags: str, **kwargs: Any) -> argparse.Action:
-        name = flags[-1].removeprefix("--")
-        if "type" in kwargs:
-            kwargs["type"] = _keeping_markers(kwargs["type"])
-        return group.add_argument(*flags, default=_absent(name) if defaults else argparse.SUPPRESS, **kwargs)
+    def default(text: str | None) -> Any:
+        return _absent(text) if defaults else argparse.SUPPRESS
 
-    add("--server", metavar="HOST:PORT", help=f"mission-service address {_origin('server')}")
-    add("-o", "--output", choices=OUTPUTS, help=f"text for people, json or jsonl for scripts {_origin('output')}")
-    add("--color", choices=COLORS, help=f"colour and styles; auto: on a terminal without NO_COLOR {_origin('color')}")
-    add("--timeout", type=_seconds_arg, metavar="SECONDS", help=f"deadline of each unary RPC {_origin('timeout')}")
-    add("--config", type=pathlib.Path, metavar="PATH", help=f"config file [MISSIONS_CONFIG, default {_CONFIG_HELP}]")
-    add("--profile", metavar="NAME", help="use the [profiles.NAME] table of the config file [MISSIONS_PROFILE]")
-    _add_security_options(add)
-
-
-def _add_security_options(add: _AddArgument) -> None:
-    """TLS and the bearer token (docs/security.md); the token is best given by variable or file, not argv."""
-    add(
-        "--tls",
-        action=argparse.BooleanOptionalAction,
-        help=f"connect with TLS, verifying the server with the system's CAs {_origin('tls')}",
+    for option in OPTIONS:
+        group.add_argument(
+            *option.flags, default=default(option.from_environment() or option.default), **_shape(option)
+        )
+    group.add_argument(
+        "--config",
+        type=pathlib.Path,
+        metavar="PATH",
+        default=default(variable(CONFIG_VARIABLE)),
+        help=f"config file [{CONFIG_VARIABLE}, default {_CONFIG_HELP}]",
     )
-    for name, what in (
-        ("tls-ca", "connect with TLS, verifying the server with this CA bundle"),
-        ("tls-cert", "client certificate for a service that requires mTLS"),
-        ("tls-key", "private key of --tls-cert"),
-        ("token-file", "read the bearer token from this file"),
-    ):
-        add(f"--{name}", type=pathlib.Path, metavar="PATH", help=f"{what} {_origin(name)}")
-    add(
-        "--token",
-        metavar="TOKEN",
-        help="bearer token (visible to other local users in the process list: prefer MISSIONS_TOKEN,"
-        f" --token-file or the config file) {_origin('token')}",
+    group.add_argument(
+        "--profile",
+        metavar="NAME",
+        default=default(variable(PROFILE_VARIABLE)),
+        help=f"use the [profiles.NAME] table of the config file [{PROFILE_VARIABLE}]",
     )
+
+
+def _shape(option: Option) -> dict[str, Any]:
+    """How argparse takes ``option``: a switch (with --no-), or a value checked by its type."""
+    described = option.described(f"config {option.name}")
+    if option.type is boolean:
+        return {"action": argparse.BooleanOptionalAction, "help": described}
+    return {
+        "type": _keeping_markers(argument_type(option.type)),
+        "choices": option.choices,
+        "metavar": option.metavar,
+        "help": described,
+    }
 
 
 def build_parser() -> argparse.ArgumentParser:

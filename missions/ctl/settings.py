@@ -9,29 +9,31 @@ names without ``--``; a ``[profiles.NAME]`` table overrides them when ``--profil
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import pathlib
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from missions.options import Choice, Option, boolean, seconds
 
 __all__ = [
     "COLORS",
     "CONFIG_VARIABLE",
     "DEFAULT_SERVER",
+    "DEFAULT_TIMEOUT_S",
     "OPTIONS",
     "OUTPUTS",
     "PROFILE_VARIABLE",
     "ClientSettings",
     "NotGiven",
-    "Option",
     "config_path",
     "positive_seconds",
 ]
 
 DEFAULT_SERVER = "127.0.0.1:50051"
+DEFAULT_TIMEOUT_S = 10.0
 CONFIG_VARIABLE = "MISSIONS_CONFIG"
 PROFILE_VARIABLE = "MISSIONS_PROFILE"
 OUTPUTS = ("text", "json", "jsonl")
@@ -39,90 +41,75 @@ COLORS = ("auto", "always", "never")
 _PROFILES = "profiles"
 
 
-class NotGiven:
-    """A global option's default as the parser holds it, so that --help and docs/configuration.md
-    show it; ``ClientSettings.from_args`` takes it for an absent flag and looks further."""
+class NotGiven(str):
+    """A global option's default as the parser holds it (its variable, else its default), so that
+    --help and docs/configuration.md show it; ``ClientSettings.from_args`` takes it for an absent
+    flag and looks further."""
 
-    __slots__ = ()
-
-    @staticmethod
-    def of(value: str | float) -> NotGiven:
-        # A float stays a float: argparse would run a string default through the flag's type.
-        return _NotGivenNumber(value) if isinstance(value, float) else _NotGivenText(value)
-
-
-class _NotGivenText(str, NotGiven):
-    __slots__ = ()
-
-
-class _NotGivenNumber(float, NotGiven):
     __slots__ = ()
 
 
 def positive_seconds(text: str) -> float:
-    """A positive, finite number of seconds; ValueError otherwise."""
-    try:
-        number = float(text)
-    except ValueError:
-        number = math.nan
-    if not 0 < number < math.inf:
-        raise ValueError(f"expected a positive number of seconds, got {text!r}")
-    return number
+    """A positive, finite number of seconds, as gRPC deadlines take them; ValueError otherwise."""
+    return _positive_duration(text).total_seconds()
 
 
-def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
-    def parse(text: str) -> str:
-        if text not in choices:
-            raise ValueError(f"expected one of {', '.join(choices)}, got {text!r}")
-        return text
-
-    return parse
-
-
-def _boolean(text: str) -> bool:
-    return text.strip().lower() not in ("", "0", "false", "no", "off")
-
-
-def _text(text: str) -> str:
-    return text
-
-
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One global option: its flag (``--`` + name), variable and config key (name), and how to read it.
-
-    Attributes:
-        name: the long flag without ``--``, which is also the config key, e.g. ``tls-ca``.
-        variable: the environment variable, e.g. ``MISSIONS_TLS_CA``.
-        parse: turns the variable's text (or a config string) into the value; ValueError if bad.
-        kind: the TOML type a config value must have: str, float (any number) or bool.
-        path: the value is a file; relative config values are relative to the config file.
-    """
-
-    name: str
-    variable: str
-    parse: Callable[[str], Any]
-    kind: type = str
-    path: bool = False
-
-    @property
-    def dest(self) -> str:
-        return self.name.replace("-", "_")
+_positive_duration = seconds(positive=True)
 
 
 OPTIONS = (
-    Option("server", "MISSIONS_SERVER", _text),
-    Option("output", "MISSIONS_OUTPUT", _choice(OUTPUTS)),
-    Option("color", "MISSIONS_COLOR", _choice(COLORS)),
-    Option("timeout", "MISSIONS_TIMEOUT", positive_seconds, kind=float),
-    Option("tls", "MISSIONS_TLS", _boolean, kind=bool),
-    Option("tls-ca", "MISSIONS_TLS_CA", pathlib.Path, path=True),
-    Option("tls-cert", "MISSIONS_CLIENT_CERT", pathlib.Path, path=True),
-    Option("tls-key", "MISSIONS_CLIENT_KEY", pathlib.Path, path=True),
-    Option("token-file", "MISSIONS_TOKEN_FILE", pathlib.Path, path=True),
-    Option("token", "MISSIONS_TOKEN", _text),
+    Option("--server", "MISSIONS_SERVER", "mission-service address", default=DEFAULT_SERVER, metavar="HOST:PORT"),
+    Option(
+        "--output",
+        "MISSIONS_OUTPUT",
+        "text for people, json or jsonl for scripts",
+        Choice(*OUTPUTS),
+        default=OUTPUTS[0],
+        short="-o",
+    ),
+    Option(
+        "--color",
+        "MISSIONS_COLOR",
+        "colour and styles; auto: on a terminal without NO_COLOR",
+        Choice(*COLORS),
+        default=COLORS[0],
+    ),
+    Option(
+        "--timeout",
+        "MISSIONS_TIMEOUT",
+        "deadline of each unary RPC",
+        positive_seconds,
+        default=f"{DEFAULT_TIMEOUT_S:g}",
+        metavar="SECONDS",
+    ),
+    Option("--tls", "MISSIONS_TLS", "connect with TLS, verifying the server with the system's CAs", boolean),
+    Option(
+        "--tls-ca",
+        "MISSIONS_TLS_CA",
+        "connect with TLS, verifying the server with this CA bundle",
+        pathlib.Path,
+        metavar="PATH",
+    ),
+    Option(
+        "--tls-cert",
+        "MISSIONS_CLIENT_CERT",
+        "client certificate for a service that requires mTLS",
+        pathlib.Path,
+        metavar="PATH",
+    ),
+    Option("--tls-key", "MISSIONS_CLIENT_KEY", "private key of --tls-cert", pathlib.Path, metavar="PATH"),
+    Option("--token-file", "MISSIONS_TOKEN_FILE", "read the bearer token from this file", pathlib.Path, metavar="PATH"),
+    Option(
+        "--token",
+        "MISSIONS_TOKEN",
+        "bearer token (visible to other local users in the process list: prefer MISSIONS_TOKEN, --token-file or"
+        " the config file)",
+        metavar="TOKEN",
+    ),
 )
 _BY_NAME = {option.name: option for option in OPTIONS}
+# The TOML type of a config value, where it is not a string.
+_KINDS: dict[str, type] = {"timeout": float, "tls": bool}
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,7 +130,7 @@ class ClientSettings:
     server: str = DEFAULT_SERVER
     output: str = "text"
     color: str = "auto"
-    timeout: float = 10.0
+    timeout: float = DEFAULT_TIMEOUT_S
     tls: bool = False
     tls_ca: pathlib.Path | None = None
     tls_cert: pathlib.Path | None = None
@@ -166,8 +153,8 @@ class ClientSettings:
             given = _flag(args, option.dest)
             if given is not None:
                 values[option.dest] = given
-            elif environ.get(option.variable):
-                values[option.dest] = _parse(option, environ[option.variable], option.variable)
+            elif (text := option.from_environment(environ)) is not None:
+                values[option.dest] = option.parse(text, option.variable)
             elif option.name in config:
                 values[option.dest] = config[option.name]
         return cls(**values)
@@ -177,13 +164,6 @@ def _flag(args: argparse.Namespace, dest: str) -> Any:
     """The value of a flag the command line gave; None for an absent one."""
     value = getattr(args, dest, None)
     return None if isinstance(value, NotGiven) else value
-
-
-def _parse(option: Option, text: str, where: str) -> Any:
-    try:
-        return option.parse(text)
-    except ValueError as exc:
-        raise ValueError(f"{where}: {exc}") from None
 
 
 def config_path(environ: Mapping[str, str]) -> pathlib.Path:
@@ -226,10 +206,10 @@ def _config_values(path: pathlib.Path, where: str, table: dict[str, Any]) -> dic
     return {key: _config_value(path, where, key, value) for key, value in table.items()}
 
 
-def _has_kind(option: Option, value: object) -> bool:
-    if option.kind is bool:
+def _has_kind(kind: type, value: object) -> bool:
+    if kind is bool:
         return isinstance(value, bool)
-    if option.kind is float:
+    if kind is float:
         return isinstance(value, int | float) and not isinstance(value, bool)
     return isinstance(value, str)
 
@@ -238,13 +218,14 @@ def _config_value(path: pathlib.Path, where: str, key: str, value: object) -> An
     option = _BY_NAME.get(key)
     if option is None:
         raise ValueError(f"config file {path}: {where}unknown key {key!r} (known: {', '.join(_BY_NAME)})")
-    if not _has_kind(option, value):
-        wanted = {str: "a string", float: "a number", bool: "true or false"}[option.kind]
+    kind = _KINDS.get(key, str)
+    if not _has_kind(kind, value):
+        wanted = {str: "a string", float: "a number", bool: "true or false"}[kind]
         raise ValueError(f"config file {path}: {where}{key} must be {wanted}, got {value!r}")
-    if option.kind is bool:
+    if kind is bool:
         return value
-    parsed = _parse(option, str(value), f"config file {path}: {where}{key}")
-    if option.path:
+    parsed = option.parse(str(value), f"config file {path}: {where}{key}")
+    if option.type is pathlib.Path:
         # ~ works as in a shell, and a relative path is relative to the file, not to the cwd.
         return path.parent / parsed.expanduser()
     return parsed

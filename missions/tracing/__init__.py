@@ -12,11 +12,8 @@ server span and the worker runs each attempt in a consumer span; meanwhile
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 from typing import TYPE_CHECKING, Any
-
-from missions.settings import env
 
 if TYPE_CHECKING:
     from missions.tracing._tracing import Tracing
@@ -26,11 +23,10 @@ __all__ = [
     "TRACE_HEADERS",
     "Tracing",
     "TracingUnavailableError",
-    "add_tracing_option",
     "configure",
     "inject",
+    "installed",
     "propagating",
-    "tracing_mode",
 ]
 
 MODES = ("off", "console", "otlp")
@@ -59,24 +55,11 @@ def _missing_package(mode: str) -> str | None:
     return None
 
 
-def add_tracing_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--tracing",
-        choices=MODES,
-        default=env("TRACING", "off"),
-        help="OpenTelemetry spans: off; console (JSON lines on stdout); otlp (the OTLP exporter, set up by the"
-        " standard OTEL_EXPORTER_OTLP_* variables). Needs the tracing extra (docs/tracing.md) [MISSIONS_TRACING]",
-    )
-
-
-def tracing_mode(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str:
-    """The --tracing of ``args``; a mode whose packages are missing is a usage error naming them."""
-    mode: str = args.tracing
-    if mode not in MODES:  # from MISSIONS_TRACING, which argparse does not check
-        parser.error(f"--tracing must be one of {', '.join(MODES)}, got {mode!r}")
+def installed(mode: str) -> str:
+    """``mode`` when the packages it needs are installed (--tracing checks it at start-up); ValueError otherwise."""
     missing = _missing_package(mode)
     if missing:
-        parser.error(f"--tracing {mode} needs {missing}: pip install it")
+        raise ValueError(f"{mode} needs {missing}: pip install it")
     return mode
 
 

@@ -30,7 +30,7 @@ async def _refused(stack: Stack, name: str, **env: str) -> str:
 async def test_a_second_service_on_a_port_in_use_stops_with_address_already_in_use(stack: Stack) -> None:
     await stack.start_service()
     output = await _refused(stack, "same-port", MISSIONS_STATE_DIR=str(stack.directory / "other"))
-    assert f"ERROR missions.settings: cannot listen on {stack.target}: address already in use\n" in output
+    assert f"ERROR missions.process: cannot listen on {stack.target}: address already in use\n" in output
     assert "mission-service listening" not in output
     assert stack.service is not None and stack.service.alive
 
@@ -41,7 +41,7 @@ async def test_a_second_service_on_a_state_directory_in_use_stops_naming_the_hol
     state = stack.directory / "state"
     output = await _refused(stack, "same-state", MISSIONS_LISTEN=f"127.0.0.1:{free_port()}")
     assert (
-        f"ERROR missions.settings: state directory {state} is in use by another mission-service"
+        f"ERROR missions.process: state directory {state} is in use by another mission-service"
         f" (pid {first.popen.pid}); give each replica its own --state-dir\n"
     ) in output
     assert "connected to" not in output  # refused before it touched the broker

@@ -38,9 +38,9 @@ def test_every_limit_has_a_flag_and_a_variable_and_the_help_states_the_default()
     text = " ".join(_parser().format_help().split())
     for field in dataclasses.fields(Limits):
         assert limit_flag(field.name) in text
-        assert f"[MISSIONS_{field.name.upper()}]" in text
-    assert "(default 262144) [MISSIONS_MAX_PAYLOAD_BYTES]" in text
-    assert "(default 86400) [MISSIONS_MAX_TIMEOUT]" in text
+        assert f"[MISSIONS_{field.name.upper()}, default " in text
+    assert "[MISSIONS_MAX_PAYLOAD_BYTES, default 262144]" in text
+    assert "[MISSIONS_MAX_TIMEOUT, default 86400]" in text
 
 
 def test_flags_set_the_limits() -> None:

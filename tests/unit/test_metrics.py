@@ -25,13 +25,11 @@ from missions.metrics import (
     ByType,
     MissionTypes,
     PublishedEvents,
-    add_metrics_listen_option,
-    metrics_listen,
     process_registry,
     register_sampled_counter,
-    serving,
-    split_listen,
 )
+from missions.metrics_http import serving, split_listen
+from missions.options import METRICS_LISTEN, add_options
 from missions.outcomes import Outcome
 from missions.v1 import events_pb2, mission_pb2
 from tests.unit.factories import EventLog, struct, time_of
@@ -138,16 +136,17 @@ def test_listen_addresses_split_into_host_and_port(listen: str, parsed: tuple[st
 @pytest.mark.parametrize("listen", ["9464", "host:", "host:port", "host:70000"])
 def test_a_bad_listen_address_is_a_usage_error_naming_the_flag(listen: str, capsys: pytest.CaptureFixture[str]) -> None:
     parser = argparse.ArgumentParser()
-    add_metrics_listen_option(parser)
-    with pytest.raises(SystemExit):
-        metrics_listen(parser, parser.parse_args(["--metrics-listen", listen]))
+    add_options(parser, [METRICS_LISTEN])
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args(["--metrics-listen", listen])
+    assert exited.value.code == 2
     assert "--metrics-listen" in capsys.readouterr().err
 
 
 def test_metrics_are_off_by_default() -> None:
     parser = argparse.ArgumentParser()
-    add_metrics_listen_option(parser)
-    assert metrics_listen(parser, parser.parse_args([])) == ""
+    add_options(parser, [METRICS_LISTEN])
+    assert parser.parse_args([]).metrics_listen == ""
 
 
 def _get(url: str) -> str:

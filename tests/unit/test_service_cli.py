@@ -27,7 +27,7 @@ def test_a_watch_buffer_below_one_is_a_usage_error(capsys: pytest.CaptureFixture
     with pytest.raises(SystemExit) as exited:
         cli.parse(["--watch-buffer", "0"])
     assert exited.value.code == 2
-    assert "--watch-buffer must be positive" in capsys.readouterr().err
+    assert "argument --watch-buffer: must be at least 1, got 0" in capsys.readouterr().err
 
 
 def test_a_type_length_whose_work_queue_name_rabbitmq_would_refuse_is_a_usage_error(

@@ -92,7 +92,7 @@ def test_service_cli_refuses_an_exposed_plaintext_listen_unless_insecure(
         (["--tls-cert", "{cert}", "--tls-key", "{other_key}"], "not a matching PEM certificate and key"),
         (["--tls-cert", "{cert}", "--tls-key", "{key}", "--tls-client-ca", "{key}"], "--tls-client-ca: not a PEM"),
         (["--tokens-file", "{missing}"], "--tokens-file: cannot read"),
-        (["--max-watch-streams", "-1"], "--max-watch-streams must not be negative"),
+        (["--max-watch-streams", "-1"], "argument --max-watch-streams: must be at least 0, got -1"),
     ],
 )
 def test_service_cli_names_the_bad_security_option(

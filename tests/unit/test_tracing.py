@@ -22,6 +22,7 @@ from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
 from mission_service import cli as service_cli
 from missions import codec, tracing
+from missions.options import TRACING, add_options
 from missions.outcomes import Outcome
 from missions.tracing import Tracing
 from missions.tracing._propagation import from_headers, from_metadata
@@ -289,31 +290,33 @@ async def test_other_services_and_unimplemented_methods_are_not_traced(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="test")
-    tracing.add_tracing_option(parser)
+    add_options(parser, [TRACING])
     return parser
 
 
 @pytest.mark.parametrize("mode", ["off", "console"])
 def test_off_and_console_need_only_the_extra(mode: str) -> None:
-    parser = _parser()
-    assert tracing.tracing_mode(parser, parser.parse_args(["--tracing", mode])) == mode
+    assert _parser().parse_args(["--tracing", mode]).tracing == mode
 
 
 def test_otlp_without_its_exporter_is_a_usage_error_naming_the_package(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf")
-    parser = _parser()
-    with pytest.raises(SystemExit):
-        tracing.tracing_mode(parser, parser.parse_args(["--tracing", "otlp"]))
-    assert "--tracing otlp needs opentelemetry-exporter-otlp-proto-http" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args(["--tracing", "otlp"])
+    assert exited.value.code == 2
+    assert "--tracing: otlp needs opentelemetry-exporter-otlp-proto-http" in capsys.readouterr().err
 
 
-def test_a_mode_from_the_variable_is_checked(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_mode_from_the_variable_is_checked(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setenv("MISSIONS_TRACING", "jaeger")
-    parser = _parser()
-    with pytest.raises(SystemExit):
-        tracing.tracing_mode(parser, parser.parse_args([]))
+    with pytest.raises(SystemExit) as exited:
+        _parser().parse_args([])
+    assert exited.value.code == 2
+    assert "--tracing: MISSIONS_TRACING: expected one of off, console, otlp, got 'jaeger'" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("cli", [service_cli, worker_cli])

@@ -19,4 +19,4 @@ def test_a_negative_remember_finished_is_a_usage_error(capsys: pytest.CaptureFix
     with pytest.raises(SystemExit) as exited:
         cli.parse(["--remember-finished", "-1"])
     assert exited.value.code == 2
-    assert "--remember-finished must not be negative" in capsys.readouterr().err
+    assert "argument --remember-finished: must be at least 0, got -1" in capsys.readouterr().err
