@@ -7,18 +7,8 @@ import os
 import socket
 import sys
 
-from missions.options import (
-    COMMON,
-    METRICS_LISTEN,
-    RETENTION,
-    TRACING,
-    Option,
-    add_options,
-    amqp_tls,
-    integer,
-    retention_from_args,
-    seconds,
-)
+from missions import options
+from missions.options import Option, integer, seconds
 from missions.process import run_until_signalled
 from worker_service.app import run_worker
 from worker_service.handlers import HandlerModuleError, default_registry, load_modules
@@ -108,15 +98,15 @@ def _options() -> tuple[Option, ...]:
             integer(0),
             default=str(DEFAULT_REMEMBER_FINISHED),
         ),
-        METRICS_LISTEN,
-        TRACING,
+        options.METRICS_LISTEN,
+        options.TRACING,
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The flags of `mission-worker`, each defaulting to its MISSIONS_* variable."""
     parser = argparse.ArgumentParser(prog="mission-worker", description="Runs missions from the work queue")
-    add_options(parser, (*COMMON, *RETENTION, *_options()))
+    options.add_options(parser, (*options.COMMON, *options.RETENTION, *_options()))
     return parser
 
 
@@ -150,7 +140,7 @@ def parse(argv: list[str] | None = None) -> tuple[WorkerSettings, argparse.Names
         heartbeat_interval=args.heartbeat_interval,
         health_listen=args.health_listen,
         metrics_listen=args.metrics_listen,
-        amqp_tls=amqp_tls(parser, args),
+        amqp_tls=options.amqp_tls(parser, args),
         tracing=args.tracing,
         remember_finished=args.remember_finished,
     )
@@ -163,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     except HandlerModuleError as exc:
         print(f"mission-worker: {exc}", file=sys.stderr)
         return 2
-    return run_until_signalled(lambda stop: run_worker(settings, stop, retention_from_args(args)), args)
+    return run_until_signalled(lambda stop: run_worker(settings, stop, options.retention_from_args(args)), args)
 
 
 if __name__ == "__main__":
