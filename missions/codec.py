@@ -18,6 +18,7 @@ from missions.v1 import events_pb2
 __all__ = [
     "CONTENT_TYPE",
     "DEAD_LETTER_REASON_HEADER",
+    "INT32_MAX",
     "SCHEMA_VERSION",
     "Identity",
     "dead_letter_copy",
@@ -58,7 +59,8 @@ _DETAILS = {
     if value != events_pb2.EVENT_TYPE_UNSPECIFIED
 }
 _MAX_ID_LENGTH = 128
-_INT32_MAX = 2**31 - 1
+# The largest value of a proto int32 field (attempt, redrive_count).
+INT32_MAX = 2**31 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,7 @@ def dead_letter_copy(message: AbstractIncomingMessage, reason: str, dead_lettere
 
 def _is_count(value: object) -> TypeGuard[int]:
     # Below the int32 maximum: the attempt after it must still fit.
-    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < _INT32_MAX
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < INT32_MAX
 
 
 def _shown(value: object) -> str:

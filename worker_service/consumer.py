@@ -45,8 +45,6 @@ log = logging.getLogger(__name__)
 
 E = events_pb2
 
-_INT32_MAX = 2**31 - 1
-
 # How long a delivery waits for a run slot before it is handed back to its queue (to come
 # back, or go to another worker): well within RabbitMQ's consumer_timeout (30 min by
 # default), which closes the channel of a consumer that holds a delivery unacked longer.
@@ -76,7 +74,7 @@ def decode_work(
         raise NotWorkError(f"{E.EventType.Name(event.type)} is not a runnable event")
     if source.id != event.mission_id or not source.type:
         raise DecodeError("the event's mission lacks a type or has another id than the event")
-    if not 0 <= source.attempt < _INT32_MAX or source.redrive_count < 0:
+    if not 0 <= source.attempt < codec.INT32_MAX or source.redrive_count < 0:
         raise DecodeError(f"attempt {source.attempt} / generation {source.redrive_count} out of range")
     try:
         source.timeout.ToTimedelta()
