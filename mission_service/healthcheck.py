@@ -14,6 +14,7 @@ import sys
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from missions.metadata import DEFAULT_ADDRESS
 from missions.options import variable
 from missions.tls import TlsConfigError, TlsFiles
 
@@ -22,7 +23,7 @@ __all__ = ["main"]
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mission_service.healthcheck")
-    parser.add_argument("target", nargs="?", default=variable("MISSIONS_SERVER") or "127.0.0.1:50051")
+    parser.add_argument("target", nargs="?", default=variable("MISSIONS_SERVER") or DEFAULT_ADDRESS)
     parser.add_argument("--tls-ca", type=pathlib.Path, help="CA of the server's certificate: probe over TLS")
     parser.add_argument("--tls-cert", type=pathlib.Path, help="client certificate, when the port requires mTLS")
     parser.add_argument("--tls-key", type=pathlib.Path, help="key of --tls-cert")
