@@ -216,9 +216,9 @@ async def read_stream(
         if attached is not None:
             attached.set()
         # Stream acks only return credit: one (multiple) per quarter of the prefetch costs far
-        # fewer frames than one per record, and the reader never starves: fewer than a
-        # quarter unacked leaves the broker the rest of the credit to send more. (Acking
-        # whenever the inbox ran empty came close to an ack per record at live rates.) A
+        # fewer frames than one per record (at live rates the inbox empties after nearly every
+        # record, so acking when it runs empty would not), and the reader never starves: fewer
+        # than a quarter unacked leaves the broker the rest of the credit to send more. A
         # quiet stream's last records are acked after a moment: RabbitMQ closes a channel
         # whose oldest delivery stays unacked past its consumer_timeout (30 min).
         credit_every = max(1, prefetch // 4)

@@ -46,7 +46,7 @@ def add_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCred
             if credentials is not None
             else server.add_insecure_port(address)
         )
-    except RuntimeError:  # what grpcio raises now; older versions returned 0
+    except RuntimeError:  # how grpcio reports a failed bind; some versions return 0 instead
         port = 0
     if port == 0:
         raise _why_not(address)
