@@ -1,4 +1,5 @@
-"""Builders for the events and requests the unit tests feed to the code under test."""
+"""Builders for the events and requests the unit tests feed to the code under test, and a
+reader of the error details it answers with."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import any_pb2, struct_pb2, timestamp_pb2
 
 from missions.events import duration
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.context import MissionContext
 
-__all__ = ["EventLog", "Progress", "mission_context", "struct", "time_of"]
+__all__ = ["EventLog", "Progress", "details_of", "mission_context", "struct", "time_of"]
 
 E = events_pb2
 M = mission_pb2
@@ -30,6 +31,18 @@ def struct(**values: Any) -> struct_pb2.Struct:
 
 def time_of(sequence: int) -> timestamp_pb2.Timestamp:
     return timestamp_pb2.Timestamp(seconds=_EPOCH + sequence)
+
+
+def details_of(details: Any, kind: type[Any]) -> list[Any]:
+    """The messages of type ``kind`` among a google.rpc.Status's packed ``details``."""
+    found = []
+    for packed in details:
+        assert isinstance(packed, any_pb2.Any)
+        if packed.Is(kind.DESCRIPTOR):
+            message = kind()
+            packed.Unpack(message)
+            found.append(message)
+    return found
 
 
 class EventLog:

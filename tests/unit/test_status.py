@@ -10,13 +10,13 @@ from typing import Any, NoReturn
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from mission_service.status import to_status, translate_errors
 from mission_service.watch import ServiceStoppingError, SubscriberLaggingError
 from missions import errors
 from missions.metadata import LAST_SEQUENCE_KEY
+from tests.unit.factories import details_of
 
 DETAILS_KEY = "grpc-status-details-bin"
 
@@ -30,19 +30,8 @@ def _rich(status: grpc.Status) -> status_pb2.Status:
     return rich
 
 
-def _unpack(details: Any, kind: type[Any]) -> list[Any]:
-    found = []
-    for packed in details:
-        assert isinstance(packed, any_pb2.Any)
-        if packed.Is(kind.DESCRIPTOR):
-            message = kind()
-            packed.Unpack(message)
-            found.append(message)
-    return found
-
-
 def _error_info(status: grpc.Status) -> error_details_pb2.ErrorInfo:
-    [info] = _unpack(_rich(status).details, error_details_pb2.ErrorInfo)
+    [info] = details_of(_rich(status).details, error_details_pb2.ErrorInfo)
     assert isinstance(info, error_details_pb2.ErrorInfo)
     return info
 
@@ -69,7 +58,7 @@ def test_each_domain_error_has_its_code(exc: Exception, code: grpc.StatusCode, r
     info = _error_info(status)
     assert (info.reason, info.domain) == (reason, "missions.v1")
     assert _rich(status).code == getattr(code_pb2, code.name)
-    assert _unpack(_rich(status).details, error_details_pb2.BadRequest) == []
+    assert details_of(_rich(status).details, error_details_pb2.BadRequest) == []
 
 
 def test_invalid_argument_carries_a_field_violation() -> None:
@@ -77,7 +66,7 @@ def test_invalid_argument_carries_a_field_violation() -> None:
     assert status.code == grpc.StatusCode.INVALID_ARGUMENT
     assert status.details == "max_attempts: must be between 0 and 100, got -1"
     assert _error_info(status).reason == "INVALID_ARGUMENT"
-    [bad_request] = _unpack(_rich(status).details, error_details_pb2.BadRequest)
+    [bad_request] = details_of(_rich(status).details, error_details_pb2.BadRequest)
     [violation] = bad_request.field_violations
     assert (violation.field, violation.description) == ("max_attempts", "must be between 0 and 100, got -1")
 
