@@ -7,12 +7,13 @@ import hmac
 import os
 import pathlib
 import time
+from types import SimpleNamespace
 from typing import Any
 
+import grpc
 import pytest
 
-from mission_service import auth
-from mission_service.auth import allowed_roles
+from mission_service.auth import AuthInterceptor, allowed_roles
 from mission_service.cli import hash_token_main
 from mission_service.quota import StreamQuota
 from mission_service.tokens import Principal, Role, TokenFile, TokenFileError, TokenTable, hash_token
@@ -160,24 +161,56 @@ def test_method_policy(method: str, roles: set[str] | None) -> None:
     assert (None if allowed is None else {role.value for role in allowed}) == roles
 
 
+class _Aborted(Exception):
+    def __init__(self, code: grpc.StatusCode, details: str) -> None:
+        super().__init__(code, details)
+        self.code = code
+        self.details = details
+
+
+class _Context:
+    async def abort(self, code: grpc.StatusCode, details: str, trailing_metadata: Any = ()) -> None:
+        raise _Aborted(code, details)
+
+
+async def _refusal(tmp_path: pathlib.Path, metadata: Any) -> _Aborted | None:
+    """How AuthInterceptor answers a SubmitMission with ``metadata`` when only ALICE (a
+    submitter) has a token: the abort of the handler it substitutes, or None if it lets the call through."""
+    path = tmp_path / "tokens.toml"
+    path.write_text(toml((ALICE, "alice", ["submitter"])))
+    handler = grpc.unary_unary_rpc_method_handler(lambda request, context: None)
+
+    async def continuation(details: Any) -> grpc.RpcMethodHandler:
+        return handler
+
+    details = SimpleNamespace(method="/missions.v1.MissionService/SubmitMission", invocation_metadata=metadata)
+    chosen = await AuthInterceptor(TokenFile(path)).intercept_service(continuation, details)
+    if chosen is handler:
+        return None
+    with pytest.raises(_Aborted) as aborted:
+        await chosen.unary_unary(None, _Context())
+    return aborted.value
+
+
 @pytest.mark.parametrize(
     ("metadata", "problem"),
     [
         ((), "missing 'authorization: Bearer <token>'"),
-        ((("authorization", "Bearer a"), ("authorization", "Bearer b")), "more than one"),
+        ((("authorization", f"Bearer {ALICE}"), ("authorization", f"Bearer {ALICE}")), "more than one"),
         ((("authorization", "Basic dXNlcjpwdw=="),), "must be 'Bearer <token>'"),
         ((("authorization", "Bearer "),), "must be 'Bearer <token>'"),
         ((("authorization", "Bearer " + "x" * 4097),), "1 to 4096 characters"),
     ],
 )
-def test_bearer_metadata_must_hold_exactly_one_token(metadata: Any, problem: str) -> None:
-    with pytest.raises(ValueError, match=problem.replace("(", r"\(")) as failure:
-        auth._bearer(metadata)
-    assert "x" * 20 not in str(failure.value)  # never echoes the token
+async def test_bearer_metadata_must_hold_exactly_one_token(tmp_path: pathlib.Path, metadata: Any, problem: str) -> None:
+    refusal = await _refusal(tmp_path, metadata)
+    assert refusal is not None and refusal.code == grpc.StatusCode.UNAUTHENTICATED
+    assert problem in refusal.details
+    assert "x" * 20 not in refusal.details  # never echoes the token
 
 
-def test_bearer_scheme_is_case_insensitive() -> None:
-    assert auth._bearer((("authorization", "bearer tok"),)) == "tok"
+async def test_bearer_scheme_is_case_insensitive(tmp_path: pathlib.Path) -> None:
+    assert await _refusal(tmp_path, (("authorization", f"bearer {ALICE}"),)) is None
 
 
 def test_stream_quota_counts_per_principal() -> None:
