@@ -155,6 +155,11 @@ class Hub:
     def __len__(self) -> int:
         return len(self._subscriptions)
 
+    @property
+    def index_keys(self) -> int:
+        """How many keys the index holds: one per key of a live subscriber's filter, none left behind."""
+        return len(self._index)
+
     def publish(self, batch: Sequence[events_pb2.MissionEvent]) -> None:
         index = self._index
         for event in batch:

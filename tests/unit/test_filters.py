@@ -74,7 +74,7 @@ def test_the_hub_offers_each_subscriber_only_what_it_admits() -> None:
         "started": [("m1", 2), ("m2", 2)],
         "payments": [("m1", 1), ("m1", 2)],
     }
-    assert len(hub) == 0 and not hub._index  # unsubscribing empties the index
+    assert len(hub) == 0 and hub.index_keys == 0  # unsubscribing empties the index
 
 
 def test_subscribers_of_other_missions_cost_no_filter_work() -> None:
