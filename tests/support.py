@@ -10,9 +10,10 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from types import TracebackType
+from typing import Any, Self
 
 import grpc
 from google.protobuf import struct_pb2
@@ -29,6 +30,7 @@ __all__ = [
     "Stack",
     "collect",
     "drain",
+    "eventually",
     "free_port",
     "payload",
     "readers_view_of_the_log",
@@ -56,6 +58,22 @@ async def readers_view_of_the_log(stack: Stack, up_to: int) -> list[int]:
     duplicates = store.apply_batch(events)
     store.close()
     return [event.sequence for event in events if event.sequence not in duplicates]
+
+
+async def eventually(
+    check: Callable[[], Awaitable[bool]], what: str, timeout: float = 30, interval: float = 0.1
+) -> None:
+    """Ask ``check`` every ``interval`` seconds until it holds: for a state that has no event
+    to wait on (a broker's counters, heartbeats, another process's reload). AssertionError
+    naming ``what`` if it does not hold within ``timeout``."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                if await check():
+                    return
+                await asyncio.sleep(interval)
+    except TimeoutError:
+        raise AssertionError(f"{what}: not within {timeout:g}s") from None
 
 
 def free_port() -> int:
@@ -272,7 +290,16 @@ class Stack:
             self._channel = grpc.aio.insecure_channel(self.target)
         return mission_service_pb2_grpc.MissionServiceStub(self._channel)
 
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
     async def close(self) -> None:
+        """Close the stub's channel and kill every process the stack started."""
         if self._channel is not None:
             await self._channel.close()
         for process in [*self.workers, *([self.service] if self.service else [])]:

@@ -13,11 +13,8 @@ from tests.support import Stack
 @pytest.fixture
 async def stack(namespace: str, amqp_url: str, tmp_path: pathlib.Path) -> AsyncIterator[Stack]:
     """A per-test namespace with helpers to start the real service and workers; all killed afterwards."""
-    stack = Stack(namespace, amqp_url, tmp_path)
-    try:
+    async with Stack(namespace, amqp_url, tmp_path) as stack:
         yield stack
-    finally:
-        await stack.close()
 
 
 @pytest.fixture
@@ -30,8 +27,5 @@ async def proxy(amqp_url: str) -> AsyncIterator[TcpProxy]:
 @pytest.fixture
 async def proxied(namespace: str, amqp_url: str, proxy: TcpProxy, tmp_path: pathlib.Path) -> AsyncIterator[FaultStack]:
     """A stack whose every broker connection goes through ``proxy``; killed before the proxy stops."""
-    stack = FaultStack(namespace, proxy.url(amqp_url), tmp_path)
-    try:
+    async with FaultStack(namespace, proxy.url(amqp_url), tmp_path) as stack:
         yield stack
-    finally:
-        await stack.close()

@@ -25,7 +25,16 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 from tests.proxy import TcpProxy
-from tests.support import Process, Stack, free_port, payload, rabbitmqctl, wait_serving, watch_events
+from tests.support import (
+    Process,
+    Stack,
+    eventually,
+    free_port,
+    payload,
+    rabbitmqctl,
+    wait_serving,
+    watch_events,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -140,11 +149,8 @@ class FaultStack(Stack):
 
 @pytest.fixture
 async def direct(namespace: str, amqp_url: str, tmp_path: pathlib.Path) -> AsyncIterator[FaultStack]:
-    stack = FaultStack(namespace, amqp_url, tmp_path)
-    try:
+    async with FaultStack(namespace, amqp_url, tmp_path) as stack:
         yield stack
-    finally:
-        await stack.close()
 
 
 @contextlib.asynccontextmanager
@@ -256,14 +262,13 @@ async def submit_all(stack: Stack, requests: Sequence[pb.SubmitMissionRequest]) 
     return [(await stack.stub.SubmitMission(request, timeout=30)).mission for request in requests]
 
 
-async def assert_submit_unavailable(stack: Stack) -> float:
-    """SubmitMission during an outage fails with UNAVAILABLE, well before the client's deadline."""
-    began = time.monotonic()
+async def assert_submit_unavailable(stack: Stack) -> None:
+    """SubmitMission during an outage fails with UNAVAILABLE: refused, rather than held until
+    the client's deadline (which would be DEADLINE_EXCEEDED)."""
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         accepted = await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), timeout=15)
         pytest.fail(f"SubmitMission returned OK during the outage: {accepted.mission.id}")
     assert caught.value.code() == grpc.StatusCode.UNAVAILABLE, caught.value
-    return time.monotonic() - began
 
 
 async def watch_to_the_end(stack: Stack, log: LogWatch, mission_ids: Sequence[str], timeout: float = 90) -> None:
@@ -323,7 +328,9 @@ def _batch(sleeps: int, echoes: int, seconds: float = 0.5) -> list[pb.SubmitMiss
 
 
 @pytest.mark.timeout(180)
-async def test_cut_connection_flips_health_fails_fast_and_loses_nothing(proxy: TcpProxy, proxied: FaultStack) -> None:
+async def test_cut_connection_flips_health_refuses_submissions_and_loses_nothing(
+    proxy: TcpProxy, proxied: FaultStack
+) -> None:
     service = await proxied.start_service_member()
     workers = [await proxied.start_worker_member("--heartbeat-interval", "1") for _ in range(2)]
     async with watching_health([service, *workers]) as health, LogWatch(proxied) as log:
@@ -403,18 +410,16 @@ async def test_outcome_of_an_attempt_running_through_an_outage_is_published_afte
 async def _idle_worker(stack: Stack, worker_id: str, since: float, timeout: float = 60) -> None:
     """Wait for a heartbeat of ``worker_id`` sent after ``since`` (epoch seconds) that reports nothing running.
 
-    Heartbeats have no watch stream, so this polls ListWorkers; it waits on a state, not a time.
+    Heartbeats have no watch stream, so this polls ListWorkers.
     """
-    async with asyncio.timeout(timeout):
-        while True:
-            for worker in (await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers:
-                if (
-                    worker.id == worker_id
-                    and worker.heartbeat_time.ToNanoseconds() > since * 1e9
-                    and not worker.running
-                ):
-                    return
-            await asyncio.sleep(0.2)
+
+    async def idle() -> bool:
+        return any(
+            worker.id == worker_id and worker.heartbeat_time.ToNanoseconds() > since * 1e9 and not worker.running
+            for worker in (await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers
+        )
+
+    await eventually(idle, f"{worker_id} idle after {since}", timeout, interval=0.2)
 
 
 @pytest.mark.timeout(120)

@@ -60,8 +60,7 @@ async def test_service_and_worker_run_missions_over_amqps_with_a_client_certific
 ) -> None:
     client = authority.issue("missions", server=False)
     options = ["--amqp-ca", str(authority.cert), "--amqp-cert", str(client.cert), "--amqp-key", str(client.key)]
-    stack = Stack(namespace, _amqps(amqp_url, tls_broker.port), tmp_path)
-    try:
+    async with Stack(namespace, _amqps(amqp_url, tls_broker.port), tmp_path) as stack:
         await stack.start_service(*options)
         stack.start_worker(*options)
         mission = (await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), timeout=30)).mission
@@ -71,8 +70,6 @@ async def test_service_and_worker_run_missions_over_amqps_with_a_client_certific
         assert events == [events_pb2.EVENT_TYPE_CREATED, events_pb2.EVENT_TYPE_STARTED, events_pb2.EVENT_TYPE_COMPLETED]
         # Every connection of both processes came through the TLS port.
         assert tls_broker.accepted >= 3 and tls_broker.connections >= 3
-    finally:
-        await stack.close()
 
 
 async def test_a_broker_certificate_from_another_ca_is_refused(
@@ -80,13 +77,10 @@ async def test_a_broker_certificate_from_another_ca_is_refused(
 ) -> None:
     (tmp_path / "stranger").mkdir()
     stranger = Authority("stranger", tmp_path / "stranger")
-    stack = Stack(namespace, _amqps(amqp_url, tls_broker.port), tmp_path)
-    try:
+    async with Stack(namespace, _amqps(amqp_url, tls_broker.port), tmp_path) as stack:
         worker = stack.start_worker("--amqp-ca", str(stranger.cert))
         assert await asyncio.to_thread(worker.wait, 60) != 0
         output = worker.output()
         assert "CERTIFICATE_VERIFY_FAILED" in output or "certificate verify failed" in output, output
         assert f":{urlsplit(amqp_url).password}@" not in output  # the URL is logged redacted
         assert tls_broker.connections == 0
-    finally:
-        await stack.close()

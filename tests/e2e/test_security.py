@@ -9,7 +9,7 @@ import pathlib
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from typing import Any, cast
 
 import grpc
@@ -23,7 +23,7 @@ from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 from tests.e2e.secure import PRINCIPALS, SecureStack
 from tests.e2e.secure_certs import Authority
-from tests.support import payload
+from tests.support import eventually, payload
 
 pytestmark = pytest.mark.e2e
 
@@ -35,11 +35,8 @@ PERMISSION_DENIED = grpc.StatusCode.PERMISSION_DENIED
 
 @pytest.fixture
 async def secure(namespace: str, amqp_url: str, tmp_path: pathlib.Path) -> AsyncIterator[SecureStack]:
-    stack = SecureStack(namespace, amqp_url, tmp_path)
-    try:
+    async with SecureStack(namespace, amqp_url, tmp_path) as stack:
         yield stack
-    finally:
-        await stack.close()
 
 
 async def _code_of(call: Awaitable[Any]) -> grpc.StatusCode:
@@ -181,15 +178,6 @@ async def test_watch_streams_are_limited_per_principal(secure: SecureStack) -> N
         call.cancel()
 
 
-async def _until(check: Callable[[], Awaitable[bool]], attempts: int = 150) -> None:
-    """Retry ``check`` until it holds: a signal to another process has no completion to await."""
-    for _ in range(attempts):
-        if await check():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{check.__name__} did not hold within {attempts} attempts")
-
-
 async def test_tokens_file_is_reloaded_on_sighup_and_a_bad_file_keeps_the_old_tokens(secure: SecureStack) -> None:
     service = await secure.start_service(*secure.service_args())
     stub = secure.stub_for()
@@ -207,7 +195,7 @@ async def test_tokens_file_is_reloaded_on_sighup_and_a_bad_file_keeps_the_old_to
     secure.write_tokens({**secure.tokens, "carol": carol}, {**PRINCIPALS, "carol": ["admin"]})
     assert service.popen is not None
     service.popen.send_signal(signal.SIGHUP)
-    await _until(carol_is_admin)
+    await eventually(carol_is_admin, "carol is admin after the reload", timeout=15)
 
     secure.tokens_file.write_text("this is not TOML [")
     service.popen.send_signal(signal.SIGHUP)
@@ -215,7 +203,7 @@ async def test_tokens_file_is_reloaded_on_sighup_and_a_bad_file_keeps_the_old_to
     async def complained() -> bool:
         return "not reloaded, keeping the previous 5 tokens" in service.output()
 
-    await _until(complained)
+    await eventually(complained, "the bad tokens file logged", timeout=15)
     assert await carol_is_admin()
     assert service.popen.poll() is None
 
