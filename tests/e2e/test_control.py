@@ -13,7 +13,7 @@ import pytest
 
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Process, Stack, payload, watch_events
+from tests.support import Process, Stack, eventually, payload, watch_events
 
 pytestmark = pytest.mark.e2e
 
@@ -186,12 +186,13 @@ async def test_workers_and_stats_reflect_the_fleet(stack: Stack) -> None:
     stack.start_worker(*FAST, "--concurrency", "3")
     mission = await _submit(stack, "echo")
     await _history(stack, mission.id)
-    async with asyncio.timeout(30):
-        while True:  # heartbeats arrive every 0.5 s; ask until this one is listed
-            workers = (await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers
-            if workers and workers[0].finished >= 1:
-                break
-            await asyncio.sleep(0.2)
+    workers: list[worker_pb2.Worker] = []
+
+    async def listed_with_the_mission_finished() -> bool:  # heartbeats arrive every 0.5 s
+        workers[:] = (await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers
+        return bool(workers) and workers[0].finished >= 1
+
+    await eventually(listed_with_the_mission_finished, "the worker listed with its mission finished", interval=0.2)
     (worker,) = workers
     assert worker.id == "worker-0" and worker.concurrency == 3 and worker.state == worker_pb2.WORKER_STATE_ACTIVE
     assert {"echo", "fail", "noop", "sleep"} <= set(worker.handler_types)

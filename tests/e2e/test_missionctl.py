@@ -14,7 +14,7 @@ import grpc
 import pytest
 
 from missions.v1 import mission_service_pb2 as pb
-from tests.support import Stack, payload
+from tests.support import Stack, eventually, payload
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -91,11 +91,11 @@ async def test_top_once_json_shows_the_worker_and_the_counts(stack: Stack) -> No
     stack.start_worker("--heartbeat-interval", "0.5")
     submitted = await missionctl(stack, "submit", "echo", "--wait", "-o", "json")
     assert submitted.returncode == 0, submitted.stderr
-    async with asyncio.timeout(30):
-        while True:  # heartbeats are not events to wait on: ask until the worker is listed
-            if (await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers:
-                break
-            await asyncio.sleep(0.1)
+
+    async def listed() -> bool:
+        return bool((await stack.stub.ListWorkers(pb.ListWorkersRequest())).workers)
+
+    await eventually(listed, "the worker listed")
 
     done = await missionctl(stack, "top", "--once", "-o", "json")
 

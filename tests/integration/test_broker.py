@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -24,7 +23,7 @@ from missions.health import HealthConditions
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from tests.proxy import TcpProxy
-from tests.support import rabbitmqctl
+from tests.support import eventually, rabbitmqctl
 
 pytestmark = pytest.mark.integration
 
@@ -134,13 +133,13 @@ async def test_a_quiet_reader_acks_its_last_records_so_the_broker_never_times_th
         # 3 records, far fewer than a quarter of the prefetch: only the idle ack returns them.
         log = read_log(reader, Topology(namespace), 0, prefetch=1000)
         await _take(log, 3)
+
+        async def all_acked() -> bool:
+            return await _unacked(name) == 0
+
         waiting = asyncio.ensure_future(anext(log))  # a reader waiting for more, as the follower is
         try:
-            async with asyncio.timeout(30):
-                for _ in itertools.count():  # the broker's count has no event to wait on
-                    if await _unacked(name) == 0:
-                        break
-                    await asyncio.sleep(0.2)
+            await eventually(all_acked, "the quiet reader's records acked", interval=0.2)
         finally:
             waiting.cancel()
             with contextlib.suppress(asyncio.CancelledError):

@@ -31,6 +31,7 @@ from missions.eventlog import EventPublisher, read_log
 from missions.events import new_event, now
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
+from tests.support import eventually
 from worker_service import app, consumer
 from worker_service.app import run_worker
 from worker_service.context import MissionContext
@@ -239,18 +240,14 @@ async def _cancel(publisher: EventPublisher, mission: M.Mission) -> None:
 async def _ready_until(
     connection: AbstractRobustConnection, queue: str, expected: int, check: Callable[[int], None] = lambda _: None
 ) -> None:
-    """Poll the queue's ready count (the broker has no event for it) until it is ``expected``;
-    ``check`` sees every count observed on the way."""
-    try:
-        async with asyncio.timeout(_DEADLINE_S):
-            while True:
-                (count,) = await message_counts(connection, [queue])
-                check(count)
-                if count == expected:
-                    return
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"{queue} never held {expected} ready messages") from None
+    """Poll the queue's ready count until it is ``expected``; ``check`` sees every count observed on the way."""
+
+    async def reached() -> bool:
+        (count,) = await message_counts(connection, [queue])
+        check(count)
+        return count == expected
+
+    await eventually(reached, f"{queue} holding {expected} ready messages", _DEADLINE_S, interval=0.05)
 
 
 def _watch_cancellations(monkeypatch: pytest.MonkeyPatch) -> defaultdict[str, asyncio.Event]:
