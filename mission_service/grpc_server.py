@@ -14,10 +14,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from mission_service.auth import AuthInterceptor
+from mission_service.malformed import RejectMalformedRequests
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings, is_loopback
 from mission_service.tokens import TokenFile
-from mission_service.validation import RejectMalformedRequests
 from mission_service.watch import Hub
 from missions.health import HealthConditions
 from missions.startup import EXCLUSIVE_PORT, add_port

@@ -11,7 +11,7 @@ import argparse
 import dataclasses
 from datetime import timedelta
 
-from mission_service.validation import Limits, limit_flag
+from mission_service.limits import Limits, limit_flag
 from missions.options import Option, add_options, integer
 
 __all__ = ["LIMITS", "add_limit_options", "limits_from_args"]

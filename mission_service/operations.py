@@ -12,12 +12,13 @@ from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequen
 from dataclasses import dataclass
 from datetime import timedelta
 
-from mission_service import validation
+from mission_service import paging, validation
 from mission_service.dispatch import Dispatcher
 from mission_service.filters import EventFilter
 from mission_service.follower import LogFollower
+from mission_service.labels import parse_label_selector
+from mission_service.limits import Limits
 from mission_service.store import MissionStore
-from mission_service.validation import Limits
 from mission_service.watch import Hub, Idle, LogReplay, watch
 from mission_service.workers import WorkerRegistry
 from missions.errors import (
@@ -234,14 +235,12 @@ class MissionOperations:
 
     def list(self, request: mission_service_pb2.ListMissionsRequest) -> mission_service_pb2.ListMissionsResponse:
         validation.validate_states(request.states)
-        size = validation.page_size(request.page_size, self._config.limits)
-        after = validation.decode_page_token(request.page_token, request.states, request.type)
+        size = paging.page_size(request.page_size, self._config.limits)
+        after = paging.decode_page_token(request.page_token, request.states, request.type)
         page = self._store.list(
             states=sorted(set(request.states)), mission_type=request.type, after_created_sequence=after, limit=size
         )
-        token = (
-            validation.encode_page_token(page.last_created_sequence, request.states, request.type) if page.more else ""
-        )
+        token = paging.encode_page_token(page.last_created_sequence, request.states, request.type) if page.more else ""
         return mission_service_pb2.ListMissionsResponse(missions=page.missions, next_page_token=token)
 
     async def cancel(self, request: mission_service_pb2.CancelMissionRequest, requested_by: str) -> mission_pb2.Mission:
@@ -309,14 +308,14 @@ class MissionOperations:
     def list_dead_letters(
         self, request: mission_service_pb2.ListDeadLettersRequest
     ) -> mission_service_pb2.ListDeadLettersResponse:
-        size = validation.page_size(request.page_size, self._config.limits)
+        size = paging.page_size(request.page_size, self._config.limits)
         # The token's filter digest marks it as a dead-letter token (state list [-1]).
         marker = [-1]
-        after = validation.decode_page_token(request.page_token, marker, request.type)
+        after = paging.decode_page_token(request.page_token, marker, request.type)
         page = self._store.list(
             states=(), mission_type=request.type, after_created_sequence=after, limit=size, dead_lettered=True
         )
-        token = validation.encode_page_token(page.last_created_sequence, marker, request.type) if page.more else ""
+        token = paging.encode_page_token(page.last_created_sequence, marker, request.type) if page.more else ""
         return mission_service_pb2.ListDeadLettersResponse(missions=page.missions, next_page_token=token)
 
     async def stats(self) -> mission_service_pb2.GetStatsResponse:
@@ -361,7 +360,7 @@ class MissionOperations:
             mission_ids=frozenset(request.mission_ids),
             types=frozenset(request.types),
             mission_types=frozenset(request.mission_types),
-            labels=validation.parse_label_selector(request.label_selector, self._config.limits),
+            labels=parse_label_selector(request.label_selector, self._config.limits),
             labels_of=self._labels_of,
         )
         start: int | None = request.after_sequence if request.HasField("after_sequence") else None

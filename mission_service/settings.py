@@ -7,8 +7,8 @@ import pathlib
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from mission_service.limits import Limits
 from mission_service.recent import DEFAULT_RECENT_BYTES, DEFAULT_RECENT_EVENTS
-from mission_service.validation import Limits
 from mission_service.watch import DEFAULT_BUFFER
 from missions.amqp import LogRetention, redact_url
 from missions.tls import TlsFiles

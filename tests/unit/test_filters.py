@@ -9,7 +9,8 @@ from collections.abc import AsyncGenerator, Iterator, Mapping
 import pytest
 
 from mission_service.filters import EventFilter
-from mission_service.validation import Limits, parse_label_selector
+from mission_service.labels import parse_label_selector
+from mission_service.limits import Limits
 from mission_service.watch import Hub, Idle, _Subscription, watch
 from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2

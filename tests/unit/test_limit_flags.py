@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from mission_service.limit_flags import add_limit_options, limits_from_args
-from mission_service.validation import Limits, limit_flag
+from mission_service.limits import Limits, limit_flag
 
 
 def _parser() -> argparse.ArgumentParser:

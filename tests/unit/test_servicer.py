@@ -25,11 +25,12 @@ from grpc_status import rpc_status
 
 from mission_service.app import BrokerSide, build_service
 from mission_service.follower import LogFollower
+from mission_service.limits import Limits
 from mission_service.operations import MissionOperations
+from mission_service.paging import encode_page_token
 from mission_service.recent import DEFAULT_RECENT_EVENTS
 from mission_service.settings import ServiceSettings
 from mission_service.store import MissionStore
-from mission_service.validation import Limits, encode_page_token
 from mission_service.watch import EventFilter, Hub, _Subscription
 from mission_service.workers import WorkerRegistry
 from missions import codec

@@ -12,8 +12,10 @@ import grpc
 import pytest
 from google.protobuf import duration_pb2, struct_pb2
 
-from mission_service import validation
-from mission_service.validation import Limits
+from mission_service import paging, validation
+from mission_service.labels import parse_label_selector
+from mission_service.limits import Limits, limit_flag
+from mission_service.malformed import RejectMalformedRequests
 from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2, mission_pb2
 from missions.v1 import mission_service_pb2 as pb
@@ -136,30 +138,30 @@ def test_the_first_broken_rule_is_reported() -> None:
 
 
 def test_page_size_defaults_caps_and_rejects_negative() -> None:
-    assert validation.page_size(0, LIMITS) == 100
-    assert validation.page_size(7, LIMITS) == 7
-    assert validation.page_size(1000, LIMITS) == 1000
-    assert validation.page_size(1001, LIMITS) == 1000
-    assert validation.page_size(2**31 - 1, LIMITS) == 1000
-    assert _field_of(lambda: validation.page_size(-1, LIMITS)) == "page_size"
+    assert paging.page_size(0, LIMITS) == 100
+    assert paging.page_size(7, LIMITS) == 7
+    assert paging.page_size(1000, LIMITS) == 1000
+    assert paging.page_size(1001, LIMITS) == 1000
+    assert paging.page_size(2**31 - 1, LIMITS) == 1000
+    assert _field_of(lambda: paging.page_size(-1, LIMITS)) == "page_size"
 
 
 STATES = [mission_pb2.MISSION_STATE_RUNNING, mission_pb2.MISSION_STATE_QUEUED]
 
 
 def test_page_token_round_trips() -> None:
-    token = validation.encode_page_token(42, STATES, "echo")
+    token = paging.encode_page_token(42, STATES, "echo")
     assert token
-    assert validation.decode_page_token(token, STATES, "echo") == 42
+    assert paging.decode_page_token(token, STATES, "echo") == 42
 
 
 def test_page_token_ignores_state_order_and_repeats() -> None:
-    token = validation.encode_page_token(42, STATES, "echo")
-    assert validation.decode_page_token(token, [*reversed(STATES), STATES[0]], "echo") == 42
+    token = paging.encode_page_token(42, STATES, "echo")
+    assert paging.decode_page_token(token, [*reversed(STATES), STATES[0]], "echo") == 42
 
 
 def test_empty_page_token_is_the_start() -> None:
-    assert validation.decode_page_token("", STATES, "echo") == 0
+    assert paging.decode_page_token("", STATES, "echo") == 0
 
 
 @pytest.mark.parametrize(
@@ -167,8 +169,8 @@ def test_empty_page_token_is_the_start() -> None:
     [([], "echo"), (STATES, ""), (STATES, "sleep"), ([mission_pb2.MISSION_STATE_FAILED], "echo")],
 )
 def test_page_token_is_bound_to_its_filters(states: list[int], mission_type: str) -> None:
-    token = validation.encode_page_token(42, STATES, "echo")
-    assert _field_of(lambda: validation.decode_page_token(token, states, mission_type)) == "page_token"
+    token = paging.encode_page_token(42, STATES, "echo")
+    assert _field_of(lambda: paging.decode_page_token(token, states, mission_type)) == "page_token"
 
 
 def _token(raw: object) -> str:
@@ -176,7 +178,7 @@ def _token(raw: object) -> str:
 
 
 def _digest_of_no_filter() -> str:
-    raw = json.loads(base64.urlsafe_b64decode(validation.encode_page_token(0, [], "") + "=="))
+    raw = json.loads(base64.urlsafe_b64decode(paging.encode_page_token(0, [], "") + "=="))
     digest = raw["filter"]
     assert isinstance(digest, str)
     return digest
@@ -199,12 +201,12 @@ def _digest_of_no_filter() -> str:
     ],
 )
 def test_garbage_page_tokens_are_rejected(token: str) -> None:
-    assert _field_of(lambda: validation.decode_page_token(token, [], "")) == "page_token"
+    assert _field_of(lambda: paging.decode_page_token(token, [], "")) == "page_token"
 
 
 def test_page_token_beyond_the_sqlite_integer_range_is_rejected() -> None:
     token = _token({"after": 2**63, "filter": _digest_of_no_filter()})
-    assert _field_of(lambda: validation.decode_page_token(token, [], "")) == "page_token"
+    assert _field_of(lambda: paging.decode_page_token(token, [], "")) == "page_token"
 
 
 def test_validate_states() -> None:
@@ -263,7 +265,7 @@ def test_limits_are_configurable() -> None:
 def test_a_breached_limit_is_named_with_its_flag(fields: dict[str, Any], limit: str) -> None:
     with pytest.raises(InvalidArgumentError) as raised:
         validation.validate_submission(_valid(**fields), LIMITS)
-    assert f"({limit}, {validation.limit_flag(limit)})" in raised.value.description
+    assert f"({limit}, {limit_flag(limit)})" in raised.value.description
 
 
 def test_a_timeout_beyond_what_a_timedelta_holds_is_refused() -> None:
@@ -290,7 +292,7 @@ def test_validate_watch_names_each_limit(request_: pb.WatchEventsRequest, field:
     with pytest.raises(InvalidArgumentError) as raised:
         validation.validate_watch(request_, LIMITS)
     assert raised.value.field == field
-    assert validation.limit_flag(limit) in raised.value.description
+    assert limit_flag(limit) in raised.value.description
 
 
 @pytest.mark.parametrize("mission_type", ["", "echo bravo", "echo.#"])
@@ -302,7 +304,7 @@ def test_validate_watch_checks_each_mission_type_like_a_submission(mission_type:
 def test_a_huge_label_selector_is_refused_by_its_pair_count() -> None:
     selector = "k=v," * 1_000_000
     with pytest.raises(InvalidArgumentError, match="has 1000001 pairs"):
-        validation.parse_label_selector(selector, LIMITS)
+        parse_label_selector(selector, LIMITS)
 
 
 def test_validate_mission_id() -> None:
@@ -324,7 +326,7 @@ async def test_a_request_that_does_not_parse_is_invalid_argument() -> None:
         ),
         "Watch": grpc.unary_stream_rpc_method_handler(watch, pb.WatchEventsRequest.FromString),
     }
-    server = grpc.aio.server(interceptors=[validation.RejectMalformedRequests()])
+    server = grpc.aio.server(interceptors=[RejectMalformedRequests()])
     server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("t.S", handlers)])
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
