@@ -28,7 +28,6 @@ from mission_service.grpc_server import SERVICE_NAME, posture, serving_grpc
 from mission_service.legacy_work import drain_legacy_work
 from mission_service.metrics import ServiceMetrics
 from mission_service.operations import MissionOperations, OperationsConfig, QueueDepths
-from mission_service.quota import StreamQuota
 from mission_service.reaper import Reaper
 from mission_service.recent import RecentEvents
 from mission_service.servicer import MissionServicer
@@ -107,6 +106,7 @@ def build_service(
         limits=settings.limits,
         queue_timeout=settings.queue_timeout.total_seconds(),
         watch_heartbeat=settings.watch_heartbeat,
+        max_watch_streams=settings.max_watch_streams,
     )
     operations = MissionOperations(
         config,
@@ -121,7 +121,7 @@ def build_service(
         None if metrics is None else metrics.published,
     )
     mtls = settings.tls is not None and settings.tls.ca is not None
-    servicer = MissionServicer(operations, StreamQuota(settings.max_watch_streams), client_certificates=mtls)
+    servicer = MissionServicer(operations, client_certificates=mtls)
     return Service(store, hub, follower, workers, dispatcher, operations, servicer)
 
 

@@ -14,18 +14,16 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import grpc
-from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
-from grpc_status import rpc_status
 
+from mission_service.status import abort
 from mission_service.tokens import Principal, Role, TokenFile
+from missions.errors import PermissionDeniedError, ServiceError, UnauthenticatedError
 from missions.v1 import mission_service_pb2
 
-__all__ = ["AuthInterceptor", "allowed_roles", "caller", "refuse"]
+__all__ = ["AuthInterceptor", "allowed_roles", "caller"]
 
 log = logging.getLogger(__name__)
 
-DOMAIN = "missions.v1"
 _SERVICE = mission_service_pb2.DESCRIPTOR.services_by_name["MissionService"].full_name
 _PUBLIC_SERVICES = ("grpc.health.v1.Health",)
 _REFLECTION_PREFIX = "/grpc.reflection."
@@ -77,19 +75,11 @@ def caller(context: grpc.aio.ServicerContext, *, client_certificates: bool = Fal
     return Principal(str(context.peer() or "unknown"), frozenset(Role), authenticated=False)
 
 
-async def refuse(context: grpc.aio.ServicerContext, code: grpc.StatusCode, reason: str, message: str) -> None:
-    """Abort the RPC with ``code``, ``message`` and an ErrorInfo(reason) detail."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN))
-    status = rpc_status.to_status(status_pb2.Status(code=getattr(code_pb2, code.name), message=message, details=[info]))
-    await context.abort(status.code, status.details, status.trailing_metadata)
-
-
-def _refusal(handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, reason: str, message: str) -> Any:
-    """A handler of the same shape as ``handler`` that only refuses the call."""
+def _refusal(handler: grpc.RpcMethodHandler | None, error: ServiceError) -> grpc.RpcMethodHandler:
+    """A handler of the same shape as ``handler`` that only refuses the call with ``error``."""
 
     async def deny(_request: Any, context: grpc.aio.ServicerContext) -> None:
-        await refuse(context, code, reason, message)
+        await abort(context, error)
 
     shape = (handler.request_streaming, handler.response_streaming) if handler is not None else (False, False)
     factory = {
@@ -98,7 +88,7 @@ def _refusal(handler: grpc.RpcMethodHandler | None, code: grpc.StatusCode, reaso
         (True, False): grpc.stream_unary_rpc_method_handler,
         (True, True): grpc.stream_stream_rpc_method_handler,
     }[shape]
-    return factory(deny)
+    return cast(grpc.RpcMethodHandler, factory(deny))
 
 
 def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
@@ -138,23 +128,16 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             token = _bearer(handler_call_details.invocation_metadata)
         except ValueError as exc:
             log.info("refused %s: %s", method, exc)
-            return cast(
-                grpc.RpcMethodHandler, _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING", str(exc))
-            )
+            return _refusal(handler, UnauthenticatedError(str(exc), reason="TOKEN_MISSING"))
         principal = self._tokens.lookup(token)
         if principal is None:
             log.info("refused %s: unknown token", method)
-            return cast(
-                grpc.RpcMethodHandler,
-                _refusal(handler, grpc.StatusCode.UNAUTHENTICATED, "TOKEN_UNKNOWN", "unknown bearer token"),
-            )
+            return _refusal(handler, UnauthenticatedError("unknown bearer token", reason="TOKEN_UNKNOWN"))
         if not principal.roles & roles:
             have = ", ".join(sorted(principal.roles))
             need = ", ".join(sorted(roles))
             message = f"principal {principal.name!r} (roles: {have}) may not call {method}; it needs one of: {need}"
             log.info("refused: %s", message)
-            return cast(
-                grpc.RpcMethodHandler, _refusal(handler, grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED", message)
-            )
+            return _refusal(handler, PermissionDeniedError(message, reason="ROLE_REQUIRED"))
         _CALLER.set(principal)
         return handler

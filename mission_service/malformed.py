@@ -1,4 +1,8 @@
-"""A server interceptor that answers a request body that does not parse with INVALID_ARGUMENT."""
+"""A server interceptor that answers a request body that does not parse with INVALID_ARGUMENT.
+
+Its status carries the same details as every other refusal: ErrorInfo INVALID_ARGUMENT,
+and a BadRequest naming the field ``request`` (the body as a whole).
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,9 @@ from typing import Any
 
 import grpc
 from google.protobuf.message import DecodeError
+
+from mission_service.status import abort
+from missions.errors import InvalidArgumentError
 
 __all__ = ["RejectMalformedRequests"]
 
@@ -24,7 +31,7 @@ class _Malformed:
 async def _refuse_malformed(request: object, context: grpc.aio.ServicerContext) -> None:
     if isinstance(request, _Malformed):
         # The parser's words only (never the client's bytes): they name the message type.
-        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"request: {request.error}")
+        await abort(context, InvalidArgumentError("request", str(request.error)))
 
 
 class RejectMalformedRequests(grpc.aio.ServerInterceptor):  # type: ignore[misc]  # grpc is untyped

@@ -18,7 +18,10 @@ from mission_service.filters import EventFilter
 from mission_service.follower import LogFollower
 from mission_service.labels import parse_label_selector
 from mission_service.limits import Limits
+from mission_service.quota import StreamQuota
+from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS
 from mission_service.store import MissionStore
+from mission_service.tokens import Principal
 from mission_service.watch import Hub, Idle, LogReplay, watch
 from mission_service.workers import WorkerRegistry
 from missions.errors import (
@@ -27,6 +30,7 @@ from missions.errors import (
     FailedPreconditionError,
     InvalidArgumentError,
     NotFoundError,
+    PermissionDeniedError,
 )
 from missions.eventlog import EventPublisher
 from missions.events import TERMINAL_STATES, new_event, now
@@ -60,6 +64,8 @@ class OperationsConfig:
     # still follows once it can).
     queue_timeout: float = 5.0
     watch_heartbeat: timedelta = timedelta(seconds=15)
+    # Concurrent WatchEvents streams per authenticated principal (0: no limit).
+    max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS
 
 
 class MissionOperations:
@@ -89,6 +95,7 @@ class MissionOperations:
         self._workers = workers
         self._queue_depths = queue_depths
         self._creating: dict[str, asyncio.Future[mission_pb2.Mission]] = {}  # by mission id
+        self._watch_quota = StreamQuota(config.max_watch_streams)
         # Labels never change after submission, so a cache is always right.
         self._labels_of = functools.lru_cache(maxsize=10_000)(self._labels)
 
@@ -243,14 +250,20 @@ class MissionOperations:
         token = paging.encode_page_token(page.last_created_sequence, request.states, request.type) if page.more else ""
         return mission_service_pb2.ListMissionsResponse(missions=page.missions, next_page_token=token)
 
-    async def cancel(self, request: mission_service_pb2.CancelMissionRequest, requested_by: str) -> mission_pb2.Mission:
+    async def cancel(self, request: mission_service_pb2.CancelMissionRequest, caller: Principal) -> mission_pb2.Mission:
         """Cancel a queued, retrying or running mission; idempotent for a cancelled one.
 
-        The CANCELLED event is the decision: it reaches the log and, through the control
-        stream, every worker, which drop the mission's queued work and interrupt a running
-        attempt.
+        Only an admin may cancel another principal's mission. The CANCELLED event is the
+        decision: it reaches the log and, through the control stream, every worker, which
+        drop the mission's queued work and interrupt a running attempt.
         """
         mission = self.get(request.mission_id)
+        if not caller.is_admin and mission.submitted_by != caller.name:
+            raise PermissionDeniedError(
+                f"principal {caller.name!r} may only cancel its own missions;"
+                f" mission {request.mission_id} was submitted by {mission.submitted_by!r}",
+                reason="NOT_MISSION_OWNER",
+            )
         if mission.state == M.MISSION_STATE_CANCELLED:
             return mission
         if mission.state in TERMINAL_STATES:
@@ -260,13 +273,13 @@ class MissionOperations:
             mission, events_pb2.EVENT_TYPE_CANCELLED, source=self._config.source, correlation_id=_correlation(mission)
         )
         event.cancelled.reason = request.reason[:1024]
-        event.cancelled.cancelled_by = requested_by
+        event.cancelled.cancelled_by = caller.name
         event.cancelled.previous_state = mission.state
         await self._append(event)
         log.info(
             "mission %s cancelled by %s",
             mission.id,
-            requested_by,
+            caller.name,
             extra=mission_fields(mission.id, event.correlation_id, mission.type),
         )
         return self._store.get(mission.id) or mission
@@ -283,7 +296,9 @@ class MissionOperations:
         mission = self.get(request.mission_id)
         if not mission.dead_lettered:
             state = M.MissionState.Name(mission.state)
-            raise FailedPreconditionError(f"mission {mission.id} is not dead-lettered ({state})", "NOT_DEAD_LETTERED")
+            raise FailedPreconditionError(
+                f"mission {mission.id} is not dead-lettered ({state})", reason="NOT_DEAD_LETTERED"
+            )
         fresh = M.Mission()
         fresh.CopyFrom(mission)
         fresh.state = M.MISSION_STATE_QUEUED
@@ -353,33 +368,36 @@ class MissionOperations:
         return mission_service_pb2.ListWorkersResponse(workers=self._workers.list(request.include_gone))
 
     async def watch(
-        self, request: mission_service_pb2.WatchEventsRequest
+        self, request: mission_service_pb2.WatchEventsRequest, caller: Principal
     ) -> AsyncGenerator[events_pb2.MissionEvent | Idle, None]:
-        validation.validate_watch(request, self._config.limits)
-        event_filter = EventFilter(
-            mission_ids=frozenset(request.mission_ids),
-            types=frozenset(request.types),
-            mission_types=frozenset(request.mission_types),
-            labels=parse_label_selector(request.label_selector, self._config.limits),
-            labels_of=self._labels_of,
-        )
-        start: int | None = request.after_sequence if request.HasField("after_sequence") else None
-        finished: list[str] = []
-        generations: dict[str, int] = {}
-        if request.mission_ids:
-            positions = self._store.positions(request.mission_ids)
-            missing = [mission_id for mission_id in request.mission_ids if mission_id not in positions]
-            if missing:
-                raise NotFoundError(f"mission {missing[0]!r} not found")
-            if start is None:
-                start = min(created for created, _ in positions.values()) - 1
-            finished = [mid for mid, (_, final) in positions.items() if final is not None and final <= start]
-            generations = {mid: mission.redrive_count for mid in positions if (mission := self._store.get(mid))}
-        idle = self._config.watch_heartbeat.total_seconds()
-        stream = watch(self._hub, self._replay, event_filter, start, finished, generations, idle=idle)
-        async with contextlib.aclosing(stream) as events:
-            async for event in events:
-                yield event
+        """The events ``request`` asks for, then Idle while none come; counts against the
+        caller's WatchEvents streams (ResourceExhaustedError past the limit)."""
+        with self._watch_quota.stream(caller):
+            validation.validate_watch(request, self._config.limits)
+            event_filter = EventFilter(
+                mission_ids=frozenset(request.mission_ids),
+                types=frozenset(request.types),
+                mission_types=frozenset(request.mission_types),
+                labels=parse_label_selector(request.label_selector, self._config.limits),
+                labels_of=self._labels_of,
+            )
+            start: int | None = request.after_sequence if request.HasField("after_sequence") else None
+            finished: list[str] = []
+            generations: dict[str, int] = {}
+            if request.mission_ids:
+                positions = self._store.positions(request.mission_ids)
+                missing = [mission_id for mission_id in request.mission_ids if mission_id not in positions]
+                if missing:
+                    raise NotFoundError(f"mission {missing[0]!r} not found")
+                if start is None:
+                    start = min(created for created, _ in positions.values()) - 1
+                finished = [mid for mid, (_, final) in positions.items() if final is not None and final <= start]
+                generations = {mid: mission.redrive_count for mid in positions if (mission := self._store.get(mid))}
+            idle = self._config.watch_heartbeat.total_seconds()
+            stream = watch(self._hub, self._replay, event_filter, start, finished, generations, idle=idle)
+            async with contextlib.aclosing(stream) as events:
+                async for event in events:
+                    yield event
 
 
 def _work(mission: mission_pb2.Mission, source: str, correlation_id: str) -> events_pb2.MissionEvent:

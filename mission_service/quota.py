@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections import Counter
+from collections.abc import Iterator
+
+from mission_service.tokens import Principal
+from missions.errors import ResourceExhaustedError
 
 __all__ = ["StreamQuota"]
 
@@ -28,3 +33,23 @@ class StreamQuota:
 
     def open(self, name: str) -> int:
         return self._open[name]
+
+    @contextlib.contextmanager
+    def stream(self, principal: Principal) -> Iterator[None]:
+        """Count one stream of ``principal`` while the block runs; ResourceExhaustedError at the limit.
+
+        Only authenticated principals count: otherwise every connection is a principal of its own.
+        """
+        if not principal.authenticated:
+            yield
+            return
+        if not self.acquire(principal.name):
+            message = (
+                f"principal {principal.name!r} already has {self.limit} WatchEvents streams open,"
+                f" the limit per principal (--max-watch-streams)"
+            )
+            raise ResourceExhaustedError(message, reason="TOO_MANY_STREAMS")
+        try:
+            yield
+        finally:
+            self.release(principal.name)

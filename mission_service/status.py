@@ -1,4 +1,9 @@
-"""Domain exceptions -> gRPC status, in one table, with google.rpc error details."""
+"""Domain errors -> gRPC status: one table, one translation, with google.rpc error details.
+
+Every error the service answers with passes through ``to_status``: the servicer's
+methods (``translate_errors``), the auth interceptor and the malformed-request
+interceptor (``abort``), and each result of a SubmitMissions batch (``to_submit_error``).
+"""
 
 from __future__ import annotations
 
@@ -11,31 +16,44 @@ from typing import Any, TypeVar, cast
 
 import grpc
 from google.protobuf import any_pb2
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
-from mission_service.watch import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions import errors
 from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import mission_service_pb2 as pb
 
-__all__ = ["to_status", "to_submit_error", "translate_errors"]
+__all__ = ["DOMAIN", "abort", "to_status", "to_submit_error", "translate_errors"]
 
 log = logging.getLogger(__name__)
 
 DOMAIN = "missions.v1"
+"""The ErrorInfo domain of every error the service answers with."""
 
-# Most specific first: the first matching class wins.
-_TABLE: list[tuple[type[BaseException], grpc.StatusCode, str]] = [
-    (errors.InvalidArgumentError, grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
-    (errors.NotFoundError, grpc.StatusCode.NOT_FOUND, "MISSION_NOT_FOUND"),
-    (errors.AlreadyExistsError, grpc.StatusCode.ALREADY_EXISTS, "IDEMPOTENCY_KEY_REUSED"),
-    (errors.FailedPreconditionError, grpc.StatusCode.FAILED_PRECONDITION, "MISSION_FINISHED"),
-    (errors.BrokerUnavailableError, grpc.StatusCode.UNAVAILABLE, "BROKER_UNAVAILABLE"),
-    (errors.LogTruncatedError, grpc.StatusCode.OUT_OF_RANGE, "POSITION_BEFORE_RETENTION"),
-    (SubscriberLaggingError, grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW"),
-    (ServiceStoppingError, grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING"),
-]
+# The status kinds of missions/errors.py; no error is an instance of two of them.
+_CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {
+    errors.InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFoundError: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
+    errors.FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.OutOfRangeError: grpc.StatusCode.OUT_OF_RANGE,
+    errors.ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
+    errors.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+def _classify(exc: BaseException) -> tuple[grpc.StatusCode, errors.ServiceError]:
+    """The code of ``exc`` and the error to describe to the client: an unexpected one is
+    logged and replaced by an INTERNAL error naming a log id (never its own words)."""
+    if isinstance(exc, errors.ServiceError):
+        for kind, code in _CODES.items():
+            if isinstance(exc, kind):
+                return code, exc
+    error_id = uuid.uuid4().hex[:12]
+    log.error("unexpected error %s", error_id, exc_info=exc)
+    return grpc.StatusCode.INTERNAL, errors.ServiceError(f"internal error (id {error_id})")
 
 
 def _packed(message: Any) -> any_pb2.Any:
@@ -44,58 +62,50 @@ def _packed(message: Any) -> any_pb2.Any:
     return packed
 
 
-def _classify(exc: BaseException) -> tuple[grpc.StatusCode, str, BaseException]:
-    """The code and ErrorInfo reason of ``exc``, and the exception to describe to the client:
-    an unexpected one is logged and replaced by an INTERNAL error naming a log id."""
-    match = next(((code, reason) for kind, code, reason in _TABLE if isinstance(exc, kind)), None)
-    if match is None:
-        error_id = uuid.uuid4().hex[:12]
-        log.error("unexpected error %s", error_id, exc_info=exc)
-        return grpc.StatusCode.INTERNAL, "INTERNAL", RuntimeError(f"internal error (id {error_id})")
-    code, reason = match
-    if isinstance(exc, errors.FailedPreconditionError):
-        reason = exc.reason
-    return code, reason, exc
+def to_status(exc: BaseException) -> grpc.Status:
+    """The status a client receives for ``exc``.
+
+    The message is the error's; the details hold an ErrorInfo (reason, ``DOMAIN``,
+    metadata) and, for INVALID_ARGUMENT, a BadRequest naming the field. A stream that
+    ended early also carries its position as ``LAST_SEQUENCE_KEY`` trailing metadata.
+    Unexpected errors become INTERNAL with a logged id.
+    """
+    code, error = _classify(exc)
+    info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
+    details = [_packed(info)]
+    if isinstance(error, errors.InvalidArgumentError):
+        violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
+        details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
+    status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=str(error), details=details))
+    if isinstance(error, errors.StreamEndedError):
+        position = ((LAST_SEQUENCE_KEY, str(error.last_sequence)),)
+        status = status._replace(trailing_metadata=status.trailing_metadata + position)
+    return cast(grpc.Status, status)
 
 
 def to_submit_error(exc: BaseException) -> pb.SubmitMissionError:
     """What SubmitMission would have answered for ``exc``, as one result of a SubmitMissions batch."""
-    code, reason, exc = _classify(exc)
-    field = exc.field if isinstance(exc, errors.InvalidArgumentError) else ""
-    return pb.SubmitMissionError(code=code.value[0], message=str(exc), reason=reason, field=field)
+    code, error = _classify(exc)
+    field = error.field if isinstance(error, errors.InvalidArgumentError) else ""
+    return pb.SubmitMissionError(code=code.value[0], message=str(error), reason=error.reason, field=field)
 
 
-def to_status(exc: BaseException) -> grpc.Status:
-    """The status a client receives for ``exc``; unexpected errors become INTERNAL with an id."""
-    code, reason, exc = _classify(exc)
-    metadata = {}
-    if isinstance(exc, StreamEndedError):
-        metadata["last_sequence"] = str(exc.last_sequence)
-    if isinstance(exc, errors.LogTruncatedError):
-        metadata["oldest_sequence"] = str(exc.oldest_sequence)
-    details = [_packed(error_details_pb2.ErrorInfo(reason=reason, domain=DOMAIN, metadata=metadata))]
-    if isinstance(exc, errors.InvalidArgumentError):
-        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=exc.description)
-        details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
-    status = status_pb2.Status(code=getattr(code_pb2, code.name), message=str(exc), details=details)
-    converted = rpc_status.to_status(status)
-    if metadata.get("last_sequence"):
-        extra = ((LAST_SEQUENCE_KEY, metadata["last_sequence"]),)
-        converted = converted._replace(trailing_metadata=converted.trailing_metadata + extra)
-    return cast(grpc.Status, converted)
+async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    """End the call with the status for ``exc`` (raises grpc.aio.AbortError, as context.abort does)."""
+    status = to_status(exc)
+    await context.abort(status.code, status.details, status.trailing_metadata)
 
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def translate_errors(method: F) -> F:
-    """Wrap a servicer method (unary or server-streaming) so exceptions abort with a status."""
+    """Wrap a servicer method (unary or server-streaming) so exceptions abort with their status."""
 
-    async def abort(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
-        if isinstance(exc, grpc.aio.AbortError):
+    async def answer(context: grpc.aio.ServicerContext, exc: Exception) -> None:
+        if isinstance(exc, grpc.aio.AbortError):  # the call has its status already
             raise exc
-        status = to_status(exc)
-        await context.abort(status.code, status.details, status.trailing_metadata)
+        await abort(context, exc)
 
     if inspect.isasyncgenfunction(method):
 
@@ -105,7 +115,7 @@ def translate_errors(method: F) -> F:
                 async for item in method(self, request, context):
                     yield item
             except Exception as exc:
-                await abort(context, exc)
+                await answer(context, exc)
 
         return cast(F, stream)
 
@@ -114,6 +124,6 @@ def translate_errors(method: F) -> F:
         try:
             return await method(self, request, context)
         except Exception as exc:
-            await abort(context, exc)
+            await answer(context, exc)
 
     return cast(F, unary)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import overload
 
 from mission_service.filters import EventFilter, IndexKey, event_keys
+from missions.errors import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions.events import is_final
 from missions.v1 import events_pb2
 
@@ -17,37 +18,12 @@ __all__ = [
     "EventFilter",
     "Hub",
     "Idle",
-    "ServiceStoppingError",
-    "StreamEndedError",
-    "SubscriberLaggingError",
     "WatchStats",
     "watch",
 ]
 
 # Events a subscriber may have waiting before it is cut off as too slow.
 DEFAULT_BUFFER = 10_000
-
-
-class StreamEndedError(Exception):
-    """The server ended a stream early; the client resumes after ``last_sequence``."""
-
-    reason = "stream ended"
-
-    def __init__(self, last_sequence: int) -> None:
-        super().__init__(f"{self.reason}; resume with after_sequence={last_sequence}")
-        self.last_sequence = last_sequence
-
-
-class SubscriberLaggingError(StreamEndedError):
-    """The subscriber's buffer overflowed."""
-
-    reason = "subscriber fell behind"
-
-
-class ServiceStoppingError(StreamEndedError):
-    """This replica is shutting down; any replica can continue the stream."""
-
-    reason = "service is shutting down"
 
 
 @dataclass(slots=True)

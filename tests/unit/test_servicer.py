@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import pathlib
 import re
 import time
 import uuid
@@ -19,18 +21,19 @@ from typing import Any, cast
 
 import grpc
 import pytest
-from google.protobuf import any_pb2
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mission_service.app import BrokerSide, build_service
 from mission_service.follower import LogFollower
+from mission_service.grpc_server import SERVICE_NAME, serving_grpc
 from mission_service.limits import Limits
 from mission_service.operations import MissionOperations
 from mission_service.paging import encode_page_token
 from mission_service.recent import DEFAULT_RECENT_EVENTS
-from mission_service.settings import ServiceSettings
+from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.store import MissionStore
+from mission_service.tokens import hash_token
 from mission_service.watch import EventFilter, Hub, _Subscription
 from mission_service.workers import WorkerRegistry
 from missions import codec
@@ -38,10 +41,11 @@ from missions import outbox as outbox_module
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher, ReadTally
 from missions.events import new_event
+from missions.health import HealthConditions
 from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
-from tests.unit.factories import struct
+from tests.unit.factories import details_of, struct
 
 E = events_pb2
 M = mission_pb2
@@ -236,18 +240,25 @@ async def running_service(
     clock: Callable[[], float] = time.monotonic,
     recent_events: int = DEFAULT_RECENT_EVENTS,
     queue_timeout: float = 5.0,
+    tokens_file: pathlib.Path | None = None,
+    max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS,
 ) -> AsyncIterator[Service]:
-    """The service as app.build_service wires it, on a real grpc.aio server, with the broker
-    faked; ``buffer`` is each watcher's live buffer.
+    """The service as app.build_service wires it and grpc_server serves it (its interceptors
+    included), with the broker faked; ``buffer`` is each watcher's live buffer.
 
     ``clock`` drives the worker registry, which heartbeats reach through ``Service.workers``.
     ``recent_events`` bounds the window replays are served from before the (fake) log.
+    With ``tokens_file`` callers need a token.
     """
     settings = ServiceSettings(
         namespace="unit",
+        listen="127.0.0.1:0",
+        shutdown_grace=timedelta(0),
         watch_buffer=buffer,
         recent_events=recent_events,
         queue_timeout=timedelta(seconds=queue_timeout),
+        tokens_file=tokens_file,
+        max_watch_streams=max_watch_streams,
     )
     broker = FakeBroker()
     with MissionStore(":memory:") as store:
@@ -259,28 +270,25 @@ async def running_service(
             hub=ObservedHub(head=store.checkpoint(), buffer=buffer),
             workers=WorkerRegistry(clock),
         )
-        server = grpc.aio.server()
-        mission_service_pb2_grpc.add_MissionServiceServicer_to_server(built.servicer, server)
-        port = server.add_insecure_port("127.0.0.1:0")
-        await server.start()
-        following = asyncio.create_task(built.follower.run())
-        channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-        try:
-            yield Service(
-                stub=mission_service_pb2_grpc.MissionServiceStub(channel),
-                broker=broker,
-                store=store,
-                hub=cast(ObservedHub, built.hub),
-                follower=built.follower,
-                workers=built.workers,
-                operations=built.operations,
-            )
-        finally:
-            await channel.close()
-            await server.stop(None)
-            following.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await following
+        health = HealthConditions(SERVICE_NAME)
+        async with serving_grpc(settings, built.servicer, built.hub, health, None) as port:
+            following = asyncio.create_task(built.follower.run())
+            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
+            try:
+                yield Service(
+                    stub=mission_service_pb2_grpc.MissionServiceStub(channel),
+                    broker=broker,
+                    store=store,
+                    hub=cast(ObservedHub, built.hub),
+                    follower=built.follower,
+                    workers=built.workers,
+                    operations=built.operations,
+                )
+            finally:
+                await channel.close()
+                following.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await following
 
 
 @pytest.fixture
@@ -289,28 +297,17 @@ async def service() -> AsyncIterator[Service]:
         yield running
 
 
-def _unpack(details: Any, kind: type[Any]) -> list[Any]:
-    found = []
-    for packed in details:
-        assert isinstance(packed, any_pb2.Any)
-        if packed.Is(kind.DESCRIPTOR):
-            message = kind()
-            packed.Unpack(message)
-            found.append(message)
-    return found
-
-
 def _violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
     status = rpc_status.from_call(error)
     assert status is not None
-    [bad_request] = _unpack(status.details, error_details_pb2.BadRequest)
+    [bad_request] = details_of(status.details, error_details_pb2.BadRequest)
     return [violation.field for violation in bad_request.field_violations]
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:
     status = rpc_status.from_call(error)
     assert status is not None
-    [info] = _unpack(status.details, error_details_pb2.ErrorInfo)
+    [info] = details_of(status.details, error_details_pb2.ErrorInfo)
     reason = info.reason
     assert isinstance(reason, str)
     return reason
@@ -1250,3 +1247,104 @@ async def test_events_the_follower_never_read_are_not_served_from_memory(service
     with contextlib.suppress(grpc.aio.AioRpcError, asyncio.CancelledError):
         await waiting
     assert service.broker.replays == [1]
+
+
+def _tokens_file(directory: pathlib.Path, **roles: str) -> pathlib.Path:
+    """A tokens file where the token of each principal is ``<name>-token``."""
+    path = directory / "tokens.toml"
+    path.write_text(
+        "".join(
+            f'[tokens.{hash_token(name + "-token")}]\nprincipal = "{name}"\nroles = ["{role}"]\n'
+            for name, role in roles.items()
+        )
+    )
+    return path
+
+
+def _as(name: str) -> tuple[tuple[str, str]]:
+    return (("authorization", f"Bearer {name}-token"),)
+
+
+async def test_only_an_admin_may_cancel_another_principals_mission(tmp_path: pathlib.Path) -> None:
+    tokens = _tokens_file(tmp_path, alice="submitter", bob="submitter", root="admin")
+    async with running_service(tokens_file=tokens) as service:
+        submitted = await service.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), metadata=_as("alice"))
+        cancel = pb.CancelMissionRequest(mission_id=submitted.mission.id)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await service.stub.CancelMission(cancel, metadata=_as("bob"), timeout=TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert _reason(refused.value) == "NOT_MISSION_OWNER"
+        assert "'bob' may only cancel its own missions" in str(refused.value.details())
+        cancelled = await service.stub.CancelMission(cancel, metadata=_as("root"), timeout=TIMEOUT)
+        assert cancelled.mission.state == M.MISSION_STATE_CANCELLED
+
+
+async def test_an_unknown_mission_is_not_found_before_its_owner_is_asked(tmp_path: pathlib.Path) -> None:
+    async with running_service(tokens_file=_tokens_file(tmp_path, bob="submitter")) as service:
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await service.stub.CancelMission(pb.CancelMissionRequest(mission_id="nope"), metadata=_as("bob"))
+        assert refused.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+async def test_a_principal_holds_at_most_its_quota_of_watch_streams(tmp_path: pathlib.Path) -> None:
+    tokens = _tokens_file(tmp_path, alice="reader", bob="reader", root="admin")
+    async with running_service(tokens_file=tokens, max_watch_streams=1) as service:
+        await service.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), metadata=_as("root"))
+        everything = pb.WatchEventsRequest(after_sequence=0)
+        first = service.stub.WatchEvents(everything, metadata=_as("alice"), timeout=TIMEOUT)
+        await asyncio.wait_for(anext(first.__aiter__()), TIMEOUT)  # the stream is open and counted
+        second = service.stub.WatchEvents(everything, metadata=_as("alice"), timeout=TIMEOUT)
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await asyncio.wait_for(anext(second.__aiter__()), TIMEOUT)
+        assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert _reason(refused.value) == "TOO_MANY_STREAMS"
+        other = service.stub.WatchEvents(everything, metadata=_as("bob"), timeout=TIMEOUT)
+        assert (await asyncio.wait_for(anext(other.__aiter__()), TIMEOUT)).event.sequence
+        other.cancel()
+        first.cancel()
+        # The stream ended, its place is free again (the server notices the cancel soon after).
+        for _ in range(100):
+            again = service.stub.WatchEvents(everything, metadata=_as("alice"), timeout=TIMEOUT)
+            try:
+                await asyncio.wait_for(anext(again.__aiter__()), TIMEOUT)
+                break
+            except grpc.aio.AioRpcError as exc:
+                assert exc.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the quota was never released")
+        again.cancel()
+
+
+async def test_refusals_of_the_interceptors_carry_error_details(tmp_path: pathlib.Path) -> None:
+    async with running_service(tokens_file=_tokens_file(tmp_path, rita="reader")) as service:
+        submit = pb.SubmitMissionRequest(type="echo")
+        for metadata, code, reason in [
+            ((), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING"),
+            (_as("mallory"), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_UNKNOWN"),
+            (_as("rita"), grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED"),
+        ]:
+            with pytest.raises(grpc.aio.AioRpcError) as refused:
+                await service.stub.SubmitMission(submit, metadata=metadata, timeout=TIMEOUT)
+            assert (refused.value.code(), _reason(refused.value)) == (code, reason)
+            status = rpc_status.from_call(refused.value)
+            assert status is not None
+            [info] = details_of(status.details, error_details_pb2.ErrorInfo)
+            assert info.domain == "missions.v1"
+
+
+async def test_an_unexpected_error_is_internal_with_a_logged_id_not_unknown(
+    service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(request: pb.ListWorkersRequest) -> pb.ListWorkersResponse:
+        raise RuntimeError("secret detail")
+
+    monkeypatch.setattr(service.operations, "workers", broken)
+    with caplog.at_level(logging.ERROR, logger="mission_service.status"), pytest.raises(grpc.aio.AioRpcError) as failed:
+        await service.stub.ListWorkers(pb.ListWorkersRequest(), timeout=TIMEOUT)
+    assert failed.value.code() == grpc.StatusCode.INTERNAL
+    match = re.fullmatch(r"internal error \(id ([0-9a-f]{12})\)", str(failed.value.details()))
+    assert match is not None
+    assert _reason(failed.value) == "INTERNAL"
+    [record] = [record for record in caplog.records if match.group(1) in record.getMessage()]
+    assert record.exc_info is not None and "secret detail" in str(record.exc_info[1])

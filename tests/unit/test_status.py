@@ -12,9 +12,9 @@ import grpc
 import pytest
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
-from mission_service.status import to_status, translate_errors
-from mission_service.watch import ServiceStoppingError, SubscriberLaggingError
+from mission_service.status import DOMAIN, to_status, to_submit_error, translate_errors
 from missions import errors
+from missions.errors import ServiceStoppingError, SubscriberLaggingError
 from missions.metadata import LAST_SEQUENCE_KEY
 from tests.unit.factories import details_of
 
@@ -59,6 +59,60 @@ def test_each_domain_error_has_its_code(exc: Exception, code: grpc.StatusCode, r
     assert (info.reason, info.domain) == (reason, "missions.v1")
     assert _rich(status).code == getattr(code_pb2, code.name)
     assert details_of(_rich(status).details, error_details_pb2.BadRequest) == []
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "reason"),
+    [
+        (errors.InvalidArgumentError("type", "is required"), grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT"),
+        (
+            errors.FailedPreconditionError("not dead", reason="NOT_DEAD_LETTERED"),
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "NOT_DEAD_LETTERED",
+        ),
+        (SubscriberLaggingError(7), grpc.StatusCode.RESOURCE_EXHAUSTED, "SUBSCRIBER_TOO_SLOW"),
+        (ServiceStoppingError(7), grpc.StatusCode.UNAVAILABLE, "SERVICE_STOPPING"),
+        (
+            errors.ResourceExhaustedError("3 streams", reason="TOO_MANY_STREAMS"),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "TOO_MANY_STREAMS",
+        ),
+        (errors.UnauthenticatedError("no", reason="TOKEN_MISSING"), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING"),
+        (errors.UnauthenticatedError("who", reason="TOKEN_UNKNOWN"), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_UNKNOWN"),
+        (
+            errors.PermissionDeniedError("reader", reason="ROLE_REQUIRED"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "ROLE_REQUIRED",
+        ),
+        (
+            errors.PermissionDeniedError("not yours", reason="NOT_MISSION_OWNER"),
+            grpc.StatusCode.PERMISSION_DENIED,
+            "NOT_MISSION_OWNER",
+        ),
+        (errors.OutOfRangeError("far"), grpc.StatusCode.OUT_OF_RANGE, "OUT_OF_RANGE"),
+        (errors.UnavailableError("away"), grpc.StatusCode.UNAVAILABLE, "UNAVAILABLE"),
+    ],
+)
+def test_the_one_translation_of_every_status_kind(exc: errors.ServiceError, code: grpc.StatusCode, reason: str) -> None:
+    status = to_status(exc)
+    assert (status.code, status.details) == (code, str(exc))
+    info = _error_info(status)
+    assert (info.reason, info.domain, dict(info.metadata)) == (reason, DOMAIN, dict(exc.metadata))
+    violations = [
+        (violation.field, violation.description)
+        for bad_request in details_of(_rich(status).details, error_details_pb2.BadRequest)
+        for violation in bad_request.field_violations
+    ]
+    expected = [(exc.field, exc.description)] if isinstance(exc, errors.InvalidArgumentError) else []
+    assert violations == expected
+    batch_result = to_submit_error(exc)
+    assert (batch_result.code, batch_result.reason, batch_result.message) == (code.value[0], reason, str(exc))
+
+
+def test_a_batch_result_for_an_unexpected_error_is_internal_without_its_words() -> None:
+    result = to_submit_error(ValueError("hunter2"))
+    assert (result.code, result.reason) == (grpc.StatusCode.INTERNAL.value[0], "INTERNAL")
+    assert "hunter2" not in result.message
 
 
 def test_invalid_argument_carries_a_field_violation() -> None:

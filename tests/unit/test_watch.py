@@ -8,15 +8,8 @@ from collections.abc import AsyncGenerator, Collection, Iterable, Iterator
 
 import pytest
 
-from mission_service.watch import (
-    EventFilter,
-    Hub,
-    ServiceStoppingError,
-    StreamEndedError,
-    SubscriberLaggingError,
-    _Subscription,
-    watch,
-)
+from mission_service.watch import EventFilter, Hub, _Subscription, watch
+from missions.errors import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions.v1 import events_pb2
 from tests.unit.factories import EventLog
 
