@@ -231,8 +231,8 @@ async def _run(
             publisher = await service.channel(publisher_confirms=variant.confirms)
             log_of = _GroupCommit if variant.group_commit else _Single
             service_log_publisher = log_of(await publisher.get_exchange(names.events_exchange))
-            outbox = await worker.channel(publisher_confirms=variant.confirms)
-            worker_log_publisher = log_of(await outbox.get_exchange(names.events_exchange))
+            outcomes = await worker.channel(publisher_confirms=variant.confirms)
+            worker_log_publisher = log_of(await outcomes.get_exchange(names.events_exchange))
             await _read_stream(service_log, names.log_queue, flow.logged)
             await _read_stream(worker, names.control_queue, flow.followed)
             session = await (await worker.channel()).declare_queue(names.session_queue(_SESSION), exclusive=True)

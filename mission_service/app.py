@@ -1,7 +1,7 @@
 """Composition root of mission-service: builds every component and owns their lifecycle.
 
 ``build_service`` wires the components that hold no connection of their own (store,
-hub, follower, operations, servicer) to what the service needs of the broker
+hub, follower, commands, queries, servicer) to what the service needs of the broker
 (``BrokerSide``); the servicer tests call it with a fake broker. ``serve`` connects to
 RabbitMQ, builds the service, and runs it: resources are entered on one AsyncExitStack
 in dependency order, so they close in reverse, and the loops that run until the stop
@@ -22,12 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
+from mission_service.commands import CommandsConfig, MissionCommands
 from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower, ReadLog
 from mission_service.grpc_server import SERVICE_NAME, posture, serving_grpc
 from mission_service.legacy_work import drain_legacy_work
 from mission_service.metrics import ServiceMetrics
-from mission_service.operations import MissionOperations, OperationsConfig, QueueDepths
+from mission_service.queries import MissionQueries, QueriesConfig, QueueDepths
 from mission_service.reaper import Reaper
 from mission_service.recent import RecentEvents
 from mission_service.servicer import MissionServicer
@@ -36,12 +37,12 @@ from mission_service.start_verdicts import StartVerdictSender
 from mission_service.state_lock import StateLock
 from mission_service.store import MissionStore
 from mission_service.watch import Hub
-from mission_service.workers import WorkerRegistry
+from mission_service.worker_registry import WorkerRegistry
 from missions import amqp, tracing
 from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
 from missions.metrics_http import serving
-from missions.outbox import Outbox
+from missions.retrying_publisher import RetryingPublisher
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -79,7 +80,8 @@ class Service:
     follower: LogFollower
     workers: WorkerRegistry
     dispatcher: Dispatcher
-    operations: MissionOperations
+    commands: MissionCommands
+    queries: MissionQueries
     servicer: MissionServicer
 
 
@@ -99,30 +101,35 @@ def build_service(
     recent = RecentEvents(store.checkpoint(), settings.recent_events, settings.recent_bytes)
     follower = LogFollower(broker.read_log, store, on_batch, recent=recent, verdicts=broker.verdicts)
     workers = WorkerRegistry() if workers is None else workers
-    dispatcher = Dispatcher(Outbox(broker.publisher), follower.expect)
-    config = OperationsConfig(
-        namespace=settings.namespace,
-        source=source,
-        limits=settings.limits,
-        queue_timeout=settings.queue_timeout.total_seconds(),
-        watch_heartbeat=settings.watch_heartbeat,
-        max_watch_streams=settings.max_watch_streams,
-    )
-    operations = MissionOperations(
-        config,
+    dispatcher = Dispatcher(RetryingPublisher(broker.publisher), follower.expect)
+    commands = MissionCommands(
+        CommandsConfig(
+            namespace=settings.namespace,
+            source=source,
+            limits=settings.limits,
+            queue_timeout=settings.queue_timeout.total_seconds(),
+        ),
         broker.publisher,
         dispatcher,
         store,
         follower,
-        hub,
-        follower.replay,
-        workers,
-        broker.queue_depths,
         None if metrics is None else metrics.published,
     )
+    queries = MissionQueries(
+        QueriesConfig(
+            limits=settings.limits,
+            watch_heartbeat=settings.watch_heartbeat,
+            max_watch_streams=settings.max_watch_streams,
+        ),
+        store,
+        follower,
+        hub,
+        workers,
+        broker.queue_depths,
+    )
     mtls = settings.tls is not None and settings.tls.ca is not None
-    servicer = MissionServicer(operations, client_certificates=mtls)
-    return Service(store, hub, follower, workers, dispatcher, operations, servicer)
+    servicer = MissionServicer(commands, queries, client_certificates=mtls)
+    return Service(store, hub, follower, workers, dispatcher, commands, queries, servicer)
 
 
 def _count_then_publish(metrics: ServiceMetrics, hub: Hub, batch: Sequence[events_pb2.MissionEvent]) -> None:
@@ -169,7 +176,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
         await service.workers.start(log_connection, names)
-        reaper = Reaper(service.store, service.workers, service.operations.publish, source)
+        reaper = Reaper(service.store, service.workers, service.commands.publish, source)
         await _run(
             settings,
             service,

@@ -23,7 +23,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from missions.errors import BrokerUnavailableError
-from missions.outbox import Outbox
+from missions.retrying_publisher import RetryingPublisher
 from missions.v1 import events_pb2
 
 __all__ = ["Dispatcher"]
@@ -49,8 +49,8 @@ _Key = tuple[str, int]  # mission id, generation
 class Dispatcher:
     """Appends work-queuing events and dispatches the work messages of those that took effect."""
 
-    def __init__(self, outbox: Outbox, logged: Logged) -> None:
-        self._outbox = outbox
+    def __init__(self, retrying: RetryingPublisher, logged: Logged) -> None:
+        self._retrying = retrying
         self._logged = logged
         self._in_flight: dict[_Key, asyncio.Task[None]] = {}
         self._watching: set[asyncio.Task[None]] = set()  # unconfirmed appends, waiting to show in the log
@@ -65,7 +65,7 @@ class Dispatcher:
     async def dispatch(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
         """Dispatch the work message of ``event``, whose mission the log already holds; joins
         the dispatch in flight for the same mission and generation, if there is one."""
-        await self._start(event, self._outbox.dispatch(event, priority=priority), join=True)
+        await self._start(event, self._retrying.dispatch(event, priority=priority), join=True)
 
     async def _append_then_dispatch(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
         # Watched from before the append: the log may show the event before its confirm comes.
@@ -81,7 +81,7 @@ class Dispatcher:
             shown.cancel()
             raise
         if await self._took_effect(event, shown, confirmed=True):
-            await self._outbox.dispatch(event, priority=priority)
+            await self._retrying.dispatch(event, priority=priority)
 
     async def _dispatch_if_logged(
         self, event: events_pb2.MissionEvent, priority: int | None, shown: asyncio.Future[bool]

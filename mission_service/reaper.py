@@ -28,7 +28,7 @@ import aio_pika
 from aio_pika.abc import AbstractConnection, AbstractIncomingMessage
 
 from mission_service.store import MissionStore
-from mission_service.workers import UNKNOWN_GRACE_S, WorkerRegistry
+from mission_service.worker_registry import UNKNOWN_GRACE_S, WorkerRegistry
 from missions.amqp import broker_call, close_channel, declare_leader_queue
 from missions.errors import BrokerUnavailableError
 from missions.events import new_event

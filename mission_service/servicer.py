@@ -1,6 +1,6 @@
 """The MissionService gRPC servicer: translate requests and responses, delegate the rest.
 
-What each call does (and whom it refuses) is MissionOperations'; its errors become a
+What each call does (and whom it refuses) is MissionCommands' or MissionQueries'; its errors become a
 status in mission_service/status.py.
 """
 
@@ -13,7 +13,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from mission_service import auth
-from mission_service.operations import MissionOperations
+from mission_service.commands import MissionCommands
+from mission_service.queries import MissionQueries
 from mission_service.status import to_submit_error, translate_errors
 from mission_service.tokens import Principal
 from mission_service.watch import Idle
@@ -43,9 +44,12 @@ def _result(outcome: mission_pb2.Mission | BaseException) -> pb.SubmitMissionRes
 
 
 class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
-    def __init__(self, operations: MissionOperations, *, client_certificates: bool = False) -> None:
+    def __init__(
+        self, commands: MissionCommands, queries: MissionQueries, *, client_certificates: bool = False
+    ) -> None:
         """``client_certificates``: the server verifies client certificates (mTLS), so their names identify callers."""
-        self._ops = operations
+        self._commands = commands
+        self._queries = queries
         self._client_certificates = client_certificates
 
     def _caller(self, context: grpc.aio.ServicerContext) -> Principal:
@@ -55,19 +59,19 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def GetMission(
         self, request: pb.GetMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.GetMissionResponse:
-        return pb.GetMissionResponse(mission=self._ops.get(request.mission_id))
+        return pb.GetMissionResponse(mission=self._queries.get(request.mission_id))
 
     @translate_errors
     async def ListMissions(
         self, request: pb.ListMissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListMissionsResponse:
-        return self._ops.list(request)
+        return self._queries.list(request)
 
     @translate_errors
     async def SubmitMission(
         self, request: pb.SubmitMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitMissionResponse:
-        mission = await self._ops.submit(request, _correlation_id(context), self._caller(context).name)
+        mission = await self._commands.submit(request, _correlation_id(context), self._caller(context).name)
         return pb.SubmitMissionResponse(mission=mission)
 
     @translate_errors
@@ -75,20 +79,20 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
         self, request: pb.SubmitMissionsRequest, context: grpc.aio.ServicerContext
     ) -> pb.SubmitMissionsResponse:
         caller = self._caller(context).name
-        outcomes = await self._ops.submit_many(request.missions, _given_correlation_id(context), caller)
+        outcomes = await self._commands.submit_many(request.missions, _given_correlation_id(context), caller)
         return pb.SubmitMissionsResponse(results=[_result(outcome) for outcome in outcomes])
 
     @translate_errors
     async def CancelMission(
         self, request: pb.CancelMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.CancelMissionResponse:
-        return pb.CancelMissionResponse(mission=await self._ops.cancel(request, self._caller(context)))
+        return pb.CancelMissionResponse(mission=await self._commands.cancel(request, self._caller(context)))
 
     @translate_errors
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
-        async with contextlib.aclosing(self._ops.watch(request, self._caller(context))) as items:
+        async with contextlib.aclosing(self._queries.watch(request, self._caller(context))) as items:
             async for item in items:
                 if isinstance(item, Idle):
                     yield pb.WatchEventsResponse(heartbeat=pb.WatchHeartbeat(time=now(), last_sequence=item.position))
@@ -99,20 +103,20 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
     async def ListWorkers(
         self, request: pb.ListWorkersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListWorkersResponse:
-        return self._ops.workers(request)
+        return self._queries.workers(request)
 
     @translate_errors
     async def GetStats(self, request: pb.GetStatsRequest, context: grpc.aio.ServicerContext) -> pb.GetStatsResponse:
-        return await self._ops.stats()
+        return await self._queries.stats()
 
     @translate_errors
     async def ListDeadLetters(
         self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListDeadLettersResponse:
-        return self._ops.list_dead_letters(request)
+        return self._queries.list_dead_letters(request)
 
     @translate_errors
     async def RedriveMission(
         self, request: pb.RedriveMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedriveMissionResponse:
-        return pb.RedriveMissionResponse(mission=await self._ops.redrive(request, self._caller(context).name))
+        return pb.RedriveMissionResponse(mission=await self._commands.redrive(request, self._caller(context).name))

@@ -15,7 +15,7 @@ from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
 from missions.health import HealthConditions
 from missions.metrics_http import serving
-from missions.outbox import Outbox
+from missions.retrying_publisher import RetryingPublisher
 from missions.startup import EXCLUSIVE_PORT, add_port
 from missions.topology import Topology
 from worker_service.attempt import Attempts
@@ -78,15 +78,15 @@ async def run_worker(
         stack.push_async_callback(publisher.close)
         ledger = MissionLedger(settings.remember_finished)
         session = uuid.uuid4().hex
-        outbox = Outbox(publisher, metrics.published)
+        retrying = RetryingPublisher(publisher, metrics.published)
         verdicts = Verdicts(names, session)
         await verdicts.listen(connection)
-        attempts = Attempts(settings, outbox, registry, ledger, verdicts, session, metrics)
-        consumer = MissionConsumer(settings, connection, outbox, attempts, ledger, mission_types, spans)
+        attempts = Attempts(settings, retrying, registry, ledger, verdicts, session, metrics)
+        consumer = MissionConsumer(settings, connection, retrying, attempts, ledger, mission_types, spans)
         metrics.sample(
             lambda: consumer.running,
             lambda: consumer.waiting,
-            lambda: outbox.waiting,
+            lambda: retrying.waiting,
             lambda: consumer.undecodable,
             lambda: attempts.awaiting_word,
         )

@@ -24,8 +24,8 @@ from datetime import timedelta
 from missions.backoff import full_jitter
 from missions.events import new_event, reissued
 from missions.logs import mission_fields
-from missions.outbox import Outbox
 from missions.outcomes import Outcome, outcome_events
+from missions.retrying_publisher import RetryingPublisher
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.context import MissionContext
 from worker_service.handlers.registry import HandlerRegistry
@@ -48,7 +48,7 @@ class Attempts:
     def __init__(
         self,
         settings: WorkerSettings,
-        outbox: Outbox,
+        retrying: RetryingPublisher,
         registry: HandlerRegistry,
         ledger: MissionLedger,
         verdicts: Verdicts,
@@ -56,7 +56,7 @@ class Attempts:
         metrics: WorkerMetrics,
     ) -> None:
         self._settings = settings
-        self._outbox = outbox
+        self._retrying = retrying
         self._registry = registry
         self._ledger = ledger
         self._verdicts = verdicts
@@ -126,7 +126,7 @@ class Attempts:
             update = event(E.EVENT_TYPE_PROGRESS)
             update.progress.fraction = fraction
             update.progress.message = text
-            await self._outbox.publish(update)
+            await self._retrying.publish(update)
 
         ctx = MissionContext(
             mission_id=mission.id,
@@ -168,7 +168,7 @@ class Attempts:
     async def claim(self, mission: mission_pb2.Mission, correlation_id: str) -> bool:
         """Whether the log gives ``mission``'s attempt to this worker, asked without running
         it (for a work message that cannot run, before ending its mission): STARTED through
-        the outbox, then the service's word, as for any attempt."""
+        the retrying publisher, then the service's word, as for any attempt."""
         return await self._ask(self._started(mission, correlation_id))
 
     def _started(self, mission: mission_pb2.Mission, correlation_id: str) -> events_pb2.MissionEvent:
@@ -192,7 +192,7 @@ class Attempts:
             return not answer.done()  # answered (a lost confirm's STARTED reached the log), or stopped
 
         async def ask_again(again: events_pb2.MissionEvent) -> bool:
-            return await self._outbox.publish(again, wanted=still_asking)
+            return await self._retrying.publish(again, wanted=still_asking)
 
         try:
             if not await ask_again(begun) and answer.cancelled():
@@ -221,7 +221,7 @@ class Attempts:
         )
         withdrawal = reissued(begun)
         withdrawal.started.withdrawn = True
-        await self._outbox.publish(withdrawal)
+        await self._retrying.publish(withdrawal)
 
     async def _publish_outcome(self, mission: mission_pb2.Mission, correlation_id: str, outcome: Outcome) -> None:
         settings = self._settings
@@ -238,7 +238,7 @@ class Attempts:
             return not self._ledger.is_over(mission)
 
         for follow_up in events:
-            if not await self._outbox.publish(follow_up, priority=mission.priority, wanted=still_wanted):
+            if not await self._retrying.publish(follow_up, priority=mission.priority, wanted=still_wanted):
                 break
             # What we published is known here at once (the control stream never carries it).
             self._ledger.observe(follow_up)

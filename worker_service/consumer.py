@@ -27,8 +27,8 @@ from missions.amqp import broker_call, close_channel, declare_work_queue
 from missions.errors import BrokerUnavailableError, DecodeError
 from missions.events import new_event
 from missions.logs import mission_context, mission_fields
-from missions.outbox import Outbox
 from missions.outcomes import Outcome
+from missions.retrying_publisher import RetryingPublisher
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 from worker_service.attempt import Attempts
@@ -93,7 +93,7 @@ class MissionConsumer:
         self,
         settings: WorkerSettings,
         connection: AbstractConnection,
-        outbox: Outbox,
+        retrying: RetryingPublisher,
         attempts: Attempts,
         ledger: MissionLedger,
         mission_types: Sequence[str],
@@ -103,7 +103,7 @@ class MissionConsumer:
         self._settings = settings
         self._tracing = tracing
         self._connection = connection
-        self._outbox = outbox
+        self._retrying = retrying
         self.attempts = attempts
         self._ledger = ledger
         self.mission_types = tuple(mission_types)
@@ -253,7 +253,9 @@ class MissionConsumer:
 
     async def _copy_to_dead_letters(self, message: AbstractIncomingMessage, reason: str) -> None:
         try:
-            await self._outbox.publisher.dead_letter(codec.dead_letter_copy(message, reason, self._settings.worker_id))
+            await self._retrying.publisher.dead_letter(
+                codec.dead_letter_copy(message, reason, self._settings.worker_id)
+            )
         except Exception as exc:
             # Whatever a hostile message makes the copy fail with (its headers may not even
             # encode again), the original is settled: the queue must not stall on it.
@@ -282,7 +284,7 @@ class MissionConsumer:
         dead.dead_lettered.reason = f"work message cannot run: {reason}"
         dead.dead_lettered.last_error.CopyFrom(error)
         dead.dead_lettered.mission.CopyFrom(mission)
-        await self._outbox.publish(dead)
+        await self._retrying.publish(dead)
         self._ledger.observe(dead)
 
 

@@ -1,5 +1,5 @@
 """The worker's Prometheus metrics: its own attempts (durations, queue waits), what it runs
-and what waits in its outbox.
+and what waits in its retrying publisher.
 
 Mission counts (submitted, started, succeeded, ...) are the service's, from the log, so
 a dashboard summing every process counts each mission once (docs/metrics.md).
@@ -94,7 +94,7 @@ class WorkerMetrics:
         undecodable: Callable[[], int],
         awaiting_word: Callable[[], int],
     ) -> None:
-        """What the consumer and the outbox count anyway, read when scraped."""
+        """What the consumer and the retrying publisher count anyway, read when scraped."""
         register_undecodable(self.registry, "work", undecodable)
         Gauge("missions_worker_running", "Missions this worker is running now.", registry=self.registry).set_function(
             running

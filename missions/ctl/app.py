@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import grpc
 
+from missions.ctl.client import ChannelFactory, ServiceClient
 from missions.ctl.commands import EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
 from missions.ctl.connection import Connection
 from missions.ctl.output import Output, warn
 from missions.ctl.parser import build_parser
-from missions.ctl.service import ChannelFactory, Service
 from missions.ctl.settings import ClientSettings
 
 __all__ = ["main"]
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None, *, connect: ChannelFactory | None = None
     out = Output(settings.output, color=settings.color)
     try:
         with (connect or connection.channel)(settings.server) as channel:
-            return command(Service(channel, settings.timeout, connection.metadata), out, args)
+            return command(ServiceClient(channel, settings.timeout, connection.metadata), out, args)
     except grpc.RpcError as exc:
         return _rpc_failure(exc)
     except KeyboardInterrupt:

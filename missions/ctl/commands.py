@@ -1,4 +1,4 @@
-"""missionctl commands: each takes the service, the output and the parsed flags, and returns an exit code."""
+"""missionctl commands: each takes the service's client, the output and the parsed flags, and returns an exit code."""
 
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn
 
 from missions.ctl import enums
 from missions.ctl.board import MissionBoard
+from missions.ctl.client import ServiceClient
 from missions.ctl.output import Output, warn
 from missions.ctl.render import event_line
-from missions.ctl.service import Service
 from missions.events import TERMINAL_STATES
 from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
@@ -49,7 +49,7 @@ EXIT_USAGE = 2
 EXIT_RPC_BASE = 3
 EXIT_INTERRUPTED = 130
 
-Command = Callable[[Service, Output, argparse.Namespace], int]
+Command = Callable[[ServiceClient, Output, argparse.Namespace], int]
 
 # Trailing metadata of a WatchEvents stream that ends with an error (mission_service/status.py).
 
@@ -61,27 +61,27 @@ _PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLetter
 _Page = TypeVar("_Page", pb.ListMissionsResponse, pb.ListDeadLettersResponse)
 
 
-def get(service: Service, out: Output, args: argparse.Namespace) -> int:
-    out.mission(service.get(args.id))
+def get(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    out.mission(client.get(args.id))
     return EXIT_OK
 
 
-def list_missions(service: Service, out: Output, args: argparse.Namespace) -> int:
+def list_missions(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     request = pb.ListMissionsRequest(
         page_size=args.page_size or 0,
         page_token=args.page_token or "",
         states=[enums.value(enums.STATE, state) for state in args.state or ()],
         type=args.type or "",
     )
-    out.missions(_pages(service.list, request, follow=args.all))
+    out.missions(_pages(client.list, request, follow=args.all))
     return EXIT_OK
 
 
-def dead_letters(service: Service, out: Output, args: argparse.Namespace) -> int:
+def dead_letters(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     request = pb.ListDeadLettersRequest(
         page_size=args.page_size or 0, page_token=args.page_token or "", type=args.type or ""
     )
-    out.missions(_pages(service.dead_letters, request, follow=args.all), last_error=True)
+    out.missions(_pages(client.dead_letters, request, follow=args.all), last_error=True)
     return EXIT_OK
 
 
@@ -106,27 +106,27 @@ def _with_token(request: _PageRequest, page_token: str) -> _PageRequest:
     return following
 
 
-def cancel(service: Service, out: Output, args: argparse.Namespace) -> int:
-    out.mission(service.cancel(pb.CancelMissionRequest(mission_id=args.id, reason=args.reason or "")))
+def cancel(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    out.mission(client.cancel(pb.CancelMissionRequest(mission_id=args.id, reason=args.reason or "")))
     return EXIT_OK
 
 
-def redrive(service: Service, out: Output, args: argparse.Namespace) -> int:
-    out.mission(service.redrive(pb.RedriveMissionRequest(mission_id=args.id, max_attempts=args.max_attempts or 0)))
+def redrive(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    out.mission(client.redrive(pb.RedriveMissionRequest(mission_id=args.id, max_attempts=args.max_attempts or 0)))
     return EXIT_OK
 
 
-def workers(service: Service, out: Output, args: argparse.Namespace) -> int:
-    out.workers(service.workers(pb.ListWorkersRequest(include_gone=args.all)))
+def workers(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    out.workers(client.workers(pb.ListWorkersRequest(include_gone=args.all)))
     return EXIT_OK
 
 
-def stats(service: Service, out: Output, args: argparse.Namespace) -> int:
-    out.stats(service.stats())
+def stats(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    out.stats(client.stats())
     return EXIT_OK
 
 
-def watch(service: Service, out: Output, args: argparse.Namespace) -> int:
+def watch(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     request = pb.WatchEventsRequest(
         mission_ids=args.mission or (),
         types=[enums.value(enums.EVENT, kind) for kind in args.type or ()],
@@ -145,9 +145,9 @@ def watch(service: Service, out: Output, args: argparse.Namespace) -> int:
 
     try:
         if out.live and not args.plain:
-            _live_table(out.console, shown(service.watch(request)))
+            _live_table(out.console, shown(client.watch(request)))
         else:
-            for response in shown(service.watch(request)):
+            for response in shown(client.watch(request)):
                 out.event(response)
     except KeyboardInterrupt:
         return EXIT_OK
@@ -193,8 +193,8 @@ def _submission(args: argparse.Namespace) -> pb.SubmitMissionRequest:
     return request
 
 
-def submit(service: Service, out: Output, args: argparse.Namespace) -> int:
-    response = service.submit(_submission(args), correlation_id=uuid.uuid4().hex)
+def submit(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    response = client.submit(_submission(args), correlation_id=uuid.uuid4().hex)
     if not args.wait:
         out.mission(response)
         return EXIT_OK
@@ -202,16 +202,16 @@ def submit(service: Service, out: Output, args: argparse.Namespace) -> int:
         out.message(response)
     else:
         out.console.print(f"submitted mission {response.mission.id}", soft_wrap=True)
-    _warn_without_worker(service, response.mission)
-    return _wait(service, out, response.mission, bar=out.live and not args.plain)
+    _warn_without_worker(client, response.mission)
+    return _wait(client, out, response.mission, bar=out.live and not args.plain)
 
 
-def _warn_without_worker(service: Service, mission: mission_pb2.Mission) -> None:
+def _warn_without_worker(client: ServiceClient, mission: mission_pb2.Mission) -> None:
     """Say on stderr when no live worker handles a waiting mission's type: else the wait looks hung."""
     if mission.state not in _WAITING:
         return
     try:
-        listed = service.workers(pb.ListWorkersRequest())
+        listed = client.workers(pb.ListWorkersRequest())
     except grpc.RpcError:
         return  # advice only: a token with just the submitter role may not list workers
     if not any(
@@ -224,10 +224,10 @@ def _warn_without_worker(service: Service, mission: mission_pb2.Mission) -> None
         )
 
 
-def _wait(service: Service, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:
+def _wait(client: ServiceClient, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:
     """Follow the mission's events until its final one, then print it; 0 only if it SUCCEEDED."""
     # An idempotent resubmission may return a mission that finished long ago: nothing to follow.
-    events = () if mission.state in TERMINAL_STATES else service.watch(pb.WatchEventsRequest(mission_ids=[mission.id]))
+    events = () if mission.state in TERMINAL_STATES else client.watch(pb.WatchEventsRequest(mission_ids=[mission.id]))
     try:
         if bar:
             _progress_bar(out.console, mission, events)
@@ -237,7 +237,7 @@ def _wait(service: Service, out: Output, mission: mission_pb2.Mission, *, bar: b
     except KeyboardInterrupt:
         warn(f"interrupted; mission {mission.id} goes on: missionctl watch --mission {mission.id}")
         return EXIT_INTERRUPTED
-    final = service.get(mission.id)
+    final = client.get(mission.id)
     out.mission(final)
     if final.mission.state == mission_pb2.MISSION_STATE_SUCCEEDED:
         return EXIT_OK

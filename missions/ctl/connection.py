@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from missions.ctl.service import Metadata, bearer
+from missions.ctl.client import Metadata, bearer
 from missions.ctl.settings import ClientSettings
 from missions.tls import TlsFiles
 

@@ -20,9 +20,9 @@ from rich.live import Live
 from rich.text import Text
 
 from missions.ctl import render
+from missions.ctl.client import ServiceClient
 from missions.ctl.commands import EXIT_OK
 from missions.ctl.output import Output, proto_dict
-from missions.ctl.service import Service
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = ["Rates", "Sample", "command", "frame_record", "frame_view", "measure"]
@@ -163,12 +163,12 @@ def _samples(take: Callable[[], Sample], interval: float) -> Iterator[tuple[Samp
         sleep(interval)
 
 
-def command(service: Service, out: Output, args: argparse.Namespace) -> int:
+def command(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     """Show frames until Ctrl-C (exit 0), or one with --once."""
     request = pb.ListWorkersRequest(include_gone=args.all)
 
     def take() -> Sample:
-        return Sample(monotonic(), datetime.now(UTC), service.stats(), service.workers(request))
+        return Sample(monotonic(), datetime.now(UTC), client.stats(), client.workers(request))
 
     frames = _samples(take, args.interval)
     try:

@@ -400,7 +400,7 @@ async def test_outcome_of_an_attempt_running_through_an_outage_is_published_afte
         await all_reach(health, SERVING, RECOVERY_TIMEOUT)
 
         events = await assert_all_succeed_once(proxied, log, [mission])
-    # The attempt's events waited in the worker's outbox while the broker was away ...
+    # The attempt's events waited in the worker's retrying publisher while the broker was away ...
     assert f"of mission {mission.id} not confirmed" in worker.process.output()
     # ... and the attempt that ran through the outage is the one that completed.
     kinds = [event.type for event in events if event.type != E.EVENT_TYPE_PROGRESS]
@@ -428,7 +428,7 @@ async def test_a_worker_cut_off_until_declared_lost_does_not_publish_its_lost_at
 ) -> None:
     """Only the worker's own link breaks; the service, still connected, declares the attempt lost.
 
-    The attempt times out during the outage, so its outcome waits in the worker's outbox;
+    The attempt times out during the outage, so its outcome waits in the worker's retrying publisher;
     by the time the link is back the attempt is over (WorkerLost, and with one attempt
     allowed, DEAD_LETTERED), so that outcome must not reach the log.
     """

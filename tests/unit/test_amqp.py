@@ -85,7 +85,7 @@ class _ClosingExchange:
         await confirm
 
 
-async def test_a_publish_whose_channel_closes_under_it_is_unavailable_so_the_outbox_retries_it() -> None:
+async def test_a_publish_whose_channel_closes_under_it_is_unavailable_so_the_retrying_publisher_retries_it() -> None:
     exchange = cast(AbstractExchange, _ClosingExchange())
     publisher = EventPublisher(cast(AbstractChannel, None), exchange, exchange, Topology("t"))
     mission = mission_pb2.Mission(id="m1", type="echo")

@@ -14,7 +14,7 @@ from mission_service.store import MissionStore
 from missions import codec
 from missions.errors import BrokerUnavailableError
 from missions.events import new_event
-from missions.outbox import Outbox
+from missions.retrying_publisher import RetryingPublisher
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from worker_service.attempt import Attempts
@@ -32,7 +32,7 @@ TIMEOUT = 5.0
 
 
 class Service:
-    """One worker's outbox, the log behind it, and a service replica that answers: every
+    """One worker's retrying publisher, the log behind it, and a service replica that answers: every
     event published is appended to the log (after the ones in ``ahead``) and applied to a
     real MissionStore, whose verdicts on STARTED reach the worker's Verdicts a moment later,
     unless ``answers_lost`` says to drop them."""
@@ -82,7 +82,7 @@ class Service:
     async def publish(
         self, event: events_pb2.MissionEvent, *, wanted: Callable[[], Awaitable[bool]] | None = None, **_: Any
     ) -> bool:
-        """Retried until confirmed, or no longer ``wanted``, as Outbox.publish does."""
+        """Retried until confirmed, or no longer ``wanted``, as RetryingPublisher.publish does."""
         while True:
             try:
                 await self.publish_once(event)
@@ -128,8 +128,8 @@ def attempts(ran: list[str]) -> tuple[Attempts, Service]:
     verdicts = Verdicts(Topology("unit"), "mine", ask_again_after=0.05)
     service = Service(verdicts)
     settings = WorkerSettings(amqp_url="", namespace="unit", worker_id="worker-1")
-    outbox = cast(Outbox, service)
-    return Attempts(settings, outbox, registry, service.ledger, verdicts, "mine", WorkerMetrics()), service
+    retrying = cast(RetryingPublisher, service)
+    return Attempts(settings, retrying, registry, service.ledger, verdicts, "mine", WorkerMetrics()), service
 
 
 async def _run(attempts: Attempts, service: Service, mission: M.Mission) -> tuple[object, list[str]]:

@@ -17,7 +17,7 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from missions import ctl
 from missions.ctl import top as top_module
-from missions.ctl.service import Service
+from missions.ctl.client import ServiceClient
 from missions.ctl.settings import OPTIONS
 from missions.metadata import CORRELATION_KEY
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
@@ -461,13 +461,13 @@ def test_watch_cut_off_suggests_where_to_resume(
 ) -> None:
     # grpc_testing drops responses still buffered when a call ends with an error (real gRPC
     # delivers them), so the events come first and the testing channel supplies the error.
-    rpc_watch = Service.watch
+    rpc_watch = ServiceClient.watch
 
     def watch(self: Any, request: pb.WatchEventsRequest) -> Iterator[pb.WatchEventsResponse]:
         yield from progress_then_completed()[:2]
         yield from rpc_watch(self, request)
 
-    monkeypatch.setattr(Service, "watch", watch)
+    monkeypatch.setattr(ServiceClient, "watch", watch)
     done = run("watch")
     stream(channel, [], grpc.StatusCode.RESOURCE_EXHAUSTED, "subscriber fell behind")
 
@@ -500,7 +500,7 @@ def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., 
 def test_watch_exits_0_on_ctrl_c(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Service, "watch", interrupted_after(progress_then_completed()[:1]))
+    monkeypatch.setattr(ServiceClient, "watch", interrupted_after(progress_then_completed()[:1]))
 
     assert run("watch").result(timeout=10) == 0
     assert "STARTED" in capsys.readouterr().out
@@ -509,7 +509,7 @@ def test_watch_exits_0_on_ctrl_c(
 def test_submit_wait_exits_130_on_ctrl_c_and_says_how_to_follow(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(Service, "watch", interrupted_after([]))
+    monkeypatch.setattr(ServiceClient, "watch", interrupted_after([]))
     done = run("submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
     answer(channel, "ListWorkers", serving("echo"))

@@ -12,10 +12,10 @@ import pytest
 
 from mission_service import dispatch as dispatch_module
 from mission_service.dispatch import Dispatcher
-from missions import outbox as outbox_module
+from missions import retrying_publisher
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher
-from missions.outbox import Outbox
+from missions.retrying_publisher import RetryingPublisher
 from missions.v1 import events_pb2
 from tests.unit.factories import EventLog
 
@@ -62,12 +62,12 @@ class Broker:
 
 @pytest.fixture(autouse=True)
 def fast_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbox_module, "_FIRST_RETRY_S", 0.001)
-    monkeypatch.setattr(outbox_module, "_MAX_RETRY_S", 0.002)
+    monkeypatch.setattr(retrying_publisher, "_FIRST_RETRY_S", 0.001)
+    monkeypatch.setattr(retrying_publisher, "_MAX_RETRY_S", 0.002)
 
 
 def _dispatcher(broker: Broker) -> Dispatcher:
-    return Dispatcher(Outbox(cast(EventPublisher, broker)), broker.logged)
+    return Dispatcher(RetryingPublisher(cast(EventPublisher, broker)), broker.logged)
 
 
 async def _until(broker: Broker, condition: Callable[[], bool]) -> None:

@@ -305,11 +305,11 @@ def test_queue_wait_runs_from_when_the_attempt_was_ready(events: EventLog) -> No
 
 def test_worker_gauges_are_read_when_scraped() -> None:
     metrics = WorkerMetrics()
-    state = {"running": 2, "look-ahead": 3, "outbox": 1, "undecodable": 4, "awaiting": 5}
+    state = {"running": 2, "look-ahead": 3, "retrying": 1, "undecodable": 4, "awaiting": 5}
     metrics.sample(
         lambda: state["running"],
         lambda: state["look-ahead"],
-        lambda: state["outbox"],
+        lambda: state["retrying"],
         lambda: state["undecodable"],
         lambda: state["awaiting"],
     )

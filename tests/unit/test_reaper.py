@@ -12,7 +12,7 @@ from google.protobuf import duration_pb2
 
 from mission_service.reaper import WORKER_LOST, Reaper
 from mission_service.store import MissionStore
-from mission_service.workers import WorkerRegistry
+from mission_service.worker_registry import WorkerRegistry
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from tests.unit.factories import EventLog
 

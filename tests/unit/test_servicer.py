@@ -25,19 +25,18 @@ from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from mission_service.app import BrokerSide, build_service
+from mission_service.commands import MissionCommands
 from mission_service.follower import LogFollower
 from mission_service.grpc_server import SERVICE_NAME, serving_grpc
 from mission_service.limits import Limits
-from mission_service.operations import MissionOperations
 from mission_service.paging import encode_page_token
 from mission_service.recent import DEFAULT_RECENT_EVENTS
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.store import MissionStore
 from mission_service.tokens import hash_token
 from mission_service.watch import EventFilter, Hub, _Subscription
-from mission_service.workers import WorkerRegistry
-from missions import codec
-from missions import outbox as outbox_module
+from mission_service.worker_registry import WorkerRegistry
+from missions import codec, retrying_publisher
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import EventPublisher, ReadTally
 from missions.events import new_event
@@ -192,7 +191,7 @@ class Service:
     hub: ObservedHub
     follower: LogFollower
     workers: WorkerRegistry
-    operations: MissionOperations
+    commands: MissionCommands
 
     async def worker_publishes(self, *events: events_pb2.MissionEvent) -> None:
         """Publish as a worker would, and wait until the follower has applied the last one."""
@@ -282,7 +281,7 @@ async def running_service(
                     hub=cast(ObservedHub, built.hub),
                     follower=built.follower,
                     workers=built.workers,
-                    operations=built.operations,
+                    commands=built.commands,
                 )
             finally:
                 await channel.close()
@@ -658,7 +657,7 @@ async def test_broker_unavailable_is_unavailable_and_nothing_is_queued(service: 
 async def test_a_work_message_the_broker_does_not_confirm_is_retried_until_it_is(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(outbox_module, "_FIRST_RETRY_S", 0.0001)
+    monkeypatch.setattr(retrying_publisher, "_FIRST_RETRY_S", 0.0001)
     service.broker.dispatch_failures = 3
     mission = await service.submit()
     [(work, _, logged)] = service.broker.work
@@ -669,8 +668,8 @@ async def test_a_work_message_the_broker_does_not_confirm_is_retried_until_it_is
 async def test_a_submission_whose_work_message_stays_unconfirmed_is_unavailable_promptly_and_still_queued(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(outbox_module, "_FIRST_RETRY_S", 0.001)
-    monkeypatch.setattr(outbox_module, "_MAX_RETRY_S", 0.01)
+    monkeypatch.setattr(retrying_publisher, "_FIRST_RETRY_S", 0.001)
+    monkeypatch.setattr(retrying_publisher, "_MAX_RETRY_S", 0.01)
     async with running_service(queue_timeout=0.2) as service:
         service.broker.dispatch_failures = 10**9  # the broker died after confirming CREATED
         with pytest.raises(grpc.aio.AioRpcError) as raised:
@@ -684,7 +683,7 @@ async def test_a_submission_whose_work_message_stays_unconfirmed_is_unavailable_
                 service.broker.dispatched.clear()
                 await service.broker.dispatched.wait()
         [(work, _, _)] = service.broker.work
-        assert work.mission_id == service.operations.mission_id_for("k")
+        assert work.mission_id == service.commands.mission_id_for("k")
 
 
 async def test_submissions_wait_their_turn_while_a_busy_broker_keeps_confirming() -> None:
@@ -850,7 +849,7 @@ async def test_a_submission_whose_created_comes_second_in_the_log_sends_no_work(
     ours = asyncio.create_task(service.submit(idempotency_key="k", payload=payload, max_attempts=3))
     async with service.broker.holding:
         await asyncio.wait_for(service.broker.holding.wait_for(lambda: service.broker.held == 1), TIMEOUT)
-    mission_id = service.operations.mission_id_for("k")
+    mission_id = service.commands.mission_id_for("k")
     # Another replica's CREATED for the same key reaches the log while ours is in flight.
     theirs = _created_elsewhere(mission_id, payload=payload if same_request else struct(n=2))
     await service.worker_publishes_now(theirs)
@@ -1336,10 +1335,10 @@ async def test_refusals_of_the_interceptors_carry_error_details(tmp_path: pathli
 async def test_an_unexpected_error_is_internal_with_a_logged_id_not_unknown(
     service: Service, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    def broken(request: pb.ListWorkersRequest) -> pb.ListWorkersResponse:
+    def broken(include_gone: bool = False) -> list[worker_pb2.Worker]:
         raise RuntimeError("secret detail")
 
-    monkeypatch.setattr(service.operations, "workers", broken)
+    monkeypatch.setattr(service.workers, "list", broken)
     with caplog.at_level(logging.ERROR, logger="mission_service.status"), pytest.raises(grpc.aio.AioRpcError) as failed:
         await service.stub.ListWorkers(pb.ListWorkersRequest(), timeout=TIMEOUT)
     assert failed.value.code() == grpc.StatusCode.INTERNAL

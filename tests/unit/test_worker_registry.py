@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from google.protobuf import duration_pb2
 
-from mission_service.workers import WorkerRegistry
+from mission_service.worker_registry import WorkerRegistry
 from missions.v1 import worker_pb2
 
 W = worker_pb2

@@ -18,7 +18,7 @@ from missions.eventlog import EventPublisher
 from missions.metrics import PublishedEvents
 from missions.v1 import events_pb2
 
-__all__ = ["Outbox"]
+__all__ = ["RetryingPublisher"]
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ _FIRST_RETRY_S = 0.1
 _MAX_RETRY_S = 5.0
 
 
-class Outbox:
+class RetryingPublisher:
     """Wraps an EventPublisher with retries; counts what is waiting and, given ``published``,
     what went out."""
 

@@ -10,7 +10,7 @@ from missions.metadata import CORRELATION_KEY
 from missions.v1 import mission_service_pb2 as pb
 from missions.v1 import mission_service_pb2_grpc
 
-__all__ = ["ChannelFactory", "Service", "bearer"]
+__all__ = ["ChannelFactory", "ServiceClient", "bearer"]
 
 
 ChannelFactory = Callable[[str], grpc.Channel]
@@ -23,7 +23,7 @@ def bearer(token: str) -> Metadata:
     return (("authorization", f"Bearer {token}"),) if token else ()
 
 
-class Service:
+class ServiceClient:
     """Typed calls to MissionService over one channel; unary calls carry the --timeout deadline.
 
     Every call carries ``metadata`` (the bearer token, when there is one).
