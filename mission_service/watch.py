@@ -229,30 +229,22 @@ async def watch(
     or before ``start``. After ``idle`` seconds without a live event it yields Idle with
     the position up to which the stream has seen everything.
     """
-    pending = set(event_filter.mission_ids) - set(finished)
-    current = dict(generations or {})
-    if event_filter.mission_ids and not pending:
+    ends = _Ends(event_filter, finished, generations)
+    if ends.done:
         return
     with hub.subscribe(event_filter) as sub:
         position = sub.head if start is None else start
-
-        def accept(event: events_pb2.MissionEvent) -> bool:
-            generation = current.get(event.mission_id, 0)
-            if event.type == events_pb2.EVENT_TYPE_REDRIVEN:
-                current[event.mission_id] = max(generation, event.generation)
-            elif is_final(event) and event.generation >= generation:
-                pending.discard(event.mission_id)
-            return event_filter.matches(event)
-
         if position < sub.head:
             async with contextlib.aclosing(replay(position)) as past:
                 async for event in past:
                     if event.sequence > sub.head:
                         break
                     position = event.sequence
-                    if event.id and accept(event):
-                        yield event
-                    if event_filter.mission_ids and not pending:
+                    if event.id:
+                        ends.see(event)
+                        if event_filter.matches(event):
+                            yield event
+                    if ends.done:
                         return
                     if position == sub.head:
                         break
@@ -268,11 +260,34 @@ async def watch(
                     position = max(position, hub.head)
                     yield Idle(position)
                     continue
-            event = live
-            if event.sequence <= position:
+            if live.sequence <= position:
                 continue
-            position = event.sequence
-            if accept(event):
-                yield event
-            if event_filter.mission_ids and not pending:
+            position = live.sequence
+            ends.see(live)
+            if event_filter.matches(live):
+                yield live
+            if ends.done:
                 return
+
+
+class _Ends:
+    """Where a stream that names missions ends: once each has emitted the final event of
+    its current generation (a REDRIVEN seen on the way starts a newer one)."""
+
+    def __init__(
+        self, event_filter: EventFilter, finished: Collection[str], generations: Mapping[str, int] | None
+    ) -> None:
+        self._named = bool(event_filter.mission_ids)
+        self._pending = set(event_filter.mission_ids) - set(finished)
+        self._generations = dict(generations or {})
+
+    @property
+    def done(self) -> bool:
+        return self._named and not self._pending
+
+    def see(self, event: events_pb2.MissionEvent) -> None:
+        generation = self._generations.get(event.mission_id, 0)
+        if event.type == events_pb2.EVENT_TYPE_REDRIVEN:
+            self._generations[event.mission_id] = max(generation, event.generation)
+        elif is_final(event) and event.generation >= generation:
+            self._pending.discard(event.mission_id)

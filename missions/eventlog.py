@@ -215,27 +215,9 @@ async def read_stream(
             channel.reopen_callbacks.add(resume)
         if attached is not None:
             attached.set()
-        # Stream acks only return credit: one (multiple) per quarter of the prefetch costs far
-        # fewer frames than one per record (at live rates the inbox empties after nearly every
-        # record, so acking when it runs empty would not), and the reader never starves: fewer
-        # than a quarter unacked leaves the broker the rest of the credit to send more. A
-        # quiet stream's last records are acked after a moment: RabbitMQ closes a channel
-        # whose oldest delivery stays unacked past its consumer_timeout (30 min).
-        credit_every = max(1, prefetch // 4)
-        unacked: AbstractIncomingMessage | None = None
-        count = 0
+        credit = _Credit(prefetch)
         while True:
-            message = await _next(inbox, unacked)
-            if message is None:  # quiet: the last record's ack covers the rest
-                assert unacked is not None
-                await _return_credit(unacked)
-                unacked, count = None, 0
-                continue
-            count += 1
-            unacked = message
-            if count >= credit_every:
-                await _return_credit(message)
-                unacked, count = None, 0
+            message = await credit.received(inbox)
             position = codec.stream_offset(message.headers)
             if position < next_offset:
                 continue
@@ -247,17 +229,46 @@ async def read_stream(
         await close_channel(channel)
 
 
-async def _next(
-    inbox: asyncio.Queue[AbstractIncomingMessage], unacked: AbstractIncomingMessage | None
-) -> AbstractIncomingMessage | None:
-    """The next delivery; None if records are unacked and none arrives within _IDLE_CREDIT_S."""
-    if unacked is None or not inbox.empty():
-        return await inbox.get()
-    try:
-        async with asyncio.timeout(_IDLE_CREDIT_S):  # a timer, not a task per record
+class _Credit:
+    """Hands out a stream's deliveries and returns the broker's credit for them.
+
+    Stream acks only return credit: one (multiple) per quarter of the prefetch costs far
+    fewer frames than one per record (at live rates the inbox empties after nearly every
+    record, so acking when it runs empty would not), and the reader never starves: fewer
+    than a quarter unacked leaves the broker the rest of the credit to send more. A quiet
+    stream's last records are acked after a moment: RabbitMQ closes a channel whose
+    oldest delivery stays unacked past its consumer_timeout (30 min).
+    """
+
+    def __init__(self, prefetch: int) -> None:
+        self._every = max(1, prefetch // 4)
+        self._unacked: AbstractIncomingMessage | None = None
+        self._count = 0
+
+    async def received(self, inbox: asyncio.Queue[AbstractIncomingMessage]) -> AbstractIncomingMessage:
+        """The next delivery of ``inbox``."""
+        while (message := await self._next(inbox)) is None:  # quiet: the last record's ack covers the rest
+            await self._returned()
+        self._count += 1
+        self._unacked = message
+        if self._count >= self._every:
+            await self._returned()
+        return message
+
+    async def _next(self, inbox: asyncio.Queue[AbstractIncomingMessage]) -> AbstractIncomingMessage | None:
+        """The next delivery; None if records are unacked and none arrives within _IDLE_CREDIT_S."""
+        if self._unacked is None or not inbox.empty():
             return await inbox.get()
-    except TimeoutError:
-        return None
+        try:
+            async with asyncio.timeout(_IDLE_CREDIT_S):  # a timer, not a task per record
+                return await inbox.get()
+        except TimeoutError:
+            return None
+
+    async def _returned(self) -> None:
+        assert self._unacked is not None
+        await _return_credit(self._unacked)
+        self._unacked, self._count = None, 0
 
 
 async def _return_credit(last: AbstractIncomingMessage) -> None:

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 from aio_pika.abc import AbstractRobustConnection
-from grpc_health.v1 import health, health_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-__all__ = ["HealthConditions"]
+from missions.startup import EXCLUSIVE_PORT, add_port
+
+__all__ = ["HealthConditions", "serving_health"]
 
 log = logging.getLogger(__name__)
 
@@ -49,3 +54,18 @@ class HealthConditions:
         connection.close_callbacks.add(on_close)
         connection.reconnect_callbacks.add(on_reconnect)
         await self.set(condition, True)
+
+
+@contextlib.asynccontextmanager
+async def serving_health(listen: str, conditions: HealthConditions) -> AsyncIterator[int]:
+    """A gRPC server of nothing but ``conditions``' health service on ``listen`` until exit
+    (a process without a gRPC server of its own: the worker); yields its port."""
+    server = grpc.aio.server(options=[EXCLUSIVE_PORT])
+    health_pb2_grpc.add_HealthServicer_to_server(conditions.servicer, server)
+    port = add_port(server, listen)
+    await server.start()
+    log.info("health service on %s", listen)
+    try:
+        yield port
+    finally:
+        await server.stop(1)

@@ -7,16 +7,14 @@ import contextlib
 import logging
 import uuid
 
-import grpc
-from grpc_health.v1 import health_pb2_grpc
+from aio_pika.abc import AbstractRobustConnection
 
 from missions import amqp, tracing
 from missions.amqp import LogRetention
 from missions.eventlog import EventPublisher
-from missions.health import HealthConditions
+from missions.health import HealthConditions, serving_health
 from missions.metrics_http import serving
 from missions.retrying_publisher import RetryingPublisher
-from missions.startup import EXCLUSIVE_PORT, add_port
 from missions.topology import Topology
 from worker_service.attempt import Attempts
 from worker_service.consumer import MissionConsumer
@@ -63,19 +61,16 @@ async def run_worker(
             stack.callback(spans.shutdown)  # last, after every attempt's span has ended
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
-        connection = await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}", settings.amqp_tls)
-        stack.push_async_callback(connection.close)
+        connection = await stack.enter_async_context(
+            await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}", settings.amqp_tls)
+        )
         await health.track(connection, "broker connection")
         metrics.reconnects.track(connection, "worker")
         if settings.health_listen:
-            server = grpc.aio.server(options=[EXCLUSIVE_PORT])
-            health_pb2_grpc.add_HealthServicer_to_server(health.servicer, server)
-            add_port(server, settings.health_listen)
-            await server.start()
-            stack.push_async_callback(server.stop, 1)
-            log.info("worker health service on %s", settings.health_listen)
-        publisher = await EventPublisher.open(connection, names, retention or LogRetention())
-        stack.push_async_callback(publisher.close)
+            await stack.enter_async_context(serving_health(settings.health_listen, health))
+        publisher = await stack.enter_async_context(
+            await EventPublisher.open(connection, names, retention or LogRetention())
+        )
         ledger = MissionLedger(settings.remember_finished)
         session = uuid.uuid4().hex
         retrying = RetryingPublisher(publisher, metrics.published)
@@ -90,21 +85,34 @@ async def run_worker(
             lambda: consumer.undecodable,
             lambda: attempts.awaiting_word,
         )
-        heartbeat = Heartbeat(settings, consumer)
-        async with asyncio.TaskGroup() as tasks:
-            following = tasks.create_task(ledger.follow(connection, names))
-            await asyncio.wait_for(ledger.caught_up.wait(), _CATCH_UP_TIMEOUT_S)
-            await health.set("control stream", True)
-            drained = asyncio.Event()
-            tasks.create_task(heartbeat.run(connection, stop, drained))
-            await heartbeat.announced.wait()
-            consuming = tasks.create_task(consumer.run(stop))
-            await consumer.consuming.wait()
-            await health.set("consuming", True)
-            stopping = tasks.create_task(stop.wait())
-            await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            await health.set("consuming", False)  # draining, or the consumer died
-            await consuming
-            drained.set()
-            following.cancel()
+        await _work(connection, names, ledger, Heartbeat(settings, consumer), consumer, health, stop)
     log.info("worker %s stopped", settings.worker_id)
+
+
+async def _work(
+    connection: AbstractRobustConnection,
+    names: Topology,
+    ledger: MissionLedger,
+    heartbeat: Heartbeat,
+    consumer: MissionConsumer,
+    health: HealthConditions,
+    stop: asyncio.Event,
+) -> None:
+    """Read the control stream up to now, announce this worker, consume until ``stop``, then
+    drain: the loops share one TaskGroup, so one that fails stops the worker."""
+    async with asyncio.TaskGroup() as tasks:
+        following = tasks.create_task(ledger.follow(connection, names))
+        await asyncio.wait_for(ledger.caught_up.wait(), _CATCH_UP_TIMEOUT_S)
+        await health.set("control stream", True)
+        drained = asyncio.Event()
+        tasks.create_task(heartbeat.run(connection, stop, drained))
+        await heartbeat.announced.wait()
+        consuming = tasks.create_task(consumer.run(stop))
+        await consumer.consuming.wait()
+        await health.set("consuming", True)
+        stopping = tasks.create_task(stop.wait())
+        await asyncio.wait({consuming, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        await health.set("consuming", False)  # draining, or the consumer died
+        await consuming
+        drained.set()
+        following.cancel()
