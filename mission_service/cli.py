@@ -14,6 +14,7 @@ from mission_service.recent import DEFAULT_RECENT_BYTES, DEFAULT_RECENT_EVENTS
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.tokens import TokenTable, hash_token
 from mission_service.watch import DEFAULT_BUFFER
+from missions.metadata import DEFAULT_ADDRESS
 from missions.options import (
     COMMON,
     METRICS_LISTEN,
@@ -35,7 +36,7 @@ __all__ = ["build_parser", "main"]
 
 
 _SERVICE = (
-    Option("--listen", "MISSIONS_LISTEN", "gRPC bind address, HOST:PORT", default="127.0.0.1:50051"),
+    Option("--listen", "MISSIONS_LISTEN", "gRPC bind address, HOST:PORT", default=DEFAULT_ADDRESS),
     Option("--state-dir", "MISSIONS_STATE_DIR", "SQLite location", pathlib.Path, default=".state"),
     Option(
         "--shutdown-grace",

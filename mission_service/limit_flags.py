@@ -16,28 +16,6 @@ from missions.options import Option, add_options, integer
 
 __all__ = ["LIMITS", "add_limit_options", "limits_from_args"]
 
-# What each limit bounds.
-_HELP = {
-    "max_request_bytes": "largest request message in bytes; larger ones get RESOURCE_EXHAUSTED",
-    "max_type_length": "characters of a mission type",
-    "max_payload_bytes": "serialized size of a payload in bytes",
-    "max_payload_depth": "nesting levels of a payload",
-    "max_labels": "labels per mission",
-    "max_label_key_length": "characters of a label key",
-    "max_label_value_length": "characters of a label value",
-    "max_idempotency_key_length": "characters of an idempotency key",
-    "max_mission_id_length": "characters of a mission id in a request",
-    "default_max_attempts": "attempts of a mission submitted with max_attempts 0",
-    "max_max_attempts": "largest max_attempts a request may ask for",
-    "max_timeout": "longest per-attempt timeout a request may ask for, in seconds",
-    "default_page_size": "page size of a list request with page_size 0",
-    "max_page_size": "largest page of a list; larger page sizes are lowered to it",
-    "max_watch_mission_ids": "mission ids in one WatchEvents filter",
-    "max_watch_mission_types": "mission types in one WatchEvents filter",
-    "max_label_selector_pairs": "key=value pairs in one label selector",
-    "max_batch_missions": "missions in one SubmitMissions call",
-}
-
 # (smaller, larger): the first limit must not exceed the second.
 _ORDERED = (
     ("default_max_attempts", "max_max_attempts"),
@@ -58,7 +36,7 @@ def _options() -> tuple[Option, ...]:
         Option(
             limit_flag(field.name),
             f"MISSIONS_{field.name.upper()}",
-            _HELP[field.name],
+            field.metadata["help"],
             integer(1),
             default=str(_plain(getattr(defaults, field.name))),
             metavar="N",

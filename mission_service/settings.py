@@ -11,6 +11,7 @@ from mission_service.limits import Limits
 from mission_service.recent import DEFAULT_RECENT_BYTES, DEFAULT_RECENT_EVENTS
 from mission_service.watch import DEFAULT_BUFFER
 from missions.amqp import LogRetention, redact_url
+from missions.metadata import DEFAULT_ADDRESS
 from missions.tls import TlsFiles
 
 __all__ = ["DEFAULT_MAX_WATCH_STREAMS", "ServiceSettings", "is_loopback"]
@@ -64,7 +65,7 @@ class ServiceSettings:
 
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
     namespace: str = "missions"
-    listen: str = "127.0.0.1:50051"
+    listen: str = DEFAULT_ADDRESS
     state_dir: pathlib.Path = pathlib.Path(".state")
     shutdown_grace: timedelta = timedelta(seconds=5)
     reap_interval: timedelta = timedelta(seconds=1)

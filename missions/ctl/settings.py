@@ -16,12 +16,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from missions.metadata import DEFAULT_ADDRESS
 from missions.options import Choice, Option, boolean, seconds
 
 __all__ = [
     "COLORS",
     "CONFIG_VARIABLE",
-    "DEFAULT_SERVER",
     "DEFAULT_TIMEOUT_S",
     "OPTIONS",
     "OUTPUTS",
@@ -32,7 +32,6 @@ __all__ = [
     "positive_seconds",
 ]
 
-DEFAULT_SERVER = "127.0.0.1:50051"
 DEFAULT_TIMEOUT_S = 10.0
 CONFIG_VARIABLE = "MISSIONS_CONFIG"
 PROFILE_VARIABLE = "MISSIONS_PROFILE"
@@ -58,7 +57,7 @@ _positive_duration = seconds(positive=True)
 
 
 OPTIONS = (
-    Option("--server", "MISSIONS_SERVER", "mission-service address", default=DEFAULT_SERVER, metavar="HOST:PORT"),
+    Option("--server", "MISSIONS_SERVER", "mission-service address", default=DEFAULT_ADDRESS, metavar="HOST:PORT"),
     Option(
         "--output",
         "MISSIONS_OUTPUT",
@@ -127,7 +126,7 @@ class ClientSettings:
         token: the bearer token; never printed.
     """
 
-    server: str = DEFAULT_SERVER
+    server: str = DEFAULT_ADDRESS
     output: str = "text"
     color: str = "auto"
     timeout: float = DEFAULT_TIMEOUT_S
