@@ -18,6 +18,7 @@ __all__ = [
     "EventFilter",
     "Hub",
     "Idle",
+    "Subscription",
     "WatchStats",
     "watch",
 ]
@@ -37,7 +38,7 @@ class WatchStats:
 
 
 @dataclass(eq=False)
-class _Subscription:
+class Subscription:
     """One live subscriber's bounded buffer of events waiting to be sent, in log order.
 
     Once the buffer is half full, a PROGRESS event replaces the same mission's latest
@@ -123,8 +124,8 @@ class Hub:
     def __init__(self, head: int = 0, buffer: int = DEFAULT_BUFFER) -> None:
         self.head = head
         self._buffer = buffer
-        self._subscriptions: set[_Subscription] = set()
-        self._index: dict[IndexKey, set[_Subscription]] = {}
+        self._subscriptions: set[Subscription] = set()
+        self._index: dict[IndexKey, set[Subscription]] = {}
         self._closed = False
         self.stats = WatchStats()
 
@@ -153,8 +154,8 @@ class Hub:
             sub.end(ServiceStoppingError)
 
     @contextlib.contextmanager
-    def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
-        sub = _Subscription(event_filter, self.head, capacity=self._buffer, stats=self.stats)
+    def subscribe(self, event_filter: EventFilter) -> Iterator[Subscription]:
+        sub = Subscription(event_filter, self.head, capacity=self._buffer, stats=self.stats)
         if self._closed:
             sub.end(ServiceStoppingError)
         self._subscriptions.add(sub)

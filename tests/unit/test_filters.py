@@ -11,7 +11,7 @@ import pytest
 from mission_service.filters import EventFilter
 from mission_service.labels import parse_label_selector
 from mission_service.limits import Limits
-from mission_service.watch import Hub, Idle, _Subscription, watch
+from mission_service.watch import Hub, Idle, Subscription, watch
 from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2
 from tests.unit.factories import EventLog
@@ -109,12 +109,12 @@ def test_label_selector_parsing() -> None:
 
 
 @contextlib.contextmanager
-def subscribed(hub: Hub, filters: Mapping[str, EventFilter]) -> Iterator[dict[str, _Subscription]]:
+def subscribed(hub: Hub, filters: Mapping[str, EventFilter]) -> Iterator[dict[str, Subscription]]:
     with contextlib.ExitStack() as stack:
         yield {name: stack.enter_context(hub.subscribe(f)) for name, f in filters.items()}
 
 
-def drain(sub: _Subscription) -> list[events_pb2.MissionEvent]:
+def drain(sub: Subscription) -> list[events_pb2.MissionEvent]:
     return sub.waiting
 
 

@@ -34,7 +34,7 @@ from mission_service.recent import DEFAULT_RECENT_EVENTS
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.store import MissionStore
 from mission_service.tokens import hash_token
-from mission_service.watch import EventFilter, Hub, _Subscription
+from mission_service.watch import EventFilter, Hub, Subscription
 from mission_service.worker_registry import WorkerRegistry
 from missions import codec, retrying_publisher
 from missions.errors import BrokerUnavailableError
@@ -172,7 +172,7 @@ class ObservedHub(Hub):
         self.unsubscribed = asyncio.Event()
 
     @contextlib.contextmanager
-    def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
+    def subscribe(self, event_filter: EventFilter) -> Iterator[Subscription]:
         self.unsubscribed.clear()
         with super().subscribe(event_filter) as sub:
             self.subscribed.set()

@@ -8,7 +8,7 @@ from collections.abc import AsyncGenerator, Collection, Iterable, Iterator
 
 import pytest
 
-from mission_service.watch import EventFilter, Hub, _Subscription, watch
+from mission_service.watch import EventFilter, Hub, Subscription, watch
 from missions.errors import ServiceStoppingError, StreamEndedError, SubscriberLaggingError
 from missions.v1 import events_pb2
 from tests.unit.factories import EventLog
@@ -65,7 +65,7 @@ class ObservedHub(Hub):
         self.subscribed = asyncio.Event()
 
     @contextlib.contextmanager
-    def subscribe(self, event_filter: EventFilter) -> Iterator[_Subscription]:
+    def subscribe(self, event_filter: EventFilter) -> Iterator[Subscription]:
         with super().subscribe(event_filter) as sub:
             self.subscribed.set()
             yield sub
