@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mission_service.limits import Limits, named_limit
+from mission_service.limits import Limits, check_count, named_limit
 from missions.errors import InvalidArgumentError
 
 __all__ = ["check_label", "parse_label_selector"]
@@ -29,12 +29,7 @@ def parse_label_selector(selector: str, limits: Limits) -> tuple[tuple[str, str]
         return ()
     # Counted before splitting, so a hostile selector is refused without building its pairs.
     count = selector.count(",") + 1
-    if count > limits.max_label_selector_pairs:
-        raise InvalidArgumentError(
-            "label_selector",
-            f"has {count} pairs; the limit is {limits.max_label_selector_pairs}"
-            f" {named_limit('max_label_selector_pairs')}",
-        )
+    check_count("label_selector", count, "pairs", "max_label_selector_pairs", limits)
     pairs = []
     for part in selector.split(","):
         key, sep, value = part.strip().partition("=")

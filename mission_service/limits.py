@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 
-__all__ = ["Limits", "limit_flag", "named_limit"]
+from missions.errors import InvalidArgumentError
+
+__all__ = ["Limits", "check_count", "limit_flag", "named_limit"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,3 +66,11 @@ def limit_flag(name: str) -> str:
 def named_limit(name: str) -> str:
     """How an error message names a limit: the field and the flag that raises it."""
     return f"({name}, {limit_flag(name)})"
+
+
+def check_count(field: str, count: int, what: str, name: str, limits: Limits) -> None:
+    """InvalidArgumentError for ``field`` when its ``count`` ``what`` (e.g. "ids") exceed the
+    limit ``name``, which the message names with its flag."""
+    limit = getattr(limits, name)
+    if count > limit:
+        raise InvalidArgumentError(field, f"has {count} {what}; the limit is {limit} {named_limit(name)}")

@@ -9,7 +9,7 @@ from datetime import timedelta
 from google.protobuf import struct_pb2
 
 from mission_service.labels import check_label, parse_label_selector
-from mission_service.limits import Limits, named_limit
+from mission_service.limits import Limits, check_count, named_limit
 from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
@@ -28,12 +28,7 @@ def validate_batch(requests: Sequence[mission_service_pb2.SubmitMissionRequest],
     """A SubmitMissions batch as a whole: at least one mission, at most the limit."""
     if not requests:
         raise InvalidArgumentError("missions", "is empty; a batch needs at least one mission")
-    if len(requests) > limits.max_batch_missions:
-        raise InvalidArgumentError(
-            "missions",
-            f"has {len(requests)} missions; the limit is {limits.max_batch_missions}"
-            f" {named_limit('max_batch_missions')}",
-        )
+    check_count("missions", len(requests), "missions", "max_batch_missions", limits)
 
 
 def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limits: Limits) -> None:
@@ -95,10 +90,7 @@ def _check_type(field: str, mission_type: str, limits: Limits) -> None:
 
 
 def _check_labels(labels: Mapping[str, str], limits: Limits) -> None:
-    if len(labels) > limits.max_labels:
-        raise InvalidArgumentError(
-            "labels", f"has {len(labels)} entries; the limit is {limits.max_labels} {named_limit('max_labels')}"
-        )
+    check_count("labels", len(labels), "entries", "max_labels", limits)
     for key, value in labels.items():
         check_label("labels", key, value, limits)
 
@@ -135,20 +127,10 @@ def validate_states(states: Sequence[int]) -> None:
 
 
 def validate_watch(request: mission_service_pb2.WatchEventsRequest, limits: Limits) -> None:
-    if len(request.mission_ids) > limits.max_watch_mission_ids:
-        raise InvalidArgumentError(
-            "mission_ids",
-            f"has {len(request.mission_ids)} ids; the limit is {limits.max_watch_mission_ids}"
-            f" {named_limit('max_watch_mission_ids')}",
-        )
+    check_count("mission_ids", len(request.mission_ids), "ids", "max_watch_mission_ids", limits)
     for mission_id in request.mission_ids:
         validate_mission_id(mission_id, limits, "mission_ids")
-    if len(request.mission_types) > limits.max_watch_mission_types:
-        raise InvalidArgumentError(
-            "mission_types",
-            f"has {len(request.mission_types)} entries; the limit is {limits.max_watch_mission_types}"
-            f" {named_limit('max_watch_mission_types')}",
-        )
+    check_count("mission_types", len(request.mission_types), "entries", "max_watch_mission_types", limits)
     for mission_type in request.mission_types:
         _check_type("mission_types", mission_type, limits)
     parse_label_selector(request.label_selector, limits)
