@@ -5,7 +5,8 @@ hub, follower, commands, queries, servicer) to what the service needs of the bro
 (``BrokerSide``); the servicer tests call it with a fake broker. ``serve`` connects to
 RabbitMQ, builds the service, and runs it: resources are entered on one AsyncExitStack
 in dependency order, so they close in reverse, and the loops that run until the stop
-(follower, reaper, legacy work) share one TaskGroup, so one that fails stops the replica.
+(follower, reaper, legacy work) share one TaskGroup; the follower or the reaper ending
+stops the replica (mission_service/loops.py).
 """
 
 from __future__ import annotations
@@ -16,9 +17,9 @@ import functools
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 
@@ -27,6 +28,7 @@ from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower, ReadLog
 from mission_service.grpc_server import SERVICE_NAME, posture, serving_grpc
 from mission_service.legacy_work import drain_legacy_work
+from mission_service.loops import Loop, Loops
 from mission_service.metrics import ServiceMetrics
 from mission_service.queries import MissionQueries, QueriesConfig, QueueDepths
 from mission_service.reaper import Reaper
@@ -142,7 +144,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
 
     Stops in this order: health NOT_SERVING, watch streams ended with their position, the
     gRPC server after its grace period, the loops, work messages in flight, the publisher,
-    SQLite, the broker connections, the state directory's lock, tracing.
+    SQLite, the broker connections, tracing, the state directory's lock.
     """
     names = Topology(settings.namespace)
     source = f"mission-service/{socket.gethostname()}:{os.getpid()}"
@@ -153,7 +155,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         stack.enter_context(StateLock.acquire(settings.state_dir))
         spans = tracing.configure(settings.tracing, "mission-service", source)
         if spans is not None:
-            stack.callback(spans.shutdown)  # last, after every span has ended
+            stack.callback(spans.shutdown)  # after every span has ended
         connection, log_connection = await _connect(settings, source, stack, health)
         store = stack.enter_context(MissionStore(settings.database))
         publisher = await stack.enter_async_context(
@@ -181,7 +183,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             settings,
             service,
             _Running(health, spans, stop, bound),
-            legacy_work=drain_legacy_work(connection, publisher, names),
+            legacy_work=functools.partial(drain_legacy_work, connection, publisher, names),
             reaping=functools.partial(reaper.run, log_connection, names, settings.reap_interval),
         )
 
@@ -197,24 +199,18 @@ class _Running:
 
 
 async def _run(
-    settings: ServiceSettings,
-    service: Service,
-    running: _Running,
-    *,
-    legacy_work: Coroutine[Any, Any, None],
-    reaping: Callable[[], Coroutine[Any, Any, None]],
+    settings: ServiceSettings, service: Service, running: _Running, *, legacy_work: Loop, reaping: Loop
 ) -> None:
-    """Serve gRPC while the loops run, until the stop or until a loop fails.
+    """Serve gRPC while the loops run, until the stop or until a loop fails (then raise its failure).
 
     The reaper starts once the follower reads the log (a sweep judges what the store says);
     the loops stop only after the server: its calls use them.
     """
     try:
         async with asyncio.TaskGroup() as group:
-            loops = [
-                group.create_task(_until_stopped("log-follower", service.follower.run())),
-                group.create_task(legacy_work),
-            ]
+            loops = Loops(group)
+            loops.start("log-follower", service.follower.run)
+            loops.start("legacy-work", legacy_work, may_end=True)
             async with serving_grpc(settings, service.servicer, service.hub, running.health, running.spans) as port:
                 log.info(
                     "mission-service listening on %s (namespace %r, %s)",
@@ -224,16 +220,16 @@ async def _run(
                 )
                 if running.bound is not None:
                     running.bound.set_result(port)
-                if await _first(service.follower.attached.wait(), running.stop.wait()) == 0:
+                if await _first(service.follower.attached.wait(), running.stop.wait(), loops.failed.wait()) == 0:
                     await running.health.set("log follower", True)
-                    loops.append(group.create_task(_until_stopped("reaper", reaping())))
-                    await running.stop.wait()
+                    loops.start("reaper", reaping)
+                    await _first(running.stop.wait(), loops.failed.wait())
                 log.info("mission-service stopping")
-            for loop in loops:
-                loop.cancel()
-    except ExceptionGroup as failed:
-        first = failed.exceptions[0]  # the loop that failed first, which stopped the replica
-        raise first from first.__cause__
+            loops.stop()
+    except ExceptionGroup as failed:  # only the body raises: the loops report through ``failed``
+        raise failed.exceptions[0] from failed.exceptions[0].__cause__
+    if loops.failure is not None:
+        raise loops.failure
 
 
 async def _connect(
@@ -255,21 +251,6 @@ async def _queue_depths(
     queues = [*(names.work_queue(mission_type) for mission_type in mission_types), names.dead_letter_queue]
     *work, dead = await amqp.message_counts(connection, queues)
     return dict(zip(mission_types, work, strict=True)), dead
-
-
-async def _until_stopped(name: str, loop: Awaitable[None]) -> None:
-    """Run a loop that only the service's stop may end: its return, its failure, or a
-    cancellation nobody asked for (a library's, from a broken connection) is an error."""
-    try:
-        await loop
-    except asyncio.CancelledError:
-        task = asyncio.current_task()
-        if task is not None and task.cancelling():
-            raise
-        raise RuntimeError(f"background task {name} was cancelled") from None
-    except Exception as exc:
-        raise RuntimeError(f"background task {name} stopped") from exc
-    raise RuntimeError(f"background task {name} stopped")
 
 
 async def _first(*waits: Awaitable[object]) -> int:

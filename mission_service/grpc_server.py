@@ -64,8 +64,8 @@ async def serving_grpc(
         )
         credentials = settings.tls.server_credentials() if settings.tls is not None else None
         port = add_port(server, settings.listen, credentials)
-        await server.start()
         try:
+            await server.start()
             yield port
         finally:
             await health.servicer.enter_graceful_shutdown()

@@ -319,7 +319,7 @@ def readable_events(
     except DecodeError as exc:
         if tally is not None:
             tally.skipped += 1
-        log.warning("skipping undecodable record of %s at sequence %d: %s", stream, codec.sequence_at(offset), exc)
+        log.warning("skipping undecodable record of %s at offset %d: %s", stream, offset, exc)
         return None
     if tally is not None:
         tally.events += len(events)

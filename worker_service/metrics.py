@@ -90,7 +90,7 @@ class WorkerMetrics:
         self,
         running: Callable[[], int],
         waiting: Callable[[], int],
-        outbox_depth: Callable[[], int],
+        unconfirmed: Callable[[], int],
         undecodable: Callable[[], int],
         awaiting_word: Callable[[], int],
     ) -> None:
@@ -108,7 +108,7 @@ class WorkerMetrics:
             "missions_outbox_depth",
             "Events this worker is waiting to have confirmed (retried through broker outages).",
             registry=self.registry,
-        ).set_function(outbox_depth)
+        ).set_function(unconfirmed)
         Gauge(
             "missions_worker_awaiting_word",
             "Attempts this worker has published STARTED for and waits to hear from the service whether to run.",

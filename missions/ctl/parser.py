@@ -48,7 +48,6 @@ _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a num
 _SECONDS = argument_type(positive_seconds)
 
 _Add = Callable[..., argparse.ArgumentParser]
-_AddArgument = Callable[..., argparse.Action]
 
 
 # --- argument types: argparse turns ArgumentTypeError into a usage error (exit 2) ---
