@@ -65,9 +65,17 @@ def text(value: str) -> str:
     return value
 
 
+_FALSE = ("", "0", "false", "no", "off")
+_TRUE = ("1", "true", "yes", "on")
+
+
 def boolean(value: str) -> bool:
-    """False for "", 0, false, no and off (in any case); true otherwise."""
-    return value.strip().lower() not in ("", "0", "false", "no", "off")
+    """1, true, yes, on / 0, false, no, off or empty, in any case; ValueError otherwise, so a
+    typo in a switch's variable is an error rather than a guess."""
+    word = value.strip().lower()
+    if word not in _TRUE + _FALSE:
+        raise ValueError(f"expected one of {', '.join(_TRUE)} or {', '.join(_FALSE[1:])}, got {value!r}")
+    return word in _TRUE
 
 
 class Choice:
@@ -175,6 +183,8 @@ class Option:
         where = [self.variable, *sources]
         if self.default:
             where.append(f"default {self.default}")
+        elif self.type is boolean:
+            where.append("default off")
         return f"{self.help} [{', '.join(where)}]"
 
     def parse(self, value: str, where: str) -> Any:
@@ -189,6 +199,17 @@ class _FromVariable(str):
     """A default taken from the option's variable, so that an error can say so."""
 
     __slots__ = ()
+
+
+class _Switch(argparse.Action):
+    """A flag without a value that turns its option on; its variable's text, like any default
+    given as text, goes through the type when argparse parses (so a bad one is a usage error)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, *_: Any) -> None:
+        setattr(namespace, self.dest, True)
 
 
 def argument_type(parse: Callable[[str], Any], variable: str = "") -> Callable[[str], Any]:
@@ -220,8 +241,9 @@ def add_options(
             parser.add_argument(
                 *option.flags,
                 dest=option.dest,
-                action="store_true",
-                default=boolean(given or option.default or ""),
+                action=_Switch,
+                type=argument_type(boolean, option.variable),
+                default=boolean(option.default or "") if given is None else _FromVariable(given),
                 help=option.described(),
             )
             continue

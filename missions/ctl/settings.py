@@ -153,7 +153,7 @@ class ClientSettings:
             if given is not None:
                 values[option.dest] = given
             elif (text := option.from_environment(environ)) is not None:
-                values[option.dest] = option.parse(text, option.variable)
+                values[option.dest] = option.parse(text, f"argument {option.flag}: {option.variable}")
             elif option.name in config:
                 values[option.dest] = config[option.name]
         return cls(**values)

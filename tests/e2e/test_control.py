@@ -208,16 +208,19 @@ async def test_long_mission_outlives_the_brokers_ack_timeout(stack: Stack) -> No
     _set_consumer_timeout("1000")
     try:
         await stack.start_service()
-        stack.start_worker(*FAST)
+        # Heartbeats at the default pace: a worker starved of CPU for 1.5 s on a loaded machine
+        # must not be taken for lost, which would fail the attempt for another reason.
+        stack.start_worker("--heartbeat-interval", "5")
         mission = await _submit(stack, "sleep", {"seconds": 70})
         events = await _history(stack, mission.id)
     finally:
         _set_consumer_timeout(original)
+    failures = [event.failed.error for event in events if event.type == E.EVENT_TYPE_FAILED]
     assert [event.type for event in events if event.type != E.EVENT_TYPE_PROGRESS] == [
         E.EVENT_TYPE_CREATED,
         E.EVENT_TYPE_STARTED,
         E.EVENT_TYPE_COMPLETED,
-    ]
+    ], failures
 
 
 def _consumer_timeout() -> str:

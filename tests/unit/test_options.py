@@ -58,6 +58,24 @@ def test_a_bad_variable_is_a_usage_error_naming_the_flag_and_the_variable(
     assert "argument --grace: MISSIONS_TEST_GRACE: expected a non-negative number of seconds, got '-1'" in error
 
 
+@pytest.mark.parametrize(("value", "loud"), [("1", True), ("On", True), ("off", False), ("NO", False)])
+def test_a_switch_variable_takes_the_usual_words_in_any_case(
+    monkeypatch: pytest.MonkeyPatch, value: str, loud: bool
+) -> None:
+    monkeypatch.setenv("MISSIONS_TEST_LOUD", value)
+    assert _parser().parse_args([]).loud is loud
+
+
+def test_a_switch_variable_with_another_word_is_a_usage_error_not_a_yes(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MISSIONS_TEST_LOUD", "banana")  # a typo must not switch anything on
+    parser = _parser()
+    error = _refusal(capsys, parser.parse_args)
+    assert "argument --loud: MISSIONS_TEST_LOUD: expected one of" in error
+    assert _parser().parse_args(["--loud"]).loud is True  # the flag itself needs no value
+
+
 @pytest.mark.parametrize("value", ["0", "x", "1.5"])
 def test_a_bad_flag_is_a_usage_error_naming_it(capsys: pytest.CaptureFixture[str], value: str) -> None:
     assert "argument --count:" in _refusal(capsys, _parser().parse_args, "--count", value)
@@ -71,7 +89,7 @@ def test_durations_are_finite_and_not_negative(capsys: pytest.CaptureFixture[str
 def test_help_names_the_variable_and_the_default_once() -> None:
     text = " ".join(_parser().format_help().split())
     assert "how many [MISSIONS_TEST_COUNT, default 3]" in text
-    assert "say more [MISSIONS_TEST_LOUD]" in text
+    assert "say more [MISSIONS_TEST_LOUD, default off]" in text
     assert text.count("MISSIONS_TEST_COUNT") == 1
 
 
