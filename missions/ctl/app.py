@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import grpc
 
+from missions.client._connection import Connection
+from missions.client._settings import ClientSettings
 from missions.ctl.client import ChannelFactory, ServiceClient
 from missions.ctl.commands import EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
-from missions.ctl.connection import Connection
 from missions.ctl.output import Output, warn
 from missions.ctl.parser import build_parser
-from missions.ctl.settings import ClientSettings
 
 __all__ = ["main"]
 

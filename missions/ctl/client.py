@@ -2,25 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 
 import grpc
 
+from missions.client._connection import Metadata
 from missions.metadata import CORRELATION_KEY
 from missions.v1 import mission_service_pb2 as pb
 from missions.v1 import mission_service_pb2_grpc
 
-__all__ = ["ChannelFactory", "ServiceClient", "bearer"]
+__all__ = ["ChannelFactory", "ServiceClient"]
 
 
 ChannelFactory = Callable[[str], grpc.Channel]
-
-Metadata = Sequence[tuple[str, str]]
-
-
-def bearer(token: str) -> Metadata:
-    """The call metadata that presents ``token`` to the service ("" → none)."""
-    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 class ServiceClient:

@@ -13,8 +13,8 @@ from typing import Any
 
 from google.protobuf import struct_pb2
 
+from missions.client._settings import CONFIG_VARIABLE, OPTIONS, PROFILE_VARIABLE, NotGiven, positive_seconds
 from missions.ctl import commands, completion, enums, top
-from missions.ctl.settings import CONFIG_VARIABLE, OPTIONS, PROFILE_VARIABLE, NotGiven, positive_seconds
 from missions.options import Option, argument_type, boolean, integer, variable
 
 __all__ = ["build_parser"]

@@ -10,8 +10,7 @@ from dataclasses import dataclass, field
 import grpc
 
 from mission_service.tokens import hash_token
-from missions.ctl.client import bearer
-from missions.ctl.connection import Connection
+from missions.client._connection import Connection, bearer
 from missions.tls import TlsFiles
 from missions.v1 import mission_service_pb2_grpc
 from tests.e2e.secure_certs import Authority, Issued

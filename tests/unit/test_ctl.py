@@ -16,9 +16,9 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from missions import ctl
+from missions.client._settings import OPTIONS
 from missions.ctl import top as top_module
 from missions.ctl.client import ServiceClient
-from missions.ctl.settings import OPTIONS
 from missions.metadata import CORRELATION_KEY
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb

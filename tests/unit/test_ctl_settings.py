@@ -7,8 +7,8 @@ import pathlib
 import pytest
 
 from missions import ctl
+from missions.client._settings import ClientSettings, config_path
 from missions.ctl.parser import build_parser
-from missions.ctl.settings import ClientSettings, config_path
 
 pytestmark = pytest.mark.timeout(20)
 

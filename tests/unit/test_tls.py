@@ -17,7 +17,7 @@ from mission_service import cli as service_cli
 from mission_service.settings import ServiceSettings, is_loopback
 from missions import amqp
 from missions import ctl as missionctl
-from missions.ctl.connection import Connection
+from missions.client._connection import Connection
 from missions.ctl.parser import build_parser
 from missions.tls import TlsConfigError, TlsFiles
 from missions.v1 import mission_service_pb2

@@ -1,18 +1,23 @@
-"""How missionctl reaches the service: TLS (server CA, client certificate) and the bearer token."""
+"""How a client reaches the service: TLS (server CA, client certificate) and the bearer token.
+
+missionctl and ``missions.Client`` share it.
+"""
 
 from __future__ import annotations
 
 import argparse
 import pathlib
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import grpc
 
-from missions.ctl.client import Metadata, bearer
-from missions.ctl.settings import ClientSettings
+from missions.client._settings import ClientSettings
 from missions.tls import TlsFiles
 
-__all__ = ["Connection"]
+__all__ = ["Connection", "Metadata", "bearer"]
+
+Metadata = Sequence[tuple[str, str]]
 
 _FLAGS = ("--tls-ca", "--tls-cert", "--tls-key")
 
@@ -20,9 +25,6 @@ _FLAGS = ("--tls-ca", "--tls-cert", "--tls-key")
 @dataclass(frozen=True, slots=True)
 class Connection:
     """How to reach the service: a channel factory and the metadata every call carries.
-
-    Python clients use it too: ``Connection(TlsFiles(ca=path), token).aio_channel(target)``,
-    then ``metadata=connection.metadata`` on each call.
 
     Attributes:
         tls: the TLS files; None for a plaintext channel.
@@ -55,11 +57,16 @@ class Connection:
             return grpc.insecure_channel(target)
         return grpc.secure_channel(target, self.tls.channel_credentials())
 
-    def aio_channel(self, target: str) -> grpc.aio.Channel:
-        """The same for asyncio clients (grpc.aio)."""
+    def aio_channel(self, target: str, interceptors: Sequence[grpc.aio.ClientInterceptor] = ()) -> grpc.aio.Channel:
+        """The same for asyncio clients (grpc.aio), through ``interceptors``."""
         if self.tls is None:
-            return grpc.aio.insecure_channel(target)
-        return grpc.aio.secure_channel(target, self.tls.channel_credentials())
+            return grpc.aio.insecure_channel(target, interceptors=interceptors)
+        return grpc.aio.secure_channel(target, self.tls.channel_credentials(), interceptors=interceptors)
+
+
+def bearer(token: str) -> Metadata:
+    """The call metadata that presents ``token`` to the service ("" → none)."""
+    return (("authorization", f"Bearer {token}"),) if token else ()
 
 
 def _read_token(path: pathlib.Path | None) -> str:

@@ -1,9 +1,10 @@
-"""missionctl's global options, each taken from the flag, else ``MISSIONS_*``, else the config file, else its default.
+"""Client settings: the argument (or flag), else ``MISSIONS_*``, else the config file, else the default.
 
-The config file is TOML: ``$XDG_CONFIG_HOME/missions/missionctl.toml`` (``~/.config/...``
-without XDG_CONFIG_HOME), or ``--config``/``MISSIONS_CONFIG``. Its keys are the long flag
-names without ``--``; a ``[profiles.NAME]`` table overrides them when ``--profile NAME``
-(or ``MISSIONS_PROFILE``) picks it. A file that holds a token must be private (mode 600).
+One module for ``missions.Client``, ``missions.AsyncClient`` and missionctl. The config file is
+TOML: ``$XDG_CONFIG_HOME/missions/missionctl.toml`` (``~/.config/...`` without XDG_CONFIG_HOME),
+or ``--config``/``MISSIONS_CONFIG``. Its keys are the long flag names without ``--``; a
+``[profiles.NAME]`` table overrides them when ``--profile NAME`` (or ``MISSIONS_PROFILE``) picks
+it. A file that holds a token must be private (mode 600).
 """
 
 from __future__ import annotations
@@ -113,7 +114,9 @@ _KINDS: dict[str, type] = {"timeout": float, "tls": bool}
 
 @dataclass(frozen=True, slots=True)
 class ClientSettings:
-    """missionctl's resolved global options (flag > MISSIONS_* > config file > default).
+    """Resolved client options (argument or flag > MISSIONS_* > config file > default).
+
+    ``output`` and ``color`` are missionctl's; the Python clients ignore them.
 
     Attributes:
         server: mission-service address, HOST:PORT. Default 127.0.0.1:50051.
@@ -145,17 +148,39 @@ class ClientSettings:
             ValueError: a variable or config value is invalid, or the config file is missing
                 (when named), unreadable, malformed, or holds a token other users can read.
         """
+        given = {option.dest: _flag(args, option.dest) for option in OPTIONS}
+        return cls.resolve(given, config=_flag(args, "config"), profile=_flag(args, "profile"), environ=environ)
+
+    @classmethod
+    def resolve(
+        cls,
+        given: Mapping[str, Any],
+        *,
+        config: str | os.PathLike[str] | None = None,
+        profile: str | None = None,
+        environ: Mapping[str, str] | None = None,
+    ) -> ClientSettings:
+        """Resolve every option: ``given[field]`` where not None, else its variable, else the config file.
+
+        Args:
+            given: values by field name (``server``, ``tls_ca``, ...); None means "not given".
+            config: the config file; default ``MISSIONS_CONFIG``, else the usual path.
+            profile: the config file's profile; default ``MISSIONS_PROFILE``.
+            environ: the variables to read; default ``os.environ``.
+
+        Raises:
+            ValueError: as ``from_args``.
+        """
         environ = os.environ if environ is None else environ
-        config = _load_config(args, environ)
         values: dict[str, Any] = {}
+        file_values = _load_config(config, profile, environ)
         for option in OPTIONS:
-            given = _flag(args, option.dest)
-            if given is not None:
-                values[option.dest] = given
+            if given.get(option.dest) is not None:
+                values[option.dest] = given[option.dest]
             elif (text := option.from_environment(environ)) is not None:
                 values[option.dest] = option.parse(text, f"argument {option.flag}: {option.variable}")
-            elif option.name in config:
-                values[option.dest] = config[option.name]
+            elif option.name in file_values:
+                values[option.dest] = file_values[option.name]
         return cls(**values)
 
 
@@ -171,10 +196,12 @@ def config_path(environ: Mapping[str, str]) -> pathlib.Path:
     return pathlib.Path(base) / "missions" / "missionctl.toml"
 
 
-def _load_config(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, Any]:
+def _load_config(
+    named: str | os.PathLike[str] | None, profile: str | None, environ: Mapping[str, str]
+) -> dict[str, Any]:
     """The config values that apply (top level, then the profile's), parsed; {} without a file."""
-    named = _flag(args, "config") or environ.get(CONFIG_VARIABLE)
-    profile = _flag(args, "profile") or environ.get(PROFILE_VARIABLE)
+    named = named or environ.get(CONFIG_VARIABLE)
+    profile = profile or environ.get(PROFILE_VARIABLE)
     path = pathlib.Path(named).expanduser() if named else config_path(environ)
     try:
         with path.open("rb") as file:

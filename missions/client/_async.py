@@ -1,0 +1,235 @@
+"""``AsyncClient``: MissionService from asyncio code (grpc.aio)."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from datetime import timedelta
+from types import TracebackType
+from typing import Any
+
+import grpc
+
+from missions import errors
+from missions.client._connection import Connection
+from missions.client._errors import from_rpc_error
+from missions.client._messages import (
+    WATCH_RETRIES,
+    ClientBase,
+    Priority,
+    State,
+    batch_results,
+    deadline_of,
+    outcome,
+    submit_request,
+    wait_cursor,
+    watch_request,
+)
+from missions.client._watch import WatchCursor
+from missions.events import TERMINAL_STATES
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
+from missions.v1 import mission_service_pb2 as pb
+
+__all__ = ["AsyncClient"]
+
+
+class AsyncClient(ClientBase[grpc.aio.ClientInterceptor]):
+    """MissionService over one grpc.aio channel, which the client owns: ``async with AsyncClient() as client``.
+
+    The same methods as ``Client``, as coroutines (``list``, ``dead_letters`` and ``watch``
+    return async iterators).
+
+    Methods return the protobuf messages (``missions.v1.mission_pb2.Mission``, ...);
+    ``payload_dict``/``result_dict`` read a mission's Structs as dicts. A failed call raises
+    the ``missions.errors.ServiceError`` subclass of its status. See ``ClientBase`` for the
+    settings.
+    """
+
+    def _open(self, connection: Connection, interceptors: Sequence[grpc.aio.ClientInterceptor]) -> grpc.aio.Channel:
+        return connection.aio_channel(self.settings.server, interceptors)
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the channel; calls under way are cancelled."""
+        await self._channel.close()
+
+    async def _call(self, method: Any, request: Any, deadline: float | None = None) -> Any:
+        try:
+            return await method(request, timeout=self._timeout(deadline), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    async def submit(
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: Priority | None = None,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        max_attempts: int = 0,
+        timeout: float | timedelta | None = None,
+    ) -> mission_pb2.Mission:
+        """Queue a mission of handler ``type``; returns it QUEUED, with its id.
+
+        Args:
+            type: the handler name, e.g. ``"echo"``.
+            payload: the handler's input (JSON-like).
+            priority: ``"low"``, ``"normal"`` (default), ``"high"``, ``"critical"`` or the enum value.
+            labels: free-form labels.
+            idempotency_key: a retry with the same key returns the original mission.
+            max_attempts: attempts including the first; 0 means the service's default (3).
+            timeout: one attempt's time limit (seconds or timedelta); None: the worker's default.
+        """
+        request = submit_request(
+            type,
+            payload,
+            priority=priority,
+            labels=labels,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
+        response: pb.SubmitMissionResponse = await self._call(self._stub.SubmitMission, request)
+        return response.mission
+
+    async def submit_many(
+        self, requests: Iterable[pb.SubmitMissionRequest]
+    ) -> builtins.list[mission_pb2.Mission | errors.ServiceError]:
+        """Queue many missions in one call (build each with ``missions.client.submit_request``):
+        per mission, in order, the mission or the exception SubmitMission would have raised."""
+        response = await self._call(self._stub.SubmitMissions, pb.SubmitMissionsRequest(missions=requests))
+        return batch_results(response)
+
+    async def get(self, mission_id: str) -> mission_pb2.Mission:
+        """The mission; ``NotFoundError`` for an unknown id."""
+        return await self._get(mission_id, None)
+
+    async def _get(self, mission_id: str, deadline: float | None) -> mission_pb2.Mission:
+        request = pb.GetMissionRequest(mission_id=mission_id)
+        response: pb.GetMissionResponse = await self._call(self._stub.GetMission, request, deadline)
+        return response.mission
+
+    def list(
+        self, *, states: Iterable[State] = (), type: str = "", page_size: int = 0
+    ) -> AsyncIterator[mission_pb2.Mission]:
+        """Every mission (optionally only in ``states``, of ``type``), oldest first, page by page."""
+        request = pb.ListMissionsRequest(states=states, type=type, page_size=page_size)
+        return self._pages(self._stub.ListMissions, request)
+
+    def dead_letters(self, *, type: str = "", page_size: int = 0) -> AsyncIterator[mission_pb2.Mission]:
+        """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""
+        return self._pages(self._stub.ListDeadLetters, pb.ListDeadLettersRequest(type=type, page_size=page_size))
+
+    async def _pages(self, method: Any, request: Any) -> AsyncIterator[mission_pb2.Mission]:
+        while True:
+            page = await self._call(method, request)
+            for mission in page.missions:
+                yield mission
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    async def cancel(self, mission_id: str, reason: str = "") -> mission_pb2.Mission:
+        """Cancel a mission; ``FailedPreconditionError`` when it has finished."""
+        request = pb.CancelMissionRequest(mission_id=mission_id, reason=reason)
+        response: pb.CancelMissionResponse = await self._call(self._stub.CancelMission, request)
+        return response.mission
+
+    async def redrive(self, mission_id: str, max_attempts: int = 0) -> mission_pb2.Mission:
+        """Queue a dead-lettered mission again; ``FailedPreconditionError`` unless it is dead-lettered."""
+        request = pb.RedriveMissionRequest(mission_id=mission_id, max_attempts=max_attempts)
+        response: pb.RedriveMissionResponse = await self._call(self._stub.RedriveMission, request)
+        return response.mission
+
+    async def workers(self, *, include_gone: bool = False) -> builtins.list[worker_pb2.Worker]:
+        """The workers heard from recently."""
+        response: pb.ListWorkersResponse = await self._call(
+            self._stub.ListWorkers, pb.ListWorkersRequest(include_gone=include_gone)
+        )
+        return list(response.workers)
+
+    async def stats(self) -> pb.GetStatsResponse:
+        """Mission counts, queue depths, recent outcomes and the log position."""
+        response: pb.GetStatsResponse = await self._call(self._stub.GetStats, pb.GetStatsRequest())
+        return response
+
+    def watch(
+        self,
+        *,
+        mission_ids: Iterable[str] = (),
+        types: Iterable[events_pb2.EventType.ValueType] = (),
+        mission_types: Iterable[str] = (),
+        labels: Mapping[str, str] | None = None,
+        after_sequence: int | None = None,
+    ) -> AsyncIterator[events_pb2.MissionEvent]:
+        """The events that match every filter given, in log order (WatchEvents).
+
+        The iterator resumes by itself, with no gap and no duplicate, when the stream is cut
+        (UNAVAILABLE: a restart or a network fault; RESOURCE_EXHAUSTED: too slow a reader),
+        after a backoff with jitter; it raises after ``WATCH_RETRIES`` failures in a row.
+        Heartbeats are consumed inside. With ``mission_ids`` it ends once every one has ended.
+
+        Args:
+            mission_ids: only these missions' events (past ones first, unless ``after_sequence``).
+            types: only these event types.
+            mission_types: only missions of these handler types.
+            labels: only missions carrying all these labels.
+            after_sequence: start after this log position (0: the whole retained log).
+        """
+        request = watch_request(
+            mission_ids=mission_ids,
+            types=types,
+            mission_types=mission_types,
+            labels=labels,
+            after_sequence=after_sequence,
+        )
+        return self._follow(WatchCursor(request, retries=WATCH_RETRIES))
+
+    async def _follow(self, cursor: WatchCursor) -> AsyncGenerator[events_pb2.MissionEvent, None]:
+        while True:
+            call = self._stub.WatchEvents(cursor.request(), timeout=cursor.remaining(), metadata=self._metadata)
+            try:
+                async for response in call:
+                    if (event := cursor.accept(response)) is not None:
+                        yield event
+                return
+            except grpc.RpcError as exc:
+                delay = cursor.retry_delay(from_rpc_error(exc))
+            finally:
+                call.cancel()
+            await asyncio.sleep(delay)
+
+    async def wait(self, mission_id: str, timeout: float | None = None) -> mission_pb2.Mission:
+        """The mission once it has finished (SUCCEEDED, FAILED or CANCELLED).
+
+        Raises:
+            TimeoutError: it has not finished within ``timeout`` seconds.
+        """
+        deadline = deadline_of(timeout)
+        mission = await self._get(mission_id, deadline)
+        while mission.state not in TERMINAL_STATES:
+            async with contextlib.aclosing(self._follow(wait_cursor(mission, deadline))) as events:
+                async for _ in events:
+                    break
+            mission = await self._get(mission_id, deadline)
+        return mission
+
+    async def result(self, mission_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The result of the mission once it has succeeded, as a dict (integral numbers as ints).
+
+        Raises:
+            MissionFailed: it failed; ``.error`` is its last error.
+            MissionCancelled: it was cancelled.
+            TimeoutError: it has not finished within ``timeout`` seconds.
+        """
+        return outcome(await self.wait(mission_id, timeout))

@@ -1,0 +1,231 @@
+"""``Client``: MissionService from synchronous code."""
+
+from __future__ import annotations
+
+import builtins
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import timedelta
+from types import TracebackType
+from typing import Any, TypeAlias
+
+import grpc
+
+from missions import errors
+from missions.client._connection import Connection
+from missions.client._errors import from_rpc_error
+from missions.client._messages import (
+    WATCH_RETRIES,
+    ClientBase,
+    Priority,
+    State,
+    batch_results,
+    deadline_of,
+    outcome,
+    submit_request,
+    wait_cursor,
+    watch_request,
+)
+from missions.client._watch import WatchCursor
+from missions.events import TERMINAL_STATES
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
+from missions.v1 import mission_service_pb2 as pb
+
+__all__ = ["Client"]
+
+Interceptor: TypeAlias = grpc.UnaryUnaryClientInterceptor | grpc.UnaryStreamClientInterceptor
+
+
+class Client(ClientBase[Interceptor]):
+    """MissionService over one channel, which the client owns: use it as a context manager.
+
+    Methods return the protobuf messages (``missions.v1.mission_pb2.Mission``, ...);
+    ``payload_dict``/``result_dict`` read a mission's Structs as dicts. A failed call raises
+    the ``missions.errors.ServiceError`` subclass of its status. See ``ClientBase`` for the
+    settings.
+    """
+
+    def _open(self, connection: Connection, interceptors: Iterable[Interceptor]) -> grpc.Channel:
+        return grpc.intercept_channel(connection.channel(self.settings.server), *interceptors)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the channel; calls under way are cancelled."""
+        self._channel.close()
+
+    def _call(self, method: Any, request: Any, deadline: float | None = None) -> Any:
+        try:
+            return method(request, timeout=self._timeout(deadline), metadata=self._metadata)
+        except grpc.RpcError as exc:
+            raise from_rpc_error(exc) from exc
+
+    def submit(
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        priority: Priority | None = None,
+        labels: Mapping[str, str] | None = None,
+        idempotency_key: str = "",
+        max_attempts: int = 0,
+        timeout: float | timedelta | None = None,
+    ) -> mission_pb2.Mission:
+        """Queue a mission of handler ``type``; returns it QUEUED, with its id.
+
+        Args:
+            type: the handler name, e.g. ``"echo"``.
+            payload: the handler's input (JSON-like).
+            priority: ``"low"``, ``"normal"`` (default), ``"high"``, ``"critical"`` or the enum value.
+            labels: free-form labels.
+            idempotency_key: a retry with the same key returns the original mission.
+            max_attempts: attempts including the first; 0 means the service's default (3).
+            timeout: one attempt's time limit (seconds or timedelta); None: the worker's default.
+        """
+        request = submit_request(
+            type,
+            payload,
+            priority=priority,
+            labels=labels,
+            idempotency_key=idempotency_key,
+            max_attempts=max_attempts,
+            timeout=timeout,
+        )
+        response: pb.SubmitMissionResponse = self._call(self._stub.SubmitMission, request)
+        return response.mission
+
+    def submit_many(
+        self, requests: Iterable[pb.SubmitMissionRequest]
+    ) -> builtins.list[mission_pb2.Mission | errors.ServiceError]:
+        """Queue many missions in one call (build each with ``missions.client.submit_request``):
+        per mission, in order, the mission or the exception SubmitMission would have raised."""
+        response = self._call(self._stub.SubmitMissions, pb.SubmitMissionsRequest(missions=requests))
+        return batch_results(response)
+
+    def get(self, mission_id: str) -> mission_pb2.Mission:
+        """The mission; ``NotFoundError`` for an unknown id."""
+        return self._get(mission_id, None)
+
+    def _get(self, mission_id: str, deadline: float | None) -> mission_pb2.Mission:
+        request = pb.GetMissionRequest(mission_id=mission_id)
+        response: pb.GetMissionResponse = self._call(self._stub.GetMission, request, deadline)
+        return response.mission
+
+    def list(
+        self, *, states: Iterable[State] = (), type: str = "", page_size: int = 0
+    ) -> Iterator[mission_pb2.Mission]:
+        """Every mission (optionally only in ``states``, of ``type``), oldest first, page by page."""
+        request = pb.ListMissionsRequest(states=states, type=type, page_size=page_size)
+        return self._pages(self._stub.ListMissions, request)
+
+    def dead_letters(self, *, type: str = "", page_size: int = 0) -> Iterator[mission_pb2.Mission]:
+        """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""
+        return self._pages(self._stub.ListDeadLetters, pb.ListDeadLettersRequest(type=type, page_size=page_size))
+
+    def _pages(self, method: Any, request: Any) -> Iterator[mission_pb2.Mission]:
+        while True:
+            page = self._call(method, request)
+            yield from page.missions
+            if not page.next_page_token:
+                return
+            request.page_token = page.next_page_token
+
+    def cancel(self, mission_id: str, reason: str = "") -> mission_pb2.Mission:
+        """Cancel a mission; ``FailedPreconditionError`` when it has finished."""
+        request = pb.CancelMissionRequest(mission_id=mission_id, reason=reason)
+        response: pb.CancelMissionResponse = self._call(self._stub.CancelMission, request)
+        return response.mission
+
+    def redrive(self, mission_id: str, max_attempts: int = 0) -> mission_pb2.Mission:
+        """Queue a dead-lettered mission again; ``FailedPreconditionError`` unless it is dead-lettered."""
+        request = pb.RedriveMissionRequest(mission_id=mission_id, max_attempts=max_attempts)
+        response: pb.RedriveMissionResponse = self._call(self._stub.RedriveMission, request)
+        return response.mission
+
+    def workers(self, *, include_gone: bool = False) -> builtins.list[worker_pb2.Worker]:
+        """The workers heard from recently."""
+        response: pb.ListWorkersResponse = self._call(
+            self._stub.ListWorkers, pb.ListWorkersRequest(include_gone=include_gone)
+        )
+        return list(response.workers)
+
+    def stats(self) -> pb.GetStatsResponse:
+        """Mission counts, queue depths, recent outcomes and the log position."""
+        response: pb.GetStatsResponse = self._call(self._stub.GetStats, pb.GetStatsRequest())
+        return response
+
+    def watch(
+        self,
+        *,
+        mission_ids: Iterable[str] = (),
+        types: Iterable[events_pb2.EventType.ValueType] = (),
+        mission_types: Iterable[str] = (),
+        labels: Mapping[str, str] | None = None,
+        after_sequence: int | None = None,
+    ) -> Iterator[events_pb2.MissionEvent]:
+        """The events that match every filter given, in log order (WatchEvents).
+
+        The iterator resumes by itself, with no gap and no duplicate, when the stream is cut
+        (UNAVAILABLE: a restart or a network fault; RESOURCE_EXHAUSTED: too slow a reader),
+        after a backoff with jitter; it raises after ``WATCH_RETRIES`` failures in a row.
+        Heartbeats are consumed inside. With ``mission_ids`` it ends once every one has ended.
+
+        Args:
+            mission_ids: only these missions' events (past ones first, unless ``after_sequence``).
+            types: only these event types.
+            mission_types: only missions of these handler types.
+            labels: only missions carrying all these labels.
+            after_sequence: start after this log position (0: the whole retained log).
+        """
+        request = watch_request(
+            mission_ids=mission_ids,
+            types=types,
+            mission_types=mission_types,
+            labels=labels,
+            after_sequence=after_sequence,
+        )
+        return self._follow(WatchCursor(request, retries=WATCH_RETRIES))
+
+    def _follow(self, cursor: WatchCursor) -> Iterator[events_pb2.MissionEvent]:
+        while True:
+            call = self._stub.WatchEvents(cursor.request(), timeout=cursor.remaining(), metadata=self._metadata)
+            try:
+                for response in call:
+                    if (event := cursor.accept(response)) is not None:
+                        yield event
+                return
+            except grpc.RpcError as exc:
+                delay = cursor.retry_delay(from_rpc_error(exc))
+            finally:
+                call.cancel()
+            time.sleep(delay)
+
+    def wait(self, mission_id: str, timeout: float | None = None) -> mission_pb2.Mission:
+        """The mission once it has finished (SUCCEEDED, FAILED or CANCELLED).
+
+        Raises:
+            TimeoutError: it has not finished within ``timeout`` seconds.
+        """
+        deadline = deadline_of(timeout)
+        mission = self._get(mission_id, deadline)
+        while mission.state not in TERMINAL_STATES:
+            for _ in self._follow(wait_cursor(mission, deadline)):
+                break
+            mission = self._get(mission_id, deadline)
+        return mission
+
+    def result(self, mission_id: str, timeout: float | None = None) -> dict[str, Any]:
+        """The result of the mission once it has succeeded, as a dict (integral numbers as ints).
+
+        Raises:
+            MissionFailed: it failed; ``.error`` is its last error.
+            MissionCancelled: it was cancelled.
+            TimeoutError: it has not finished within ``timeout`` seconds.
+        """
+        return outcome(self.wait(mission_id, timeout))
