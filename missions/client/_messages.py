@@ -11,7 +11,7 @@ import pathlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import timedelta
-from typing import Any, Generic, TypeAlias, TypeVar
+from typing import Any, Generic, TypeAlias, TypedDict, TypeVar, Unpack
 
 from missions import errors
 from missions.client._connection import Connection
@@ -28,6 +28,8 @@ __all__ = [
     "ClientBase",
     "Priority",
     "State",
+    "SubmitOptions",
+    "WatchFilters",
     "batch_results",
     "deadline_of",
     "outcome",
@@ -116,26 +118,37 @@ def _priority(priority: Priority | None) -> mission_pb2.Priority.ValueType:
     return priority
 
 
+class SubmitOptions(TypedDict, total=False):
+    """The options of a submission; each left out takes the service's default.
+
+    Attributes:
+        priority: ``"low"``, ``"normal"`` (the default), ``"high"``, ``"critical"`` or the enum value.
+        labels: free-form labels.
+        idempotency_key: a retry with the same key returns the original mission.
+        max_attempts: attempts including the first; 0 means the service's default (3).
+        timeout: one attempt's time limit, in seconds or a timedelta; the worker's default without.
+    """
+
+    priority: Priority
+    labels: Mapping[str, str]
+    idempotency_key: str
+    max_attempts: int
+    timeout: float | timedelta
+
+
 def submit_request(
-    type: str,
-    payload: dict[str, Any] | None = None,
-    *,
-    priority: Priority | None = None,
-    labels: Mapping[str, str] | None = None,
-    idempotency_key: str = "",
-    max_attempts: int = 0,
-    timeout: float | timedelta | None = None,
+    type: str, payload: dict[str, Any] | None = None, **options: Unpack[SubmitOptions]
 ) -> pb.SubmitMissionRequest:
-    """A SubmitMissionRequest; ``timeout`` is one attempt's, in seconds or as a timedelta."""
+    """The SubmitMissionRequest for a mission of handler ``type`` (as ``submit_many`` takes them)."""
     request = pb.SubmitMissionRequest(
         type=type,
         payload=struct_from(payload),
-        priority=_priority(priority),
-        labels=dict(labels or {}),
-        idempotency_key=idempotency_key,
-        max_attempts=max_attempts,
+        priority=_priority(options.get("priority")),
+        labels=dict(options.get("labels") or {}),
+        idempotency_key=options.get("idempotency_key", ""),
+        max_attempts=options.get("max_attempts", 0),
     )
-    if timeout is not None:
+    if (timeout := options.get("timeout")) is not None:
         request.timeout.FromTimedelta(timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout))
     return request
 
@@ -147,22 +160,36 @@ def batch_results(response: pb.SubmitMissionsResponse) -> list[mission_pb2.Missi
     ]
 
 
-def watch_request(
-    *,
-    mission_ids: Iterable[str] = (),
-    types: Iterable[events_pb2.EventType.ValueType] = (),
-    mission_types: Iterable[str] = (),
-    labels: Mapping[str, str] | None = None,
-    after_sequence: int | None = None,
-) -> pb.WatchEventsRequest:
-    """A WatchEventsRequest; ``labels`` become its label selector."""
+class WatchFilters(TypedDict, total=False):
+    """What a watch delivers: the events that match every filter given.
+
+    Attributes:
+        mission_ids: only these missions' events, past ones first (unless ``after_sequence``);
+            the watch ends once every one has ended.
+        types: only these event types.
+        mission_types: only missions of these handler types.
+        labels: only missions carrying all these labels.
+        after_sequence: start after this log position (0: the whole retained log); without
+            it (and without ``mission_ids``), live events only.
+    """
+
+    mission_ids: Iterable[str]
+    types: Iterable[events_pb2.EventType.ValueType]
+    mission_types: Iterable[str]
+    labels: Mapping[str, str]
+    after_sequence: int
+
+
+def watch_request(**filters: Unpack[WatchFilters]) -> pb.WatchEventsRequest:
+    """The WatchEventsRequest of ``filters``; ``labels`` become its label selector."""
+    labels = filters.get("labels") or {}
     request = pb.WatchEventsRequest(
-        mission_ids=mission_ids,
-        types=types,
-        mission_types=mission_types,
-        label_selector=",".join(f"{key}={value}" for key, value in (labels or {}).items()),
+        mission_ids=filters.get("mission_ids", ()),
+        types=filters.get("types", ()),
+        mission_types=filters.get("mission_types", ()),
+        label_selector=",".join(f"{key}={value}" for key, value in labels.items()),
     )
-    if after_sequence is not None:
+    if (after_sequence := filters.get("after_sequence")) is not None:
         request.after_sequence = after_sequence
     return request
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Iterator, Mapping
-from datetime import timedelta
+from collections.abc import Iterable, Iterator
 from types import TracebackType
-from typing import Any, TypeAlias
+from typing import Any, TypeAlias, Unpack
 
 import grpc
 
@@ -17,8 +16,9 @@ from missions.client._errors import from_rpc_error
 from missions.client._messages import (
     WATCH_RETRIES,
     ClientBase,
-    Priority,
     State,
+    SubmitOptions,
+    WatchFilters,
     batch_results,
     deadline_of,
     outcome,
@@ -67,36 +67,12 @@ class Client(ClientBase[Interceptor]):
             raise from_rpc_error(exc) from exc
 
     def submit(
-        self,
-        type: str,
-        payload: dict[str, Any] | None = None,
-        *,
-        priority: Priority | None = None,
-        labels: Mapping[str, str] | None = None,
-        idempotency_key: str = "",
-        max_attempts: int = 0,
-        timeout: float | timedelta | None = None,
+        self, type: str, payload: dict[str, Any] | None = None, **options: Unpack[SubmitOptions]
     ) -> mission_pb2.Mission:
-        """Queue a mission of handler ``type``; returns it QUEUED, with its id.
-
-        Args:
-            type: the handler name, e.g. ``"echo"``.
-            payload: the handler's input (JSON-like).
-            priority: ``"low"``, ``"normal"`` (default), ``"high"``, ``"critical"`` or the enum value.
-            labels: free-form labels.
-            idempotency_key: a retry with the same key returns the original mission.
-            max_attempts: attempts including the first; 0 means the service's default (3).
-            timeout: one attempt's time limit (seconds or timedelta); None: the worker's default.
-        """
-        request = submit_request(
-            type,
-            payload,
-            priority=priority,
-            labels=labels,
-            idempotency_key=idempotency_key,
-            max_attempts=max_attempts,
-            timeout=timeout,
-        )
+        """Queue a mission of handler ``type`` (e.g. ``"echo"``) with ``payload`` (JSON-like) and
+        ``options`` (``SubmitOptions``: priority, labels, idempotency_key, max_attempts, timeout);
+        returns it QUEUED, with its id."""
+        request = submit_request(type, payload, **options)
         response: pb.SubmitMissionResponse = self._call(self._stub.SubmitMission, request)
         return response.mission
 
@@ -160,37 +136,15 @@ class Client(ClientBase[Interceptor]):
         response: pb.GetStatsResponse = self._call(self._stub.GetStats, pb.GetStatsRequest())
         return response
 
-    def watch(
-        self,
-        *,
-        mission_ids: Iterable[str] = (),
-        types: Iterable[events_pb2.EventType.ValueType] = (),
-        mission_types: Iterable[str] = (),
-        labels: Mapping[str, str] | None = None,
-        after_sequence: int | None = None,
-    ) -> Iterator[events_pb2.MissionEvent]:
-        """The events that match every filter given, in log order (WatchEvents).
+    def watch(self, **filters: Unpack[WatchFilters]) -> Iterator[events_pb2.MissionEvent]:
+        """The events that match every filter given (``WatchFilters``), in log order (WatchEvents).
 
         The iterator resumes by itself, with no gap and no duplicate, when the stream is cut
         (UNAVAILABLE: a restart or a network fault; RESOURCE_EXHAUSTED: too slow a reader),
         after a backoff with jitter; it raises after ``WATCH_RETRIES`` failures in a row.
-        Heartbeats are consumed inside. With ``mission_ids`` it ends once every one has ended.
-
-        Args:
-            mission_ids: only these missions' events (past ones first, unless ``after_sequence``).
-            types: only these event types.
-            mission_types: only missions of these handler types.
-            labels: only missions carrying all these labels.
-            after_sequence: start after this log position (0: the whole retained log).
+        Heartbeats are consumed inside.
         """
-        request = watch_request(
-            mission_ids=mission_ids,
-            types=types,
-            mission_types=mission_types,
-            labels=labels,
-            after_sequence=after_sequence,
-        )
-        return self._follow(WatchCursor(request, retries=WATCH_RETRIES))
+        return self._follow(WatchCursor(watch_request(**filters), retries=WATCH_RETRIES))
 
     def _follow(self, cursor: WatchCursor) -> Iterator[events_pb2.MissionEvent]:
         while True:
