@@ -42,8 +42,8 @@ Priority: TypeAlias = mission_pb2.Priority.ValueType | str
 """A priority: ``mission_pb2.PRIORITY_HIGH`` or its short name, ``"high"``."""
 State: TypeAlias = mission_pb2.MissionState.ValueType
 
-WATCH_RETRIES = 10
-"""Failed attempts in a row after which ``watch`` gives up (about 30 s of backoff)."""
+WATCH_RETRIES = 20
+"""Failed attempts in a row after which ``watch`` gives up (about 40 s of backoff in all, on average)."""
 
 
 PathArg: TypeAlias = str | os.PathLike[str]
