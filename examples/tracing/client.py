@@ -8,15 +8,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import grpc
-from google.protobuf import struct_pb2
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from missions.v1 import events_pb2, mission_service_pb2, mission_service_pb2_grpc
+from missions import AsyncClient
+from missions.v1 import events_pb2
+
+
+class TraceContext(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]
+    """What an instrumented gRPC client does: the current span's W3C trace context as metadata.
+
+    It also waits for the service to be ready, as run.sh starts it just before this client.
+    """
+
+    async def intercept_unary_unary(self, continuation: Callable[..., Any], details: Any, request: Any) -> Any:
+        carrier: dict[str, str] = {}
+        TraceContextTextMapPropagator().inject(carrier)
+        metadata = grpc.aio.Metadata(*(details.metadata or ()), *carrier.items())
+        return await continuation(details._replace(metadata=metadata, wait_for_ready=True), request)
 
 
 def _line(span: ReadableSpan) -> str:
@@ -28,20 +43,11 @@ async def submit(server: str) -> int:
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "example-client"}))
     provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter(out=sys.stderr, formatter=_line)))
     tracer = provider.get_tracer("example")
-    payload = struct_pb2.Struct()
-    payload.update({"text": "traced"})
-    async with grpc.aio.insecure_channel(server) as channel:
-        stub = mission_service_pb2_grpc.MissionServiceStub(channel)
+    async with AsyncClient(server, interceptors=[TraceContext()]) as client:
         with tracer.start_as_current_span("submit and wait") as span:
-            # What an instrumented gRPC client does: the current span's W3C trace context as metadata.
-            metadata: dict[str, str] = {}
-            TraceContextTextMapPropagator().inject(metadata)
-            request = mission_service_pb2.SubmitMissionRequest(type="echo", payload=payload)
-            response = await stub.SubmitMission(request, metadata=tuple(metadata.items()), wait_for_ready=True)
-            watch = mission_service_pb2.WatchEventsRequest(mission_ids=[response.mission.id])
-            async for item in stub.WatchEvents(watch):  # ends once the mission is final
-                if item.HasField("event"):
-                    print(events_pb2.EventType.Name(item.event.type), file=sys.stderr)
+            mission = await client.submit("echo", {"text": "traced"})
+            async for event in client.watch(mission_ids=[mission.id]):  # ends once the mission is final
+                print(events_pb2.EventType.Name(event.type), file=sys.stderr)
     provider.shutdown()
     return span.get_span_context().trace_id
 

@@ -89,7 +89,9 @@ class ClientBase(Generic[InterceptorT]):
         interceptors: Sequence[InterceptorT] = (),
     ) -> None:
         paths = {"tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key, "token_file": token_file}
-        given: dict[str, Any] = {name: None if path is None else pathlib.Path(path) for name, path in paths.items()}
+        given: dict[str, Any] = {
+            name: None if path is None else pathlib.Path(path).expanduser() for name, path in paths.items()
+        }
         given |= {"server": server, "timeout": timeout, "tls": tls, "token": token}
         self.settings = ClientSettings.resolve(given, config=config, profile=profile)
         connection = Connection.from_settings(self.settings)

@@ -10,10 +10,11 @@ Commands: ``submit`` (``--wait`` follows it with a progress bar), ``get``, ``lis
 for operators; ``completion bash|zsh`` prints a shell completion script. docs/missionctl.md
 is the manual; ``missionctl COMMAND --help`` describes each command.
 
-Settings (``settings``): each global option comes from its flag, else its ``MISSIONS_*``
-variable, else the config file (``$XDG_CONFIG_HOME/missions/missionctl.toml``), else its
-default. Security (docs/security.md): ``--tls-ca``/``--tls`` for TLS,
-``--tls-cert``/``--tls-key`` for mTLS, and ``--token-file``/``--token`` for the bearer token.
+Settings (``missions/client/_settings.py``, shared with ``missions.Client``): each global
+option comes from its flag, else its ``MISSIONS_*`` variable, else the config file
+(``$XDG_CONFIG_HOME/missions/missionctl.toml``), else its default. Security
+(docs/security.md): ``--tls-ca``/``--tls`` for TLS, ``--tls-cert``/``--tls-key`` for mTLS,
+and ``--token-file``/``--token`` for the bearer token.
 
 Output (``output``): ``-o text`` renders with rich, colour only on a terminal without
 ``NO_COLOR`` (``--color`` overrides); ``-o json`` prints each response as one proto JSON
@@ -29,8 +30,7 @@ Exit codes:
             goes to stderr.
     130     interrupted with Ctrl-C (any command but ``watch`` and ``top``).
 
-Modules: ``app`` (``main``), ``parser`` (flags), ``settings`` (flag > variable > config
-file > default), ``connection`` (TLS and token), ``service`` (typed calls), ``commands``
+Modules: ``app`` (``main``), ``parser`` (flags), ``service`` (typed calls), ``commands``
 (one function per command), ``board`` (the live watch table), ``top``, ``completion``,
 ``output`` (text, JSON, JSON lines), ``render`` (text views) and ``enums`` (how enum
 values are spelled).
