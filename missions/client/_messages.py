@@ -1,4 +1,5 @@
-"""What both clients send and how they read the answers: request builders and response readers.
+"""What both clients share: ``ClientBase`` (settings, channel, stub), the request builders
+and the response readers.
 
 Client and AsyncClient differ only in how they call; each of their methods is a builder
 from here, one call, and a reader from here.

@@ -41,8 +41,9 @@ class Client(ClientBase[Interceptor]):
 
     Methods return the protobuf messages (``missions.v1.mission_pb2.Mission``, ...);
     ``payload_dict``/``result_dict`` read a mission's Structs as dicts. A failed call raises
-    the ``missions.errors.ServiceError`` subclass of its status. See ``ClientBase`` for the
-    settings.
+    the ``missions.errors.ServiceError`` subclass of its status. The constructor's arguments
+    (server, timeout, TLS, token, config, profile, interceptors) are ``ClientBase``'s
+    (missions/client/_messages.py); each left None comes from ``MISSIONS_*`` or the config file.
     """
 
     def _open(self, connection: Connection, interceptors: Iterable[Interceptor]) -> grpc.Channel:
