@@ -108,7 +108,9 @@ def _add_submit(add: _Add) -> None:
     submit.add_argument(
         "--payload", type=_payload, metavar="JSON", help="a JSON object, inline or @FILE (@- for stdin); default {}"
     )
-    submit.add_argument("--priority", choices=enums.choices(enums.PRIORITY), help="default: normal")
+    submit.add_argument(
+        "--priority", type=str.lower, choices=enums.choices(enums.PRIORITY), help="any case; default: normal"
+    )
     submit.add_argument(
         "--max-attempts", type=argument_type(integer(1)), metavar="N", help="default: the service's (3)"
     )
@@ -161,10 +163,12 @@ def _add_queries(add: _Add) -> None:
     )
     listing.add_argument(
         "--state",
+        type=str.lower,  # every output prints states in upper case
         choices=enums.choices(enums.STATE),
         action="append",
         metavar="STATE",
-        help=f"only missions in this state ({', '.join(enums.choices(enums.STATE))}); repeatable; default: all",
+        help=f"only missions in this state ({', '.join(enums.choices(enums.STATE))}, in any case); repeatable;"
+        " default: all",
     )
     _add_paging(listing)
     listing.set_defaults(command=commands.list_missions)
@@ -192,9 +196,10 @@ def _add_watch(add: _Add) -> None:
     watch.add_argument("--mission", metavar="ID", action="append", help="repeatable; default: every mission")
     watch.add_argument(
         "--type",
+        type=str.lower,
         choices=enums.choices(enums.EVENT),
         action="append",
-        help="event type; repeatable; default: every type",
+        help="event type, in any case; repeatable; default: every type",
     )
     watch.add_argument("--mission-type", metavar="T", action="append", help="handler type; repeatable; default: all")
     watch.add_argument(

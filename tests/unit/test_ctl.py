@@ -19,6 +19,7 @@ from missions import ctl
 from missions.client._settings import OPTIONS
 from missions.ctl import top as top_module
 from missions.ctl.client import ServiceClient
+from missions.ctl.parser import build_parser
 from missions.metadata import CORRELATION_KEY
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
@@ -188,6 +189,27 @@ def test_list_all_follows_page_tokens_with_the_same_filters(
     [listing] = json_lines(capsys.readouterr().out)
     assert [found["id"] for found in listing["missions"]] == ["a", "b", "c"]
     assert "next_page_token" not in listing
+
+
+@pytest.mark.parametrize(
+    ("argv", "dest", "parsed"),
+    [
+        (["list", "--state", "SUCCEEDED", "--state", "Failed"], "state", ["succeeded", "failed"]),
+        (["watch", "--type", "COMPLETED", "--type", "Failed"], "type", ["completed", "failed"]),
+        (["submit", "echo", "--priority", "HIGH"], "priority", "high"),
+    ],
+)
+def test_enum_values_are_accepted_in_any_case(argv: list[str], dest: str, parsed: Any) -> None:
+    # Every output prints states, event types and priorities in upper case: they read back as printed.
+    assert getattr(build_parser().parse_args(argv), dest) == parsed
+
+
+def test_list_state_in_upper_case_filters_by_it(run: Run, channel: Any) -> None:
+    done = run("list", "--state", "SUCCEEDED")
+    _, request = answer(channel, "ListMissions", pb.ListMissionsResponse())
+
+    assert done.result(timeout=10) == 0
+    assert list(request.states) == [mission_pb2.MISSION_STATE_SUCCEEDED]
 
 
 def test_list_one_page_shows_a_table_and_how_to_continue(
