@@ -31,6 +31,7 @@ __all__ = [
     "NotGiven",
     "config_path",
     "positive_seconds",
+    "server_address",
 ]
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -56,9 +57,40 @@ def positive_seconds(text: str) -> float:
 
 _positive_duration = seconds(positive=True)
 
+_DEFAULT_PORT = DEFAULT_ADDRESS.rpartition(":")[2]
+_SERVER_FORM = f"HOST, HOST:PORT or [IPv6]:PORT (port {_DEFAULT_PORT} when none is given; TLS is --tls, not a scheme)"
+
+
+def server_address(text: str) -> str:
+    """--server: ``HOST``, ``HOST:PORT`` or ``[IPv6]:PORT`` as gRPC dials it, the default port added
+    when there is none (without it gRPC would dial 443); ValueError says what form is expected."""
+    if "://" in text or "/" in text:
+        raise ValueError(f"expected {_SERVER_FORM}, got {text!r}")
+    if text.startswith("["):
+        host, bracket, rest = text.partition("]")
+        host += bracket
+        if not bracket or len(host) == 2 or (rest and not rest.startswith(":")):
+            raise ValueError(f"expected {_SERVER_FORM}, got {text!r}")
+        port = rest.removeprefix(":") if rest else _DEFAULT_PORT
+    elif text.count(":") > 1:
+        raise ValueError(f"expected {_SERVER_FORM}, got {text!r}: an IPv6 address goes in brackets")
+    else:
+        host, colon, port = text.partition(":")
+        port = port if colon else _DEFAULT_PORT
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected {_SERVER_FORM}, got {text!r}")
+    return f"{host}:{port}"
+
 
 OPTIONS = (
-    Option("--server", "MISSIONS_SERVER", "mission-service address", default=DEFAULT_ADDRESS, metavar="HOST:PORT"),
+    Option(
+        "--server",
+        "MISSIONS_SERVER",
+        f"mission-service address, HOST[:PORT] (port {_DEFAULT_PORT} if none) or [IPv6]:PORT; no scheme",
+        server_address,
+        default=DEFAULT_ADDRESS,
+        metavar="HOST:PORT",
+    ),
     Option(
         "--output",
         "MISSIONS_OUTPUT",
@@ -119,7 +151,8 @@ class ClientSettings:
     ``output`` and ``color`` are missionctl's; the Python clients ignore them.
 
     Attributes:
-        server: mission-service address, HOST:PORT. Default 127.0.0.1:50051.
+        server: mission-service address, HOST:PORT (``server_address`` adds a missing port). Default
+            127.0.0.1:50051.
         output: text (rich, for people), json (one document per response) or jsonl (one item per line).
         color: auto (colour on a terminal unless NO_COLOR is set), always or never.
         timeout: deadline of each unary RPC in seconds. Default 10.

@@ -155,3 +155,42 @@ def test_main_reports_a_bad_config_as_a_usage_error(
 
     assert ctl.main(["stats"], connect=lambda server: pytest.fail("no RPC may be made")) == 2
     assert "missionctl: error: config file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("given", "dialled"),
+    [
+        ("localhost", "localhost:50051"),  # gRPC alone would dial port 443
+        ("missions.internal:7000", "missions.internal:7000"),
+        ("10.0.0.5", "10.0.0.5:50051"),
+        ("[::1]:7000", "[::1]:7000"),
+        ("[::1]", "[::1]:50051"),
+    ],
+)
+def test_server_without_a_port_means_the_default_port(home: pathlib.Path, given: str, dialled: str) -> None:
+    assert settings(home, "--server", given).server == dialled
+    assert settings(home, MISSIONS_SERVER=given).server == dialled
+    write_config(home, f'server = "{given}"\n')
+    assert settings(home).server == dialled
+
+
+BAD_SERVERS = ["http://localhost:50051", "grpc://h:1", "https://h", "h:1/path", "::1", "h:", "h:port", ":1", "h:70000"]
+
+
+@pytest.mark.parametrize("given", BAD_SERVERS)
+def test_a_server_with_a_scheme_or_a_path_is_a_usage_error_saying_the_form(
+    home: pathlib.Path, given: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home))
+    never = lambda server: pytest.fail("no RPC may be made")  # noqa: E731
+
+    assert ctl.main(["--server", given, "stats"], connect=never) == 2
+    assert "argument --server: expected HOST, HOST:PORT or [IPv6]:PORT (port 50051" in capsys.readouterr().err
+    monkeypatch.setenv("MISSIONS_SERVER", given)
+    assert ctl.main(["stats"], connect=never) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("missionctl: error: MISSIONS_SERVER: ") and repr(given) in err
+    monkeypatch.delenv("MISSIONS_SERVER")
+    write_config(home, f'server = "{given}"\n')
+    with pytest.raises(ValueError, match=r"config file .*: server: "):
+        settings(home)
