@@ -29,6 +29,8 @@ Exit codes:
             NOT_FOUND (5) -> 8, UNAVAILABLE (14) -> 17. ``error: <STATUS>: <details>``
             goes to stderr.
     130     interrupted with Ctrl-C (any command but ``watch`` and ``top``).
+    141     stdout's reader went away (``missionctl list | head -1``): nothing on stderr,
+            the status of a process stopped by SIGPIPE (128 + 13).
 
 Modules: ``app`` (``main``), ``parser`` (flags), ``service`` (typed calls), ``commands``
 (one function per command), ``board`` (the live watch table), ``top``, ``completion``,

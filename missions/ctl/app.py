@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 import grpc
 
 from missions.client._connection import Connection
 from missions.client._settings import ClientSettings
 from missions.ctl.client import ChannelFactory, ServiceClient
-from missions.ctl.commands import EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
+from missions.ctl.commands import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
 from missions.ctl.output import Output, warn
 from missions.ctl.parser import build_parser
 
@@ -22,6 +26,15 @@ def _rpc_failure(exc: grpc.RpcError) -> int:
         warn(f"hint: {note}")
     number: int = code.value[0]
     return EXIT_RPC_BASE + number
+
+
+def _reader_gone() -> int:
+    """Stdout's reader left (``missionctl list | head -1``): stop quietly, as a program killed by
+    SIGPIPE would. Stdout then points at /dev/null, so the interpreter's final flush of what is
+    still buffered does not fail again (docs.python.org, "Note on SIGPIPE")."""
+    with contextlib.suppress(OSError, ValueError):  # a stdout without a file descriptor, as tests capture it
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_BROKEN_PIPE
 
 
 def main(argv: list[str] | None = None, *, connect: ChannelFactory | None = None) -> int:
@@ -58,3 +71,5 @@ def main(argv: list[str] | None = None, *, connect: ChannelFactory | None = None
         return _rpc_failure(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return _reader_gone()

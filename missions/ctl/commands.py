@@ -25,6 +25,7 @@ from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = [
+    "EXIT_BROKEN_PIPE",
     "EXIT_INTERRUPTED",
     "EXIT_MISSION_UNSUCCESSFUL",
     "EXIT_OK",
@@ -48,6 +49,8 @@ EXIT_MISSION_UNSUCCESSFUL = 1
 EXIT_USAGE = 2
 EXIT_RPC_BASE = 3
 EXIT_INTERRUPTED = 130
+# 128 + SIGPIPE: what a shell reports for a writer stopped by a closed pipe, as `yes | head` is.
+EXIT_BROKEN_PIPE = 141
 
 Command = Callable[[ServiceClient, Output, argparse.Namespace], int]
 

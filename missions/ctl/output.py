@@ -37,15 +37,24 @@ def proto_dict(message: Message) -> dict[str, Any]:
     return json_format.MessageToDict(message, preserving_proto_field_name=True)
 
 
+class _Console(Console):
+    """A rich console that leaves a closed stdout to ``app.main``, as every other write does
+    (rich's own answer is to exit 1)."""
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True  # nothing more to draw, e.g. when a live display stops
+        raise BrokenPipeError
+
+
 def console_for(color: str) -> Console:
     """A console on stdout; ``color`` is auto (rich decides: a terminal, NO_COLOR, FORCE_COLOR), always or never."""
-    console = Console(highlight=False)
+    console = _Console(highlight=False)
     if color == "never":
-        console = Console(highlight=False, color_system=None)
+        console = _Console(highlight=False, color_system=None)
     elif color == "always":
         # An explicit colour system colours a pipe too (for `less -R`) without making it a terminal,
         # so live widgets stay off; the flag beats NO_COLOR.
-        console = Console(highlight=False, color_system="auto" if console.is_terminal else "standard", no_color=False)
+        console = _Console(highlight=False, color_system="auto" if console.is_terminal else "standard", no_color=False)
     if not console.is_terminal:
         console.width = _PIPE_WIDTH
     return console

@@ -41,6 +41,8 @@ exit codes:
   2    usage error: a bad flag, variable or config file
   3+N  an RPC failed with gRPC status code N, e.g. 8 NOT_FOUND, 17 UNAVAILABLE
   130  interrupted with Ctrl-C
+  141  stdout's reader went away (missionctl list | head -1), quietly, like a process
+       stopped by SIGPIPE
 """
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
