@@ -179,13 +179,10 @@ class Option:
 
     def described(self, *sources: str) -> str:
         """The help text, ending in where the value comes from without the flag:
-        ``[MISSIONS_X, <sources>, default D]``."""
-        where = [self.variable, *sources]
-        if self.default:
-            where.append(f"default {self.default}")
-        elif self.type is boolean:
-            where.append("default off")
-        return f"{self.help} [{', '.join(where)}]"
+        ``[MISSIONS_X, <sources>, default D]`` (D is ``unset``, or ``off`` for a switch, without one)."""
+        # Worded as docs/configuration.md's default column (scripts/gen_docs.py), which says the same.
+        unset = "off" if self.type is boolean else "unset"
+        return f"{self.help} [{', '.join([self.variable, *sources])}, default {self.default or unset}]"
 
     def parse(self, value: str, where: str) -> Any:
         """``value`` through the option's type; a bad one raises ValueError prefixed with ``where``."""
@@ -267,7 +264,7 @@ COMMON = (
     Option(
         "--amqp-ca",
         "MISSIONS_AMQP_CA",
-        f"{_AMQPS}CA bundle that verifies the broker (default: the system's)",
+        f"{_AMQPS}CA bundle that verifies the broker; unset: the system's CAs",
         type=pathlib.Path,
     ),
     Option("--amqp-cert", "MISSIONS_AMQP_CERT", f"{_AMQPS}client certificate to present to the broker", pathlib.Path),

@@ -112,7 +112,7 @@ def _default(action: argparse.Action) -> str:
     if not action.option_strings and action.required:
         return "required"
     if action.default is None or action.default == "":
-        return "unset"
+        return "off" if action.nargs == 0 else "unset"  # a switch (--tls/--no-tls) as Option.described says
     if isinstance(action.default, bool):
         return "on" if action.default else "off"
     return f"`{action.default}`"

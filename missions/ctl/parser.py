@@ -120,10 +120,16 @@ def _add_submit(add: _Add) -> None:
         "--timeout-s", type=_SECONDS, metavar="SECONDS", help="time allowed per attempt; default: the worker's"
     )
     submit.add_argument(
-        "--idempotency-key", metavar="K", help="resubmitting with the same key returns the same mission"
+        "--idempotency-key",
+        metavar="K",
+        help="resubmitting with the same key returns the same mission; default: none",
     )
     submit.add_argument(
-        "--label", type=_label, action="append", metavar="KEY=VALUE", help="repeatable; the last value of a key wins"
+        "--label",
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="repeatable; the last value of a key wins; default: none",
     )
     submit.add_argument(
         "--wait",
@@ -141,17 +147,17 @@ def _add_plain(parser: argparse.ArgumentParser, what: str) -> None:
 
 def _add_paging(listing: argparse.ArgumentParser) -> None:
     """--type and the paging flags that ``list`` and ``dead-letters`` share."""
-    listing.add_argument("--type", metavar="T", help="only missions of this handler type")
+    listing.add_argument("--type", metavar="T", help="only missions of this handler type; default: every type")
     listing.add_argument(
         "--page-size", type=argument_type(integer(1)), metavar="N", help="default: the service's (100)"
     )
-    listing.add_argument("--page-token", metavar="TOKEN", help="continue from a previous page")
+    listing.add_argument("--page-token", metavar="TOKEN", help="continue from a previous page; default: the first")
     listing.add_argument("--all", action="store_true", help="follow next_page_token to the last page")
 
 
 def _add_queries(add: _Add) -> None:
     get = add("get", help="show one mission", description="Show one mission.")
-    get.add_argument("id", metavar="ID")
+    get.add_argument("id", metavar="ID", help="the mission's id")
     get.set_defaults(command=commands.get)
     listing = _command(
         add,
@@ -175,8 +181,8 @@ def _add_queries(add: _Add) -> None:
     _add_paging(listing)
     listing.set_defaults(command=commands.list_missions)
     cancel = add("cancel", help="cancel a mission", description="Cancel a mission.")
-    cancel.add_argument("id", metavar="ID")
-    cancel.add_argument("--reason", metavar="R", help="recorded on the CANCELLED event")
+    cancel.add_argument("id", metavar="ID", help="the mission's id")
+    cancel.add_argument("--reason", metavar="R", help="recorded on the CANCELLED event; default: none")
     cancel.set_defaults(command=commands.cancel)
 
 
@@ -205,7 +211,11 @@ def _add_watch(add: _Add) -> None:
     )
     watch.add_argument("--mission-type", metavar="T", action="append", help="handler type; repeatable; default: all")
     watch.add_argument(
-        "--label", type=_label, action="append", metavar="KEY=VALUE", help="missions with every such label; repeatable"
+        "--label",
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="missions with every such label; repeatable; default: any labels",
     )
     watch.add_argument(
         "--after",
@@ -284,7 +294,7 @@ def _add_operations(add: _Add) -> None:
         help="queue a dead-lettered mission again",
         description="Queue a dead-lettered mission again with a fresh attempt budget.",
     )
-    redrive.add_argument("id", metavar="ID")
+    redrive.add_argument("id", metavar="ID", help="the dead-lettered mission's id")
     redrive.add_argument(
         "--max-attempts",
         type=argument_type(integer(1)),
@@ -350,7 +360,7 @@ def _add_global_options(parser: argparse.ArgumentParser, *, defaults: bool) -> N
         "--profile",
         metavar="NAME",
         default=default(variable(PROFILE_VARIABLE)),
-        help=f"use the [profiles.NAME] table of the config file [{PROFILE_VARIABLE}]",
+        help=f"use the [profiles.NAME] table of the config file [{PROFILE_VARIABLE}, default unset]",
     )
 
 

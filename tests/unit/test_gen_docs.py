@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import pathlib
 import re
 import sys
@@ -78,6 +79,27 @@ def test_every_argument_of_every_parser_is_documented(
             where = programs[parser.prog] if action.default is argparse.SUPPRESS else section
             for flag in action.option_strings or [str(action.metavar or action.dest)]:
                 assert re.search(rf"`{re.escape(flag)}[ `]", where), f"{parser.prog} {name}: {flag} missing"
+
+
+@pytest.mark.parametrize("build", [service_parser, worker_parser, ctl_parser])
+def test_help_gives_every_argument_a_text_and_every_value_its_default_as_the_reference_does(
+    build: Callable[[], argparse.ArgumentParser], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in [variable for variable in os.environ if variable.startswith("MISSIONS_")]:
+        monkeypatch.delenv(name)
+    parser = build()
+    for name, sub in [("", parser), *gen_docs.subcommands(parser).items()]:
+        for action in gen_docs.documented_actions(sub):
+            where = f"{parser.prog} {name} {action.option_strings or action.dest}"
+            assert action.help, f"{where}: no help text"
+            if not action.option_strings or (action.nargs == 0 and "[" not in action.help):
+                continue  # a positional is required; a switch of a command is off unless given
+            assert "default" in action.help, f"{where}: --help does not say the default"
+            variable = gen_docs.option(action).variable.strip("`")
+            if variable and action.dest != "config":
+                # A MISSIONS_* option's help ends in "[VARIABLE, ..., default D]", D as the reference says.
+                documented = gen_docs.option(action).default.strip("`")
+                assert action.help.endswith(f"default {documented}]"), f"{where}: {action.help!r} vs {documented!r}"
 
 
 @pytest.mark.parametrize("build", [service_parser, worker_parser, ctl_parser])
