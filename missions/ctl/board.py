@@ -12,10 +12,10 @@ from rich.text import Text
 
 from missions.ctl import render
 from missions.ctl.enums import STATE, short
-from missions.events import is_final
+from missions.events import TERMINAL_STATES, is_final
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["MissionBoard"]
+__all__ = ["CAPACITY", "MissionBoard"]
 
 E = events_pb2
 M = mission_pb2
@@ -32,7 +32,7 @@ _STATES = {
     E.EVENT_TYPE_REDRIVEN: M.MISSION_STATE_QUEUED,
 }
 # A watch of every mission on a busy system must not grow without bound.
-_MAX_TRACKED = 1000
+CAPACITY = 1000
 _BAR_WIDTH = 20
 # Below this terminal width there is no room for a bar beside a uuid and a short message.
 _ROOM_FOR_BAR = 100
@@ -48,6 +48,8 @@ class _Row:
     progress: float = 0.0
     message: str = ""
     final: bool = False
+    # The last event folded in (or the snapshot's): an event at or before it is already shown.
+    sequence: int = 0
 
 
 class MissionBoard:
@@ -57,13 +59,21 @@ class MissionBoard:
         self._rows: dict[str, _Row] = {}
         self.events = 0
 
+    def seed(self, mission: mission_pb2.Mission) -> None:
+        """A row from a mission as the service has it, e.g. one not final yet when the watch starts."""
+        row = self._row(mission.id)
+        row.mission_type, row.state, row.final = mission.type, mission.state, mission.state in TERMINAL_STATES
+        row.attempt, row.max_attempts, row.progress = mission.attempt, mission.max_attempts, mission.progress
+        row.message = mission.error.message or mission.progress_message
+        row.sequence = mission.last_sequence
+
     def apply(self, event: events_pb2.MissionEvent) -> None:
         """Fold one event into its mission's row."""
         self.events += 1
-        row = self._rows.get(event.mission_id)
-        if row is None:
-            row = self._rows[event.mission_id] = _Row(event.mission_id)
-            self._forget_one()
+        row = self._row(event.mission_id)
+        if 0 < event.sequence <= row.sequence:
+            return  # the stream replays what a seeded row already shows
+        row.sequence = event.sequence
         row.mission_type = event.mission_type or row.mission_type
         row.state = _STATES.get(event.type, row.state)
         row.final = is_final(event)
@@ -86,9 +96,16 @@ class MissionBoard:
             case "failed":
                 row.state = M.MISSION_STATE_RETRYING if event.failed.will_retry else M.MISSION_STATE_FAILED
 
+    def _row(self, mission_id: str) -> _Row:
+        row = self._rows.get(mission_id)
+        if row is None:
+            row = self._rows[mission_id] = _Row(mission_id)
+            self._forget_one()
+        return row
+
     def _forget_one(self) -> None:
         """Past the limit, drop the oldest finished mission (else the oldest one)."""
-        if len(self._rows) <= _MAX_TRACKED:
+        if len(self._rows) <= CAPACITY:
             return
         oldest = next((row.mission_id for row in self._rows.values() if row.final), next(iter(self._rows)))
         del self._rows[oldest]

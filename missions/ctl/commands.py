@@ -15,7 +15,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from missions.ctl import enums
-from missions.ctl.board import MissionBoard
+from missions.ctl.board import CAPACITY, MissionBoard
 from missions.ctl.client import ServiceClient
 from missions.ctl.output import Output, warn
 from missions.ctl.render import event_line
@@ -58,6 +58,8 @@ Command = Callable[[ServiceClient, Output, argparse.Namespace], int]
 
 # States of a mission that waits for a worker to take it.
 _WAITING = frozenset({mission_pb2.MISSION_STATE_QUEUED, mission_pb2.MISSION_STATE_RETRYING})
+# States of a mission not final yet: a watch's table starts with them.
+_UNFINISHED = (*_WAITING, mission_pb2.MISSION_STATE_RUNNING)
 
 # The two paged listings share their paging fields.
 _PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
@@ -90,16 +92,23 @@ def dead_letters(client: ServiceClient, out: Output, args: argparse.Namespace) -
 
 def _pages(fetch: Callable[[_PageRequest], _Page], request: _PageRequest, *, follow: bool) -> _Page:
     """The page ``request`` asks for, and with ``follow`` every page after it, as one response."""
-    page = fetch(request)
-    result = type(page)()
-    result.CopyFrom(page)
-    while follow and page.next_page_token:
-        # A new request each time: the same filters, the next token.
-        request = _with_token(request, page.next_page_token)
-        page = fetch(request)
+    pages = _each_page(fetch, request)
+    result = next(pages)
+    for page in pages if follow else ():
         result.missions.extend(page.missions)
         result.next_page_token = page.next_page_token
     return result
+
+
+def _each_page(fetch: Callable[[_PageRequest], _Page], request: _PageRequest) -> Iterator[_Page]:
+    """The page ``request`` asks for, then the following ones as they are asked for."""
+    while True:
+        page = fetch(request)
+        yield page
+        if not page.next_page_token:
+            return
+        # A new request each time: the same filters, the next token.
+        request = _with_token(request, page.next_page_token)
 
 
 def _with_token(request: _PageRequest, page_token: str) -> _PageRequest:
@@ -146,9 +155,15 @@ def watch(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
             yield response
             last = response.event.sequence
 
+    table = out.live and not args.plain
+    seeds: list[mission_pb2.Mission] = []
+    if table and args.after is None and not args.mission:
+        seeds, after = _unfinished(client, args)
+        if after:
+            request.after_sequence = after
     try:
-        if out.live and not args.plain:
-            _live_table(out.console, shown(client.watch(request)))
+        if table:
+            _live_table(out.console, seeds, shown(client.watch(request)))
         else:
             for response in shown(client.watch(request)):
                 out.event(response)
@@ -172,9 +187,38 @@ def _resume_point(exc: grpc.RpcError, last: int | None) -> int | None:
     return last
 
 
-def _live_table(console: Console, responses: Iterable[pb.WatchEventsResponse]) -> None:
-    """A new frame after each event, drawn a few times a second; the last one stays on the screen."""
+def _unfinished(client: ServiceClient, args: argparse.Namespace) -> tuple[list[mission_pb2.Mission], int]:
+    """The missions not final yet that the watch's filters keep, at most as many as the table holds,
+    and the sequence to follow the log after so that nothing since the listing is missed (0: live)."""
+    try:
+        # Taken before the listing: the stream then replays what happened meanwhile, and the
+        # table skips what a listed mission already shows (its last_sequence).
+        after = client.stats().last_sequence
+    except grpc.RpcError:
+        after = 0  # GetStats needs the operator role; the listing says where it stands
+    found: list[mission_pb2.Mission] = []
+    for page in _each_page(client.list, pb.ListMissionsRequest(states=_UNFINISHED)):
+        found += (mission for mission in page.missions if _watched(mission, args))
+        if len(found) >= CAPACITY:
+            break
+    return found[:CAPACITY], after or max((mission.last_sequence for mission in found), default=0)
+
+
+def _watched(mission: mission_pb2.Mission, args: argparse.Namespace) -> bool:
+    """Whether the watch's --mission-type and --label filters keep ``mission``."""
+    if args.mission_type and mission.type not in args.mission_type:
+        return False
+    return all(mission.labels.get(key) == value for key, value in args.label or ())
+
+
+def _live_table(
+    console: Console, seeds: Iterable[mission_pb2.Mission], responses: Iterable[pb.WatchEventsResponse]
+) -> None:
+    """The ``seeds``, then a new frame after each event, drawn a few times a second; the last one
+    stays on the screen."""
     board = MissionBoard()
+    for mission in seeds:
+        board.seed(mission)
     with Live(board.render(*console.size), console=console, refresh_per_second=8) as live:
         for response in responses:
             board.apply(response.event)

@@ -193,9 +193,10 @@ def _add_watch(add: _Add) -> None:
         "watch missions live: a table of states and progress, or one line per event",
         "Watch mission events until the stream ends (every watched --mission finished) or Ctrl-C. On a"
         " terminal, a live table keeps one row per mission (state, attempt, a progress bar and the last message"
-        " or error; finished rows stay); with --plain, -o json/jsonl or when piped, one line per event.",
+        " or error; finished rows stay); without --mission or --after it starts with the missions not final yet"
+        " (up to 1000). With --plain, -o json/jsonl or when piped, one line per event, from now on.",
         (
-            "missionctl watch                          every mission from now on",
+            "missionctl watch                          the missions not final yet, then every change",
             "missionctl watch --mission ID             its history, then live; ends when it is final",
             "missionctl watch --after 0 --plain        the whole retained log, then live, one line per event",
             "missionctl watch --mission-type resize --label team=ops -o jsonl",

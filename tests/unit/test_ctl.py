@@ -970,6 +970,76 @@ def test_watch_draws_a_live_table_on_a_terminal(
     assert "1 missions, 3 events" in last_frame
 
 
+def table_rows(out: str) -> list[list[str]]:
+    """The rows of the last frame a live table left on the screen."""
+    out = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", out)  # styles and cursor moves
+    return [line.split() for line in out[out.rindex("ID") :].splitlines() if line.strip()]
+
+
+def test_watch_table_starts_with_the_missions_not_final_then_follows(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    done = run("watch", "--mission-type", "echo")
+    answer(channel, "GetStats", pb.GetStatsResponse(last_sequence=41))
+    running = mission(mission_pb2.MISSION_STATE_RUNNING, id="a", attempt=1, progress=0.25, last_sequence=40)
+    other_type = mission(mission_pb2.MISSION_STATE_QUEUED, id="b", type="resize")
+    first_page = pb.ListMissionsResponse(missions=[running, other_type], next_page_token="t1")
+    _, listing = answer(channel, "ListMissions", first_page)
+    queued = mission(id="c", last_sequence=41)
+    _, following = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[queued]))
+    # The stream replays from the stats' sequence: "c"'s CREATED is already in its row.
+    created = event(41, type=events_pb2.EVENT_TYPE_CREATED, mission_type="echo")
+    created.event.mission_id = "c"
+    started = event(42, type=events_pb2.EVENT_TYPE_STARTED, mission_type="echo", attempt=1)
+    started.event.mission_id = "c"
+    request = stream(channel, [created, started])
+
+    assert done.result(timeout=10) == 0
+    unfinished = {
+        mission_pb2.MISSION_STATE_QUEUED,
+        mission_pb2.MISSION_STATE_RUNNING,
+        mission_pb2.MISSION_STATE_RETRYING,
+    }
+    assert set(listing.states) == unfinished and following.page_token == "t1"
+    assert request.HasField("after_sequence") and request.after_sequence == 41
+    assert list(request.mission_types) == ["echo"]
+    rows = table_rows(capsys.readouterr().out)
+    assert [row[:4] for row in rows[1:3]] == [["a", "echo", "RUNNING", "1/3"], ["c", "echo", "RUNNING", "1/3"]]
+    assert "25%" in rows[1]
+    assert "2 missions, 2 events" in " ".join(" ".join(row) for row in rows)
+
+
+def test_watch_table_without_the_operator_role_follows_from_the_listing(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    done = run("watch")
+    answer(channel, "GetStats", pb.GetStatsResponse(), grpc.StatusCode.PERMISSION_DENIED, "operator only")
+    listed = [mission(id="a", last_sequence=7), mission(mission_pb2.MISSION_STATE_RUNNING, id="b", last_sequence=9)]
+    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=listed))
+    request = stream(channel, [])
+
+    assert done.result(timeout=10) == 0
+    assert request.after_sequence == 9  # nothing after the newest listed change is missed
+    assert [row[:3] for row in table_rows(capsys.readouterr().out)[1:3]] == [
+        ["a", "echo", "QUEUED"],
+        ["b", "echo", "RUNNING"],
+    ]
+
+
+@pytest.mark.parametrize("argv", [["--after", "5"], ["--plain"], ["-o", "jsonl"]])
+def test_watch_lines_and_replays_start_with_no_listing(
+    run: Run, channel: Any, monkeypatch: pytest.MonkeyPatch, argv: list[str]
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    done = run("watch", *argv)
+    stream(channel, [])  # the first call is WatchEvents: no GetStats, no ListMissions
+
+    assert done.result(timeout=10) == 0
+
+
 def test_watch_plain_prints_lines_even_on_a_terminal(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
