@@ -189,7 +189,7 @@ def test_a_server_with_a_scheme_or_a_path_is_a_usage_error_saying_the_form(
     monkeypatch.setenv("MISSIONS_SERVER", given)
     assert ctl.main(["stats"], connect=never) == 2
     err = capsys.readouterr().err
-    assert err.startswith("missionctl: error: MISSIONS_SERVER: ") and repr(given) in err
+    assert err.startswith("missionctl: error: argument --server: MISSIONS_SERVER: ") and repr(given) in err
     monkeypatch.delenv("MISSIONS_SERVER")
     write_config(home, f'server = "{given}"\n')
     with pytest.raises(ValueError, match=r"config file .*: server: "):
