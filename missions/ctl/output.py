@@ -17,6 +17,7 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 from rich.console import Console
 
+from missions.client._payloads import plain
 from missions.ctl import render
 from missions.v1 import mission_service_pb2 as pb
 
@@ -33,8 +34,10 @@ MissionsResponse = pb.ListMissionsResponse | pb.ListDeadLettersResponse
 
 
 def proto_dict(message: Message) -> dict[str, Any]:
-    """A message as proto JSON: field names as in the .proto, enums by name, 64-bit integers as strings."""
-    return json_format.MessageToDict(message, preserving_proto_field_name=True)
+    """A message as proto JSON: field names as in the .proto, enums by name, 64-bit integers as
+    strings, and integral numbers within 2^53 (a payload's, a result's) as integers."""
+    converted: dict[str, Any] = plain(json_format.MessageToDict(message, preserving_proto_field_name=True))
+    return converted
 
 
 class _Console(Console):

@@ -6,10 +6,11 @@ import json
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 
-from google.protobuf import duration_pb2, json_format, struct_pb2, timestamp_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 from rich.table import Table
 from rich.text import Text
 
+from missions.client._payloads import struct_to_dict
 from missions.ctl.enums import EVENT, PRIORITY, STATE, WORKER_STATE, short
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
@@ -75,19 +76,8 @@ def _seconds(span: duration_pb2.Duration) -> str:
 
 
 def _compact(struct: struct_pb2.Struct, limit: int = 0) -> str:
-    text = json.dumps(_integral(json_format.MessageToDict(struct)), separators=(",", ":"), ensure_ascii=False)
+    text = json.dumps(struct_to_dict(struct), separators=(",", ":"), ensure_ascii=False)
     return text if not limit or len(text) <= limit else text[: limit - 1] + "…"
-
-
-def _integral(value: object) -> object:
-    """Struct numbers are doubles; show 3.0 as 3 again."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, dict):
-        return {key: _integral(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_integral(item) for item in value]
-    return value
 
 
 def _error(error: mission_pb2.MissionError) -> str:

@@ -129,6 +129,25 @@ def test_get_prints_the_mission_as_keys_and_values(run: Run, channel: Any, capsy
     assert "\x1b[" not in "\n".join(lines)  # no colour codes when stdout is not a terminal
 
 
+def test_json_gives_integral_numbers_of_a_payload_and_result_back_as_integers(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("-o", "json", "get", MISSION_ID)
+    payload, result = struct_pb2.Struct(), struct_pb2.Struct()
+    payload.update({"fail_times": 2, "ratio": 0.5, "sizes": [1, 2.5]})
+    result.update({"count": 3, "huge": 2.0**60})
+    found = mission(mission_pb2.MISSION_STATE_SUCCEEDED, payload=payload, result=result)
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=found))
+
+    assert done.result(timeout=10) == 0
+    [shown] = json_lines(capsys.readouterr().out)
+    assert shown["mission"]["payload"] == {"fail_times": 2, "ratio": 0.5, "sizes": [1, 2.5]}
+    assert isinstance(shown["mission"]["payload"]["fail_times"], int)
+    # Beyond 2^53 a double is no exact integer: it stays a number with a fraction part.
+    assert shown["mission"]["result"] == {"count": 3, "huge": 2.0**60}
+    assert isinstance(shown["mission"]["result"]["huge"], float)
+
+
 def test_get_json_is_the_response_in_proto_json(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
     done = run("-o", "json", "get", MISSION_ID)
     answer(channel, "GetMission", pb.GetMissionResponse(mission=mission(idempotency_key="k")))
