@@ -81,13 +81,35 @@ class MissionQueries:
         return find_mission(self._store, mission_id, self._config.limits)
 
     def list(self, request: mission_service_pb2.ListMissionsRequest) -> mission_service_pb2.ListMissionsResponse:
-        validation.validate_states(request.states)
+        validation.validate_list(request, self._config.limits)
         size = paging.page_size(request.page_size, self._config.limits)
-        after = paging.decode_page_token(request.page_token, request.states, request.type)
+        labels = parse_label_selector(request.label_selector, self._config.limits)
+        id_prefix = request.id_prefix.lower()  # ids are lower-case UUIDs
+        create_time = validation.time_bounds(request, "min_create_time", "max_create_time")
+        end_time = validation.time_bounds(request, "min_end_time", "max_end_time")
+        # The token is bound to every filter, so that a page of one list never continues another.
+        more: paging.Filters = {
+            "labels": labels,
+            "id_prefix": id_prefix,
+            "create_time": create_time if create_time != (None, None) else None,
+            "end_time": end_time if end_time != (None, None) else None,
+        }
+        after = paging.decode_page_token(request.page_token, request.states, request.type, more)
         page = self._store.list(
-            states=sorted(set(request.states)), mission_type=request.type, after_created_sequence=after, limit=size
+            states=sorted(set(request.states)),
+            mission_type=request.type,
+            after_created_sequence=after,
+            limit=size,
+            labels=labels,
+            id_prefix=id_prefix,
+            create_time=create_time,
+            end_time=end_time,
         )
-        token = paging.encode_page_token(page.last_created_sequence, request.states, request.type) if page.more else ""
+        token = (
+            paging.encode_page_token(page.last_created_sequence, request.states, request.type, more)
+            if page.more
+            else ""
+        )
         return mission_service_pb2.ListMissionsResponse(missions=page.missions, next_page_token=token)
 
     def list_dead_letters(

@@ -14,19 +14,20 @@ import pathlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from mission_service.projection import apply, is_duplicate
 from missions.events import is_final
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["MissionStore", "Page"]
+__all__ = ["Bounds", "MissionStore", "Page"]
 
 log = logging.getLogger(__name__)
 
 # Bump when the tables or the sequences in them change (4: sequences of group commit; 5:
-# a STARTED of a mission already over is a duplicate): an older file is dropped and
-# rebuilt from the log.
-SCHEMA_VERSION = 5
+# a STARTED of a mission already over is a duplicate; 6: create_time and the labels table,
+# for ListMissions' filters): an older file is dropped and rebuilt from the log.
+SCHEMA_VERSION = 6
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
 # good if the worker died in between (the Reaper finishes those). A partial index finds
@@ -45,6 +46,7 @@ CREATE TABLE IF NOT EXISTS missions (
     state INTEGER NOT NULL,
     created_sequence INTEGER NOT NULL,
     final_sequence INTEGER,
+    create_time REAL,
     end_time REAL,
     dead_lettered INTEGER NOT NULL DEFAULT 0,
     body BLOB NOT NULL
@@ -56,6 +58,13 @@ CREATE INDEX IF NOT EXISTS missions_by_end ON missions (state, end_time);
 CREATE INDEX IF NOT EXISTS missions_dead ON missions (dead_lettered, created_sequence);
 CREATE INDEX IF NOT EXISTS missions_stranded ON missions (created_sequence) WHERE {_STRANDED};
 CREATE INDEX IF NOT EXISTS missions_waiting ON missions (type, state) WHERE {_WAITING};
+-- A mission's labels, set once at creation: ListMissions' label selector looks them up.
+CREATE TABLE IF NOT EXISTS labels (
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    mission_id TEXT NOT NULL,
+    PRIMARY KEY (key, value, mission_id)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS duplicates (
     sequence INTEGER PRIMARY KEY,
     mission_id TEXT NOT NULL,
@@ -78,6 +87,24 @@ class Page:
     more: bool
 
 
+# [at or after, before) in epoch seconds; None leaves that side open.
+Bounds = tuple[float | None, float | None]
+_UNBOUNDED: Bounds = (None, None)
+
+# Above every character of a mission id: the end of the id range a prefix spans.
+_PAST_ID = "\U0010ffff"
+
+
+def _within(column: str, bounds: Bounds, clauses: list[str], args: list[object]) -> None:
+    low, high = bounds
+    if low is not None:
+        clauses.append(f"{column} >= ?")
+        args.append(low)
+    if high is not None:
+        clauses.append(f"{column} < ?")
+        args.append(high)
+
+
 # Hears a STARTED event and whether its worker runs the attempt.
 Verdict = Callable[[events_pb2.MissionEvent, bool], None]
 
@@ -91,6 +118,11 @@ def _runs(mission: mission_pb2.Mission | None, started: events_pb2.MissionEvent)
         and mission.attempt == started.attempt
         and mission.worker_session == started.started.worker_session
     )
+
+
+def _seconds(mission: mission_pb2.Mission, field: Literal["create_time", "end_time"]) -> float | None:
+    """A timestamp of ``mission`` in epoch seconds, None when unset."""
+    return getattr(mission, field).ToNanoseconds() / 1e9 if mission.HasField(field) else None
 
 
 def _decode(body: bytes) -> mission_pb2.Mission:
@@ -113,7 +145,8 @@ class MissionStore:
             if version:
                 log.warning("read model schema %d is not %d: rebuilding it from the log", version, SCHEMA_VERSION)
             self._db.executescript(
-                "DROP TABLE IF EXISTS missions; DROP TABLE IF EXISTS duplicates; DROP TABLE IF EXISTS checkpoint;"
+                "DROP TABLE IF EXISTS missions; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS duplicates;"
+                " DROP TABLE IF EXISTS checkpoint;"
             )
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -169,7 +202,14 @@ class MissionStore:
         after_created_sequence: int,
         limit: int,
         dead_lettered: bool = False,
+        labels: Sequence[tuple[str, str]] = (),
+        id_prefix: str = "",
+        create_time: Bounds = _UNBOUNDED,
+        end_time: Bounds = _UNBOUNDED,
     ) -> Page:
+        """Up to ``limit`` missions after ``after_created_sequence``, oldest first, that match
+        every filter given: ``labels`` all carried, an id starting with ``id_prefix``, and
+        create and end times within their bounds (a missing end time is outside any)."""
         clauses = ["created_sequence > ?"]
         args: list[object] = [after_created_sequence]
         if dead_lettered:
@@ -180,6 +220,15 @@ class MissionStore:
         if mission_type:
             clauses.append("type = ?")
             args.append(mission_type)
+        if id_prefix:
+            # A range rather than LIKE: it uses the primary key, with no wildcard to escape.
+            clauses.append("id >= ? AND id < ?")
+            args.extend((id_prefix, id_prefix + _PAST_ID))
+        for key, value in labels:
+            clauses.append("id IN (SELECT mission_id FROM labels WHERE key = ? AND value = ?)")
+            args.extend((key, value))
+        _within("create_time", create_time, clauses, args)
+        _within("end_time", end_time, clauses, args)
         rows = self._db.execute(
             f"SELECT created_sequence, body FROM missions WHERE {' AND '.join(clauses)}"
             " ORDER BY created_sequence LIMIT ?",
@@ -270,6 +319,11 @@ class MissionStore:
         mission = apply(current, event)
         if mission is not None:
             created = int(row[1]) if row else event.sequence
+            if row is None:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO labels (key, value, mission_id) VALUES (?, ?, ?)",
+                    [(key, value, mission.id) for key, value in mission.labels.items()],
+                )
             self._put(mission, created=created, final=row[2] if row else None, event=event)
         return True, mission
 
@@ -288,18 +342,18 @@ class MissionStore:
             final = event.sequence
         if event.type == events_pb2.EVENT_TYPE_REDRIVEN:
             final = None  # a new generation: its own final event will end watches
-        end_time = mission.end_time.ToNanoseconds() / 1e9 if mission.HasField("end_time") else None
         self._db.execute(
             "INSERT OR REPLACE INTO missions"
-            " (id, type, state, created_sequence, final_sequence, end_time, dead_lettered, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            " (id, type, state, created_sequence, final_sequence, create_time, end_time, dead_lettered, body)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 mission.id,
                 mission.type,
                 mission.state,
                 created,
                 final,
-                end_time,
+                _seconds(mission, "create_time"),
+                _seconds(mission, "end_time"),
                 int(mission.dead_lettered),
                 mission.SerializeToString(),
             ),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import Literal
 
 from google.protobuf import struct_pb2
 
@@ -14,14 +15,22 @@ from missions.errors import InvalidArgumentError
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
 __all__ = [
+    "TimeBound",
+    "time_bounds",
     "validate_batch",
+    "validate_list",
     "validate_mission_id",
     "validate_states",
     "validate_submission",
     "validate_watch",
 ]
 
+# The time bounds of ListMissionsRequest.
+TimeBound = Literal["min_create_time", "max_create_time", "min_end_time", "max_end_time"]
+
 _TYPE_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9_.:\-]*")
+# The leading part of a mission id (a UUID) long enough to be worth an index lookup.
+_ID_PREFIX_PATTERN = re.compile(r"[0-9A-Fa-f-]{8,36}")
 
 
 def validate_batch(requests: Sequence[mission_service_pb2.SubmitMissionRequest], limits: Limits) -> None:
@@ -124,6 +133,33 @@ def validate_states(states: Sequence[int]) -> None:
     for state in states:
         if state not in mission_pb2.MissionState.values() or state == mission_pb2.MISSION_STATE_UNSPECIFIED:
             raise InvalidArgumentError("states", f"unknown mission state {state}")
+
+
+def validate_list(request: mission_service_pb2.ListMissionsRequest, limits: Limits) -> None:
+    """A ListMissions request's filters: states, labels, id prefix, and time bounds in order."""
+    validate_states(request.states)
+    parse_label_selector(request.label_selector, limits)
+    if request.id_prefix and not _ID_PREFIX_PATTERN.fullmatch(request.id_prefix):
+        raise InvalidArgumentError(
+            "id_prefix", f"{request.id_prefix[:70]!r} must be 8 to 36 hexadecimal digits and dashes"
+        )
+    time_bounds(request, "min_create_time", "max_create_time")
+    time_bounds(request, "min_end_time", "max_end_time")
+
+
+def time_bounds(
+    request: mission_service_pb2.ListMissionsRequest, low: TimeBound, high: TimeBound
+) -> tuple[float | None, float | None]:
+    """The [``low``, ``high``) bounds ``request`` sets, in epoch seconds (None where unset);
+    InvalidArgumentError naming ``high`` when it is earlier than ``low``."""
+
+    def seconds(field: TimeBound) -> float | None:
+        return getattr(request, field).ToNanoseconds() / 1e9 if request.HasField(field) else None
+
+    since, before = seconds(low), seconds(high)
+    if since is not None and before is not None and before < since:
+        raise InvalidArgumentError(high, f"is earlier than {low}")
+    return since, before
 
 
 def validate_watch(request: mission_service_pb2.WatchEventsRequest, limits: Limits) -> None:

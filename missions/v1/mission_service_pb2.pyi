@@ -80,6 +80,12 @@ class ListMissionsRequest(_message.Message):
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     STATES_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    MIN_CREATE_TIME_FIELD_NUMBER: _builtins.int
+    MAX_CREATE_TIME_FIELD_NUMBER: _builtins.int
+    MIN_END_TIME_FIELD_NUMBER: _builtins.int
+    MAX_END_TIME_FIELD_NUMBER: _builtins.int
+    ID_PREFIX_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum missions per page: 0 means 100; larger values are capped at 1000;
     negative is INVALID_ARGUMENT.
@@ -90,9 +96,44 @@ class ListMissionsRequest(_message.Message):
     """
     type: _builtins.str
     """Only missions of this handler type; empty means every type."""
+    label_selector: _builtins.str
+    """Only missions carrying all these labels: comma-separated `key=value` pairs, e.g.
+    "team=payments,env=prod", with the grammar and limits of
+    WatchEventsRequest.label_selector (at most 16 pairs); empty means any labels.
+    """
+    id_prefix: _builtins.str
+    """Only missions whose id starts with this prefix, in any case: 8 to 36 hexadecimal
+    digits and dashes (a mission id's leading part, as `missionctl get e8987c7d`
+    takes it), else INVALID_ARGUMENT; empty means every id.
+    """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_mission_pb2.MissionState.ValueType]:
         """Only missions in one of these states; empty means every state."""
+
+    @_builtins.property
+    def min_create_time(self) -> _timestamp_pb2.Timestamp:
+        """Only missions created at or after this instant (`Mission.create_time`); unset
+        means no lower bound.
+        """
+
+    @_builtins.property
+    def max_create_time(self) -> _timestamp_pb2.Timestamp:
+        """Only missions created before this instant; unset means no upper bound. Earlier
+        than `min_create_time` is INVALID_ARGUMENT.
+        """
+
+    @_builtins.property
+    def min_end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only missions that reached a terminal state at or after this instant
+        (`Mission.end_time`); unset means no lower bound. Either end-time bound leaves
+        out the missions not finished yet.
+        """
+
+    @_builtins.property
+    def max_end_time(self) -> _timestamp_pb2.Timestamp:
+        """Only missions that reached a terminal state before this instant; unset means no
+        upper bound. Earlier than `min_end_time` is INVALID_ARGUMENT.
+        """
 
     def __init__(
         self,
@@ -101,10 +142,16 @@ class ListMissionsRequest(_message.Message):
         page_token: _builtins.str = ...,
         states: _abc.Iterable[_mission_pb2.MissionState.ValueType] | None = ...,
         type: _builtins.str = ...,
+        label_selector: _builtins.str = ...,
+        min_create_time: _timestamp_pb2.Timestamp | None = ...,
+        max_create_time: _timestamp_pb2.Timestamp | None = ...,
+        min_end_time: _timestamp_pb2.Timestamp | None = ...,
+        max_end_time: _timestamp_pb2.Timestamp | None = ...,
+        id_prefix: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["max_create_time", b"max_create_time", "max_end_time", b"max_end_time", "min_create_time", b"min_create_time", "min_end_time", b"min_end_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "states", b"states", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id_prefix", b"id_prefix", "label_selector", b"label_selector", "max_create_time", b"max_create_time", "max_end_time", b"max_end_time", "min_create_time", b"min_create_time", "min_end_time", b"min_end_time", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

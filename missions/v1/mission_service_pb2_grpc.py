@@ -109,7 +109,9 @@ class MissionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMissions(self, request, context):
-        """Lists missions, oldest first, optionally filtered by state and type.
+        """Lists missions, oldest first, optionally filtered by state, type, labels,
+        creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
+        page token issued for other filters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -42,7 +42,10 @@ class MissionServiceStub:
     GetMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.GetMissionRequest, _mission_service_pb2.GetMissionResponse]
     """Returns one mission. NOT_FOUND when the id is unknown."""
     ListMissions: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListMissionsRequest, _mission_service_pb2.ListMissionsResponse]
-    """Lists missions, oldest first, optionally filtered by state and type."""
+    """Lists missions, oldest first, optionally filtered by state, type, labels,
+    creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
+    page token issued for other filters.
+    """
     SubmitMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionRequest, _mission_service_pb2.SubmitMissionResponse]
     """Queues a new mission. Returns OK only once the broker has durably accepted its
     CREATED event in the log and then its work message (no worker event can precede
@@ -110,7 +113,10 @@ class MissionServiceAsyncStub(MissionServiceStub):
     GetMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.GetMissionRequest, _mission_service_pb2.GetMissionResponse]  # type: ignore[assignment]
     """Returns one mission. NOT_FOUND when the id is unknown."""
     ListMissions: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListMissionsRequest, _mission_service_pb2.ListMissionsResponse]  # type: ignore[assignment]
-    """Lists missions, oldest first, optionally filtered by state and type."""
+    """Lists missions, oldest first, optionally filtered by state, type, labels,
+    creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
+    page token issued for other filters.
+    """
     SubmitMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionRequest, _mission_service_pb2.SubmitMissionResponse]  # type: ignore[assignment]
     """Queues a new mission. Returns OK only once the broker has durably accepted its
     CREATED event in the log and then its work message (no worker event can precede
@@ -187,7 +193,10 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _mission_service_pb2.ListMissionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_mission_service_pb2.ListMissionsResponse, _abc.Awaitable[_mission_service_pb2.ListMissionsResponse]]:
-        """Lists missions, oldest first, optionally filtered by state and type."""
+        """Lists missions, oldest first, optionally filtered by state, type, labels,
+        creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
+        page token issued for other filters.
+        """
 
     @_abc_1.abstractmethod
     def SubmitMission(

@@ -21,6 +21,7 @@ from typing import Any, cast
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
@@ -442,6 +443,19 @@ async def test_same_key_with_another_request_is_already_exists(service: Service,
         ("ListMissions", pb.ListMissionsRequest(page_token="not-a-token"), "page_token"),
         ("ListMissions", pb.ListMissionsRequest(page_size=-5), "page_size"),
         ("ListMissions", pb.ListMissionsRequest(states=[M.MISSION_STATE_UNSPECIFIED]), "states"),
+        ("ListMissions", pb.ListMissionsRequest(id_prefix="e8987c7"), "id_prefix"),
+        ("ListMissions", pb.ListMissionsRequest(id_prefix="e8987c7d%"), "id_prefix"),
+        ("ListMissions", pb.ListMissionsRequest(label_selector="team"), "label_selector"),
+        (
+            "ListMissions",
+            pb.ListMissionsRequest(min_create_time=Timestamp(seconds=20), max_create_time=Timestamp(seconds=10)),
+            "max_create_time",
+        ),
+        (
+            "ListMissions",
+            pb.ListMissionsRequest(min_end_time=Timestamp(seconds=20), max_end_time=Timestamp(seconds=10)),
+            "max_end_time",
+        ),
         ("GetMission", pb.GetMissionRequest(), "mission_id"),
         ("CancelMission", pb.CancelMissionRequest(), "mission_id"),
         ("RedriveMission", pb.RedriveMissionRequest(), "mission_id"),
@@ -558,6 +572,48 @@ async def test_list_missions_filters_and_binds_the_token_to_them(service: Servic
     assert [mission.id for mission in done.missions] == [submitted[1].id]
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await service.stub.ListMissions(pb.ListMissionsRequest(type="sleep", page_token=first.next_page_token))
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert _violated_fields(raised.value) == ["page_token"]
+
+
+async def _listed(service: Service, **filters: Any) -> list[str]:
+    response = await service.stub.ListMissions(pb.ListMissionsRequest(**filters), timeout=TIMEOUT)
+    return [mission.id for mission in response.missions]
+
+
+async def test_list_missions_by_labels_id_prefix_and_times(service: Service) -> None:
+    ops = await service.submit(labels={"team": "ops", "env": "prod"})
+    web = await service.submit(labels={"team": "web", "env": "prod"})
+    later = await service.submit(labels={"team": "ops"})
+    await service.run_to_completion(web)
+    assert await _listed(service, label_selector="team=ops") == [ops.id, later.id]
+    assert await _listed(service, label_selector="env=prod, team=ops") == [ops.id]
+    assert await _listed(service, id_prefix=web.id[:8].upper()) == [web.id]
+    assert await _listed(service, min_create_time=web.create_time) == [web.id, later.id]
+    assert await _listed(service, max_create_time=web.create_time) == [ops.id]
+    finished = (await service.stub.GetMission(pb.GetMissionRequest(mission_id=web.id))).mission
+    assert await _listed(service, min_end_time=finished.end_time) == [web.id]
+    assert await _listed(service, max_end_time=finished.end_time) == []
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        {"label_selector": "team=web"},
+        {"id_prefix": "00000000"},
+        {"min_create_time": Timestamp(seconds=1)},
+        {"max_end_time": Timestamp(seconds=2_000_000_000)},
+    ],
+)
+async def test_a_list_page_token_is_bound_to_the_new_filters(service: Service, other: dict[str, Any]) -> None:
+    for _ in range(2):
+        await service.submit(labels={"team": "ops"})
+    first = await service.stub.ListMissions(pb.ListMissionsRequest(page_size=1, label_selector="team=ops"))
+    assert first.next_page_token
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.ListMissions(
+            pb.ListMissionsRequest(page_size=1, page_token=first.next_page_token, **other), timeout=TIMEOUT
+        )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert _violated_fields(raised.value) == ["page_token"]
 

@@ -181,6 +181,60 @@ def test_list_combines_filters_and_paginates(populated: MissionStore) -> None:
     assert (_ids(rest), rest.more) == (["m3"], False)
 
 
+def _seconds(sequence: int) -> float:
+    return float(time_of(sequence).seconds)
+
+
+def test_list_filters_by_create_time_at_or_after_min_and_before_max(populated: MissionStore) -> None:
+    within = (_seconds(3), _seconds(6))
+    page = populated.list(states=[], mission_type="", after_created_sequence=0, limit=10, create_time=within)
+    assert _ids(page) == ["m3", "m4", "m5"]
+    since = populated.list(
+        states=[], mission_type="", after_created_sequence=0, limit=10, create_time=(_seconds(6), None)
+    )
+    assert _ids(since) == ["m6", "m7"]
+
+
+def test_list_by_end_time_leaves_out_unfinished_missions(populated: MissionStore) -> None:
+    # m2 ended at sequence 9 and m5 at 11; the others have not ended.
+    ended = populated.list(
+        states=[], mission_type="", after_created_sequence=0, limit=10, end_time=(None, _seconds(20))
+    )
+    assert _ids(ended) == ["m2", "m5"]
+    late = populated.list(states=[], mission_type="", after_created_sequence=0, limit=10, end_time=(_seconds(10), None))
+    assert _ids(late) == ["m5"]
+
+
+def test_list_filters_by_labels_all_of_them(store: MissionStore) -> None:
+    log = EventLog()
+    log.created("m1", labels={"team": "ops", "env": "prod"})
+    log.created("m2", labels={"team": "ops"})
+    log.created("m3", labels={"team": "web", "env": "prod"})
+    log.started("m1")  # a later event keeps the labels findable
+    store.apply_batch(log.events)
+
+    def having(*labels: tuple[str, str]) -> list[str]:
+        return _ids(store.list(states=[], mission_type="", after_created_sequence=0, limit=10, labels=labels))
+
+    assert having(("team", "ops")) == ["m1", "m2"]
+    assert having(("env", "prod"), ("team", "ops")) == ["m1"]
+    assert having(("team", "nobody")) == []
+
+
+def test_list_filters_by_id_prefix(store: MissionStore) -> None:
+    log = EventLog()
+    for mission_id in ("e8987c7d-0001", "e8987c7d-0002", "e8987c7e-0001", "e8987c7"):
+        log.created(mission_id)
+    store.apply_batch(log.events)
+
+    def starting(prefix: str) -> list[str]:
+        return _ids(store.list(states=[], mission_type="", after_created_sequence=0, limit=10, id_prefix=prefix))
+
+    assert starting("e8987c7d") == ["e8987c7d-0001", "e8987c7d-0002"]
+    assert starting("e8987c7e-0001") == ["e8987c7e-0001"]
+    assert starting("e8987c7f") == []
+
+
 def test_a_file_backed_store_survives_reopening(tmp_path: pathlib.Path) -> None:
     path = tmp_path / "state" / "missions.sqlite3"  # the directory does not exist yet
     log = EventLog()
