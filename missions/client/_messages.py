@@ -11,7 +11,7 @@ import os
 import pathlib
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any, Generic, TypeAlias, TypedDict, TypeVar, Unpack
 
 from missions import errors
@@ -27,12 +27,14 @@ from missions.v1 import mission_service_pb2 as pb
 __all__ = [
     "WATCH_RETRIES",
     "ClientBase",
+    "ListFilters",
     "Priority",
     "State",
     "SubmitOptions",
     "WatchFilters",
     "batch_results",
     "deadline_of",
+    "list_request",
     "outcome",
     "submit_request",
     "wait_cursor",
@@ -185,15 +187,56 @@ class WatchFilters(TypedDict, total=False):
 
 def watch_request(**filters: Unpack[WatchFilters]) -> pb.WatchEventsRequest:
     """The WatchEventsRequest of ``filters``; ``labels`` become its label selector."""
-    labels = filters.get("labels") or {}
     request = pb.WatchEventsRequest(
         mission_ids=filters.get("mission_ids", ()),
         types=filters.get("types", ()),
         mission_types=filters.get("mission_types", ()),
-        label_selector=",".join(f"{key}={value}" for key, value in labels.items()),
+        label_selector=_selector(filters.get("labels")),
     )
     if (after_sequence := filters.get("after_sequence")) is not None:
         request.after_sequence = after_sequence
+    return request
+
+
+class ListFilters(TypedDict, total=False):
+    """Which missions a listing yields: those that match every filter given.
+
+    Attributes:
+        labels: only missions carrying all these labels.
+        id_prefix: only missions whose id starts with this (8 to 36 hex digits and dashes).
+        min_create_time, max_create_time: only missions created at or after / before this instant.
+        min_end_time, max_end_time: only missions that ended at or after / before this instant
+            (either leaves out the missions not finished yet).
+
+    A naive datetime is taken as UTC, as protobuf's ``Timestamp.FromDatetime`` does.
+    """
+
+    labels: Mapping[str, str]
+    id_prefix: str
+    min_create_time: datetime
+    max_create_time: datetime
+    min_end_time: datetime
+    max_end_time: datetime
+
+
+def _selector(labels: Mapping[str, str] | None) -> str:
+    return ",".join(f"{key}={value}" for key, value in (labels or {}).items())
+
+
+def list_request(
+    states: Iterable[State], type: str, page_size: int, **filters: Unpack[ListFilters]
+) -> pb.ListMissionsRequest:
+    """The ListMissionsRequest of the first page of a listing; ``labels`` become its label selector."""
+    request = pb.ListMissionsRequest(
+        states=states,
+        type=type,
+        page_size=page_size,
+        label_selector=_selector(filters.get("labels")),
+        id_prefix=filters.get("id_prefix", ""),
+    )
+    for bound in ("min_create_time", "max_create_time", "min_end_time", "max_end_time"):
+        if (instant := filters.get(bound)) is not None:
+            getattr(request, bound).FromDatetime(instant)
     return request
 
 

@@ -16,11 +16,13 @@ from missions.client._errors import from_rpc_error
 from missions.client._messages import (
     WATCH_RETRIES,
     ClientBase,
+    ListFilters,
     State,
     SubmitOptions,
     WatchFilters,
     batch_results,
     deadline_of,
+    list_request,
     outcome,
     submit_request,
     wait_cursor,
@@ -95,11 +97,12 @@ class Client(ClientBase[Interceptor]):
         return response.mission
 
     def list(
-        self, *, states: Iterable[State] = (), type: str = "", page_size: int = 0
+        self, *, states: Iterable[State] = (), type: str = "", page_size: int = 0, **filters: Unpack[ListFilters]
     ) -> Iterator[mission_pb2.Mission]:
-        """Every mission (optionally only in ``states``, of ``type``), oldest first, page by page."""
-        request = pb.ListMissionsRequest(states=states, type=type, page_size=page_size)
-        return self._pages(self._stub.ListMissions, request)
+        """Every mission (optionally only in ``states``, of ``type``, and matching ``filters``:
+        ``labels``, ``id_prefix``, ``min_create_time`` and the other time bounds of
+        ``ListFilters``), oldest first, page by page."""
+        return self._pages(self._stub.ListMissions, list_request(states, type, page_size, **filters))
 
     def dead_letters(self, *, type: str = "", page_size: int = 0) -> Iterator[mission_pb2.Mission]:
         """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""

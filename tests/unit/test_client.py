@@ -12,6 +12,7 @@ import inspect
 import pathlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import grpc
@@ -240,6 +241,28 @@ async def test_list_follows_page_tokens(run: Run, service: FakeService) -> None:
     sent = service.requests["ListMissions"]
     assert [request.page_token for request in sent] == ["", "2", "4"]
     assert {request.type for request in sent} == {"echo"}
+
+
+async def test_list_sends_its_filters_with_every_page(run: Run, service: FakeService) -> None:
+    service.missions = [mission_pb2.Mission(id=f"m-{n}") for n in range(3)]
+    since, until = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
+    await run(
+        lambda client: items(
+            client.list(
+                labels={"team": "ops", "env": "prod"},
+                id_prefix="e8987c7d",
+                min_create_time=since,
+                max_end_time=until,
+            )
+        )
+    )
+    sent = service.requests["ListMissions"]
+    assert len(sent) == 2
+    for request in sent:
+        assert (request.label_selector, request.id_prefix) == ("team=ops,env=prod", "e8987c7d")
+        assert (request.min_create_time.ToDatetime(UTC), request.max_end_time.ToDatetime(UTC)) == (since, until)
+        assert not request.HasField("max_create_time")
+        assert not request.HasField("min_end_time")
 
 
 def _finished(state: mission_pb2.MissionState.ValueType, **fields: Any) -> list[mission_pb2.Mission]:
