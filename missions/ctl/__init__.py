@@ -24,7 +24,8 @@ document per line; ``-o jsonl`` prints one item per line (``{"mission": ...}``,
 Exit codes:
     0       success, including ``watch`` and ``top`` stopped with Ctrl-C.
     1       ``submit --wait``: the mission did not succeed (FAILED or CANCELLED).
-    2       usage error: a bad flag, variable or config file.
+    2       usage error: a bad flag, variable or config file, or an id prefix
+            that starts several mission ids.
     3 + N   an RPC failed with gRPC status code N, e.g. DEADLINE_EXCEEDED (4) -> 7,
             NOT_FOUND (5) -> 8, UNAVAILABLE (14) -> 17. ``error: <STATUS>: <details>``
             goes to stderr.

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import functools
+import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
@@ -61,11 +63,58 @@ _WAITING = frozenset({mission_pb2.MISSION_STATE_QUEUED, mission_pb2.MISSION_STAT
 # States of a mission not final yet: a watch's table starts with them.
 _UNFINISHED = (*_WAITING, mission_pb2.MISSION_STATE_RUNNING)
 
+# An argument that may be the leading part of a mission id (a UUID of 36 characters).
+_ID_PREFIX = re.compile(r"[0-9A-Fa-f-]{8,35}")
+# Matches shown for an ambiguous prefix.
+_SHOWN_MATCHES = 10
+
 # The two paged listings share their paging fields.
 _PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
 _Page = TypeVar("_Page", pb.ListMissionsResponse, pb.ListDeadLettersResponse)
 
 
+class _Unresolved(Exception):
+    """An id prefix that names no mission, or more than one; ``code`` is the exit code."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _full_id(client: ServiceClient, given: str) -> str:
+    """The mission id ``given`` names: itself, or the one id it is a unique prefix of (8 or more
+    hex digits and dashes); else _Unresolved."""
+    if not _ID_PREFIX.fullmatch(given):
+        return given
+    found = client.list(pb.ListMissionsRequest(id_prefix=given, page_size=_SHOWN_MATCHES + 1)).missions
+    if len(found) == 1:
+        return str(found[0].id)
+    if not found:
+        not_found = grpc.StatusCode.NOT_FOUND
+        raise _Unresolved(
+            f"error: {not_found.name}: no mission id starts with {given!r}", EXIT_RPC_BASE + not_found.value[0]
+        )
+    shown = "\n".join(f"  {mission.id}" for mission in found[:_SHOWN_MATCHES])
+    more = "\n  ..." if len(found) > _SHOWN_MATCHES else ""
+    raise _Unresolved(f"missionctl: error: {given!r} is the start of several mission ids:\n{shown}{more}", EXIT_USAGE)
+
+
+def _by_id(command: Command) -> Command:
+    """``command`` with ``args.id`` resolved first: a unique id prefix stands for the whole id."""
+
+    @functools.wraps(command)
+    def run(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+        try:
+            args.id = _full_id(client, args.id)
+        except _Unresolved as exc:
+            warn(str(exc))
+            return exc.code
+        return command(client, out, args)
+
+    return run
+
+
+@_by_id
 def get(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     out.mission(client.get(args.id))
     return EXIT_OK
@@ -77,9 +126,23 @@ def list_missions(client: ServiceClient, out: Output, args: argparse.Namespace) 
         page_token=args.page_token or "",
         states=[enums.value(enums.STATE, state) for state in args.state or ()],
         type=args.type or "",
+        label_selector=_selector(args.label),
     )
+    for bound, instant in (
+        ("min_create_time", args.created_after),
+        ("max_create_time", args.created_before),
+        ("min_end_time", args.ended_after),
+        ("max_end_time", args.ended_before),
+    ):
+        if instant is not None:
+            getattr(request, bound).FromDatetime(instant)
     out.missions(_pages(client.list, request, follow=args.all))
     return EXIT_OK
+
+
+def _selector(labels: Iterable[tuple[str, str]] | None) -> str:
+    """--label KEY=VALUE flags as a label selector."""
+    return ",".join(f"{key}={value}" for key, value in labels or ())
 
 
 def dead_letters(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
@@ -118,11 +181,13 @@ def _with_token(request: _PageRequest, page_token: str) -> _PageRequest:
     return following
 
 
+@_by_id
 def cancel(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     out.mission(client.cancel(pb.CancelMissionRequest(mission_id=args.id, reason=args.reason or "")))
     return EXIT_OK
 
 
+@_by_id
 def redrive(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     out.mission(client.redrive(pb.RedriveMissionRequest(mission_id=args.id, max_attempts=args.max_attempts or 0)))
     return EXIT_OK
@@ -143,7 +208,7 @@ def watch(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
         mission_ids=args.mission or (),
         types=[enums.value(enums.EVENT, kind) for kind in args.type or ()],
         mission_types=args.mission_type or (),
-        label_selector=",".join(f"{key}={value}" for key, value in args.label or ()),
+        label_selector=_selector(args.label),
     )
     if args.after is not None:
         request.after_sequence = args.after

@@ -6,9 +6,11 @@ import argparse
 import functools
 import json
 import pathlib
+import re
 import sys
 import textwrap
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import struct_pb2
@@ -38,12 +40,14 @@ settings:
 exit codes:
   0    success; watch and top also when stopped with Ctrl-C
   1    submit --wait: the mission did not succeed (FAILED or CANCELLED)
-  2    usage error: a bad flag, variable or config file
+  2    usage error: a bad flag, variable or config file, or an ambiguous id prefix
   3+N  an RPC failed with gRPC status code N, e.g. 8 NOT_FOUND, 17 UNAVAILABLE
   130  interrupted with Ctrl-C
   141  stdout's reader went away (missionctl list | head -1), quietly, like a process
        stopped by SIGPIPE
 """
+
+_ID_HELP = "the mission's id, or a unique prefix of it of 8 or more characters"
 
 _JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number", bool: "a boolean"}
 
@@ -83,6 +87,23 @@ def _label(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+_AGO = re.compile(r"(\d+)([smhd])")
+_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+
+
+def _instant(text: str) -> datetime:
+    """--created-after and the like: an ISO-8601 time (without an offset: local time), or a
+    span ago such as 90s, 30m, 1h or 2d."""
+    if ago := _AGO.fullmatch(text.strip()):
+        return datetime.now(UTC) - timedelta(**{_UNITS[ago[2]]: int(ago[1])})
+    try:
+        return datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time (2026-01-31T09:00, offset optional) or a span ago (30m, 1h, 2d), got {text!r}"
+        ) from None
 
 
 # --- the commands ---
@@ -157,7 +178,7 @@ def _add_paging(listing: argparse.ArgumentParser) -> None:
 
 def _add_queries(add: _Add) -> None:
     get = add("get", help="show one mission", description="Show one mission.")
-    get.add_argument("id", metavar="ID", help="the mission's id")
+    get.add_argument("id", metavar="ID", help=_ID_HELP)
     get.set_defaults(command=commands.get)
     listing = _command(
         add,
@@ -167,6 +188,7 @@ def _add_queries(add: _Add) -> None:
         (
             "missionctl list --state running --state retrying",
             "missionctl list --state failed --type resize --all -o jsonl | jq -r .mission.id",
+            "missionctl list --label team=ops --ended-after 1h",
         ),
     )
     listing.add_argument(
@@ -178,10 +200,30 @@ def _add_queries(add: _Add) -> None:
         help=f"only missions in this state ({', '.join(enums.choices(enums.STATE))}, in any case); repeatable;"
         " default: all",
     )
+    listing.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="only missions with every such label; repeatable; default: any labels",
+    )
+    for flag, what in (
+        ("--created-after", "created at or after"),
+        ("--created-before", "created before"),
+        ("--ended-after", "finished at or after"),
+        ("--ended-before", "finished before"),
+    ):
+        listing.add_argument(
+            flag,
+            type=_instant,
+            metavar="TIME",
+            help=f"only missions {what} TIME: ISO-8601 (local time without an offset) or a span ago"
+            " (30s, 15m, 1h, 2d); default: unset",
+        )
     _add_paging(listing)
     listing.set_defaults(command=commands.list_missions)
     cancel = add("cancel", help="cancel a mission", description="Cancel a mission.")
-    cancel.add_argument("id", metavar="ID", help="the mission's id")
+    cancel.add_argument("id", metavar="ID", help=_ID_HELP)
     cancel.add_argument("--reason", metavar="R", help="recorded on the CANCELLED event; default: none")
     cancel.set_defaults(command=commands.cancel)
 
@@ -295,7 +337,7 @@ def _add_operations(add: _Add) -> None:
         help="queue a dead-lettered mission again",
         description="Queue a dead-lettered mission again with a fresh attempt budget.",
     )
-    redrive.add_argument("id", metavar="ID", help="the dead-lettered mission's id")
+    redrive.add_argument("id", metavar="ID", help=f"the dead-lettered mission's id; {_ID_HELP}")
     redrive.add_argument(
         "--max-attempts",
         type=argument_type(integer(1)),

@@ -337,6 +337,78 @@ def test_not_found_exits_8_with_the_status_on_stderr(
     assert captured.out == ""
 
 
+@pytest.mark.parametrize(
+    ("argv", "rpc", "response"),
+    [
+        (["get", MISSION_ID[:8]], "GetMission", pb.GetMissionResponse(mission=mission())),
+        (["cancel", MISSION_ID[:13]], "CancelMission", pb.CancelMissionResponse(mission=mission())),
+        (["redrive", MISSION_ID[:8].upper()], "RedriveMission", pb.RedriveMissionResponse(mission=mission())),
+    ],
+)
+def test_a_unique_id_prefix_stands_for_the_mission(
+    run: Run, channel: Any, argv: list[str], rpc: str, response: Any
+) -> None:
+    done = run(*argv)
+    _, lookup = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[mission()]))
+    _, request = answer(channel, rpc, response)
+
+    assert done.result(timeout=10) == 0
+    assert (lookup.id_prefix, lookup.page_size) == (argv[1], 11)
+    assert request.mission_id == MISSION_ID
+
+
+def test_an_id_prefix_of_no_mission_exits_8(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("get", "e8987c7d")
+    answer(channel, "ListMissions", pb.ListMissionsResponse())
+
+    assert done.result(timeout=10) == 8
+    assert capsys.readouterr().err == "error: NOT_FOUND: no mission id starts with 'e8987c7d'\n"
+
+
+def test_an_ambiguous_id_prefix_lists_the_matches_and_exits_2(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("get", "e8987c7d")
+    matches = [mission(id=f"e8987c7d-{n:04}") for n in range(11)]
+    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=matches, next_page_token="t"))
+
+    assert done.result(timeout=10) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "missionctl: error: 'e8987c7d' is the start of several mission ids:"
+    assert err[1:] == [f"  e8987c7d-{n:04}" for n in range(10)] + ["  ..."]
+
+
+def test_list_passes_labels_and_time_bounds(run: Run, channel: Any) -> None:
+    before = datetime.now(UTC)
+    done = run(
+        "list",
+        "--label",
+        "team=ops",
+        "--label",
+        "env=prod",
+        "--created-after",
+        "2026-01-31T09:00:00+01:00",
+        "--created-before",
+        "2026-02-01T00:00Z",
+        "--ended-after",
+        "90m",
+    )
+    _, request = answer(channel, "ListMissions", pb.ListMissionsResponse())
+
+    assert done.result(timeout=10) == 0
+    assert request.label_selector == "team=ops,env=prod"
+    assert request.min_create_time.ToDatetime(UTC) == datetime(2026, 1, 31, 8, tzinfo=UTC)
+    assert request.max_create_time.ToDatetime(UTC) == datetime(2026, 2, 1, tzinfo=UTC)
+    ended_after = request.min_end_time.ToDatetime(UTC)
+    assert before - timedelta(minutes=90, seconds=5) < ended_after <= before - timedelta(minutes=89)
+    assert not request.HasField("max_end_time")
+
+
+def test_a_bad_time_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert ctl.main(["list", "--ended-before", "yesterday"], connect=lambda server: pytest.fail("no RPC")) == 2
+    assert "expected an ISO-8601 time" in capsys.readouterr().err
+
+
 def test_cancel_passes_the_reason_and_maps_failed_precondition(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
