@@ -70,6 +70,16 @@ async def test_an_unknown_mission_exits_3_plus_not_found(stack: Stack) -> None:
     assert done.stderr.startswith("error: NOT_FOUND:")
 
 
+async def test_get_takes_a_unique_id_prefix(stack: Stack) -> None:
+    await stack.start_service()
+    mission = (await stack.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"))).mission
+
+    done = await missionctl(stack, "get", mission.id[:8], "-o", "json")
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["mission"]["id"] == mission.id
+
+
 async def test_watch_plain_prints_a_mission_history_and_ends_when_it_is_final(stack: Stack) -> None:
     await stack.start_service()
     stack.start_worker()
