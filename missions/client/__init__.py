@@ -8,7 +8,7 @@ and ``result()`` returns the result as one. A failed call raises the
 """
 
 from missions.client._async import AsyncClient
-from missions.client._errors import DeadlineExceededError, MissionCancelled, MissionFailed
+from missions.client._errors import DeadlineExceededError, MissionCancelled, MissionFailed, status_code
 from missions.client._messages import WATCH_RETRIES, ListFilters, SubmitOptions, WatchFilters, submit_request
 from missions.client._payloads import payload_dict, result_dict
 from missions.client._settings import ClientSettings
@@ -27,5 +27,6 @@ __all__ = [
     "WatchFilters",
     "payload_dict",
     "result_dict",
+    "status_code",
     "submit_request",
 ]

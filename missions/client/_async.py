@@ -5,14 +5,14 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
-from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterable, Sequence
 from types import TracebackType
 from typing import Any, Unpack
 
 import grpc
 
 from missions import errors
-from missions.client._connection import Connection
+from missions.client._connection import Connection, Metadata
 from missions.client._errors import from_rpc_error
 from missions.client._messages import (
     WATCH_RETRIES,
@@ -22,8 +22,10 @@ from missions.client._messages import (
     SubmitOptions,
     WatchFilters,
     batch_results,
+    correlation,
     deadline_of,
     list_request,
+    next_page,
     outcome,
     submit_request,
     wait_cursor,
@@ -37,7 +39,7 @@ from missions.v1 import mission_service_pb2 as pb
 __all__ = ["AsyncClient"]
 
 
-class AsyncClient(ClientBase[grpc.aio.ClientInterceptor]):
+class AsyncClient(ClientBase[grpc.aio.ClientInterceptor, grpc.aio.Channel]):
     """MissionService over one grpc.aio channel, which the client owns: ``async with AsyncClient() as client``.
 
     The same methods as ``Client``, as coroutines (``list``, ``dead_letters`` and ``watch``
@@ -46,12 +48,22 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor]):
     Methods return the protobuf messages (``missions.v1.mission_pb2.Mission``, ...);
     ``payload_dict``/``result_dict`` read a mission's Structs as dicts. A failed call raises
     the ``missions.errors.ServiceError`` subclass of its status. The constructor's arguments
-    (server, timeout, TLS, token, config, profile, interceptors) are ``ClientBase``'s
+    (server, timeout, TLS, token, config, profile, interceptors, settings, connect) are ``ClientBase``'s
     (missions/client/_messages.py); each left None comes from ``MISSIONS_*`` or the config file.
     """
 
-    def _open(self, connection: Connection, interceptors: Sequence[grpc.aio.ClientInterceptor]) -> grpc.aio.Channel:
-        return connection.aio_channel(self.settings.server, interceptors)
+    def _open(
+        self,
+        connection: Connection,
+        interceptors: Sequence[grpc.aio.ClientInterceptor],
+        connect: Callable[[str], grpc.aio.Channel] | None,
+    ) -> grpc.aio.Channel:
+        if connect is None:
+            return connection.aio_channel(self.settings.server, interceptors)
+        if interceptors:
+            # A grpc.aio channel takes its interceptors when it is made.
+            raise ValueError("interceptors need the client's own channel; give them to the channel connect opens")
+        return connect(self.settings.server)
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -65,20 +77,27 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor]):
         """Close the channel; calls under way are cancelled."""
         await self._channel.close()
 
-    async def _call(self, method: Any, request: Any, deadline: float | None = None) -> Any:
+    async def _call(self, method: Any, request: Any, deadline: float | None = None, metadata: Metadata = ()) -> Any:
         try:
-            return await method(request, timeout=self._timeout(deadline), metadata=self._metadata)
+            return await method(request, timeout=self._timeout(deadline), metadata=(*self._metadata, *metadata))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
     async def submit(
-        self, type: str, payload: dict[str, Any] | None = None, **options: Unpack[SubmitOptions]
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        correlation_id: str | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> mission_pb2.Mission:
         """Queue a mission of handler ``type`` (e.g. ``"echo"``) with ``payload`` (JSON-like) and
         ``options`` (``SubmitOptions``: priority, labels, idempotency_key, max_attempts, timeout);
-        returns it QUEUED, with its id."""
+        returns it QUEUED, with its id. ``correlation_id`` (up to 128 characters) becomes the
+        mission's, to find it in the caller's logs; without it the service makes one."""
         request = submit_request(type, payload, **options)
-        response: pb.SubmitMissionResponse = await self._call(self._stub.SubmitMission, request)
+        metadata = correlation(correlation_id)
+        response: pb.SubmitMissionResponse = await self._call(self._stub.SubmitMission, request, metadata=metadata)
         return response.mission
 
     async def submit_many(
@@ -98,26 +117,50 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor]):
         response: pb.GetMissionResponse = await self._call(self._stub.GetMission, request, deadline)
         return response.mission
 
-    def list(
+    async def list(
         self, *, states: Iterable[State] = (), type: str = "", page_size: int = 0, **filters: Unpack[ListFilters]
     ) -> AsyncIterator[mission_pb2.Mission]:
         """Every mission (optionally only in ``states``, of ``type``, and matching ``filters``:
         ``labels``, ``id_prefix``, ``min_create_time`` and the other time bounds of
         ``ListFilters``), oldest first, page by page."""
-        return self._pages(self._stub.ListMissions, list_request(states, type, page_size, **filters))
-
-    def dead_letters(self, *, type: str = "", page_size: int = 0) -> AsyncIterator[mission_pb2.Mission]:
-        """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""
-        return self._pages(self._stub.ListDeadLetters, pb.ListDeadLettersRequest(type=type, page_size=page_size))
-
-    async def _pages(self, method: Any, request: Any) -> AsyncIterator[mission_pb2.Mission]:
-        while True:
-            page = await self._call(method, request)
+        async for page in self.list_pages(states=states, type=type, page_size=page_size, **filters):
             for mission in page.missions:
                 yield mission
+
+    def list_pages(
+        self,
+        *,
+        states: Iterable[State] = (),
+        type: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        **filters: Unpack[ListFilters],
+    ) -> AsyncIterator[pb.ListMissionsResponse]:
+        """The same listing as the service's pages, from the one at ``page_token`` on: each page's
+        ``next_page_token`` lets a later call go on from there."""
+        request = next_page(list_request(states, type, page_size, **filters), page_token)
+        return self._pages(self._stub.ListMissions, request)
+
+    async def dead_letters(self, *, type: str = "", page_size: int = 0) -> AsyncIterator[mission_pb2.Mission]:
+        """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""
+        async for page in self.dead_letter_pages(type=type, page_size=page_size):
+            for mission in page.missions:
+                yield mission
+
+    def dead_letter_pages(
+        self, *, type: str = "", page_size: int = 0, page_token: str = ""
+    ) -> AsyncIterator[pb.ListDeadLettersResponse]:
+        """The same listing as the service's pages, from the one at ``page_token`` on."""
+        request = pb.ListDeadLettersRequest(type=type, page_size=page_size, page_token=page_token)
+        return self._pages(self._stub.ListDeadLetters, request)
+
+    async def _pages(self, method: Any, request: Any) -> AsyncIterator[Any]:
+        while True:
+            page = await self._call(method, request)
+            yield page
             if not page.next_page_token:
                 return
-            request.page_token = page.next_page_token
+            request = next_page(request, page.next_page_token)
 
     async def cancel(self, mission_id: str, reason: str = "") -> mission_pb2.Mission:
         """Cancel a mission; ``FailedPreconditionError`` when it has finished."""

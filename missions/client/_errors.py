@@ -17,9 +17,18 @@ from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 
-__all__ = ["DeadlineExceededError", "MissionCancelled", "MissionFailed", "from_rpc_error", "from_submit_error"]
+__all__ = [
+    "DeadlineExceededError",
+    "MissionCancelled",
+    "MissionFailed",
+    "from_rpc_error",
+    "from_submit_error",
+    "status_code",
+]
 
 _DETAILS_KEY = "grpc-status-details-bin"
+# The attribute that keeps the status code on an error this module built (missions/errors.py knows no gRPC).
+_CODE_ATTRIBUTE = "grpc_status_code"
 
 
 class DeadlineExceededError(errors.ServiceError, TimeoutError):
@@ -85,13 +94,21 @@ def _error(
     if reason or kind is errors.ServiceError:
         error.reason = reason or code.name
     error.metadata = dict(metadata)
+    setattr(error, _CODE_ATTRIBUTE, code)
     return error
+
+
+def status_code(error: errors.ServiceError) -> grpc.StatusCode:
+    """The gRPC status code the service answered with (e.g. for an exit code); UNKNOWN for an
+    error the client did not build from a status."""
+    code = getattr(error, _CODE_ATTRIBUTE, None)
+    return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
 def from_rpc_error(exc: grpc.RpcError) -> errors.ServiceError:
     """The exception for a failed call (raise it ``from exc``)."""
     if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
-        return errors.ServiceError(str(exc), reason="UNKNOWN")
+        return _error(grpc.StatusCode.UNKNOWN, str(exc), "UNKNOWN", "", {})
     trailers = tuple(exc.trailing_metadata() or ())
     reason, field, metadata = "", "", dict[str, str]()
     for key, value in trailers:

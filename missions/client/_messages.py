@@ -10,17 +10,18 @@ from __future__ import annotations
 import os
 import pathlib
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeAlias, TypedDict, TypeVar, Unpack
 
 from missions import errors
-from missions.client._connection import Connection
+from missions.client._connection import Connection, Metadata
 from missions.client._errors import MissionCancelled, MissionFailed, from_submit_error
 from missions.client._payloads import result_dict, struct_from
 from missions.client._settings import ClientSettings
 from missions.client._watch import WatchCursor
 from missions.events import FINAL_EVENT_TYPES
+from missions.metadata import CORRELATION_KEY
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc
 from missions.v1 import mission_service_pb2 as pb
 
@@ -33,8 +34,10 @@ __all__ = [
     "SubmitOptions",
     "WatchFilters",
     "batch_results",
+    "correlation",
     "deadline_of",
     "list_request",
+    "next_page",
     "outcome",
     "submit_request",
     "wait_cursor",
@@ -51,9 +54,10 @@ WATCH_RETRIES = 20
 
 PathArg: TypeAlias = str | os.PathLike[str]
 InterceptorT = TypeVar("InterceptorT")
+ChannelT = TypeVar("ChannelT")
 
 
-class ClientBase(Generic[InterceptorT]):
+class ClientBase(Generic[InterceptorT, ChannelT]):
     """What Client and AsyncClient share: settings, channel, stub and call metadata.
 
     Args:
@@ -68,6 +72,11 @@ class ClientBase(Generic[InterceptorT]):
             ``~/.config/missions/missionctl.toml``).
         profile: the config file's profile (default ``MISSIONS_PROFILE``).
         interceptors: gRPC client interceptors every call goes through (tracing, auth).
+        settings: settings resolved already (missionctl passes ``ClientSettings.from_args``);
+            the setting arguments above must then be left None.
+        connect: opens the channel to a HOST:PORT instead of the plaintext or TLS channel the
+            settings describe (tests pass a grpc_testing channel); the client closes it. An
+            ``AsyncClient`` takes no ``interceptors`` with it: the channel is used as opened.
 
     Each setting left None comes from its ``MISSIONS_*`` variable, else the config file, else
     its default, as for missionctl (docs/configuration.md).
@@ -90,19 +99,27 @@ class ClientBase(Generic[InterceptorT]):
         config: PathArg | None = None,
         profile: str | None = None,
         interceptors: Sequence[InterceptorT] = (),
+        settings: ClientSettings | None = None,
+        connect: Callable[[str], ChannelT] | None = None,
     ) -> None:
         paths = {"tls_ca": tls_ca, "tls_cert": tls_cert, "tls_key": tls_key, "token_file": token_file}
         given: dict[str, Any] = {
             name: None if path is None else pathlib.Path(path).expanduser() for name, path in paths.items()
         }
         given |= {"server": server, "timeout": timeout, "tls": tls, "token": token}
-        self.settings = ClientSettings.resolve(given, config=config, profile=profile)
-        connection = Connection.from_settings(self.settings)
+        if settings is None:
+            settings = ClientSettings.resolve(given, config=config, profile=profile)
+        elif any(value is not None for value in (*given.values(), config, profile)):
+            raise ValueError("pass either settings or the setting arguments, not both")
+        self.settings = settings
+        connection = Connection.from_settings(settings)
         self._metadata = tuple(connection.metadata)
-        self._channel = self._open(connection, interceptors)
+        self._channel = self._open(connection, interceptors, connect)
         self._stub = mission_service_pb2_grpc.MissionServiceStub(self._channel)
 
-    def _open(self, connection: Connection, interceptors: Sequence[InterceptorT]) -> Any:
+    def _open(
+        self, connection: Connection, interceptors: Sequence[InterceptorT], connect: Callable[[str], ChannelT] | None
+    ) -> ChannelT:
         raise NotImplementedError
 
     def _timeout(self, deadline: float | None) -> float:
@@ -156,6 +173,11 @@ def submit_request(
     if (timeout := options.get("timeout")) is not None:
         request.timeout.FromTimedelta(timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout))
     return request
+
+
+def correlation(correlation_id: str | None) -> Metadata:
+    """The call metadata that gives a submission ``correlation_id`` (None: none)."""
+    return () if correlation_id is None else ((CORRELATION_KEY, correlation_id),)
 
 
 def batch_results(response: pb.SubmitMissionsResponse) -> list[mission_pb2.Mission | errors.ServiceError]:
@@ -238,6 +260,17 @@ def list_request(
         if (instant := filters.get(bound)) is not None:
             getattr(request, bound).FromDatetime(instant)
     return request
+
+
+PageRequest = TypeVar("PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
+
+
+def next_page(request: PageRequest, page_token: str) -> PageRequest:
+    """A copy of a listing's ``request`` that asks for the page at ``page_token``: the same filters."""
+    following = type(request)()
+    following.CopyFrom(request)
+    following.page_token = page_token
+    return following
 
 
 def deadline_of(timeout: float | None) -> float | None:

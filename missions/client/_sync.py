@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import builtins
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import Any, TypeAlias, Unpack
 
 import grpc
 
 from missions import errors
-from missions.client._connection import Connection
+from missions.client._connection import Connection, Metadata
 from missions.client._errors import from_rpc_error
 from missions.client._messages import (
     WATCH_RETRIES,
@@ -21,8 +21,10 @@ from missions.client._messages import (
     SubmitOptions,
     WatchFilters,
     batch_results,
+    correlation,
     deadline_of,
     list_request,
+    next_page,
     outcome,
     submit_request,
     wait_cursor,
@@ -38,18 +40,23 @@ __all__ = ["Client"]
 Interceptor: TypeAlias = grpc.UnaryUnaryClientInterceptor | grpc.UnaryStreamClientInterceptor
 
 
-class Client(ClientBase[Interceptor]):
+class Client(ClientBase[Interceptor, grpc.Channel]):
     """MissionService over one channel, which the client owns: use it as a context manager.
 
     Methods return the protobuf messages (``missions.v1.mission_pb2.Mission``, ...);
     ``payload_dict``/``result_dict`` read a mission's Structs as dicts. A failed call raises
     the ``missions.errors.ServiceError`` subclass of its status. The constructor's arguments
-    (server, timeout, TLS, token, config, profile, interceptors) are ``ClientBase``'s
+    (server, timeout, TLS, token, config, profile, interceptors, settings, connect) are ``ClientBase``'s
     (missions/client/_messages.py); each left None comes from ``MISSIONS_*`` or the config file.
     """
 
-    def _open(self, connection: Connection, interceptors: Iterable[Interceptor]) -> grpc.Channel:
-        return grpc.intercept_channel(connection.channel(self.settings.server), *interceptors)
+    def _open(
+        self,
+        connection: Connection,
+        interceptors: Sequence[Interceptor],
+        connect: Callable[[str], grpc.Channel] | None,
+    ) -> grpc.Channel:
+        return grpc.intercept_channel((connect or connection.channel)(self.settings.server), *interceptors)
 
     def __enter__(self) -> Client:
         return self
@@ -63,20 +70,27 @@ class Client(ClientBase[Interceptor]):
         """Close the channel; calls under way are cancelled."""
         self._channel.close()
 
-    def _call(self, method: Any, request: Any, deadline: float | None = None) -> Any:
+    def _call(self, method: Any, request: Any, deadline: float | None = None, metadata: Metadata = ()) -> Any:
         try:
-            return method(request, timeout=self._timeout(deadline), metadata=self._metadata)
+            return method(request, timeout=self._timeout(deadline), metadata=(*self._metadata, *metadata))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
     def submit(
-        self, type: str, payload: dict[str, Any] | None = None, **options: Unpack[SubmitOptions]
+        self,
+        type: str,
+        payload: dict[str, Any] | None = None,
+        *,
+        correlation_id: str | None = None,
+        **options: Unpack[SubmitOptions],
     ) -> mission_pb2.Mission:
         """Queue a mission of handler ``type`` (e.g. ``"echo"``) with ``payload`` (JSON-like) and
         ``options`` (``SubmitOptions``: priority, labels, idempotency_key, max_attempts, timeout);
-        returns it QUEUED, with its id."""
+        returns it QUEUED, with its id. ``correlation_id`` (up to 128 characters) becomes the
+        mission's, to find it in the caller's logs; without it the service makes one."""
         request = submit_request(type, payload, **options)
-        response: pb.SubmitMissionResponse = self._call(self._stub.SubmitMission, request)
+        metadata = correlation(correlation_id)
+        response: pb.SubmitMissionResponse = self._call(self._stub.SubmitMission, request, metadata=metadata)
         return response.mission
 
     def submit_many(
@@ -102,19 +116,42 @@ class Client(ClientBase[Interceptor]):
         """Every mission (optionally only in ``states``, of ``type``, and matching ``filters``:
         ``labels``, ``id_prefix``, ``min_create_time`` and the other time bounds of
         ``ListFilters``), oldest first, page by page."""
-        return self._pages(self._stub.ListMissions, list_request(states, type, page_size, **filters))
+        for page in self.list_pages(states=states, type=type, page_size=page_size, **filters):
+            yield from page.missions
+
+    def list_pages(
+        self,
+        *,
+        states: Iterable[State] = (),
+        type: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+        **filters: Unpack[ListFilters],
+    ) -> Iterator[pb.ListMissionsResponse]:
+        """The same listing as the service's pages, from the one at ``page_token`` on: each page's
+        ``next_page_token`` lets a later call go on from there."""
+        request = next_page(list_request(states, type, page_size, **filters), page_token)
+        return self._pages(self._stub.ListMissions, request)
 
     def dead_letters(self, *, type: str = "", page_size: int = 0) -> Iterator[mission_pb2.Mission]:
         """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""
-        return self._pages(self._stub.ListDeadLetters, pb.ListDeadLettersRequest(type=type, page_size=page_size))
+        for page in self.dead_letter_pages(type=type, page_size=page_size):
+            yield from page.missions
 
-    def _pages(self, method: Any, request: Any) -> Iterator[mission_pb2.Mission]:
+    def dead_letter_pages(
+        self, *, type: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Iterator[pb.ListDeadLettersResponse]:
+        """The same listing as the service's pages, from the one at ``page_token`` on."""
+        request = pb.ListDeadLettersRequest(type=type, page_size=page_size, page_token=page_token)
+        return self._pages(self._stub.ListDeadLetters, request)
+
+    def _pages(self, method: Any, request: Any) -> Iterator[Any]:
         while True:
             page = self._call(method, request)
-            yield from page.missions
+            yield page
             if not page.next_page_token:
                 return
-            request.page_token = page.next_page_token
+            request = next_page(request, page.next_page_token)
 
     def cancel(self, mission_id: str, reason: str = "") -> mission_pb2.Mission:
         """Cancel a mission; ``FailedPreconditionError`` when it has finished."""

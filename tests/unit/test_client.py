@@ -22,8 +22,18 @@ from google.protobuf import struct_pb2
 import missions
 from mission_service.status import abort
 from missions import errors
-from missions.client import AsyncClient, Client, MissionCancelled, MissionFailed, payload_dict, submit_request
+from missions.client import (
+    AsyncClient,
+    Client,
+    ClientSettings,
+    MissionCancelled,
+    MissionFailed,
+    payload_dict,
+    status_code,
+    submit_request,
+)
 from missions.client._settings import OPTIONS
+from missions.metadata import CORRELATION_KEY
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc
 from missions.v1 import mission_service_pb2 as pb
 
@@ -67,10 +77,12 @@ class FakeService(mission_service_pb2_grpc.MissionServiceServicer):
     streams: list[Stream] = field(default_factory=list)
     fail: dict[str, BaseException] = field(default_factory=dict)
     requests: dict[str, list[Any]] = field(default_factory=dict)
+    metadata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     page_size: int = 2
 
     async def _answer(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         self.requests.setdefault(name, []).append(request)
+        self.metadata.setdefault(name, []).append(dict(context.invocation_metadata() or ()))
         if name in self.fail:
             await abort(context, self.fail[name])
 
@@ -226,6 +238,14 @@ async def test_submit_sends_every_option(run: Run, service: FakeService) -> None
     assert isinstance(payload_dict(submitted)["n"], int)
 
 
+async def test_submit_sends_a_correlation_id_when_given_one(run: Run, service: FakeService) -> None:
+    await run(lambda client: client.submit("echo", correlation_id="c-42"))
+    await run(lambda client: client.submit("echo"))
+    first, second = service.metadata["SubmitMission"]
+    assert first[CORRELATION_KEY] == "c-42"
+    assert CORRELATION_KEY not in second  # the service makes one
+
+
 async def test_submit_many_gives_each_mission_or_its_error(run: Run) -> None:
     batch = [submit_request("echo"), submit_request("echo", {"text": "x" * 10})]
     results = await run(lambda client: client.submit_many(batch))
@@ -241,6 +261,38 @@ async def test_list_follows_page_tokens(run: Run, service: FakeService) -> None:
     sent = service.requests["ListMissions"]
     assert [request.page_token for request in sent] == ["", "2", "4"]
     assert {request.type for request in sent} == {"echo"}
+
+
+async def test_list_pages_gives_the_services_pages_from_a_page_token(run: Run, service: FakeService) -> None:
+    service.missions = [mission_pb2.Mission(id=f"m-{n}") for n in range(5)]
+    pages = await run(lambda client: items(client.list_pages(type="echo", page_token="2")))
+    assert [[found.id for found in page.missions] for page in pages] == [["m-2", "m-3"], ["m-4"]]
+    assert [page.next_page_token for page in pages] == ["4", ""]
+    sent = service.requests["ListMissions"]
+    assert [(request.page_token, request.type) for request in sent] == [("2", "echo"), ("4", "echo")]
+
+
+async def test_an_error_keeps_its_status_code(run: Run, service: FakeService) -> None:
+    service.fail["GetMission"] = errors.NotFoundError("no mission m-1")
+    with pytest.raises(errors.NotFoundError) as caught:
+        await run(lambda client: client.get(MISSION_ID))
+    assert status_code(caught.value) == grpc.StatusCode.NOT_FOUND
+    assert status_code(errors.NotFoundError("made here, not by the client")) == grpc.StatusCode.UNKNOWN
+
+
+async def test_connect_opens_the_channel_to_the_server(address: str) -> None:
+    servers: list[str] = []
+
+    def connect(server: str) -> grpc.Channel:
+        servers.append(server)
+        return grpc.insecure_channel(address)
+
+    settings = ClientSettings(server="missions.internal:7000", timeout=5)
+    with Client(settings=settings, connect=connect) as client:
+        assert (await asyncio.to_thread(client.get, MISSION_ID)).id == MISSION_ID
+    assert servers == ["missions.internal:7000"]
+    with pytest.raises(ValueError, match="not both"):
+        Client("other:1", settings=settings)
 
 
 async def test_list_sends_its_filters_with_every_page(run: Run, service: FakeService) -> None:
