@@ -5,23 +5,25 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+from collections.abc import Callable
 
 import grpc
 
-from missions.client._connection import Connection
-from missions.client._settings import ClientSettings
-from missions.ctl.client import ChannelFactory, ServiceClient
+from missions import errors
+from missions.client import Client, ClientSettings, status_code
 from missions.ctl.commands import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_RPC_BASE, EXIT_USAGE, Command
 from missions.ctl.output import Output, warn
 from missions.ctl.parser import build_parser
 
-__all__ = ["main"]
+__all__ = ["ChannelFactory", "main"]
+
+ChannelFactory = Callable[[str], grpc.Channel]
+"""Opens the channel to a HOST:PORT (``Client``'s ``connect``)."""
 
 
-def _rpc_failure(exc: grpc.RpcError) -> int:
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = exc.details() if isinstance(exc, grpc.Call) else str(exc)
-    warn(f"error: {code.name}: {details}")
+def _rpc_failure(exc: errors.ServiceError) -> int:
+    code = status_code(exc)
+    warn(f"error: {code.name}: {exc}")
     for note in getattr(exc, "__notes__", ()):
         warn(f"hint: {note}")
     number: int = code.value[0]
@@ -58,16 +60,16 @@ def main(argv: list[str] | None = None, *, connect: ChannelFactory | None = None
         return code
     try:
         settings = ClientSettings.from_args(args)
-        connection = Connection.from_settings(settings)
+        client = Client(settings=settings, connect=connect)
     except ValueError as exc:
         warn(f"missionctl: error: {exc}")
         return EXIT_USAGE
     command: Command = args.command
     out = Output(settings.output, color=settings.color)
     try:
-        with (connect or connection.channel)(settings.server) as channel:
-            return command(ServiceClient(channel, settings.timeout, connection.metadata), out, args)
-    except grpc.RpcError as exc:
+        with client:
+            return command(client, out, args)
+    except errors.ServiceError as exc:
         return _rpc_failure(exc)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED

@@ -7,7 +7,6 @@ import functools
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from datetime import timedelta
 from typing import TypeVar
 
 import grpc
@@ -16,13 +15,14 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
+from missions import errors
+from missions.client import Client, WatchFilters
+from missions.client._payloads import struct_to_dict
 from missions.ctl import enums
 from missions.ctl.board import CAPACITY, MissionBoard
-from missions.ctl.client import ServiceClient
 from missions.ctl.output import Output, warn
 from missions.ctl.render import event_line
 from missions.events import TERMINAL_STATES
-from missions.metadata import LAST_SEQUENCE_KEY
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
@@ -54,9 +54,7 @@ EXIT_INTERRUPTED = 130
 # 128 + SIGPIPE: what a shell reports for a writer stopped by a closed pipe, as `yes | head` is.
 EXIT_BROKEN_PIPE = 141
 
-Command = Callable[[ServiceClient, Output, argparse.Namespace], int]
-
-# Trailing metadata of a WatchEvents stream that ends with an error (mission_service/status.py).
+Command = Callable[[Client, Output, argparse.Namespace], int]
 
 # States of a mission that waits for a worker to take it.
 _WAITING = frozenset({mission_pb2.MISSION_STATE_QUEUED, mission_pb2.MISSION_STATE_RETRYING})
@@ -69,7 +67,6 @@ _ID_PREFIX = re.compile(r"[0-9A-Fa-f-]{8,35}")
 _SHOWN_MATCHES = 10
 
 # The two paged listings share their paging fields.
-_PageRequest = TypeVar("_PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)
 _Page = TypeVar("_Page", pb.ListMissionsResponse, pb.ListDeadLettersResponse)
 
 
@@ -81,12 +78,12 @@ class _Unresolved(Exception):
         self.code = code
 
 
-def _full_id(client: ServiceClient, given: str) -> str:
+def _full_id(client: Client, given: str) -> str:
     """The mission id ``given`` names: itself, or the one id it is a unique prefix of (8 or more
     hex digits and dashes); else _Unresolved."""
     if not _ID_PREFIX.fullmatch(given):
         return given
-    found = client.list(pb.ListMissionsRequest(id_prefix=given, page_size=_SHOWN_MATCHES + 1)).missions
+    found = next(client.list_pages(id_prefix=given, page_size=_SHOWN_MATCHES + 1)).missions
     if len(found) == 1:
         return str(found[0].id)
     if not found:
@@ -103,7 +100,7 @@ def _by_id(command: Command) -> Command:
     """``command`` with ``args.id`` resolved first: a unique id prefix stands for the whole id."""
 
     @functools.wraps(command)
-    def run(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+    def run(client: Client, out: Output, args: argparse.Namespace) -> int:
         try:
             args.id = _full_id(client, args.id)
         except _Unresolved as exc:
@@ -115,47 +112,38 @@ def _by_id(command: Command) -> Command:
 
 
 @_by_id
-def get(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    out.mission(client.get(args.id))
+def get(client: Client, out: Output, args: argparse.Namespace) -> int:
+    out.mission(pb.GetMissionResponse(mission=client.get(args.id)))
     return EXIT_OK
 
 
-def list_missions(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    request = pb.ListMissionsRequest(
-        page_size=args.page_size or 0,
-        page_token=args.page_token or "",
+def list_missions(client: Client, out: Output, args: argparse.Namespace) -> int:
+    pages = client.list_pages(
         states=[enums.value(enums.STATE, state) for state in args.state or ()],
         type=args.type or "",
-        label_selector=_selector(args.label),
+        page_size=args.page_size or 0,
+        page_token=args.page_token or "",
+        labels=dict(args.label or ()),
+        # A bound not given is None, which the request leaves unset.
+        min_create_time=args.created_after,
+        max_create_time=args.created_before,
+        min_end_time=args.ended_after,
+        max_end_time=args.ended_before,
     )
-    for bound, instant in (
-        ("min_create_time", args.created_after),
-        ("max_create_time", args.created_before),
-        ("min_end_time", args.ended_after),
-        ("max_end_time", args.ended_before),
-    ):
-        if instant is not None:
-            getattr(request, bound).FromDatetime(instant)
-    out.missions(_pages(client.list, request, follow=args.all))
+    out.missions(_joined(pages, follow=args.all))
     return EXIT_OK
 
 
-def _selector(labels: Iterable[tuple[str, str]] | None) -> str:
-    """--label KEY=VALUE flags as a label selector."""
-    return ",".join(f"{key}={value}" for key, value in labels or ())
-
-
-def dead_letters(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    request = pb.ListDeadLettersRequest(
-        page_size=args.page_size or 0, page_token=args.page_token or "", type=args.type or ""
+def dead_letters(client: Client, out: Output, args: argparse.Namespace) -> int:
+    pages = client.dead_letter_pages(
+        type=args.type or "", page_size=args.page_size or 0, page_token=args.page_token or ""
     )
-    out.missions(_pages(client.dead_letters, request, follow=args.all), last_error=True)
+    out.missions(_joined(pages, follow=args.all), last_error=True)
     return EXIT_OK
 
 
-def _pages(fetch: Callable[[_PageRequest], _Page], request: _PageRequest, *, follow: bool) -> _Page:
-    """The page ``request`` asks for, and with ``follow`` every page after it, as one response."""
-    pages = _each_page(fetch, request)
+def _joined(pages: Iterator[_Page], *, follow: bool) -> _Page:
+    """The first of ``pages``, and with ``follow`` every page after it, as one response."""
     result = next(pages)
     for page in pages if follow else ():
         result.missions.extend(page.missions)
@@ -163,78 +151,62 @@ def _pages(fetch: Callable[[_PageRequest], _Page], request: _PageRequest, *, fol
     return result
 
 
-def _each_page(fetch: Callable[[_PageRequest], _Page], request: _PageRequest) -> Iterator[_Page]:
-    """The page ``request`` asks for, then the following ones as they are asked for."""
-    while True:
-        page = fetch(request)
-        yield page
-        if not page.next_page_token:
-            return
-        # A new request each time: the same filters, the next token.
-        request = _with_token(request, page.next_page_token)
-
-
-def _with_token(request: _PageRequest, page_token: str) -> _PageRequest:
-    following = type(request)()
-    following.CopyFrom(request)
-    following.page_token = page_token
-    return following
-
-
 @_by_id
-def cancel(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    out.mission(client.cancel(pb.CancelMissionRequest(mission_id=args.id, reason=args.reason or "")))
+def cancel(client: Client, out: Output, args: argparse.Namespace) -> int:
+    out.mission(pb.CancelMissionResponse(mission=client.cancel(args.id, args.reason or "")))
     return EXIT_OK
 
 
 @_by_id
-def redrive(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    out.mission(client.redrive(pb.RedriveMissionRequest(mission_id=args.id, max_attempts=args.max_attempts or 0)))
+def redrive(client: Client, out: Output, args: argparse.Namespace) -> int:
+    out.mission(pb.RedriveMissionResponse(mission=client.redrive(args.id, args.max_attempts or 0)))
     return EXIT_OK
 
 
-def workers(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    out.workers(client.workers(pb.ListWorkersRequest(include_gone=args.all)))
+def workers(client: Client, out: Output, args: argparse.Namespace) -> int:
+    out.workers(pb.ListWorkersResponse(workers=client.workers(include_gone=args.all)))
     return EXIT_OK
 
 
-def stats(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+def stats(client: Client, out: Output, args: argparse.Namespace) -> int:
     out.stats(client.stats())
     return EXIT_OK
 
 
-def watch(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    request = pb.WatchEventsRequest(
+def watch(client: Client, out: Output, args: argparse.Namespace) -> int:
+    filters = WatchFilters(
         mission_ids=args.mission or (),
         types=[enums.value(enums.EVENT, kind) for kind in args.type or ()],
         mission_types=args.mission_type or (),
-        label_selector=_selector(args.label),
+        labels=dict(args.label or ()),
     )
     if args.after is not None:
-        request.after_sequence = args.after
+        filters["after_sequence"] = args.after
     last: int | None = None
 
-    def shown(responses: Iterable[pb.WatchEventsResponse]) -> Iterator[pb.WatchEventsResponse]:
+    def shown(events: Iterable[events_pb2.MissionEvent]) -> Iterator[events_pb2.MissionEvent]:
         nonlocal last
-        for response in responses:
-            yield response
-            last = response.event.sequence
+        for event in events:
+            yield event
+            last = event.sequence
 
     table = out.live and not args.plain
     seeds: list[mission_pb2.Mission] = []
     if table and args.after is None and not args.mission:
         seeds, after = _unfinished(client, args)
         if after:
-            request.after_sequence = after
+            filters["after_sequence"] = after
     try:
+        # The client resumes a cut stream by itself; what reaches here is an error it gave up on.
+        events = shown(client.watch(**filters))
         if table:
-            _live_table(out.console, seeds, shown(client.watch(request)))
+            _live_table(out.console, seeds, events)
         else:
-            for response in shown(client.watch(request)):
-                out.event(response)
+            for event in events:
+                out.event(event)
     except KeyboardInterrupt:
         return EXIT_OK
-    except grpc.RpcError as exc:
+    except errors.ServiceError as exc:
         resume = _resume_point(exc, last)
         if resume is not None:
             exc.add_note(f"resume with --after {resume}")
@@ -242,31 +214,30 @@ def watch(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _resume_point(exc: grpc.RpcError, last: int | None) -> int | None:
-    """Where to resume a cut stream: the service's last delivered sequence (it also counts what the
-    filters skipped), else the last event printed."""
-    trailers = exc.trailing_metadata() if isinstance(exc, grpc.Call) else None
-    for key, value in trailers or ():
-        if key == LAST_SEQUENCE_KEY and str(value).isdigit():
-            return max(int(value), last or 0)
+def _resume_point(exc: errors.ServiceError, last: int | None) -> int | None:
+    """Where to resume a watch given up on: the service's last delivered sequence (it also counts
+    what the filters skipped), else the last event printed."""
+    if "last_sequence" in exc.metadata:
+        return max(int(exc.metadata["last_sequence"]), last or 0)
     return last
 
 
-def _unfinished(client: ServiceClient, args: argparse.Namespace) -> tuple[list[mission_pb2.Mission], int]:
+def _unfinished(client: Client, args: argparse.Namespace) -> tuple[list[mission_pb2.Mission], int]:
     """The missions not final yet that the watch's filters keep, at most as many as the table holds,
     and the sequence to follow the log after so that nothing since the listing is missed (0: live)."""
     try:
         # Taken before the listing: the stream then replays what happened meanwhile, and the
         # table skips what a listed mission already shows (its last_sequence).
         after = client.stats().last_sequence
-    except grpc.RpcError:
+    except errors.ServiceError:
         after = 0  # GetStats needs the operator role; the listing says where it stands
     found: list[mission_pb2.Mission] = []
-    for page in _each_page(client.list, pb.ListMissionsRequest(states=_UNFINISHED)):
-        found += (mission for mission in page.missions if _watched(mission, args))
-        if len(found) >= CAPACITY:
-            break
-    return found[:CAPACITY], after or max((mission.last_sequence for mission in found), default=0)
+    for mission in client.list(states=_UNFINISHED):
+        if _watched(mission, args):
+            found.append(mission)
+            if len(found) == CAPACITY:
+                break
+    return found, after or max((mission.last_sequence for mission in found), default=0)
 
 
 def _watched(mission: mission_pb2.Mission, args: argparse.Namespace) -> bool:
@@ -277,7 +248,7 @@ def _watched(mission: mission_pb2.Mission, args: argparse.Namespace) -> bool:
 
 
 def _live_table(
-    console: Console, seeds: Iterable[mission_pb2.Mission], responses: Iterable[pb.WatchEventsResponse]
+    console: Console, seeds: Iterable[mission_pb2.Mission], events: Iterable[events_pb2.MissionEvent]
 ) -> None:
     """The ``seeds``, then a new frame after each event, drawn a few times a second; the last one
     stays on the screen."""
@@ -285,50 +256,45 @@ def _live_table(
     for mission in seeds:
         board.seed(mission)
     with Live(board.render(*console.size), console=console, refresh_per_second=8) as live:
-        for response in responses:
-            board.apply(response.event)
+        for event in events:
+            board.apply(event)
             live.update(board.render(*console.size))
 
 
-def _submission(args: argparse.Namespace) -> pb.SubmitMissionRequest:
-    request = pb.SubmitMissionRequest(
-        type=args.type,
-        priority=enums.value(enums.PRIORITY, args.priority) if args.priority else mission_pb2.PRIORITY_UNSPECIFIED,
-        max_attempts=args.max_attempts or 0,
-        idempotency_key=args.idempotency_key or "",
+def submit(client: Client, out: Output, args: argparse.Namespace) -> int:
+    mission = client.submit(
+        args.type,
+        None if args.payload is None else struct_to_dict(args.payload),
+        correlation_id=uuid.uuid4().hex,
+        # A flag not given is None, which leaves the field to the service's default.
+        priority=args.priority,
         labels=dict(args.label or ()),
+        idempotency_key=args.idempotency_key or "",
+        max_attempts=args.max_attempts or 0,
+        timeout=args.timeout_s,
     )
-    if args.payload is not None:
-        request.payload.CopyFrom(args.payload)
-    if args.timeout_s is not None:
-        request.timeout.FromTimedelta(timedelta(seconds=args.timeout_s))
-    return request
-
-
-def submit(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
-    response = client.submit(_submission(args), correlation_id=uuid.uuid4().hex)
+    response = pb.SubmitMissionResponse(mission=mission)
     if not args.wait:
         out.mission(response)
         return EXIT_OK
     if out.json:
         out.message(response)
     else:
-        out.console.print(f"submitted mission {response.mission.id}", soft_wrap=True)
-    _warn_without_worker(client, response.mission)
-    return _wait(client, out, response.mission, bar=out.live and not args.plain)
+        out.console.print(f"submitted mission {mission.id}", soft_wrap=True)
+    _warn_without_worker(client, mission)
+    return _wait(client, out, mission, bar=out.live and not args.plain)
 
 
-def _warn_without_worker(client: ServiceClient, mission: mission_pb2.Mission) -> None:
+def _warn_without_worker(client: Client, mission: mission_pb2.Mission) -> None:
     """Say on stderr when no live worker handles a waiting mission's type: else the wait looks hung."""
     if mission.state not in _WAITING:
         return
     try:
-        listed = client.workers(pb.ListWorkersRequest())
-    except grpc.RpcError:
+        listed = client.workers()
+    except errors.ServiceError:
         return  # advice only: a token with just the submitter role may not list workers
     if not any(
-        worker.state == worker_pb2.WORKER_STATE_ACTIVE and mission.type in worker.handler_types
-        for worker in listed.workers
+        worker.state == worker_pb2.WORKER_STATE_ACTIVE and mission.type in worker.handler_types for worker in listed
     ):
         warn(
             f"missionctl: no live worker handles mission type {mission.type!r};"
@@ -336,28 +302,28 @@ def _warn_without_worker(client: ServiceClient, mission: mission_pb2.Mission) ->
         )
 
 
-def _wait(client: ServiceClient, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:
+def _wait(client: Client, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:
     """Follow the mission's events until its final one, then print it; 0 only if it SUCCEEDED."""
     # An idempotent resubmission may return a mission that finished long ago: nothing to follow.
-    events = () if mission.state in TERMINAL_STATES else client.watch(pb.WatchEventsRequest(mission_ids=[mission.id]))
+    events = () if mission.state in TERMINAL_STATES else client.watch(mission_ids=[mission.id])
     try:
         if bar:
             _progress_bar(out.console, mission, events)
         else:
-            for response in events:
-                out.event(response)
+            for event in events:
+                out.event(event)
     except KeyboardInterrupt:
         warn(f"interrupted; mission {mission.id} goes on: missionctl watch --mission {mission.id}")
         return EXIT_INTERRUPTED
-    final = client.get(mission.id)
-    out.mission(final)
-    if final.mission.state == mission_pb2.MISSION_STATE_SUCCEEDED:
+    final = client.wait(mission.id)
+    out.mission(pb.GetMissionResponse(mission=final))
+    if final.state == mission_pb2.MISSION_STATE_SUCCEEDED:
         return EXIT_OK
-    warn(f"mission {mission.id} did not succeed: {enums.short(enums.STATE, final.mission.state)}")
+    warn(f"mission {mission.id} did not succeed: {enums.short(enums.STATE, final.state)}")
     return EXIT_MISSION_UNSUCCESSFUL
 
 
-def _progress_bar(console: Console, mission: mission_pb2.Mission, events: Iterable[pb.WatchEventsResponse]) -> None:
+def _progress_bar(console: Console, mission: mission_pb2.Mission, events: Iterable[events_pb2.MissionEvent]) -> None:
     """A progress bar driven by PROGRESS events; other events print as lines above it."""
     columns = (
         SpinnerColumn(),
@@ -368,8 +334,7 @@ def _progress_bar(console: Console, mission: mission_pb2.Mission, events: Iterab
     )
     with Progress(*columns, console=console) as progress:
         task = progress.add_task(escape(f"{mission.type} queued"), total=1.0)
-        for response in events:
-            event = response.event
+        for event in events:
             kind = enums.short(enums.EVENT, event.type)
             if event.type == events_pb2.EVENT_TYPE_PROGRESS:
                 note = f"{mission.type} {event.progress.message}"[:40]

@@ -19,6 +19,7 @@ from rich.console import Console
 
 from missions.client._payloads import plain
 from missions.ctl import render
+from missions.v1 import events_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = ["Output", "proto_dict", "warn"]
@@ -122,11 +123,11 @@ class Output:
         if response.next_page_token:
             warn(f"more missions: add --page-token {response.next_page_token} (or --all)")
 
-    def event(self, response: pb.WatchEventsResponse) -> None:
-        if self.json:  # {"event": ...}
-            self.message(response)
+    def event(self, event: events_pb2.MissionEvent) -> None:
+        if self.json:  # {"event": ...}, as WatchEvents sends it
+            self.message(pb.WatchEventsResponse(event=event))
         else:
-            self.console.print(render.event_line(response.event), soft_wrap=True)
+            self.console.print(render.event_line(event), soft_wrap=True)
 
     def workers(self, response: pb.ListWorkersResponse) -> None:
         if self.mode == "json":

@@ -19,8 +19,8 @@ from rich.console import Group, RenderableType
 from rich.live import Live
 from rich.text import Text
 
+from missions.client import Client
 from missions.ctl import render
-from missions.ctl.client import ServiceClient
 from missions.ctl.commands import EXIT_OK
 from missions.ctl.output import Output, proto_dict
 from missions.v1 import mission_service_pb2 as pb
@@ -163,12 +163,13 @@ def _samples(take: Callable[[], Sample], interval: float) -> Iterator[tuple[Samp
         sleep(interval)
 
 
-def command(client: ServiceClient, out: Output, args: argparse.Namespace) -> int:
+def command(client: Client, out: Output, args: argparse.Namespace) -> int:
     """Show frames until Ctrl-C (exit 0), or one with --once."""
-    request = pb.ListWorkersRequest(include_gone=args.all)
 
     def take() -> Sample:
-        return Sample(monotonic(), datetime.now(UTC), client.stats(), client.workers(request))
+        taken, time = monotonic(), datetime.now(UTC)
+        stats = client.stats()
+        return Sample(taken, time, stats, pb.ListWorkersResponse(workers=client.workers(include_gone=args.all)))
 
     frames = _samples(take, args.interval)
     try:

@@ -16,9 +16,10 @@ import pytest
 from google.protobuf import struct_pb2, timestamp_pb2
 
 from missions import ctl
+from missions.client import Client
+from missions.client import _sync as sync_client
 from missions.client._settings import OPTIONS
 from missions.ctl import top as top_module
-from missions.ctl.client import ServiceClient
 from missions.ctl.parser import build_parser
 from missions.metadata import CORRELATION_KEY
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
@@ -574,13 +575,14 @@ def test_watch_cut_off_suggests_where_to_resume(
 ) -> None:
     # grpc_testing drops responses still buffered when a call ends with an error (real gRPC
     # delivers them), so the events come first and the testing channel supplies the error.
-    rpc_watch = ServiceClient.watch
+    rpc_watch = Client.watch
 
-    def watch(self: Any, request: pb.WatchEventsRequest) -> Iterator[pb.WatchEventsResponse]:
-        yield from progress_then_completed()[:2]
-        yield from rpc_watch(self, request)
+    def watch(self: Client, **filters: Any) -> Iterator[events_pb2.MissionEvent]:
+        yield from (response.event for response in progress_then_completed()[:2])
+        yield from rpc_watch(self, **filters)
 
-    monkeypatch.setattr(ServiceClient, "watch", watch)
+    monkeypatch.setattr(Client, "watch", watch)
+    monkeypatch.setattr(sync_client, "WATCH_RETRIES", 0)  # the client gives up at the first cut
     done = run("watch")
     stream(channel, [], grpc.StatusCode.RESOURCE_EXHAUSTED, "subscriber fell behind")
 
@@ -592,8 +594,9 @@ def test_watch_cut_off_suggests_where_to_resume(
 
 
 def test_watch_cut_off_resumes_after_the_services_last_sequence(
-    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sync_client, "WATCH_RETRIES", 0)  # the client gives up at the first cut
     done = run("watch", "--type", "completed")
     # A filtered stream may have passed far more of the log than it printed.
     stream(channel, [], grpc.StatusCode.UNAVAILABLE, "shutting down", (("missions-last-sequence", "42"),))
@@ -602,9 +605,21 @@ def test_watch_cut_off_resumes_after_the_services_last_sequence(
     assert capsys.readouterr().err.splitlines() == ["error: UNAVAILABLE: shutting down", "hint: resume with --after 42"]
 
 
-def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., Iterator[pb.WatchEventsResponse]]:
-    def watch(self: Any, request: pb.WatchEventsRequest) -> Iterator[pb.WatchEventsResponse]:
-        yield from responses
+def test_watch_resumes_a_cut_stream_by_itself(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    done = run("-o", "json", "watch", "--type", "completed")
+    stream(channel, [], grpc.StatusCode.UNAVAILABLE, "shutting down", (("missions-last-sequence", "42"),))
+    resumed = stream(channel, [event(43, type=events_pb2.EVENT_TYPE_COMPLETED, completed=events_pb2.CompletedEvent())])
+
+    assert done.result(timeout=10) == 0
+    assert resumed.after_sequence == 42 and list(resumed.types) == [events_pb2.EVENT_TYPE_COMPLETED]
+    captured = capsys.readouterr()
+    assert [line["event"]["sequence"] for line in json_lines(captured.out)] == ["43"]
+    assert captured.err == ""
+
+
+def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., Iterator[events_pb2.MissionEvent]]:
+    def watch(self: Client, **filters: Any) -> Iterator[events_pb2.MissionEvent]:
+        yield from (response.event for response in responses)
         raise KeyboardInterrupt
 
     return watch
@@ -613,7 +628,7 @@ def interrupted_after(responses: list[pb.WatchEventsResponse]) -> Callable[..., 
 def test_watch_exits_0_on_ctrl_c(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ServiceClient, "watch", interrupted_after(progress_then_completed()[:1]))
+    monkeypatch.setattr(Client, "watch", interrupted_after(progress_then_completed()[:1]))
 
     assert run("watch").result(timeout=10) == 0
     assert "STARTED" in capsys.readouterr().out
@@ -622,7 +637,7 @@ def test_watch_exits_0_on_ctrl_c(
 def test_submit_wait_exits_130_on_ctrl_c_and_says_how_to_follow(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(ServiceClient, "watch", interrupted_after([]))
+    monkeypatch.setattr(Client, "watch", interrupted_after([]))
     done = run("submit", "echo", "--wait")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=mission()))
     answer(channel, "ListWorkers", serving("echo"))
@@ -1073,7 +1088,8 @@ def test_watch_table_starts_with_the_missions_not_final_then_follows(
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     monkeypatch.setenv("COLUMNS", "200")
     done = run("watch", "--mission-type", "echo")
-    answer(channel, "GetStats", pb.GetStatsResponse(last_sequence=41))
+    # "c" is created after GetStats and before ListMissions: the replay brings its CREATED again.
+    answer(channel, "GetStats", pb.GetStatsResponse(last_sequence=40))
     running = mission(mission_pb2.MISSION_STATE_RUNNING, id="a", attempt=1, progress=0.25, last_sequence=40)
     other_type = mission(mission_pb2.MISSION_STATE_QUEUED, id="b", type="resize")
     first_page = pb.ListMissionsResponse(missions=[running, other_type], next_page_token="t1")
@@ -1094,7 +1110,7 @@ def test_watch_table_starts_with_the_missions_not_final_then_follows(
         mission_pb2.MISSION_STATE_RETRYING,
     }
     assert set(listing.states) == unfinished and following.page_token == "t1"
-    assert request.HasField("after_sequence") and request.after_sequence == 41
+    assert request.HasField("after_sequence") and request.after_sequence == 40
     assert list(request.mission_types) == ["echo"]
     rows = table_rows(capsys.readouterr().out)
     assert [row[:4] for row in rows[1:3]] == [["a", "echo", "RUNNING", "1/3"], ["c", "echo", "RUNNING", "1/3"]]
