@@ -295,6 +295,20 @@ async def test_connect_opens_the_channel_to_the_server(address: str) -> None:
         Client("other:1", settings=settings)
 
 
+class PassThrough(grpc.aio.UnaryUnaryClientInterceptor):  # type: ignore[misc]  # grpc is untyped
+    async def intercept_unary_unary(self, continuation: Any, details: Any, request: Any) -> Any:
+        return await continuation(details, request)
+
+
+async def test_an_async_client_uses_the_channel_connect_opens_as_is(address: str) -> None:
+    settings = ClientSettings(server=address, timeout=5)
+    async with AsyncClient(settings=settings, connect=grpc.aio.insecure_channel) as client:
+        assert (await client.get(MISSION_ID)).id == MISSION_ID
+    # A grpc.aio channel takes its interceptors when it is made: connect's cannot get more.
+    with pytest.raises(ValueError, match="interceptors"):
+        AsyncClient(settings=settings, connect=grpc.aio.insecure_channel, interceptors=[PassThrough()])
+
+
 async def test_list_sends_its_filters_with_every_page(run: Run, service: FakeService) -> None:
     service.missions = [mission_pb2.Mission(id=f"m-{n}") for n in range(3)]
     since, until = datetime(2026, 1, 2, tzinfo=UTC), datetime(2026, 1, 3, tzinfo=UTC)
