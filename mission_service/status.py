@@ -1,4 +1,4 @@
-"""Domain errors -> gRPC status: one table, one translation, with google.rpc error details.
+"""Domain errors -> gRPC status: one table (missions/status_codes.py), one translation, with google.rpc error details.
 
 Every error the service answers with passes through ``to_status``: the servicer's
 methods (``translate_errors``), the auth interceptor and the malformed-request
@@ -21,6 +21,7 @@ from grpc_status import rpc_status
 
 from missions import errors
 from missions.metadata import LAST_SEQUENCE_KEY
+from missions.status_codes import STATUS_CODES
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = ["DOMAIN", "abort", "to_status", "to_submit_error", "translate_errors"]
@@ -30,25 +31,12 @@ log = logging.getLogger(__name__)
 DOMAIN = "missions.v1"
 """The ErrorInfo domain of every error the service answers with."""
 
-# The status kinds of missions/errors.py; no error is an instance of two of them.
-_CODES: dict[type[errors.ServiceError], grpc.StatusCode] = {
-    errors.InvalidArgumentError: grpc.StatusCode.INVALID_ARGUMENT,
-    errors.NotFoundError: grpc.StatusCode.NOT_FOUND,
-    errors.AlreadyExistsError: grpc.StatusCode.ALREADY_EXISTS,
-    errors.FailedPreconditionError: grpc.StatusCode.FAILED_PRECONDITION,
-    errors.OutOfRangeError: grpc.StatusCode.OUT_OF_RANGE,
-    errors.ResourceExhaustedError: grpc.StatusCode.RESOURCE_EXHAUSTED,
-    errors.UnavailableError: grpc.StatusCode.UNAVAILABLE,
-    errors.UnauthenticatedError: grpc.StatusCode.UNAUTHENTICATED,
-    errors.PermissionDeniedError: grpc.StatusCode.PERMISSION_DENIED,
-}
-
 
 def _classify(exc: BaseException) -> tuple[grpc.StatusCode, errors.ServiceError]:
     """The code of ``exc`` and the error to describe to the client: an unexpected one is
     logged and replaced by an INTERNAL error naming a log id (never its own words)."""
     if isinstance(exc, errors.ServiceError):
-        for kind, code in _CODES.items():
+        for kind, code in STATUS_CODES.items():
             if isinstance(exc, kind):
                 return code, exc
     error_id = uuid.uuid4().hex[:12]

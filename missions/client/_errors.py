@@ -14,6 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from missions import errors
 from missions.metadata import LAST_SEQUENCE_KEY
+from missions.status_codes import STATUS_CODES
 from missions.v1 import mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 
@@ -55,15 +56,7 @@ class MissionCancelled(errors.MissionsError):
 
 
 _BY_CODE: dict[grpc.StatusCode, type[errors.ServiceError]] = {
-    grpc.StatusCode.INVALID_ARGUMENT: errors.InvalidArgumentError,
-    grpc.StatusCode.NOT_FOUND: errors.NotFoundError,
-    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExistsError,
-    grpc.StatusCode.FAILED_PRECONDITION: errors.FailedPreconditionError,
-    grpc.StatusCode.OUT_OF_RANGE: errors.OutOfRangeError,
-    grpc.StatusCode.RESOURCE_EXHAUSTED: errors.ResourceExhaustedError,
-    grpc.StatusCode.UNAVAILABLE: errors.UnavailableError,
-    grpc.StatusCode.UNAUTHENTICATED: errors.UnauthenticatedError,
-    grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDeniedError,
+    **{code: kind for kind, code in STATUS_CODES.items()},
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceededError,
 }
 _NARROWER: tuple[type[errors.ServiceError], ...] = (
