@@ -36,7 +36,7 @@ from missions.group_commit import GroupCommit
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
-__all__ = ["EventPublisher", "ReadTally", "read_log", "read_stream", "readable_events", "record_events"]
+__all__ = ["EventPublisher", "ReadTally", "read_log", "read_stream", "readable_events"]
 
 log = logging.getLogger(__name__)
 
@@ -288,15 +288,6 @@ async def _consume(queue: AbstractQueue, inbox: asyncio.Queue[AbstractIncomingMe
         await queue.consume(inbox.put, arguments=arguments)
 
 
-def record_events(offset: int, message: AbstractIncomingMessage) -> list[events_pb2.MissionEvent]:
-    """The events of the log record at stream ``offset``, each with its sequence
-    (codec.sequence_at); DecodeError if the record does not decode."""
-    events = codec.decode_record(message.body, message.headers, message.type)
-    for index, event in enumerate(events):
-        event.sequence = codec.sequence_at(offset, index)
-    return events
-
-
 @dataclass(slots=True)
 class ReadTally:
     """What a reader of a stream has read: records, the events in them, and the records
@@ -310,17 +301,20 @@ class ReadTally:
 def readable_events(
     offset: int, message: AbstractIncomingMessage, stream: str, tally: ReadTally | None = None
 ) -> list[events_pb2.MissionEvent] | None:
-    """``record_events``, or None for a record that does not decode: logged and counted as
+    """The events of the record at stream ``offset``, each with its sequence
+    (codec.sequence_at); None for a record that does not decode: logged and counted as
     skipped, so a bad record neither stops a reader nor is retried forever."""
     if tally is not None:
         tally.records += 1
     try:
-        events = record_events(offset, message)
+        events = codec.decode_record(message.body, message.headers, message.type)
     except DecodeError as exc:
         if tally is not None:
             tally.skipped += 1
         log.warning("skipping undecodable record of %s at offset %d: %s", stream, offset, exc)
         return None
+    for index, event in enumerate(events):
+        event.sequence = codec.sequence_at(offset, index)
     if tally is not None:
         tally.events += len(events)
     return events
