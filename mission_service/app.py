@@ -27,6 +27,7 @@ from mission_service.commands import CommandsConfig, MissionCommands
 from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower, ReadLog
 from mission_service.grpc_server import SERVICE_NAME, posture, serving_grpc
+from mission_service.legacy_dead_letters import drop_dead_letter_events
 from mission_service.legacy_work import drain_legacy_work
 from mission_service.loops import Loop, Loops
 from mission_service.metrics import ServiceMetrics
@@ -183,9 +184,16 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             settings,
             service,
             _Running(health, spans, stop, bound),
-            legacy_work=functools.partial(drain_legacy_work, connection, publisher, names),
+            legacy=functools.partial(_clear_legacy, connection, publisher, names),
             reaping=functools.partial(reaper.run, log_connection, names, settings.reap_interval),
         )
+
+
+async def _clear_legacy(connection: AbstractConnection, publisher: EventPublisher, names: Topology) -> None:
+    """Clear what earlier versions left in the broker: event copies in the dead-letter
+    queue, then (for as long as the replica runs) work in the legacy work queue."""
+    await drop_dead_letter_events(connection, publisher, names)
+    await drain_legacy_work(connection, publisher, names)
 
 
 @dataclass(frozen=True, slots=True)
@@ -198,9 +206,7 @@ class _Running:
     bound: asyncio.Future[int] | None
 
 
-async def _run(
-    settings: ServiceSettings, service: Service, running: _Running, *, legacy_work: Loop, reaping: Loop
-) -> None:
+async def _run(settings: ServiceSettings, service: Service, running: _Running, *, legacy: Loop, reaping: Loop) -> None:
     """Serve gRPC while the loops run, until the stop or until a loop fails (then raise its failure).
 
     The reaper starts once the follower reads the log (a sweep judges what the store says);
@@ -210,7 +216,7 @@ async def _run(
         async with asyncio.TaskGroup() as group:
             loops = Loops(group)
             loops.start("log-follower", service.follower.run)
-            loops.start("legacy-work", legacy_work, may_end=True)
+            loops.start("legacy", legacy, may_end=True)
             async with serving_grpc(settings, service.servicer, service.hub, running.health, running.spans) as port:
                 log.info(
                     "mission-service listening on %s (namespace %r, %s)",

@@ -39,7 +39,7 @@ _POLICY: dict[str, frozenset[Role]] = {
     **{name: _READ for name in ("GetMission", "ListMissions", "WatchEvents")},
     **{name: _OPERATIONS for name in ("ListWorkers", "GetStats", "ListDeadLetters")},
     **{name: _WRITE for name in ("SubmitMission", "SubmitMissions", "CancelMission")},
-    "RedriveMission": _ADMIN,
+    **{name: _ADMIN for name in ("RedriveMission", "RedriveDeadLetters", "PurgeDeadLetters")},
 }
 
 _CALLER: contextvars.ContextVar[Principal | None] = contextvars.ContextVar("missions_caller", default=None)

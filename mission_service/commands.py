@@ -8,10 +8,11 @@ import contextlib
 import functools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from mission_service import validation
+from mission_service.dead_letters import DeadLetters
 from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower
 from mission_service.limits import Limits
@@ -40,6 +41,10 @@ log = logging.getLogger(__name__)
 # Ids derived from idempotency keys: uuid5(_KEY_NAMESPACE, "<namespace>/<key>"), so every
 # replica of one namespace maps a key to the same mission.
 _KEY_NAMESPACE = uuid.UUID("6f0b2a8e-3c1d-5b7a-9e4f-2d8c1a6b3e90")
+
+# Dead letters a bulk operation handles at once, and the ids its answer names.
+_BULK_PAGE = 100
+_SHOWN_IDS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -242,22 +247,28 @@ class MissionCommands:
         self, request: mission_service_pb2.RedriveMissionRequest, requested_by: str
     ) -> mission_pb2.Mission:
         """Queue a dead-lettered mission again with a fresh attempt budget."""
-        limits = self._config.limits
-        if not 0 <= request.max_attempts <= limits.max_max_attempts:
-            raise InvalidArgumentError(
-                "max_attempts", f"must be between 0 (the mission's own) and {limits.max_max_attempts}"
-            )
+        self._check_budget(request.max_attempts)
         mission = find_mission(self._store, request.mission_id, self._config.limits)
         if not mission.dead_lettered:
             state = M.MissionState.Name(mission.state)
             raise FailedPreconditionError(
                 f"mission {mission.id} is not dead-lettered ({state})", reason="NOT_DEAD_LETTERED"
             )
+        return await self._redrive(mission, request.max_attempts, requested_by)
+
+    def _check_budget(self, max_attempts: int) -> None:
+        limits = self._config.limits
+        if not 0 <= max_attempts <= limits.max_max_attempts:
+            raise InvalidArgumentError(
+                "max_attempts", f"must be between 0 (the mission's own) and {limits.max_max_attempts}"
+            )
+
+    async def _redrive(self, mission: mission_pb2.Mission, max_attempts: int, requested_by: str) -> mission_pb2.Mission:
         fresh = M.Mission()
         fresh.CopyFrom(mission)
         fresh.state = M.MISSION_STATE_QUEUED
         fresh.attempt = 0
-        fresh.max_attempts = request.max_attempts or mission.max_attempts
+        fresh.max_attempts = max_attempts or mission.max_attempts
         fresh.redrive_count = mission.redrive_count + 1
         fresh.dead_lettered = False
         for name in ("error", "result", "start_time", "end_time"):
@@ -273,6 +284,62 @@ class MissionCommands:
             extra=mission_fields(mission.id, event.correlation_id, mission.type),
         )
         return self._store.get(mission.id) or fresh
+
+    async def redrive_dead_letters(
+        self, request: mission_service_pb2.RedriveDeadLettersRequest, requested_by: str
+    ) -> tuple[int, list[str]]:
+        """Redrive every dead letter the filter takes (or, dry, only find them): how many,
+        and the ids of the first ``_SHOWN_IDS``."""
+        self._check_budget(request.max_attempts)
+
+        async def redrive(mission: mission_pb2.Mission) -> None:
+            await self._redrive(mission, request.max_attempts, requested_by)
+
+        return await self._each_dead_letter("redriven", request.filter, request.dry_run, redrive, requested_by)
+
+    async def purge_dead_letters(
+        self, request: mission_service_pb2.PurgeDeadLettersRequest, requested_by: str
+    ) -> tuple[int, list[str]]:
+        """Purge every dead letter the filter takes (or, dry, only find them), as
+        ``redrive_dead_letters``: each gets a PURGED event and stays FAILED."""
+
+        async def purge(mission: mission_pb2.Mission) -> None:
+            event = new_event(
+                mission, events_pb2.EVENT_TYPE_PURGED, source=self._config.source, correlation_id=_correlation(mission)
+            )
+            event.purged.requested_by = requested_by
+            await self._append(event)
+
+        return await self._each_dead_letter("purged", request.filter, request.dry_run, purge, requested_by)
+
+    async def _each_dead_letter(
+        self,
+        done: str,
+        given: mission_service_pb2.DeadLetterFilter,
+        dry_run: bool,
+        act: Callable[[mission_pb2.Mission], Awaitable[None]],
+        requested_by: str,
+    ) -> tuple[int, list[str]]:
+        """``act`` on each dead letter ``given`` takes, a page at a time (their confirms
+        overlap); the first error stops it once its page is over."""
+        limits = self._config.limits
+        matching = DeadLetters.parse(
+            given.type, given.error_type, given.label_selector, limits, field="filter.label_selector"
+        )
+        count = 0
+        shown: list[str] = []
+        for page in matching.pages(self._store, _BULK_PAGE):
+            count += len(page)
+            shown += [mission.id for mission in page[: _SHOWN_IDS - len(shown)]]
+            if dry_run:
+                continue
+            outcomes = await asyncio.gather(*(act(mission) for mission in page), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+        if not dry_run:
+            log.info("%d dead letters %s by %s (%s)", count, done, requested_by, matching)
+        return count, shown
 
 
 def _work(mission: mission_pb2.Mission, source: str, correlation_id: str) -> events_pb2.MissionEvent:

@@ -23,18 +23,19 @@ def check_label(field: str, key: str, value: str, limits: Limits) -> None:
         )
 
 
-def parse_label_selector(selector: str, limits: Limits) -> tuple[tuple[str, str], ...]:
-    """``"k=v,k2=v2"`` as sorted (key, value) pairs; empty for an empty selector."""
+def parse_label_selector(selector: str, limits: Limits, field: str = "label_selector") -> tuple[tuple[str, str], ...]:
+    """``"k=v,k2=v2"`` as sorted (key, value) pairs; empty for an empty selector.
+    InvalidArgumentError names ``field`` when the selector is malformed or too long."""
     if not selector.strip():
         return ()
     # Counted before splitting, so a hostile selector is refused without building its pairs.
     count = selector.count(",") + 1
-    check_count("label_selector", count, "pairs", "max_label_selector_pairs", limits)
+    check_count(field, count, "pairs", "max_label_selector_pairs", limits)
     pairs = []
     for part in selector.split(","):
         key, sep, value = part.strip().partition("=")
         if not sep or not key.strip():
-            raise InvalidArgumentError("label_selector", f"{part.strip()[:70]!r} is not key=value")
+            raise InvalidArgumentError(field, f"{part.strip()[:70]!r} is not key=value")
         pairs.append((key.strip(), value.strip()))
-        check_label("label_selector", *pairs[-1], limits)
+        check_label(field, *pairs[-1], limits)
     return tuple(sorted(dict(pairs).items()))

@@ -46,6 +46,7 @@ _COUNTED = {
     ),
     E.EVENT_TYPE_CANCELLED: ("missions_cancelled_total", "Missions cancelled (CANCELLED events in the log)."),
     E.EVENT_TYPE_REDRIVEN: ("missions_redriven_total", "Missions redriven (REDRIVEN events in the log)."),
+    E.EVENT_TYPE_PURGED: ("missions_purged_total", "Dead letters purged (PURGED events in the log)."),
 }
 
 # Submission times kept for missions in flight; past this the oldest is forgotten, and

@@ -18,17 +18,18 @@ M = mission_pb2
 def is_duplicate(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -> bool:
     """Whether ``event`` repeats what the log already holds, or changes nothing and is
     refused, so that no reader may see it: a second CREATED of one mission (concurrent
-    submissions with one idempotency key), a REDRIVEN that does not apply (concurrent
-    redrives), a STARTED of an attempt that has already started (a copy of its work
-    message, or a worker asking again: only the first STARTED runs), a STARTED of a
-    mission already over (cancelled, or finished: the service refuses it), and a
-    withdrawn STARTED (its worker was refused).
+    submissions with one idempotency key), a REDRIVEN or PURGED that does not apply
+    (concurrent redrives and purges: only a dead letter takes either), a STARTED of an
+    attempt that has already started (a copy of its work message, or a worker asking
+    again: only the first STARTED runs), a STARTED of a mission already over (cancelled,
+    or finished: the service refuses it), and a withdrawn STARTED (its worker was
+    refused).
     """
     if current is None:
         return False
     if event.type == E.EVENT_TYPE_CREATED:
         return True
-    if event.type == E.EVENT_TYPE_REDRIVEN:
+    if event.type in (E.EVENT_TYPE_REDRIVEN, E.EVENT_TYPE_PURGED):
         return not current.dead_lettered
     if event.type == E.EVENT_TYPE_STARTED:
         return (
@@ -45,8 +46,8 @@ def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -
 
     Terminal states absorb: a late or redelivered event after SUCCEEDED, FAILED or
     CANCELLED still advances ``last_sequence`` but changes nothing else, except that
-    DEAD_LETTERED marks a FAILED mission dead-lettered and REDRIVEN starts a
-    dead-lettered one over.
+    DEAD_LETTERED marks a FAILED mission dead-lettered, and REDRIVEN starts a
+    dead-lettered one over while PURGED leaves it FAILED for good.
     """
     mission = mission_pb2.Mission()
     if current is not None:
@@ -63,6 +64,8 @@ def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -
     elif event.type == E.EVENT_TYPE_REDRIVEN:
         if mission.dead_lettered:
             _redrive(mission, event)
+    elif event.type == E.EVENT_TYPE_PURGED:
+        mission.dead_lettered = False
     elif mission.state not in TERMINAL_STATES:
         _transition(mission, event)
     elif event.type == E.EVENT_TYPE_DEAD_LETTERED and mission.state == M.MISSION_STATE_FAILED:

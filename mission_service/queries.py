@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from mission_service import paging, validation
+from mission_service.dead_letters import DeadLetters
 from mission_service.filters import EventFilter
 from mission_service.follower import LogFollower
 from mission_service.labels import parse_label_selector
@@ -29,7 +30,7 @@ __all__ = ["MissionQueries", "QueriesConfig", "QueueDepths", "find_mission"]
 M = mission_pb2
 
 # Given mission types: the messages ready in each type's work queue (by type), and in the
-# dead-letter queue.
+# dead-letter queue (work messages that could not be read).
 QueueDepths = Callable[[Sequence[str]], Awaitable[tuple[dict[str, int], int]]]
 
 
@@ -116,13 +117,9 @@ class MissionQueries:
         self, request: mission_service_pb2.ListDeadLettersRequest
     ) -> mission_service_pb2.ListDeadLettersResponse:
         size = paging.page_size(request.page_size, self._config.limits)
-        # The token's filter digest marks it as a dead-letter token (state list [-1]).
-        marker = [-1]
-        after = paging.decode_page_token(request.page_token, marker, request.type)
-        page = self._store.list(
-            states=(), mission_type=request.type, after_created_sequence=after, limit=size, dead_lettered=True
-        )
-        token = paging.encode_page_token(page.last_created_sequence, marker, request.type) if page.more else ""
+        matching = DeadLetters.parse(request.type, request.error_type, request.label_selector, self._config.limits)
+        page = matching.page(self._store, matching.decode_page_token(request.page_token), size)
+        token = matching.encode_page_token(page.last_created_sequence) if page.more else ""
         return mission_service_pb2.ListDeadLettersResponse(missions=page.missions, next_page_token=token)
 
     async def stats(self) -> mission_service_pb2.GetStatsResponse:
@@ -132,12 +129,13 @@ class MissionQueries:
         # Every type with waiting missions or a live worker; a waiting type without a
         # worker is what an operator needs to see (its missions wait for one to start).
         mission_types = sorted(waiting.keys() | workers.keys())
-        depths, dead_depth = await self._queue_depths(mission_types)
+        depths, unreadable = await self._queue_depths(mission_types)
         hour_ago = time.time() - 3600
         return mission_service_pb2.GetStatsResponse(
             states=[mission_service_pb2.StateCount(state=state, count=n) for state, n in sorted(counts.items())],
             queue_depth=sum(depths.values()),
-            dead_letter_depth=dead_depth,
+            dead_letter_depth=self._store.count_dead_letters(),
+            unreadable_messages=unreadable,
             running=counts.get(M.MISSION_STATE_RUNNING, 0),
             succeeded_last_hour=self._store.ended_since(M.MISSION_STATE_SUCCEEDED, hour_ago),
             failed_last_hour=self._store.ended_since(M.MISSION_STATE_FAILED, hour_ago),

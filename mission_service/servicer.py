@@ -120,3 +120,17 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
         self, request: pb.RedriveMissionRequest, context: grpc.aio.ServicerContext
     ) -> pb.RedriveMissionResponse:
         return pb.RedriveMissionResponse(mission=await self._commands.redrive(request, self._caller(context).name))
+
+    @translate_errors
+    async def RedriveDeadLetters(
+        self, request: pb.RedriveDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.RedriveDeadLettersResponse:
+        count, ids = await self._commands.redrive_dead_letters(request, self._caller(context).name)
+        return pb.RedriveDeadLettersResponse(count=count, mission_ids=ids)
+
+    @translate_errors
+    async def PurgeDeadLetters(
+        self, request: pb.PurgeDeadLettersRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PurgeDeadLettersResponse:
+        count, ids = await self._commands.purge_dead_letters(request, self._caller(context).name)
+        return pb.PurgeDeadLettersResponse(count=count, mission_ids=ids)

@@ -26,13 +26,15 @@ log = logging.getLogger(__name__)
 
 # Bump when the tables or the sequences in them change (4: sequences of group commit; 5:
 # a STARTED of a mission already over is a duplicate; 6: create_time and the labels table,
-# for ListMissions' filters): an older file is dropped and rebuilt from the log.
-SCHEMA_VERSION = 6
+# for ListMissions' filters; 7: error_type, for ListDeadLetters' filter, and PURGED): an
+# older file is dropped and rebuilt from the log.
+SCHEMA_VERSION = 7
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
-# good if the worker died in between (the Reaper finishes those). A partial index finds
+# good if the worker died in between (the Reaper finishes those). A purged dead letter is
+# FAILED and not dead-lettered too, but has had its final event. A partial index finds
 # them without reading every failed mission.
-_STRANDED = f"state = {int(mission_pb2.MISSION_STATE_FAILED)} AND dead_lettered = 0"
+_STRANDED = f"state = {int(mission_pb2.MISSION_STATE_FAILED)} AND dead_lettered = 0 AND final_sequence IS NULL"
 
 # Missions waiting for a worker. GetStats counts them per type on every call (missionctl top
 # polls it): a partial index answers from the index alone, already grouped by type (with
@@ -49,6 +51,7 @@ CREATE TABLE IF NOT EXISTS missions (
     create_time REAL,
     end_time REAL,
     dead_lettered INTEGER NOT NULL DEFAULT 0,
+    error_type TEXT,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS missions_by_created ON missions (created_sequence);
@@ -194,6 +197,10 @@ class MissionStore:
         ).fetchone()
         return int(row[0])
 
+    def count_dead_letters(self) -> int:
+        row = self._db.execute("SELECT COUNT(*) FROM missions WHERE dead_lettered = 1").fetchone()
+        return int(row[0])
+
     def list(
         self,
         *,
@@ -202,14 +209,16 @@ class MissionStore:
         after_created_sequence: int,
         limit: int,
         dead_lettered: bool = False,
+        error_type: str = "",
         labels: Sequence[tuple[str, str]] = (),
         id_prefix: str = "",
         create_time: Bounds = _UNBOUNDED,
         end_time: Bounds = _UNBOUNDED,
     ) -> Page:
         """Up to ``limit`` missions after ``after_created_sequence``, oldest first, that match
-        every filter given: ``labels`` all carried, an id starting with ``id_prefix``, and
-        create and end times within their bounds (a missing end time is outside any)."""
+        every filter given: ``labels`` all carried, an id starting with ``id_prefix``, an
+        error of ``error_type``, and create and end times within their bounds (a missing
+        end time is outside any)."""
         clauses = ["created_sequence > ?"]
         args: list[object] = [after_created_sequence]
         if dead_lettered:
@@ -220,6 +229,9 @@ class MissionStore:
         if mission_type:
             clauses.append("type = ?")
             args.append(mission_type)
+        if error_type:
+            clauses.append("error_type = ?")
+            args.append(error_type)
         if id_prefix:
             # A range rather than LIKE: it uses the primary key, with no wildcard to escape.
             clauses.append("id >= ? AND id < ?")
@@ -344,8 +356,8 @@ class MissionStore:
             final = None  # a new generation: its own final event will end watches
         self._db.execute(
             "INSERT OR REPLACE INTO missions"
-            " (id, type, state, created_sequence, final_sequence, create_time, end_time, dead_lettered, body)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " (id, type, state, created_sequence, final_sequence, create_time, end_time, dead_lettered, error_type,"
+            " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 mission.id,
                 mission.type,
@@ -355,6 +367,7 @@ class MissionStore:
                 _seconds(mission, "create_time"),
                 _seconds(mission, "end_time"),
                 int(mission.dead_lettered),
+                mission.error.type or None,
                 mission.SerializeToString(),
             ),
         )

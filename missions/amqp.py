@@ -159,7 +159,7 @@ async def declare_topology(
     # A retry with no delay goes straight to its type's work queue.
     await dispatch.bind(exchange, topology.retry_binding(0))
     dead = await channel.declare_queue(names.dead_letter_queue, durable=True)
-    await dead.bind(exchange, topology.DEAD_LETTERED_BINDING)
+    await dead.unbind(exchange, topology.LEGACY_DEAD_LETTER_BINDING)
     await channel.declare_exchange(names.workers_exchange, aio_pika.ExchangeType.FANOUT, durable=True)
     return exchange
 

@@ -13,7 +13,9 @@ Layout (``ns`` is the namespace, default ``missions``)::
                      only by workers that handle the type
     ns.backoff.<ms>  delay queue (fixed TTL of <ms>) bound to "retrying.<ms>"; expired
                      messages dead-letter into ns.dispatch, so into their type's queue
-    ns.dead          dead-letter queue bound to "dead_lettered.#"
+    ns.dead          queue of work messages that could not be read, kept for an
+                     operator (dead-lettered missions are in the log, and listed by
+                     ListDeadLetters); nothing is bound to it
     ns.decisions     fanout exchange of the service's own decisions (every event it
                      publishes but CREATED: cancelled, redriven, and the reaper's
                      failed, retrying and dead_lettered); bound into ns.events, so
@@ -125,14 +127,16 @@ REDRIVEN_BINDING = "redriven.#"
 # Bindings of the legacy work queue (ns.work) in earlier versions; the service removes them
 # when it starts (mission_service/legacy_work.py), so only its retry queues still feed it.
 LEGACY_WORK_BINDINGS = ("created.#", REDRIVEN_BINDING, "retrying.0")
-DEAD_LETTERED_BINDING = "dead_lettered.#"
+# The dead-letter queue's binding in earlier versions, which copied every DEAD_LETTERED
+# there; each process removes it when it declares the topology.
+LEGACY_DEAD_LETTER_BINDING = "dead_lettered.#"
 # Bindings of the control stream to ns.events in earlier versions, when every worker read
 # every STARTED and COMPLETED; each process removes them when it declares the topology.
 LEGACY_CONTROL_BINDINGS = (
     "started.#",
     "retrying.#",
     "completed.#",
-    "dead_lettered.#",
+    LEGACY_DEAD_LETTER_BINDING,
     "cancelled.#",
     REDRIVEN_BINDING,
 )

@@ -95,6 +95,8 @@ class MissionBoard:
                 row.progress = 1.0
             case "failed":
                 row.state = M.MISSION_STATE_RETRYING if event.failed.will_retry else M.MISSION_STATE_FAILED
+            case "purged":
+                row.final = True  # it comes after the mission's final event
 
     def _row(self, mission_id: str) -> _Row:
         row = self._rows.get(mission_id)

@@ -198,7 +198,9 @@ def stats_rows(stats: pb.GetStatsResponse) -> Iterator[tuple[str, str]]:
     for name, count in state_counts(stats):
         yield name, str(count)
     yield "queue depth", str(stats.queue_depth)
-    yield "dead-letter depth", str(stats.dead_letter_depth)
+    yield "dead letters", str(stats.dead_letter_depth)
+    if stats.unreadable_messages:
+        yield "unreadable messages", str(stats.unreadable_messages)
     yield "running now", str(stats.running)
     yield "succeeded last hour", str(stats.succeeded_last_hour)
     yield "failed last hour", str(stats.failed_last_hour)
@@ -254,6 +256,8 @@ def event_details(event: events_pb2.MissionEvent) -> str:
             redriven = event.redriven
             budget = f"redrive {redriven.redrive_count}, max attempts {redriven.mission.max_attempts}"
             return budget + _by(redriven.requested_by)
+        case "purged":
+            return "purged from the dead letters" + _by(event.purged.requested_by)
     return ""
 
 

@@ -48,10 +48,17 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_CANCELLED: _EventType.ValueType  # 7
     """The mission was cancelled. Final event of the mission."""
     EVENT_TYPE_DEAD_LETTERED: _EventType.ValueType  # 8
-    """The mission failed for good and was moved to the dead-letter queue. Final event."""
+    """The mission failed for good and is now a dead letter (ListDeadLetters lists it
+    until it is redriven or purged). Final event.
+    """
     EVENT_TYPE_REDRIVEN: _EventType.ValueType  # 9
     """A dead-lettered mission was put back in the queue by RedriveMission, with a fresh
     attempt budget; the mission is QUEUED again and continues with a STARTED event.
+    """
+    EVENT_TYPE_PURGED: _EventType.ValueType  # 10
+    """A dead-lettered mission was purged by PurgeDeadLetters: it stays FAILED but is no
+    longer a dead letter, so it is neither listed nor can be redriven. Comes after the
+    mission's final event.
     """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
@@ -76,10 +83,17 @@ EVENT_TYPE_RETRYING: EventType.ValueType  # 6
 EVENT_TYPE_CANCELLED: EventType.ValueType  # 7
 """The mission was cancelled. Final event of the mission."""
 EVENT_TYPE_DEAD_LETTERED: EventType.ValueType  # 8
-"""The mission failed for good and was moved to the dead-letter queue. Final event."""
+"""The mission failed for good and is now a dead letter (ListDeadLetters lists it
+until it is redriven or purged). Final event.
+"""
 EVENT_TYPE_REDRIVEN: EventType.ValueType  # 9
 """A dead-lettered mission was put back in the queue by RedriveMission, with a fresh
 attempt budget; the mission is QUEUED again and continues with a STARTED event.
+"""
+EVENT_TYPE_PURGED: EventType.ValueType  # 10
+"""A dead-lettered mission was purged by PurgeDeadLetters: it stays FAILED but is no
+longer a dead letter, so it is neither listed nor can be redriven. Comes after the
+mission's final event.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
@@ -131,6 +145,7 @@ class MissionEvent(_message.Message):
     CANCELLED_FIELD_NUMBER: _builtins.int
     DEAD_LETTERED_FIELD_NUMBER: _builtins.int
     REDRIVEN_FIELD_NUMBER: _builtins.int
+    PURGED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the event (a UUID); a redelivered event keeps its id."""
     sequence: _builtins.int
@@ -203,6 +218,10 @@ class MissionEvent(_message.Message):
     def redriven(self) -> Global___RedrivenEvent:
         """Set for EVENT_TYPE_REDRIVEN."""
 
+    @_builtins.property
+    def purged(self) -> Global___PurgedEvent:
+        """Set for EVENT_TYPE_PURGED."""
+
     def __init__(
         self,
         *,
@@ -226,12 +245,13 @@ class MissionEvent(_message.Message):
         cancelled: Global___CancelledEvent | None = ...,
         dead_lettered: Global___DeadLetteredEvent | None = ...,
         redriven: Global___RedrivenEvent | None = ...,
+        purged: Global___PurgedEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven"]  # noqa: Y015
+    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven", "purged"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
@@ -557,3 +577,25 @@ class RedrivenEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedrivenEvent: _TypeAlias = RedrivenEvent  # noqa: Y015
+
+@_typing.final
+class PurgedEvent(_message.Message):
+    """Details of EVENT_TYPE_PURGED."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    requested_by: _builtins.str
+    """Who asked for the purge (see CancelledEvent.cancelled_by)."""
+    def __init__(
+        self,
+        *,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgedEvent: _TypeAlias = PurgedEvent  # noqa: Y015

@@ -654,12 +654,15 @@ class GetStatsResponse(_message.Message):
     MISSION_TYPES_FIELD_NUMBER: _builtins.int
     EVENTS_READ_FIELD_NUMBER: _builtins.int
     RECORDS_READ_FIELD_NUMBER: _builtins.int
+    UNREADABLE_MESSAGES_FIELD_NUMBER: _builtins.int
     queue_depth: _builtins.int
     """Messages ready in the work queues of the types listed in `mission_types` (queued
     missions not yet delivered to a worker).
     """
     dead_letter_depth: _builtins.int
-    """Messages in the dead-letter queue."""
+    """Dead-lettered missions: those ListDeadLetters lists (failed for good, neither
+    redriven nor purged).
+    """
     running: _builtins.int
     """Missions RUNNING now."""
     succeeded_last_hour: _builtins.int
@@ -683,6 +686,12 @@ class GetStatsResponse(_message.Message):
     """Log records this replica has read since it started. A record holds several events
     when they were published together (group commit): events_read / records_read is
     how many, on average.
+    """
+    unreadable_messages: _builtins.int
+    """Messages in the broker's dead-letter queue (`<namespace>.dead`): work messages that
+    could not be read, kept there as they arrived for an operator to inspect. They are
+    not missions: a mission whose work message could not be read is dead-lettered and
+    counted in `dead_letter_depth` like any other.
     """
     @_builtins.property
     def states(self) -> _containers.RepeatedCompositeFieldContainer[Global___StateCount]:
@@ -708,10 +717,11 @@ class GetStatsResponse(_message.Message):
         mission_types: _abc.Iterable[Global___MissionTypeStats] | None = ...,
         events_read: _builtins.int = ...,
         records_read: _builtins.int = ...,
+        unreadable_messages: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "events_read", b"events_read", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "mission_types", b"mission_types", "queue_depth", b"queue_depth", "records_read", b"records_read", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_workers", b"active_workers", "dead_letter_depth", b"dead_letter_depth", "events_read", b"events_read", "failed_last_hour", b"failed_last_hour", "last_sequence", b"last_sequence", "mission_types", b"mission_types", "queue_depth", b"queue_depth", "records_read", b"records_read", "running", b"running", "states", b"states", "succeeded_last_hour", b"succeeded_last_hour", "unreadable_messages", b"unreadable_messages"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -789,22 +799,32 @@ class ListDeadLettersRequest(_message.Message):
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     TYPE_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum missions per page, as in ListMissionsRequest."""
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first page."""
     type: _builtins.str
     """Only missions of this handler type; empty means every type."""
+    error_type: _builtins.str
+    """Only missions whose last error has this type (`MissionError.type`); empty means
+    every error.
+    """
+    label_selector: _builtins.str
+    """Only missions carrying these labels, as ListMissionsRequest.label_selector."""
     def __init__(
         self,
         *,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
         type: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+        label_selector: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_type", b"error_type", "label_selector", b"label_selector", "page_size", b"page_size", "page_token", b"page_token", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -889,3 +909,151 @@ class RedriveMissionResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RedriveMissionResponse: _TypeAlias = RedriveMissionResponse  # noqa: Y015
+
+@_typing.final
+class DeadLetterFilter(_message.Message):
+    """Which dead-lettered missions a bulk operation takes: those matching every filter
+    given, as in ListDeadLettersRequest; no filter at all takes every dead letter.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TYPE_FIELD_NUMBER: _builtins.int
+    ERROR_TYPE_FIELD_NUMBER: _builtins.int
+    LABEL_SELECTOR_FIELD_NUMBER: _builtins.int
+    type: _builtins.str
+    """Only missions of this handler type; empty means every type."""
+    error_type: _builtins.str
+    """Only missions whose last error has this type; empty means every error."""
+    label_selector: _builtins.str
+    """Only missions carrying these labels, as ListMissionsRequest.label_selector."""
+    def __init__(
+        self,
+        *,
+        type: _builtins.str = ...,
+        error_type: _builtins.str = ...,
+        label_selector: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_type", b"error_type", "label_selector", b"label_selector", "type", b"type"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeadLetterFilter: _TypeAlias = DeadLetterFilter  # noqa: Y015
+
+@_typing.final
+class RedriveDeadLettersRequest(_message.Message):
+    """Request of RedriveDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    MAX_ATTEMPTS_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    max_attempts: _builtins.int
+    """Attempt budget of each redriven mission, as in RedriveMissionRequest."""
+    dry_run: _builtins.bool
+    """Only count and name the missions that would be redriven; change nothing."""
+    @_builtins.property
+    def filter(self) -> Global___DeadLetterFilter:
+        """The dead letters to redrive."""
+
+    def __init__(
+        self,
+        *,
+        filter: Global___DeadLetterFilter | None = ...,
+        max_attempts: _builtins.int = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "filter", b"filter", "max_attempts", b"max_attempts"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveDeadLettersRequest: _TypeAlias = RedriveDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class RedriveDeadLettersResponse(_message.Message):
+    """Response of RedriveDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    MISSION_IDS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many missions matched (and, unless `dry_run`, were redriven)."""
+    @_builtins.property
+    def mission_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the first 1000 of them, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        mission_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "mission_ids", b"mission_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RedriveDeadLettersResponse: _TypeAlias = RedriveDeadLettersResponse  # noqa: Y015
+
+@_typing.final
+class PurgeDeadLettersRequest(_message.Message):
+    """Request of PurgeDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FILTER_FIELD_NUMBER: _builtins.int
+    DRY_RUN_FIELD_NUMBER: _builtins.int
+    dry_run: _builtins.bool
+    """Only count and name the missions that would be purged; change nothing."""
+    @_builtins.property
+    def filter(self) -> Global___DeadLetterFilter:
+        """The dead letters to purge."""
+
+    def __init__(
+        self,
+        *,
+        filter: Global___DeadLetterFilter | None = ...,
+        dry_run: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["filter", b"filter"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["dry_run", b"dry_run", "filter", b"filter"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeDeadLettersRequest: _TypeAlias = PurgeDeadLettersRequest  # noqa: Y015
+
+@_typing.final
+class PurgeDeadLettersResponse(_message.Message):
+    """Response of PurgeDeadLetters."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COUNT_FIELD_NUMBER: _builtins.int
+    MISSION_IDS_FIELD_NUMBER: _builtins.int
+    count: _builtins.int
+    """How many missions matched (and, unless `dry_run`, were purged)."""
+    @_builtins.property
+    def mission_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The ids of the first 1000 of them, oldest first."""
+
+    def __init__(
+        self,
+        *,
+        count: _builtins.int = ...,
+        mission_ids: _abc.Iterable[_builtins.str] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["count", b"count", "mission_ids", b"mission_ids"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___PurgeDeadLettersResponse: _TypeAlias = PurgeDeadLettersResponse  # noqa: Y015

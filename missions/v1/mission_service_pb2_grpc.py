@@ -90,6 +90,16 @@ class MissionServiceStub:
                 request_serializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsRequest.SerializeToString,
                 response_deserializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsResponse.FromString,
                 _registered_method=True)
+        self.RedriveDeadLetters = channel.unary_unary(
+                '/missions.v1.MissionService/RedriveDeadLetters',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.RedriveDeadLettersRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.RedriveDeadLettersResponse.FromString,
+                _registered_method=True)
+        self.PurgeDeadLetters = channel.unary_unary(
+                '/missions.v1.MissionService/PurgeDeadLetters',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersResponse.FromString,
+                _registered_method=True)
 
 
 class MissionServiceServicer:
@@ -204,6 +214,26 @@ class MissionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RedriveDeadLetters(self, request, context):
+        """Redrives every dead-lettered mission that matches the filter, oldest first, as
+        RedriveMission would, or with `dry_run` only counts and names them. Needs the admin
+        role. INVALID_ARGUMENT for a bad filter or attempt budget; UNAVAILABLE when the
+        broker stops confirming part-way, after which the missions not yet redriven are
+        still dead letters and the same call redrives them.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PurgeDeadLetters(self, request, context):
+        """Purges every dead-lettered mission that matches the filter: each gets a PURGED event
+        and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
+        only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MissionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -256,6 +286,16 @@ def add_MissionServiceServicer_to_server(servicer, server):
                     servicer.SubmitMissions,
                     request_deserializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsRequest.FromString,
                     response_serializer=missions_dot_v1_dot_mission__service__pb2.SubmitMissionsResponse.SerializeToString,
+            ),
+            'RedriveDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.RedriveDeadLetters,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.RedriveDeadLettersRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.RedriveDeadLettersResponse.SerializeToString,
+            ),
+            'PurgeDeadLetters': grpc.unary_unary_rpc_method_handler(
+                    servicer.PurgeDeadLetters,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +574,60 @@ class MissionService:
             '/missions.v1.MissionService/SubmitMissions',
             missions_dot_v1_dot_mission__service__pb2.SubmitMissionsRequest.SerializeToString,
             missions_dot_v1_dot_mission__service__pb2.SubmitMissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RedriveDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/RedriveDeadLetters',
+            missions_dot_v1_dot_mission__service__pb2.RedriveDeadLettersRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.RedriveDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PurgeDeadLetters(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/PurgeDeadLetters',
+            missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -98,6 +98,18 @@ class MissionServiceStub:
     batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
     service's --max-batch-missions (default 1000).
     """
+    RedriveDeadLetters: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.RedriveDeadLettersRequest, _mission_service_pb2.RedriveDeadLettersResponse]
+    """Redrives every dead-lettered mission that matches the filter, oldest first, as
+    RedriveMission would, or with `dry_run` only counts and names them. Needs the admin
+    role. INVALID_ARGUMENT for a bad filter or attempt budget; UNAVAILABLE when the
+    broker stops confirming part-way, after which the missions not yet redriven are
+    still dead letters and the same call redrives them.
+    """
+    PurgeDeadLetters: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.PurgeDeadLettersRequest, _mission_service_pb2.PurgeDeadLettersResponse]
+    """Purges every dead-lettered mission that matches the filter: each gets a PURGED event
+    and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
+    only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
+    """
 
 @_typing.type_check_only
 class MissionServiceAsyncStub(MissionServiceStub):
@@ -168,6 +180,18 @@ class MissionServiceAsyncStub(MissionServiceStub):
     results come back in request order. The call fails as a whole only when the
     batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
     service's --max-batch-missions (default 1000).
+    """
+    RedriveDeadLetters: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.RedriveDeadLettersRequest, _mission_service_pb2.RedriveDeadLettersResponse]  # type: ignore[assignment]
+    """Redrives every dead-lettered mission that matches the filter, oldest first, as
+    RedriveMission would, or with `dry_run` only counts and names them. Needs the admin
+    role. INVALID_ARGUMENT for a bad filter or attempt budget; UNAVAILABLE when the
+    broker stops confirming part-way, after which the missions not yet redriven are
+    still dead letters and the same call redrives them.
+    """
+    PurgeDeadLetters: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.PurgeDeadLettersRequest, _mission_service_pb2.PurgeDeadLettersResponse]  # type: ignore[assignment]
+    """Purges every dead-lettered mission that matches the filter: each gets a PURGED event
+    and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
+    only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
     """
 
 class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -296,6 +320,30 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         results come back in request order. The call fails as a whole only when the
         batch itself is malformed: INVALID_ARGUMENT for no missions or more than the
         service's --max-batch-missions (default 1000).
+        """
+
+    @_abc_1.abstractmethod
+    def RedriveDeadLetters(
+        self,
+        request: _mission_service_pb2.RedriveDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.RedriveDeadLettersResponse, _abc.Awaitable[_mission_service_pb2.RedriveDeadLettersResponse]]:
+        """Redrives every dead-lettered mission that matches the filter, oldest first, as
+        RedriveMission would, or with `dry_run` only counts and names them. Needs the admin
+        role. INVALID_ARGUMENT for a bad filter or attempt budget; UNAVAILABLE when the
+        broker stops confirming part-way, after which the missions not yet redriven are
+        still dead letters and the same call redrives them.
+        """
+
+    @_abc_1.abstractmethod
+    def PurgeDeadLetters(
+        self,
+        request: _mission_service_pb2.PurgeDeadLettersRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.PurgeDeadLettersResponse, _abc.Awaitable[_mission_service_pb2.PurgeDeadLettersResponse]]:
+        """Purges every dead-lettered mission that matches the filter: each gets a PURGED event
+        and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
+        only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
         """
 
 def add_MissionServiceServicer_to_server(servicer: MissionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -13,6 +13,7 @@ import aio_pika
 import pytest
 from aio_pika.abc import AbstractRobustConnection
 
+from mission_service.legacy_dead_letters import drop_dead_letter_events
 from mission_service.legacy_work import drain_legacy_work
 from missions import amqp, codec, eventlog, topology
 from missions.amqp import LogRetention, delete_topology
@@ -172,7 +173,14 @@ async def _get(connection: AbstractRobustConnection, queue_name: str, timeout: f
     raise AssertionError("queue iterator ended")
 
 
-async def test_created_reaches_its_type_s_work_queue_only_when_dispatched_and_dead_lettered_the_dead_queue(
+def _dead_lettered(mission: mission_pb2.Mission) -> events_pb2.MissionEvent:
+    dead = new_event(mission, E.EVENT_TYPE_DEAD_LETTERED, source="test", correlation_id="c")
+    dead.dead_lettered.reason = "attempts exhausted"
+    dead.dead_lettered.mission.CopyFrom(mission)
+    return dead
+
+
+async def test_created_reaches_its_type_s_work_queue_only_when_dispatched_and_dead_lettered_the_log_only(
     connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
 ) -> None:
     names = Topology(namespace)
@@ -184,12 +192,35 @@ async def test_created_reaches_its_type_s_work_queue_only_when_dispatched_and_de
     # No worker declared the type's queue yet: the dispatch declares it, and nothing is lost.
     await publisher.dispatch(created, priority=mission_pb2.PRIORITY_NORMAL)
     assert (await _get(connection, names.work_queue("echo"))).id == created.id
+    # A dead letter is a mission of the log (ListDeadLetters), not a message in ns.dead.
+    await publisher.publish(_dead_lettered(mission))
+    assert await amqp.message_counts(connection, [names.dead_letter_queue]) == [0]
 
-    dead = new_event(mission, E.EVENT_TYPE_DEAD_LETTERED, source="test", correlation_id="c")
-    dead.dead_lettered.reason = "attempts exhausted"
-    dead.dead_lettered.mission.CopyFrom(mission)
-    await publisher.publish(dead)
-    assert (await _get(connection, names.dead_letter_queue)).id == dead.id
+
+async def test_the_dead_letter_queue_of_earlier_versions_keeps_only_unreadable_messages(
+    connection: AbstractRobustConnection, publisher: EventPublisher, namespace: str
+) -> None:
+    names = Topology(namespace)
+    channel = await connection.channel()
+    # ns.dead as earlier versions bound it, holding two DEAD_LETTERED copies around an
+    # unreadable work message.
+    dead = await channel.get_queue(names.dead_letter_queue)
+    await dead.bind(names.events_exchange, topology.LEGACY_DEAD_LETTER_BINDING)
+    copies = [_dead_lettered(_mission()) for _ in range(2)]
+    await publisher.publish(copies[0])
+    unreadable = aio_pika.Message(b"\xff not an event", headers={codec.DEAD_LETTER_REASON_HEADER: "undecodable"})
+    await channel.default_exchange.publish(unreadable, routing_key=names.dead_letter_queue)
+    await publisher.publish(copies[1])
+    assert await amqp.message_counts(connection, [names.dead_letter_queue]) == [3]
+
+    await amqp.declare_topology(await connection.channel(), names)  # as every process does when it starts
+    await publisher.publish(_dead_lettered(_mission()))
+    assert await amqp.message_counts(connection, [names.dead_letter_queue]) == [3]
+    assert await drop_dead_letter_events(connection, publisher, names) == 2
+    kept = await dead.get(timeout=20)
+    assert (kept.body, kept.headers[codec.DEAD_LETTER_REASON_HEADER]) == (b"\xff not an event", "undecodable")
+    await kept.ack()
+    assert await amqp.message_counts(connection, [names.dead_letter_queue]) == [0]
 
 
 async def test_the_control_stream_holds_the_service_s_decisions_not_the_workers_events(

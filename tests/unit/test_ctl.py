@@ -743,7 +743,7 @@ def test_stats_shows_every_state_and_the_queues(run: Run, channel: Any, capsys: 
         ["FAILED", "2"],
         ["CANCELLED", "0"],
         ["queue", "depth", "3"],
-        ["dead-letter", "depth", "2"],
+        ["dead", "letters", "2"],
         ["running", "now", "1"],
         ["succeeded", "last", "hour", "10"],
         ["failed", "last", "hour", "2"],

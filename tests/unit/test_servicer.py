@@ -1,9 +1,4 @@
-"""MissionServicer over a real grpc.aio server on 127.0.0.1:0, with the broker faked.
-
-Only the broker is replaced: ``FakeBroker`` numbers each published event like the log
-stream would and hands it to a real LogFollower's apply loop, which commits it to a real
-MissionStore, resolves read-your-writes waiters and fans it out through a real Hub.
-"""
+"""MissionServicer over a real grpc.aio server with the broker faked (tests/unit/service_harness.py)."""
 
 from __future__ import annotations
 
@@ -12,10 +7,8 @@ import contextlib
 import logging
 import pathlib
 import re
-import time
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -25,283 +18,32 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
-from mission_service.app import BrokerSide, build_service
-from mission_service.commands import MissionCommands
-from mission_service.follower import LogFollower
-from mission_service.grpc_server import SERVICE_NAME, serving_grpc
 from mission_service.limits import Limits
 from mission_service.paging import encode_page_token
 from mission_service.recent import DEFAULT_RECENT_EVENTS
-from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
-from mission_service.store import MissionStore
-from mission_service.tokens import hash_token
-from mission_service.watch import EventFilter, Hub, Subscription
-from mission_service.worker_registry import WorkerRegistry
 from missions import codec, retrying_publisher
 from missions.errors import BrokerUnavailableError
-from missions.eventlog import EventPublisher, ReadTally
 from missions.events import new_event
-from missions.health import HealthConditions
 from missions.metadata import LAST_SEQUENCE_KEY
-from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc, worker_pb2
+from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 from tests.unit.factories import details_of, struct
+from tests.unit.service_harness import (
+    TIMEOUT,
+    Service,
+    as_principal,
+    dead_letter,
+    published_events,
+    running_service,
+    start_attempt,
+    success_events,
+    tokens_file,
+    violated_fields,
+    worker_event,
+)
 
 E = events_pb2
 M = mission_pb2
-TIMEOUT = 10.0
-
-
-class FakeBroker:
-    """RabbitMQ's exchange and log stream, in memory.
-
-    ``publish`` is confirmed once the event is appended to the log with the next
-    sequence; the event then reaches the follower the way read_log would deliver it.
-    ``dispatch`` puts a work message on the work queue; each is recorded with the number
-    of events the log held at that moment. ``dispatch_failures`` fail before confirming.
-    """
-
-    def __init__(self) -> None:
-        self.log: list[events_pb2.MissionEvent] = []
-        self.priorities: list[int | None] = []
-        self.work: list[tuple[events_pb2.MissionEvent, int | None, int]] = []
-        self.dispatch_failures = 0
-        self.lost_confirms = 0  # publishes that are stored but answered with an error
-        self.dispatched = asyncio.Event()  # set by each work message
-        self._grown = asyncio.Event()  # set (and replaced) by each event the log stores
-        self.failure: Exception | None = None
-        # When set, publishes wait for it (the broker is slow to confirm); ``held`` counts them.
-        self.gate: asyncio.Event | None = None
-        self.held = 0
-        self.holding = asyncio.Condition()
-        self.depths_asked: list[list[str]] = []
-        self.replays: list[int] = []  # where each read of the log but the follower's started
-        self.confirms = 0  # as EventPublisher.confirms
-        self.dispatch_delay = 0.0  # each work message waits this long for its confirm, one after another
-        self._dispatching = asyncio.Lock()
-        self.replaying = asyncio.Event()  # set by the first replay
-
-    async def publish(
-        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
-    ) -> None:
-        if self.failure is not None:
-            raise self.failure
-        if self.gate is not None:
-            async with self.holding:
-                self.held += 1
-                self.holding.notify_all()
-            await self.gate.wait()
-        self.store(event, priority)
-        if self.lost_confirms:
-            self.lost_confirms -= 1
-            raise BrokerUnavailableError("broker did not confirm the event: connection lost")
-        self.confirms += 1
-
-    def store(self, event: events_pb2.MissionEvent, priority: int | None = None, sequence: int = 0) -> None:
-        """Append ``event`` to the log at ``sequence`` (by default the next), for the follower to read."""
-        stored = events_pb2.MissionEvent()
-        stored.CopyFrom(event)
-        stored.sequence = sequence or (self.log[-1].sequence + 1 if self.log else 1)
-        self.log.append(stored)
-        self.priorities.append(priority)
-        self._grown.set()
-        self._grown = asyncio.Event()
-
-    async def dispatch(
-        self, event: events_pb2.MissionEvent, *, priority: int | None = None, timeout: float = 10.0
-    ) -> None:
-        if self.dispatch_failures:
-            self.dispatch_failures -= 1
-            raise BrokerUnavailableError("broker did not confirm the work message")
-        async with self._dispatching:
-            await asyncio.sleep(self.dispatch_delay)
-        self.work.append((event, priority, len(self.log)))
-        self.confirms += 1
-        self.dispatched.set()
-
-    async def queue_depths(self, mission_types: Sequence[str]) -> tuple[dict[str, int], int]:
-        """Each type's work queue: missions whose last event made them runnable; dead letters:
-        DEAD_LETTERED events. ``depths_asked`` records the types of each call."""
-        self.depths_asked.append(list(mission_types))
-        last: dict[str, events_pb2.MissionEvent] = {}
-        for event in self.log:
-            last[event.mission_id] = event
-        runnable = {E.EVENT_TYPE_CREATED, E.EVENT_TYPE_REDRIVEN}
-        depths = dict.fromkeys(mission_types, 0)
-        for event in last.values():
-            if event.type in runnable and event.mission_type in depths:
-                depths[event.mission_type] += 1
-        dead = sum(1 for event in self.log if event.type == E.EVENT_TYPE_DEAD_LETTERED)
-        return depths, dead
-
-    async def read(
-        self,
-        after_sequence: int,
-        *,
-        attached: asyncio.Event | None = None,
-        tally: ReadTally | None = None,
-        gaps: bool = False,
-    ) -> AsyncGenerator[events_pb2.MissionEvent, None]:
-        """The log after ``after_sequence``, then what is appended to it, as read_log reads it.
-
-        The follower's read is the one that passes ``attached``; ``replays`` records the others.
-        """
-        if attached is None:
-            self.replays.append(after_sequence)
-            self.replaying.set()
-        else:
-            attached.set()
-        index = 0
-        while True:
-            grown = self._grown
-            for event in self.log[index:]:
-                index += 1
-                if event.sequence > after_sequence:
-                    copy = events_pb2.MissionEvent()
-                    copy.CopyFrom(event)
-                    yield copy
-            if index == len(self.log):
-                await grown.wait()
-
-
-class ObservedHub(Hub):
-    """A real Hub that reports subscriptions coming and going."""
-
-    def __init__(self, head: int, buffer: int) -> None:
-        super().__init__(head, buffer)
-        self.subscribed = asyncio.Event()
-        self.unsubscribed = asyncio.Event()
-
-    @contextlib.contextmanager
-    def subscribe(self, event_filter: EventFilter) -> Iterator[Subscription]:
-        self.unsubscribed.clear()
-        with super().subscribe(event_filter) as sub:
-            self.subscribed.set()
-            try:
-                yield sub
-            finally:
-                self.subscribed.clear()
-                self.unsubscribed.set()
-
-
-@dataclass
-class Service:
-    stub: mission_service_pb2_grpc.MissionServiceStub
-    broker: FakeBroker
-    store: MissionStore
-    hub: ObservedHub
-    follower: LogFollower
-    workers: WorkerRegistry
-    commands: MissionCommands
-
-    async def worker_publishes(self, *events: events_pb2.MissionEvent) -> None:
-        """Publish as a worker would, and wait until the follower has applied the last one."""
-        applied = self.follower.expect(events[-1].id)
-        for event in events:
-            await self.broker.publish(event)
-        await asyncio.wait_for(applied, TIMEOUT)
-
-    async def worker_publishes_now(self, event: events_pb2.MissionEvent) -> None:
-        """``worker_publishes`` past the broker's gate (another client's publish that goes through)."""
-        applied = self.follower.expect(event.id)
-        self.broker.store(event)
-        await asyncio.wait_for(applied, TIMEOUT)
-
-    async def run_to_completion(self, mission: M.Mission, **result: Any) -> None:
-        await self.worker_publishes(*_success_events(mission, **result))
-
-    async def submit(self, **fields: Any) -> M.Mission:
-        request = pb.SubmitMissionRequest(**{"type": "echo", **fields})
-        response = await self.stub.SubmitMission(request, timeout=TIMEOUT)
-        mission = response.mission
-        assert isinstance(mission, M.Mission)
-        return mission
-
-
-def _worker_event(
-    mission: M.Mission, kind: events_pb2.EventType.ValueType, attempt: int = 1
-) -> events_pb2.MissionEvent:
-    return new_event(mission, kind, source="worker-1", correlation_id="c", attempt=attempt)
-
-
-def _success_events(mission: M.Mission, **result: Any) -> list[events_pb2.MissionEvent]:
-    started = _worker_event(mission, E.EVENT_TYPE_STARTED)
-    started.started.worker_id = "worker-1"
-    progress = _worker_event(mission, E.EVENT_TYPE_PROGRESS)
-    progress.progress.fraction = 0.5
-    completed = _worker_event(mission, E.EVENT_TYPE_COMPLETED)
-    completed.completed.result.CopyFrom(struct(**result))
-    return [started, progress, completed]
-
-
-@contextlib.asynccontextmanager
-async def running_service(
-    buffer: int = 10_000,
-    clock: Callable[[], float] = time.monotonic,
-    recent_events: int = DEFAULT_RECENT_EVENTS,
-    queue_timeout: float = 5.0,
-    tokens_file: pathlib.Path | None = None,
-    max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS,
-) -> AsyncIterator[Service]:
-    """The service as app.build_service wires it and grpc_server serves it (its interceptors
-    included), with the broker faked; ``buffer`` is each watcher's live buffer.
-
-    ``clock`` drives the worker registry, which heartbeats reach through ``Service.workers``.
-    ``recent_events`` bounds the window replays are served from before the (fake) log.
-    With ``tokens_file`` callers need a token.
-    """
-    settings = ServiceSettings(
-        namespace="unit",
-        listen="127.0.0.1:0",
-        shutdown_grace=timedelta(0),
-        watch_buffer=buffer,
-        recent_events=recent_events,
-        queue_timeout=timedelta(seconds=queue_timeout),
-        tokens_file=tokens_file,
-        max_watch_streams=max_watch_streams,
-    )
-    broker = FakeBroker()
-    with MissionStore(":memory:") as store:
-        built = build_service(
-            settings,
-            BrokerSide(cast(EventPublisher, broker), broker.read, broker.queue_depths),
-            store,
-            source="mission-service/tests",
-            hub=ObservedHub(head=store.checkpoint(), buffer=buffer),
-            workers=WorkerRegistry(clock),
-        )
-        health = HealthConditions(SERVICE_NAME)
-        async with serving_grpc(settings, built.servicer, built.hub, health, None) as port:
-            following = asyncio.create_task(built.follower.run())
-            channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
-            try:
-                yield Service(
-                    stub=mission_service_pb2_grpc.MissionServiceStub(channel),
-                    broker=broker,
-                    store=store,
-                    hub=cast(ObservedHub, built.hub),
-                    follower=built.follower,
-                    workers=built.workers,
-                    commands=built.commands,
-                )
-            finally:
-                await channel.close()
-                following.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await following
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[Service]:
-    async with running_service() as running:
-        yield running
-
-
-def _violated_fields(error: grpc.aio.AioRpcError) -> list[str]:
-    status = rpc_status.from_call(error)
-    assert status is not None
-    [bad_request] = details_of(status.details, error_details_pb2.BadRequest)
-    return [violation.field for violation in bad_request.field_violations]
 
 
 def _reason(error: grpc.aio.AioRpcError) -> str:
@@ -472,7 +214,7 @@ async def test_bad_input_is_invalid_argument_naming_the_field(
         await getattr(service.stub, method)(request_, timeout=TIMEOUT)
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert (raised.value.details() or "").startswith(f"{field}: ")
-    assert _violated_fields(raised.value) == [field]
+    assert violated_fields(raised.value) == [field]
     assert service.broker.log == []
     # The server keeps serving.
     mission = await service.submit()
@@ -483,7 +225,7 @@ async def test_bad_watch_request_is_invalid_argument(service: Service) -> None:
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await _watch_all(service, pb.WatchEventsRequest(types=[E.EVENT_TYPE_UNSPECIFIED]))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(raised.value) == ["types"]
+    assert violated_fields(raised.value) == ["types"]
 
 
 async def test_a_forged_page_token_beyond_any_position_is_invalid_argument(service: Service) -> None:
@@ -523,7 +265,7 @@ async def test_cancel_a_finished_mission_is_failed_precondition(service: Service
 
 async def test_cancel_an_already_cancelled_mission_returns_it(service: Service) -> None:
     mission = await service.submit()
-    cancelled = _worker_event(mission, E.EVENT_TYPE_CANCELLED, attempt=0)
+    cancelled = worker_event(mission, E.EVENT_TYPE_CANCELLED, attempt=0)
     cancelled.cancelled.reason = "operator"
     await service.worker_publishes(cancelled)
     response = await service.stub.CancelMission(pb.CancelMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
@@ -573,7 +315,7 @@ async def test_list_missions_filters_and_binds_the_token_to_them(service: Servic
     with pytest.raises(grpc.aio.AioRpcError) as raised:
         await service.stub.ListMissions(pb.ListMissionsRequest(type="sleep", page_token=first.next_page_token))
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(raised.value) == ["page_token"]
+    assert violated_fields(raised.value) == ["page_token"]
 
 
 async def _listed(service: Service, **filters: Any) -> list[str]:
@@ -615,7 +357,7 @@ async def test_a_list_page_token_is_bound_to_the_new_filters(service: Service, o
             pb.ListMissionsRequest(page_size=1, page_token=first.next_page_token, **other), timeout=TIMEOUT
         )
     assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(raised.value) == ["page_token"]
+    assert violated_fields(raised.value) == ["page_token"]
 
 
 async def test_watch_a_finished_mission_streams_its_history_then_ends_ok(service: Service) -> None:
@@ -791,8 +533,8 @@ async def test_a_lagging_watcher_is_cut_off_with_its_position_and_can_resume() -
         assert first.event.sequence == 1
         # Four events reach the follower as one batch: more than the watcher may buffer
         # (PROGRESS is coalesced, but STARTED then PROGRESS already need two places).
-        started, progress, _ = _success_events(mission)
-        more_progress = [_worker_event(mission, E.EVENT_TYPE_PROGRESS) for _ in range(2)]
+        started, progress, _ = success_events(mission)
+        more_progress = [worker_event(mission, E.EVENT_TYPE_PROGRESS) for _ in range(2)]
         for event in more_progress:
             event.progress.fraction = 0.9
         await service.worker_publishes(started, progress, *more_progress)
@@ -810,7 +552,7 @@ async def test_a_lagging_watcher_is_cut_off_with_its_position_and_can_resume() -
         resumed_stream = resumed.__aiter__()
         replayed = [(await asyncio.wait_for(anext(resumed_stream), TIMEOUT)).event.sequence for _ in range(4)]
         assert replayed == [2, 3, 4, 5]
-        completed = _worker_event(mission, E.EVENT_TYPE_COMPLETED)
+        completed = worker_event(mission, E.EVENT_TYPE_COMPLETED)
         completed.completed.result.CopyFrom(struct())
         await service.worker_publishes(completed)
 
@@ -864,7 +606,7 @@ async def test_concurrent_submissions_of_one_key_share_one_append(
     outcomes = await _submit_together(service, monkeypatch, [{"idempotency_key": "k", "payload": struct(n=1)}] * 20)
     assert all(isinstance(outcome, M.Mission) for outcome in outcomes), outcomes
     assert len({cast(M.Mission, outcome).id for outcome in outcomes}) == 1
-    assert len(_published(service, E.EVENT_TYPE_CREATED)) == 1
+    assert len(published_events(service, E.EVENT_TYPE_CREATED)) == 1
     assert len(service.broker.work) == 1
 
 
@@ -877,7 +619,7 @@ async def test_concurrent_different_requests_with_one_key_are_already_exists(
     losers = [outcome for outcome in outcomes if isinstance(outcome, grpc.aio.AioRpcError)]
     assert len(winners) == 1
     assert [loser.code() for loser in losers] == [grpc.StatusCode.ALREADY_EXISTS]
-    assert len(_published(service, E.EVENT_TYPE_CREATED)) == 1
+    assert len(published_events(service, E.EVENT_TYPE_CREATED)) == 1
 
 
 def _created_elsewhere(mission_id: str, **fields: Any) -> events_pb2.MissionEvent:
@@ -937,14 +679,14 @@ async def test_readers_never_see_a_second_creation_or_a_second_start(either_repl
     seen = live.__aiter__()
     assert (await asyncio.wait_for(anext(seen), TIMEOUT)).event.type == E.EVENT_TYPE_CREATED
     copy = _created_elsewhere(mission.id)
-    first = _worker_event(mission, E.EVENT_TYPE_STARTED)
+    first = worker_event(mission, E.EVENT_TYPE_STARTED)
     first.started.worker_session = "session-1"
-    second = _worker_event(mission, E.EVENT_TYPE_STARTED)  # a copy of the work message, started elsewhere
+    second = worker_event(mission, E.EVENT_TYPE_STARTED)  # a copy of the work message, started elsewhere
     second.started.worker_session = "session-2"
-    withdrawn = _worker_event(mission, E.EVENT_TYPE_STARTED)
+    withdrawn = worker_event(mission, E.EVENT_TYPE_STARTED)
     withdrawn.started.worker_session = "session-2"
     withdrawn.started.withdrawn = True
-    completed = _worker_event(mission, E.EVENT_TYPE_COMPLETED)
+    completed = worker_event(mission, E.EVENT_TYPE_COMPLETED)
     await service.worker_publishes(copy, first, second, withdrawn, completed)
     expected = [E.EVENT_TYPE_CREATED, E.EVENT_TYPE_STARTED, E.EVENT_TYPE_COMPLETED]
     rest = [response.event async for response in seen]
@@ -964,196 +706,17 @@ async def test_list_missions_with_many_repeated_states_works(service: Service) -
     assert [listed.id for listed in response.missions] == [mission.id]
 
 
-async def _start(service: Service, mission: M.Mission, attempt: int = 1, session: str = "session-1") -> None:
-    started = _worker_event(mission, E.EVENT_TYPE_STARTED, attempt=attempt)
-    started.started.worker_id = "worker-1"
-    started.started.worker_session = session
-    await service.worker_publishes(started)
-
-
-async def _dead_letter(service: Service, mission: M.Mission) -> M.Mission:
-    """Run ``mission``'s first attempt into a non-retryable failure and the dead-letter queue."""
-    await _start(service, mission)
-    error = M.MissionError(type="NonRetryableError", message="bad input", retryable=False)
-    failed = _worker_event(mission, E.EVENT_TYPE_FAILED)
-    failed.failed.error.CopyFrom(error)
-    dead = _worker_event(mission, E.EVENT_TYPE_DEAD_LETTERED)
-    dead.dead_lettered.reason = "non-retryable error after attempt 1 of 3"
-    dead.dead_lettered.last_error.CopyFrom(error)
-    dead.dead_lettered.mission.CopyFrom(mission)
-    await service.worker_publishes(failed, dead)
-    stored = service.store.get(mission.id)
-    assert stored is not None
-    assert stored.dead_lettered
-    return stored
-
-
-def _published(service: Service, kind: events_pb2.EventType.ValueType) -> list[events_pb2.MissionEvent]:
-    return [event for event in service.broker.log if event.type == kind]
-
-
 async def test_cancel_a_running_mission_records_that_it_was_running(service: Service) -> None:
     mission = await service.submit()
-    await _start(service, mission)
+    await start_attempt(service, mission)
     response = await service.stub.CancelMission(
         pb.CancelMissionRequest(mission_id=mission.id, reason="stop it"), timeout=TIMEOUT
     )
     assert response.mission.state == M.MISSION_STATE_CANCELLED
-    [cancelled] = _published(service, E.EVENT_TYPE_CANCELLED)
+    [cancelled] = published_events(service, E.EVENT_TYPE_CANCELLED)
     assert cancelled.cancelled.previous_state == M.MISSION_STATE_RUNNING
     assert cancelled.attempt == 1
     assert cancelled.cancelled.reason == "stop it"
-
-
-async def test_cancel_a_dead_lettered_mission_is_failed_precondition(service: Service) -> None:
-    mission = await _dead_letter(service, await service.submit())
-    published = len(service.broker.log)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.CancelMission(pb.CancelMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
-    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "MISSION_STATE_FAILED" in (raised.value.details() or "")
-    assert len(service.broker.log) == published
-
-
-async def test_redrive_a_dead_lettered_mission_queues_it_again(service: Service) -> None:
-    submitted = await service.submit(priority=M.PRIORITY_HIGH)
-    await _dead_letter(service, submitted)
-    response = await service.stub.RedriveMission(pb.RedriveMissionRequest(mission_id=submitted.id), timeout=TIMEOUT)
-    mission = response.mission
-    assert mission.state == M.MISSION_STATE_QUEUED
-    assert (mission.redrive_count, mission.attempt, mission.max_attempts) == (1, 0, 3)
-    assert not mission.dead_lettered
-    assert not mission.HasField("end_time")
-    # Read-your-writes, as for a submission.
-    got = await service.stub.GetMission(pb.GetMissionRequest(mission_id=submitted.id), timeout=TIMEOUT)
-    assert got.mission == mission
-    [redriven] = _published(service, E.EVENT_TYPE_REDRIVEN)
-    assert (service.broker.work[-1][0].id, service.broker.work[-1][2]) == (redriven.id, len(service.broker.log))
-    assert redriven.mission_id == submitted.id
-    assert redriven.redriven.requested_by.startswith("ipv4:127.0.0.1:")
-    assert redriven.redriven.redrive_count == 1
-    fresh = redriven.redriven.mission
-    assert (fresh.state, fresh.attempt, fresh.redrive_count, fresh.dead_lettered) == (
-        M.MISSION_STATE_QUEUED,
-        0,
-        1,
-        False,
-    )
-    assert not fresh.HasField("error")
-    assert redriven.correlation_id == submitted.correlation_id
-    # The work message keeps the mission's priority.
-    assert service.broker.priorities[-1] == M.PRIORITY_HIGH
-    dead = await service.stub.ListDeadLetters(pb.ListDeadLettersRequest(), timeout=TIMEOUT)
-    assert list(dead.missions) == []
-
-
-async def test_redrive_with_a_new_attempt_budget_and_again_after_a_second_dead_letter(service: Service) -> None:
-    submitted = await service.submit()
-    await _dead_letter(service, submitted)
-    first = await service.stub.RedriveMission(
-        pb.RedriveMissionRequest(mission_id=submitted.id, max_attempts=7), timeout=TIMEOUT
-    )
-    assert (first.mission.max_attempts, first.mission.redrive_count) == (7, 1)
-    await _dead_letter(service, first.mission)
-    second = await service.stub.RedriveMission(
-        pb.RedriveMissionRequest(mission_id=submitted.id, max_attempts=100), timeout=TIMEOUT
-    )
-    assert (second.mission.state, second.mission.max_attempts, second.mission.redrive_count) == (
-        M.MISSION_STATE_QUEUED,
-        100,
-        2,
-    )
-    assert [event.redriven.redrive_count for event in _published(service, E.EVENT_TYPE_REDRIVEN)] == [1, 2]
-
-
-@pytest.mark.parametrize("state", ["queued", "running", "succeeded", "cancelled", "failed, not yet dead-lettered"])
-async def test_redrive_a_mission_that_is_not_dead_lettered_is_failed_precondition(service: Service, state: str) -> None:
-    mission = await service.submit()
-    if state == "running":
-        await _start(service, mission)
-    elif state == "succeeded":
-        await service.run_to_completion(mission)
-    elif state == "cancelled":
-        await service.stub.CancelMission(pb.CancelMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
-    elif state.startswith("failed"):
-        await _start(service, mission)
-        failed = _worker_event(mission, E.EVENT_TYPE_FAILED)
-        failed.failed.error.type = "NonRetryableError"
-        await service.worker_publishes(failed)
-    published = len(service.broker.log)
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.RedriveMission(pb.RedriveMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
-    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-    assert "not dead-lettered" in (raised.value.details() or "")
-    assert len(service.broker.log) == published
-
-
-@pytest.mark.parametrize("max_attempts", [-1, 101])
-async def test_redrive_with_an_attempt_budget_out_of_range_is_invalid_argument(
-    service: Service, max_attempts: int
-) -> None:
-    mission = await _dead_letter(service, await service.submit())
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.RedriveMission(
-            pb.RedriveMissionRequest(mission_id=mission.id, max_attempts=max_attempts), timeout=TIMEOUT
-        )
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert (raised.value.details() or "").startswith("max_attempts: ")
-    assert _violated_fields(raised.value) == ["max_attempts"]
-    assert _published(service, E.EVENT_TYPE_REDRIVEN) == []
-    stored = service.store.get(mission.id)
-    assert stored is not None
-    assert stored.dead_lettered
-
-
-async def test_list_dead_letters_lists_only_dead_lettered_missions_page_by_page(service: Service) -> None:
-    submitted = [await service.submit(type="echo" if n % 2 else "sleep") for n in range(6)]
-    for index in (0, 1, 3, 5):
-        await _dead_letter(service, submitted[index])
-    await service.run_to_completion(submitted[2])
-    await _start(service, submitted[4])
-    dead_ids = [submitted[index].id for index in (0, 1, 3, 5)]
-    pages: list[list[str]] = []
-    token = ""
-    while True:
-        response = await service.stub.ListDeadLetters(
-            pb.ListDeadLettersRequest(page_size=3, page_token=token), timeout=TIMEOUT
-        )
-        assert all(mission.dead_lettered for mission in response.missions)
-        pages.append([mission.id for mission in response.missions])
-        token = response.next_page_token
-        if not token:
-            break
-    assert pages == [dead_ids[0:3], dead_ids[3:4]]
-    echo = await service.stub.ListDeadLetters(pb.ListDeadLettersRequest(type="echo"), timeout=TIMEOUT)
-    assert [mission.id for mission in echo.missions] == [submitted[1].id, submitted[3].id, submitted[5].id]
-
-
-async def test_page_tokens_of_list_missions_and_list_dead_letters_are_not_interchangeable(service: Service) -> None:
-    submitted = [await service.submit() for _ in range(3)]
-    for mission in submitted:
-        await _dead_letter(service, mission)
-    listed = await service.stub.ListMissions(pb.ListMissionsRequest(page_size=1), timeout=TIMEOUT)
-    assert listed.next_page_token
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.ListDeadLetters(
-            pb.ListDeadLettersRequest(page_size=1, page_token=listed.next_page_token), timeout=TIMEOUT
-        )
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert _violated_fields(raised.value) == ["page_token"]
-    dead = await service.stub.ListDeadLetters(pb.ListDeadLettersRequest(page_size=1), timeout=TIMEOUT)
-    assert dead.next_page_token
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.ListMissions(
-            pb.ListMissionsRequest(page_size=1, page_token=dead.next_page_token), timeout=TIMEOUT
-        )
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    # A dead-letter token is bound to its type filter too.
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        await service.stub.ListDeadLetters(
-            pb.ListDeadLettersRequest(page_size=1, page_token=dead.next_page_token, type="echo"), timeout=TIMEOUT
-        )
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
 
 
 def _heartbeat(
@@ -1168,9 +731,9 @@ def _heartbeat(
 async def test_get_stats_counts_states_queues_and_recent_outcomes(service: Service) -> None:
     succeeded, dead, running, _queued, long_ago = [await service.submit() for _ in range(5)]
     await service.run_to_completion(succeeded)
-    await _dead_letter(service, dead)
-    await _start(service, running)
-    started, _, completed = _success_events(long_ago)
+    await dead_letter(service, dead)
+    await start_attempt(service, running)
+    started, _, completed = success_events(long_ago)
     completed.time.FromDatetime(datetime.now(UTC) - timedelta(hours=2))
     await service.worker_publishes(started, completed)
     service.workers.record(_heartbeat("w1", "s1"))
@@ -1193,7 +756,7 @@ async def test_get_stats_counts_states_queues_and_recent_outcomes(service: Servi
 
 async def test_get_stats_lists_waiting_missions_and_workers_per_type(service: Service) -> None:
     queued = [await service.submit(type=kind) for kind in ("echo", "resize", "resize", "sleep")]
-    await _start(service, queued[3])  # RUNNING: sleep has no waiting mission left
+    await start_attempt(service, queued[3])  # RUNNING: sleep has no waiting mission left
     service.workers.record(_heartbeat("w1", "s1"))  # echo and sleep
     service.workers.record(_heartbeat("w2", "s2", worker_pb2.WORKER_STATE_STOPPING))
     stats = await service.stub.GetStats(pb.GetStatsRequest(), timeout=TIMEOUT)
@@ -1236,7 +799,7 @@ async def test_list_workers_returns_what_the_heartbeats_said() -> None:
 
 
 async def test_watching_a_redriven_mission_continues_past_its_old_dead_letter(service: Service) -> None:
-    mission = await _dead_letter(service, await service.submit())
+    mission = await dead_letter(service, await service.submit())
     await service.stub.RedriveMission(pb.RedriveMissionRequest(mission_id=mission.id), timeout=TIMEOUT)
     call = service.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission.id]), timeout=TIMEOUT)
     received: asyncio.Queue[events_pb2.MissionEvent | None] = asyncio.Queue()
@@ -1291,7 +854,7 @@ async def test_a_watch_from_before_the_window_reads_the_log() -> None:
 async def test_events_the_follower_never_read_are_not_served_from_memory(service: Service) -> None:
     mission = await service.submit()  # sequence 1
     # The follower resumes at the record at offset 9: the log's retention dropped those before it.
-    later = _worker_event(mission, E.EVENT_TYPE_STARTED)
+    later = worker_event(mission, E.EVENT_TYPE_STARTED)
     applied = service.follower.expect(later.id)
     service.broker.store(later, sequence=codec.sequence_at(9))
     await asyncio.wait_for(applied, TIMEOUT)
@@ -1304,62 +867,48 @@ async def test_events_the_follower_never_read_are_not_served_from_memory(service
     assert service.broker.replays == [1]
 
 
-def _tokens_file(directory: pathlib.Path, **roles: str) -> pathlib.Path:
-    """A tokens file where the token of each principal is ``<name>-token``."""
-    path = directory / "tokens.toml"
-    path.write_text(
-        "".join(
-            f'[tokens.{hash_token(name + "-token")}]\nprincipal = "{name}"\nroles = ["{role}"]\n'
-            for name, role in roles.items()
-        )
-    )
-    return path
-
-
-def _as(name: str) -> tuple[tuple[str, str]]:
-    return (("authorization", f"Bearer {name}-token"),)
-
-
 async def test_only_an_admin_may_cancel_another_principals_mission(tmp_path: pathlib.Path) -> None:
-    tokens = _tokens_file(tmp_path, alice="submitter", bob="submitter", root="admin")
+    tokens = tokens_file(tmp_path, alice="submitter", bob="submitter", root="admin")
     async with running_service(tokens_file=tokens) as service:
-        submitted = await service.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), metadata=_as("alice"))
+        submitted = await service.stub.SubmitMission(
+            pb.SubmitMissionRequest(type="echo"), metadata=as_principal("alice")
+        )
         cancel = pb.CancelMissionRequest(mission_id=submitted.mission.id)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await service.stub.CancelMission(cancel, metadata=_as("bob"), timeout=TIMEOUT)
+            await service.stub.CancelMission(cancel, metadata=as_principal("bob"), timeout=TIMEOUT)
         assert refused.value.code() == grpc.StatusCode.PERMISSION_DENIED
         assert _reason(refused.value) == "NOT_MISSION_OWNER"
         assert "'bob' may only cancel its own missions" in str(refused.value.details())
-        cancelled = await service.stub.CancelMission(cancel, metadata=_as("root"), timeout=TIMEOUT)
+        cancelled = await service.stub.CancelMission(cancel, metadata=as_principal("root"), timeout=TIMEOUT)
         assert cancelled.mission.state == M.MISSION_STATE_CANCELLED
 
 
 async def test_an_unknown_mission_is_not_found_before_its_owner_is_asked(tmp_path: pathlib.Path) -> None:
-    async with running_service(tokens_file=_tokens_file(tmp_path, bob="submitter")) as service:
+    async with running_service(tokens_file=tokens_file(tmp_path, bob="submitter")) as service:
         with pytest.raises(grpc.aio.AioRpcError) as refused:
-            await service.stub.CancelMission(pb.CancelMissionRequest(mission_id="nope"), metadata=_as("bob"))
+            await service.stub.CancelMission(pb.CancelMissionRequest(mission_id="nope"), metadata=as_principal("bob"))
         assert refused.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 async def test_a_principal_holds_at_most_its_quota_of_watch_streams(tmp_path: pathlib.Path) -> None:
-    tokens = _tokens_file(tmp_path, alice="reader", bob="reader", root="admin")
+    tokens = tokens_file(tmp_path, alice="reader", bob="reader", root="admin")
     async with running_service(tokens_file=tokens, max_watch_streams=1) as service:
-        await service.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), metadata=_as("root"))
+        await service.stub.SubmitMission(pb.SubmitMissionRequest(type="echo"), metadata=as_principal("root"))
         everything = pb.WatchEventsRequest(after_sequence=0)
-        first = service.stub.WatchEvents(everything, metadata=_as("alice"), timeout=TIMEOUT)
+        first = service.stub.WatchEvents(everything, metadata=as_principal("alice"), timeout=TIMEOUT)
         await asyncio.wait_for(anext(first.__aiter__()), TIMEOUT)  # the stream is open and counted
-        second = service.stub.WatchEvents(everything, metadata=_as("alice"), timeout=TIMEOUT)
+        second = service.stub.WatchEvents(everything, metadata=as_principal("alice"), timeout=TIMEOUT)
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await asyncio.wait_for(anext(second.__aiter__()), TIMEOUT)
         assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         assert _reason(refused.value) == "TOO_MANY_STREAMS"
-        other = service.stub.WatchEvents(everything, metadata=_as("bob"), timeout=TIMEOUT)
+        other = service.stub.WatchEvents(everything, metadata=as_principal("bob"), timeout=TIMEOUT)
         assert (await asyncio.wait_for(anext(other.__aiter__()), TIMEOUT)).event.sequence
         other.cancel()
         first.cancel()
         # The stream ended, its place is free again (the server notices the cancel soon after).
         for _ in range(100):
-            again = service.stub.WatchEvents(everything, metadata=_as("alice"), timeout=TIMEOUT)
+            again = service.stub.WatchEvents(everything, metadata=as_principal("alice"), timeout=TIMEOUT)
             try:
                 await asyncio.wait_for(anext(again.__aiter__()), TIMEOUT)
                 break
@@ -1372,12 +921,12 @@ async def test_a_principal_holds_at_most_its_quota_of_watch_streams(tmp_path: pa
 
 
 async def test_refusals_of_the_interceptors_carry_error_details(tmp_path: pathlib.Path) -> None:
-    async with running_service(tokens_file=_tokens_file(tmp_path, rita="reader")) as service:
+    async with running_service(tokens_file=tokens_file(tmp_path, rita="reader")) as service:
         submit = pb.SubmitMissionRequest(type="echo")
         for metadata, code, reason in [
             ((), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING"),
-            (_as("mallory"), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_UNKNOWN"),
-            (_as("rita"), grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED"),
+            (as_principal("mallory"), grpc.StatusCode.UNAUTHENTICATED, "TOKEN_UNKNOWN"),
+            (as_principal("rita"), grpc.StatusCode.PERMISSION_DENIED, "ROLE_REQUIRED"),
         ]:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await service.stub.SubmitMission(submit, metadata=metadata, timeout=TIMEOUT)

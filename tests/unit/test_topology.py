@@ -82,10 +82,10 @@ def _matches(binding: str, key: str) -> bool:
     return key.startswith(binding.removesuffix("#")) if binding.endswith("#") else key == binding
 
 
-def test_the_dead_letter_binding_takes_dead_lettered_events_only() -> None:
+def test_the_legacy_dead_letter_binding_is_the_one_that_took_dead_lettered_events() -> None:
     log = EventLog()
-    assert _matches(topology.DEAD_LETTERED_BINDING, event_routing_key(log.dead_lettered("m1")))
-    assert not _matches(topology.DEAD_LETTERED_BINDING, event_routing_key(log.created("m1", "echo")))
+    assert _matches(topology.LEGACY_DEAD_LETTER_BINDING, event_routing_key(log.dead_lettered("m1")))
+    assert not _matches(topology.LEGACY_DEAD_LETTER_BINDING, event_routing_key(log.created("m1", "echo")))
 
 
 def test_the_legacy_work_bindings_are_every_way_an_event_reached_the_legacy_work_queue() -> None:
