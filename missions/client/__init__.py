@@ -9,7 +9,14 @@ and ``result()`` returns the result as one. A failed call raises the
 
 from missions.client._async import AsyncClient
 from missions.client._errors import DeadlineExceededError, MissionCancelled, MissionFailed, status_code
-from missions.client._messages import WATCH_RETRIES, ListFilters, SubmitOptions, WatchFilters, submit_request
+from missions.client._messages import (
+    WATCH_RETRIES,
+    DeadLetterFilters,
+    ListFilters,
+    SubmitOptions,
+    WatchFilters,
+    submit_request,
+)
 from missions.client._payloads import payload_dict, result_dict
 from missions.client._settings import ClientSettings
 from missions.client._sync import Client
@@ -19,6 +26,7 @@ __all__ = [
     "AsyncClient",
     "Client",
     "ClientSettings",
+    "DeadLetterFilters",
     "DeadlineExceededError",
     "ListFilters",
     "MissionCancelled",

@@ -28,6 +28,7 @@ from missions.v1 import mission_service_pb2 as pb
 __all__ = [
     "WATCH_RETRIES",
     "ClientBase",
+    "DeadLetterFilters",
     "ListFilters",
     "Priority",
     "State",
@@ -35,6 +36,8 @@ __all__ = [
     "WatchFilters",
     "batch_results",
     "correlation",
+    "dead_letter_filter",
+    "dead_letters_request",
     "deadline_of",
     "list_request",
     "next_page",
@@ -260,6 +263,38 @@ def list_request(
         if (instant := filters.get(bound)) is not None:
             getattr(request, bound).FromDatetime(instant)
     return request
+
+
+class DeadLetterFilters(TypedDict, total=False):
+    """Which dead letters a listing, a bulk redrive or a purge takes: those that match every
+    filter given (none: every dead letter).
+
+    Attributes:
+        type: only missions of this handler type.
+        error_type: only missions whose last error has this type (``MissionError.type``).
+        labels: only missions carrying all these labels.
+    """
+
+    type: str
+    error_type: str
+    labels: Mapping[str, str]
+
+
+def dead_letter_filter(**filters: Unpack[DeadLetterFilters]) -> pb.DeadLetterFilter:
+    """The DeadLetterFilter of ``filters``; ``labels`` become its label selector."""
+    return pb.DeadLetterFilter(
+        type=filters.get("type", ""),
+        error_type=filters.get("error_type", ""),
+        label_selector=_selector(filters.get("labels")),
+    )
+
+
+def dead_letters_request(page_size: int, **filters: Unpack[DeadLetterFilters]) -> pb.ListDeadLettersRequest:
+    """The ListDeadLettersRequest of the first page of a listing of the dead letters ``filters`` take."""
+    given = dead_letter_filter(**filters)
+    return pb.ListDeadLettersRequest(
+        page_size=page_size, type=given.type, error_type=given.error_type, label_selector=given.label_selector
+    )
 
 
 PageRequest = TypeVar("PageRequest", pb.ListMissionsRequest, pb.ListDeadLettersRequest)

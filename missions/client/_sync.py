@@ -16,12 +16,15 @@ from missions.client._errors import from_rpc_error
 from missions.client._messages import (
     WATCH_RETRIES,
     ClientBase,
+    DeadLetterFilters,
     ListFilters,
     State,
     SubmitOptions,
     WatchFilters,
     batch_results,
     correlation,
+    dead_letter_filter,
+    dead_letters_request,
     deadline_of,
     list_request,
     next_page,
@@ -133,16 +136,19 @@ class Client(ClientBase[Interceptor, grpc.Channel]):
         request = next_page(list_request(states, type, page_size, **filters), page_token)
         return self._pages(self._stub.ListMissions, request)
 
-    def dead_letters(self, *, type: str = "", page_size: int = 0) -> Iterator[mission_pb2.Mission]:
-        """Every dead-lettered mission, oldest first, page by page; ``error`` holds the last error."""
-        for page in self.dead_letter_pages(type=type, page_size=page_size):
+    def dead_letters(
+        self, *, page_size: int = 0, **filters: Unpack[DeadLetterFilters]
+    ) -> Iterator[mission_pb2.Mission]:
+        """Every dead-lettered mission that ``filters`` take (``type``, ``error_type``, ``labels``),
+        oldest first, page by page; ``error`` holds the last error."""
+        for page in self.dead_letter_pages(page_size=page_size, **filters):
             yield from page.missions
 
     def dead_letter_pages(
-        self, *, type: str = "", page_size: int = 0, page_token: str = ""
+        self, *, page_size: int = 0, page_token: str = "", **filters: Unpack[DeadLetterFilters]
     ) -> Iterator[pb.ListDeadLettersResponse]:
         """The same listing as the service's pages, from the one at ``page_token`` on."""
-        request = pb.ListDeadLettersRequest(type=type, page_size=page_size, page_token=page_token)
+        request = next_page(dead_letters_request(page_size, **filters), page_token)
         return self._pages(self._stub.ListDeadLetters, request)
 
     def _pages(self, method: Any, request: Any) -> Iterator[Any]:
@@ -164,6 +170,27 @@ class Client(ClientBase[Interceptor, grpc.Channel]):
         request = pb.RedriveMissionRequest(mission_id=mission_id, max_attempts=max_attempts)
         response: pb.RedriveMissionResponse = self._call(self._stub.RedriveMission, request)
         return response.mission
+
+    def redrive_dead_letters(
+        self, *, max_attempts: int = 0, dry_run: bool = False, **filters: Unpack[DeadLetterFilters]
+    ) -> pb.RedriveDeadLettersResponse:
+        """Redrive every dead letter ``filters`` take, as ``redrive`` would (admin only); with
+        ``dry_run`` only count and name them. ``count`` says how many, ``mission_ids`` the
+        first 1000."""
+        request = pb.RedriveDeadLettersRequest(
+            filter=dead_letter_filter(**filters), max_attempts=max_attempts, dry_run=dry_run
+        )
+        response: pb.RedriveDeadLettersResponse = self._call(self._stub.RedriveDeadLetters, request)
+        return response
+
+    def purge_dead_letters(
+        self, *, dry_run: bool = False, **filters: Unpack[DeadLetterFilters]
+    ) -> pb.PurgeDeadLettersResponse:
+        """Purge every dead letter ``filters`` take (admin only): each stays FAILED, no longer
+        listed nor redrivable. With ``dry_run`` only count and name them."""
+        request = pb.PurgeDeadLettersRequest(filter=dead_letter_filter(**filters), dry_run=dry_run)
+        response: pb.PurgeDeadLettersResponse = self._call(self._stub.PurgeDeadLetters, request)
+        return response
 
     def workers(self, *, include_gone: bool = False) -> builtins.list[worker_pb2.Worker]:
         """The workers heard from recently."""

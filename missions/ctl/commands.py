@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import functools
 import re
+import sys
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
@@ -16,7 +17,7 @@ from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 from missions import errors
-from missions.client import Client, WatchFilters
+from missions.client import Client, DeadLetterFilters, WatchFilters
 from missions.client._payloads import struct_to_dict
 from missions.ctl import enums
 from missions.ctl.board import CAPACITY, MissionBoard
@@ -38,7 +39,9 @@ __all__ = [
     "dead_letters",
     "get",
     "list_missions",
+    "purge_dead_letters",
     "redrive",
+    "redrive_dead_letters",
     "stats",
     "submit",
     "watch",
@@ -68,6 +71,8 @@ _SHOWN_MATCHES = 10
 
 # The two paged listings share their paging fields.
 _Page = TypeVar("_Page", pb.ListMissionsResponse, pb.ListDeadLettersResponse)
+# The two bulk operations on dead letters answer alike.
+Bulk = pb.RedriveDeadLettersResponse | pb.PurgeDeadLettersResponse
 
 
 class _Unresolved(Exception):
@@ -136,9 +141,50 @@ def list_missions(client: Client, out: Output, args: argparse.Namespace) -> int:
 
 def dead_letters(client: Client, out: Output, args: argparse.Namespace) -> int:
     pages = client.dead_letter_pages(
-        type=args.type or "", page_size=args.page_size or 0, page_token=args.page_token or ""
+        page_size=args.page_size or 0, page_token=args.page_token or "", **_dead_letter_filters(args)
     )
     out.missions(_joined(pages, follow=args.all), last_error=True)
+    return EXIT_OK
+
+
+def _dead_letter_filters(args: argparse.Namespace) -> DeadLetterFilters:
+    return DeadLetterFilters(type=args.type or "", error_type=args.error_type or "", labels=dict(args.label or ()))
+
+
+def redrive_dead_letters(client: Client, out: Output, args: argparse.Namespace) -> int:
+    filters = _dead_letter_filters(args)
+
+    def redrive(dry_run: bool) -> Bulk:
+        return client.redrive_dead_letters(max_attempts=args.max_attempts or 0, dry_run=dry_run, **filters)
+
+    return _bulk(out, args, ("redrive", "redriven"), redrive)
+
+
+def purge_dead_letters(client: Client, out: Output, args: argparse.Namespace) -> int:
+    filters = _dead_letter_filters(args)
+
+    def purge(dry_run: bool) -> Bulk:
+        return client.purge_dead_letters(dry_run=dry_run, **filters)
+
+    return _bulk(out, args, ("purge", "purged"), purge)
+
+
+def _bulk(out: Output, args: argparse.Namespace, verbs: tuple[str, str], call: Callable[[bool], Bulk]) -> int:
+    """A bulk operation: with --dry-run only its count; else, unless --yes, the count first and a
+    question on the terminal (refused when stdin is not one: nobody could answer)."""
+    if not (args.dry_run or args.yes):
+        if not sys.stdin.isatty():
+            warn(f"{verbs[0]}-dead-letters changes every dead letter that matches: add --yes (or --dry-run first)")
+            return EXIT_USAGE
+        matching = call(True)
+        if not matching.count:
+            out.bulk(matching, verbs, dry_run=True)
+            return EXIT_OK
+        print(f"{verbs[0]} {matching.count} dead letter(s)? [y/N] ", end="", file=sys.stderr, flush=True)
+        if input().strip().lower() not in ("y", "yes"):
+            warn("nothing changed")
+            return EXIT_OK
+    out.bulk(call(args.dry_run), verbs, dry_run=args.dry_run)
     return EXIT_OK
 
 

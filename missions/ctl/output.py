@@ -150,6 +150,26 @@ class Output:
                 self.console.print()
                 self.console.print(render.mission_types_table(response))
 
+    def bulk(
+        self,
+        response: pb.RedriveDeadLettersResponse | pb.PurgeDeadLettersResponse,
+        verbs: tuple[str, str],
+        *,
+        dry_run: bool,
+    ) -> None:
+        """What a bulk operation on dead letters took: how many, and the ids it names; ``verbs``
+        says what it does and did ("redrive", "redriven")."""
+        if self.json:
+            self.record({**proto_dict(response), "dry_run": dry_run})
+            return
+        what = f"{response.count} dead letter(s)"
+        said = f"would {verbs[0]} {what}" if dry_run else f"{what} {verbs[1]}"
+        self.console.print(said + (":" if response.mission_ids else ""))
+        for mission_id in response.mission_ids:
+            self.console.print(f"  {mission_id}")
+        if response.count > len(response.mission_ids):
+            self.console.print(f"  ... and {response.count - len(response.mission_ids)} more")
+
 
 def warn(message: str) -> None:
     """Print a note or an error to stderr."""

@@ -176,6 +176,38 @@ def _add_paging(listing: argparse.ArgumentParser) -> None:
     listing.add_argument("--all", action="store_true", help="follow next_page_token to the last page")
 
 
+def _add_dead_letter_filter(parser: argparse.ArgumentParser) -> None:
+    """--error-type and --label of the dead-letter commands (each has --type already)."""
+    parser.add_argument(
+        "--error-type", metavar="E", help="only missions whose last error has this type; default: every error"
+    )
+    _add_label(parser)
+
+
+def _add_label(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--label",
+        type=_label,
+        action="append",
+        metavar="KEY=VALUE",
+        help="only missions with every such label; repeatable; default: any labels",
+    )
+
+
+def _add_max_attempts(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--max-attempts",
+        type=argument_type(integer(1)),
+        metavar="N",
+        help="attempt budget (at most 100); default: the original",
+    )
+
+
+def _add_bulk(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dry-run", action="store_true", help="only count and name the missions; change nothing")
+    parser.add_argument("--yes", action="store_true", help="do not ask first (needed when stdin is not a terminal)")
+
+
 def _add_queries(add: _Add) -> None:
     get = add("get", help="show one mission", description="Show one mission.")
     get.add_argument("id", metavar="ID", help=_ID_HELP)
@@ -200,13 +232,7 @@ def _add_queries(add: _Add) -> None:
         help=f"only missions in this state ({', '.join(enums.choices(enums.STATE))}, in any case); repeatable;"
         " default: all",
     )
-    listing.add_argument(
-        "--label",
-        type=_label,
-        action="append",
-        metavar="KEY=VALUE",
-        help="only missions with every such label; repeatable; default: any labels",
-    )
+    _add_label(listing)
     for flag, what in (
         ("--created-after", "created at or after"),
         ("--created-before", "created before"),
@@ -327,23 +353,57 @@ def _add_operations(add: _Add) -> None:
         add,
         "dead-letters",
         "list dead-lettered missions, oldest first",
-        "List the missions that failed for good and were not redriven, oldest first, with their last error.",
-        ("missionctl dead-letters --type resize", "missionctl redrive ID --max-attempts 5   (then, to retry one)"),
+        "List the missions that failed for good and were neither redriven nor purged, oldest first, with"
+        " their last error.",
+        (
+            "missionctl dead-letters --type resize --error-type DeadlineExceeded",
+            "missionctl redrive ID --max-attempts 5   (then, to retry one)",
+            "missionctl redrive-dead-letters --type resize --dry-run   (or all that match)",
+        ),
     )
     _add_paging(dead)
+    _add_dead_letter_filter(dead)
     dead.set_defaults(command=commands.dead_letters)
+    bulk_redrive = _command(
+        add,
+        "redrive-dead-letters",
+        "queue every matching dead letter again (admin)",
+        "Queue every dead-lettered mission that matches the filters again, oldest first, as redrive would;"
+        " none given takes every dead letter. Asks first on a terminal (--yes does not); --dry-run only"
+        " counts and names them.",
+        (
+            "missionctl redrive-dead-letters --type resize --dry-run",
+            "missionctl redrive-dead-letters --error-type DeadlineExceeded --max-attempts 5 --yes",
+        ),
+    )
+    bulk_redrive.add_argument("--type", metavar="T", help="only missions of this handler type; default: every type")
+    _add_dead_letter_filter(bulk_redrive)
+    _add_max_attempts(bulk_redrive)
+    _add_bulk(bulk_redrive)
+    bulk_redrive.set_defaults(command=commands.redrive_dead_letters)
+    purge = _command(
+        add,
+        "purge-dead-letters",
+        "purge every matching dead letter for good (admin)",
+        "Purge every dead-lettered mission that matches the filters: each stays FAILED but is no longer"
+        " listed nor redrivable; none given takes every dead letter. Asks first on a terminal (--yes does"
+        " not); --dry-run only counts and names them.",
+        (
+            "missionctl purge-dead-letters --label env=staging --dry-run",
+            "missionctl purge-dead-letters --error-type InvalidPayload --yes",
+        ),
+    )
+    purge.add_argument("--type", metavar="T", help="only missions of this handler type; default: every type")
+    _add_dead_letter_filter(purge)
+    _add_bulk(purge)
+    purge.set_defaults(command=commands.purge_dead_letters)
     redrive = add(
         "redrive",
         help="queue a dead-lettered mission again",
         description="Queue a dead-lettered mission again with a fresh attempt budget.",
     )
     redrive.add_argument("id", metavar="ID", help=f"the dead-lettered mission's id; {_ID_HELP}")
-    redrive.add_argument(
-        "--max-attempts",
-        type=argument_type(integer(1)),
-        metavar="N",
-        help="attempt budget (at most 100); default: the original",
-    )
+    _add_max_attempts(redrive)
     redrive.set_defaults(command=commands.redrive)
 
 

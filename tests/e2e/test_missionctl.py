@@ -13,6 +13,7 @@ from typing import Any
 import grpc
 import pytest
 
+from missions.v1 import mission_pb2
 from missions.v1 import mission_service_pb2 as pb
 from tests.support import Stack, eventually, payload
 
@@ -27,7 +28,14 @@ async def missionctl(stack: Stack, *argv: str, server_variable: bool = True) -> 
         env["MISSIONS_SERVER"] = stack.target
     command = [sys.executable, "-m", "missions.ctl", *argv]
     return await asyncio.to_thread(
-        subprocess.run, command, env=env, capture_output=True, text=True, timeout=60, check=False
+        subprocess.run,
+        command,
+        env=env,
+        stdin=subprocess.DEVNULL,  # never a terminal to ask at
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
     )
 
 
@@ -125,3 +133,68 @@ async def test_a_config_file_supplies_the_server(stack: Stack, tmp_path: pathlib
 
     assert done.returncode == 0, done.stderr
     assert list(json_lines(done.stdout)[0]) == ["stats"]
+
+
+async def _dead_letters(stack: Stack, count: int) -> list[str]:
+    """The ids of the dead letters, once there are ``count``."""
+    listed: list[str] = []
+
+    async def counted() -> bool:
+        missions = (await stack.stub.ListDeadLetters(pb.ListDeadLettersRequest())).missions
+        listed[:] = [mission.id for mission in missions]
+        return len(listed) == count
+
+    await eventually(counted, f"{count} dead letters", timeout=60)
+    return listed
+
+
+async def _final(stack: Stack, mission_id: str) -> mission_pb2.Mission:
+    async with asyncio.timeout(60):
+        async for _ in stack.stub.WatchEvents(pb.WatchEventsRequest(mission_ids=[mission_id])):
+            pass  # the stream ends once the mission's current generation is final
+    response: pb.GetMissionResponse = await stack.stub.GetMission(pb.GetMissionRequest(mission_id=mission_id))
+    return response.mission
+
+
+async def test_dead_letters_in_bulk_agree_with_stats_redrive_and_purge(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker()
+    # Two that fail their first attempt only, then one that fails every attempt, non-retryably.
+    submitted = [
+        (
+            await stack.stub.SubmitMission(
+                pb.SubmitMissionRequest(type="fail", payload=fields, max_attempts=1, labels={"team": team})
+            )
+        ).mission.id
+        for fields, team in (
+            (payload(fail_times=1), "a"),
+            (payload(fail_times=1), "a"),
+            (payload(retryable=False), "b"),
+        )
+    ]
+    assert await _dead_letters(stack, 3) == submitted
+    hopeless = (await stack.stub.GetMission(pb.GetMissionRequest(mission_id=submitted[2]))).mission
+
+    stats = await missionctl(stack, "stats", "-o", "json")
+    assert json.loads(stats.stdout)["dead_letter_depth"] == "3", stats.stderr
+    dry = await missionctl(stack, "redrive-dead-letters", "--label", "team=a", "--dry-run", "-o", "json")
+    assert json_lines(dry.stdout) == [{"count": "2", "mission_ids": submitted[:2], "dry_run": True}], dry.stderr
+    unasked = await missionctl(stack, "redrive-dead-letters", "--label", "team=a")
+    assert unasked.returncode == 2 and "add --yes" in unasked.stderr
+    assert await _dead_letters(stack, 3) == submitted
+
+    redriven = await missionctl(stack, "redrive-dead-letters", "--label", "team=a", "--max-attempts", "2", "--yes")
+    assert redriven.returncode == 0, redriven.stderr
+    assert redriven.stdout.splitlines()[0] == "2 dead letter(s) redriven:"
+    for mission_id in submitted[:2]:
+        mission = await _final(stack, mission_id)
+        assert (mission.state, mission.attempt, mission.redrive_count) == (mission_pb2.MISSION_STATE_SUCCEEDED, 2, 1)
+
+    purged = await missionctl(stack, "purge-dead-letters", "--error-type", hopeless.error.type, "--yes", "-o", "json")
+    assert json_lines(purged.stdout) == [{"count": "1", "mission_ids": [submitted[2]], "dry_run": False}], purged.stderr
+    listed = await missionctl(stack, "dead-letters", "-o", "json")
+    assert json.loads(listed.stdout) == {}, listed.stderr
+    stats = await missionctl(stack, "stats", "-o", "json")
+    assert "dead_letter_depth" not in json.loads(stats.stdout)  # proto3 JSON leaves out a zero
+    again = await missionctl(stack, "redrive", submitted[2])
+    assert again.returncode == 3 + grpc.StatusCode.FAILED_PRECONDITION.value[0], again.stderr

@@ -115,6 +115,21 @@ class FakeService(mission_service_pb2_grpc.MissionServiceServicer):
         token = str(end) if end < len(self.missions) else ""
         return pb.ListMissionsResponse(missions=self.missions[start:end], next_page_token=token)
 
+    async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._answer("ListDeadLetters", request, context)
+        start = int(request.page_token or 0)
+        end = start + self.page_size
+        token = str(end) if end < len(self.missions) else ""
+        return pb.ListDeadLettersResponse(missions=self.missions[start:end], next_page_token=token)
+
+    async def RedriveDeadLetters(self, request: pb.RedriveDeadLettersRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._answer("RedriveDeadLetters", request, context)
+        return pb.RedriveDeadLettersResponse(count=2, mission_ids=["m-1", "m-2"])
+
+    async def PurgeDeadLetters(self, request: pb.PurgeDeadLettersRequest, context: grpc.aio.ServicerContext) -> Any:
+        await self._answer("PurgeDeadLetters", request, context)
+        return pb.PurgeDeadLettersResponse(count=1, mission_ids=["m-1"])
+
     async def WatchEvents(
         self, request: pb.WatchEventsRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[pb.WatchEventsResponse]:
@@ -329,6 +344,33 @@ async def test_list_sends_its_filters_with_every_page(run: Run, service: FakeSer
         assert (request.min_create_time.ToDatetime(UTC), request.max_end_time.ToDatetime(UTC)) == (since, until)
         assert not request.HasField("max_create_time")
         assert not request.HasField("min_end_time")
+
+
+async def test_dead_letters_sends_its_filters_with_every_page(run: Run, service: FakeService) -> None:
+    service.missions = [mission_pb2.Mission(id=f"m-{n}") for n in range(3)]
+    listed = await run(
+        lambda client: items(client.dead_letters(type="echo", error_type="DeadlineExceeded", labels={"team": "a"}))
+    )
+    assert [found.id for found in listed] == ["m-0", "m-1", "m-2"]
+    sent = service.requests["ListDeadLetters"]
+    assert [request.page_token for request in sent] == ["", "2"]
+    for request in sent:
+        assert (request.type, request.error_type, request.label_selector) == ("echo", "DeadlineExceeded", "team=a")
+
+
+async def test_bulk_redrive_and_purge_send_their_filter_and_give_the_services_answer(
+    run: Run, service: FakeService
+) -> None:
+    redriven = await run(
+        lambda client: client.redrive_dead_letters(error_type="InvalidPayload", max_attempts=5, dry_run=True)
+    )
+    assert (redriven.count, list(redriven.mission_ids)) == (2, ["m-1", "m-2"])
+    [redrive] = service.requests["RedriveDeadLetters"]
+    assert (redrive.filter.error_type, redrive.max_attempts, redrive.dry_run) == ("InvalidPayload", 5, True)
+    purged = await run(lambda client: client.purge_dead_letters(type="echo", labels={"team": "a", "env": "dev"}))
+    assert purged.count == 1
+    [purge] = service.requests["PurgeDeadLetters"]
+    assert (purge.filter.type, purge.filter.label_selector, purge.dry_run) == ("echo", "team=a,env=dev", False)
 
 
 def _finished(state: mission_pb2.MissionState.ValueType, **fields: Any) -> list[mission_pb2.Mission]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import pathlib
 import re
@@ -858,6 +859,80 @@ def test_dead_letters_shows_the_list_table_with_the_last_error(
         ["a", "fail", "FAILED", "normal", "3/3", "0%", "ValueError:", "bad", "a"],
     ]
     assert "--page-token t2" in captured.err
+
+
+def test_dead_letters_sends_the_error_type_and_label_filters(run: Run, channel: Any) -> None:
+    done = run("dead-letters", "--error-type", "DeadlineExceeded", "--label", "team=a", "--label", "env=dev")
+    _, request = answer(channel, "ListDeadLetters", pb.ListDeadLettersResponse())
+
+    assert done.result(timeout=10) == 0
+    assert (request.error_type, request.label_selector) == ("DeadlineExceeded", "team=a,env=dev")
+
+
+def test_redrive_dead_letters_dry_run_sends_the_filter_and_names_the_missions(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run(
+        "redrive-dead-letters", "--type", "resize", "--error-type", "Timeout", "--max-attempts", "5", "--dry-run"
+    )
+    answered = pb.RedriveDeadLettersResponse(count=3, mission_ids=["a", "b"])
+    _, request = answer(channel, "RedriveDeadLetters", answered)
+
+    assert done.result(timeout=10) == 0
+    assert (request.filter.type, request.filter.error_type, request.max_attempts, request.dry_run) == (
+        "resize",
+        "Timeout",
+        5,
+        True,
+    )
+    assert capsys.readouterr().out.splitlines() == ["would redrive 3 dead letter(s):", "  a", "  b", "  ... and 1 more"]
+
+
+def test_purge_dead_letters_with_yes_purges_at_once_and_prints_json(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("-o", "json", "purge-dead-letters", "--label", "env=staging", "--yes")
+    _, request = answer(channel, "PurgeDeadLetters", pb.PurgeDeadLettersResponse(count=1, mission_ids=["a"]))
+
+    assert done.result(timeout=10) == 0
+    assert (request.filter.label_selector, request.dry_run) == ("env=staging", False)
+    assert json_lines(capsys.readouterr().out) == [{"count": "1", "mission_ids": ["a"], "dry_run": False}]
+
+
+def test_a_bulk_operation_without_yes_is_refused_when_nobody_can_answer(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # pytest's stdin is not a terminal: nothing is sent, and the user is told what to add.
+    assert run("purge-dead-letters").result(timeout=10) == 2
+    assert "add --yes" in capsys.readouterr().err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(("answer_", "confirmed"), [("y\n", True), ("\n", False)])
+def test_a_bulk_operation_asks_on_a_terminal_with_the_count_first(
+    run: Run,
+    channel: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    answer_: str,
+    confirmed: bool,
+) -> None:
+    monkeypatch.setattr("sys.stdin", _Terminal(answer_))
+    done = run("redrive-dead-letters", "--type", "fail")
+    _, dry = answer(channel, "RedriveDeadLetters", pb.RedriveDeadLettersResponse(count=2, mission_ids=["a", "b"]))
+    if confirmed:
+        _, real = answer(channel, "RedriveDeadLetters", pb.RedriveDeadLettersResponse(count=2, mission_ids=["a", "b"]))
+        assert (real.filter.type, real.dry_run) == ("fail", False)
+
+    assert done.result(timeout=10) == 0
+    assert (dry.filter.type, dry.dry_run) == ("fail", True)
+    captured = capsys.readouterr()
+    assert "redrive 2 dead letter(s)? [y/N]" in captured.err
+    assert captured.out.splitlines()[:1] == (["2 dead letter(s) redriven:"] if confirmed else [])
 
 
 def test_dead_letters_none_says_so(run: Run, channel: Any, capsys: pytest.CaptureFixture[str]) -> None:
