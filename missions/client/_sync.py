@@ -14,6 +14,7 @@ from missions import errors
 from missions.client._connection import Connection, Metadata
 from missions.client._errors import from_rpc_error
 from missions.client._messages import (
+    BULK_TIMEOUT_S,
     WATCH_RETRIES,
     ClientBase,
     DeadLetterFilters,
@@ -73,9 +74,17 @@ class Client(ClientBase[Interceptor, grpc.Channel]):
         """Close the channel; calls under way are cancelled."""
         self._channel.close()
 
-    def _call(self, method: Any, request: Any, deadline: float | None = None, metadata: Metadata = ()) -> Any:
+    def _call(
+        self,
+        method: Any,
+        request: Any,
+        deadline: float | None = None,
+        metadata: Metadata = (),
+        longest: float | None = None,
+    ) -> Any:
+        timeout = self._timeout(deadline, longest)
         try:
-            return method(request, timeout=self._timeout(deadline), metadata=(*self._metadata, *metadata))
+            return method(request, timeout=timeout, metadata=(*self._metadata, *metadata))
         except grpc.RpcError as exc:
             raise from_rpc_error(exc) from exc
 
@@ -172,24 +181,30 @@ class Client(ClientBase[Interceptor, grpc.Channel]):
         return response.mission
 
     def redrive_dead_letters(
-        self, *, max_attempts: int = 0, dry_run: bool = False, **filters: Unpack[DeadLetterFilters]
+        self,
+        *,
+        max_attempts: int = 0,
+        dry_run: bool = False,
+        timeout: float = BULK_TIMEOUT_S,
+        **filters: Unpack[DeadLetterFilters],
     ) -> pb.RedriveDeadLettersResponse:
         """Redrive every dead letter ``filters`` take, as ``redrive`` would (admin only); with
         ``dry_run`` only count and name them. ``count`` says how many, ``mission_ids`` the
-        first 1000."""
+        first 1000. ``timeout`` is the call's deadline in seconds, longer than other calls'."""
         request = pb.RedriveDeadLettersRequest(
             filter=dead_letter_filter(**filters), max_attempts=max_attempts, dry_run=dry_run
         )
-        response: pb.RedriveDeadLettersResponse = self._call(self._stub.RedriveDeadLetters, request)
+        response: pb.RedriveDeadLettersResponse = self._call(self._stub.RedriveDeadLetters, request, longest=timeout)
         return response
 
     def purge_dead_letters(
-        self, *, dry_run: bool = False, **filters: Unpack[DeadLetterFilters]
+        self, *, dry_run: bool = False, timeout: float = BULK_TIMEOUT_S, **filters: Unpack[DeadLetterFilters]
     ) -> pb.PurgeDeadLettersResponse:
         """Purge every dead letter ``filters`` take (admin only): each stays FAILED, no longer
-        listed nor redrivable. With ``dry_run`` only count and name them."""
+        listed nor redrivable. With ``dry_run`` only count and name them; ``timeout`` as for
+        ``redrive_dead_letters``."""
         request = pb.PurgeDeadLettersRequest(filter=dead_letter_filter(**filters), dry_run=dry_run)
-        response: pb.PurgeDeadLettersResponse = self._call(self._stub.PurgeDeadLetters, request)
+        response: pb.PurgeDeadLettersResponse = self._call(self._stub.PurgeDeadLetters, request, longest=timeout)
         return response
 
     def workers(self, *, include_gone: bool = False) -> builtins.list[worker_pb2.Worker]:

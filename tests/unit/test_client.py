@@ -78,11 +78,13 @@ class FakeService(mission_service_pb2_grpc.MissionServiceServicer):
     fail: dict[str, BaseException] = field(default_factory=dict)
     requests: dict[str, list[Any]] = field(default_factory=dict)
     metadata: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    time_left: dict[str, list[float | None]] = field(default_factory=dict)
     page_size: int = 2
 
     async def _answer(self, name: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         self.requests.setdefault(name, []).append(request)
         self.metadata.setdefault(name, []).append(dict(context.invocation_metadata() or ()))
+        self.time_left.setdefault(name, []).append(context.time_remaining())
         if name in self.fail:
             await abort(context, self.fail[name])
 
@@ -371,6 +373,10 @@ async def test_bulk_redrive_and_purge_send_their_filter_and_give_the_services_an
     assert purged.count == 1
     [purge] = service.requests["PurgeDeadLetters"]
     assert (purge.filter.type, purge.filter.label_selector, purge.dry_run) == ("echo", "team=a,env=dev", False)
+    # Longer than other calls' deadline (the client's timeout is 5 s here).
+    for name in ("RedriveDeadLetters", "PurgeDeadLetters"):
+        [left] = service.time_left[name]
+        assert left is not None and left > 60
 
 
 def _finished(state: mission_pb2.MissionState.ValueType, **fields: Any) -> list[mission_pb2.Mission]:
