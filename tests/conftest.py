@@ -15,7 +15,18 @@ from missions.topology import Topology
 AMQP_URL = os.environ.get("MISSIONS_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 
 # Every mission type the tests submit: their work queues are deleted with the namespace.
-TEST_MISSION_TYPES = ("noop", "echo", "sleep", "fail", "crash", "stubborn", "resize", "report", "nobody-handles-this")
+TEST_MISSION_TYPES = (
+    "noop",
+    "echo",
+    "sleep",
+    "fail",
+    "crash",
+    "stubborn",
+    "resize",
+    "report",
+    "nobody-handles-this",
+    "resize-image",
+)
 
 
 @pytest.fixture
