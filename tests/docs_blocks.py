@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pathlib
 
-__all__ = ["ROOT", "fenced_block", "walkthrough_line"]
+__all__ = ["ROOT", "fenced_block", "readme_python_block", "walkthrough_line"]
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -28,3 +28,8 @@ def walkthrough_line(containing: str) -> str:
     found = [line for line in lines if containing in line]
     assert len(found) == 1, f"README's walk-through has {len(found)} lines with {containing!r}"
     return found[0]
+
+
+def readme_python_block() -> str:
+    """The README's walk-through in Python (its "From Python" block)."""
+    return fenced_block("README.md", "### From Python", "python")

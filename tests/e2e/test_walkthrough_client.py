@@ -25,7 +25,7 @@ import pytest
 
 from missions.client import AsyncClient, Client, MissionFailed, payload_dict, result_dict
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
-from tests.docs_blocks import ROOT, fenced_block, walkthrough_line
+from tests.docs_blocks import ROOT, readme_python_block, walkthrough_line
 from tests.support import Stack, eventually
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -256,13 +256,6 @@ async def test_the_walk_through_in_short_with_the_async_client(stack: Stack) -> 
             await stop_second_worker(shell)
 
 
-PYTHON_BLOCK = ("README.md", "### From Python", "python")
-
-
-def test_docs_clients_shows_the_readmes_python_walk_through() -> None:
-    assert fenced_block(*PYTHON_BLOCK) == fenced_block("docs/clients.md", "## The Python client", "python")
-
-
 async def test_the_readmes_python_block_does_the_walk_through(stack: Stack) -> None:
     """The block runs as a program with MISSIONS_SERVER set and prints what its comments say;
     it waits at the resize-image mission until the README's line starts the second worker."""
@@ -273,7 +266,7 @@ async def test_the_readmes_python_block_does_the_walk_through(stack: Stack) -> N
     env = {key: value for key, value in os.environ.items() if not key.startswith("MISSIONS_")}
     env |= {"MISSIONS_SERVER": stack.target, "XDG_CONFIG_HOME": str(stack.directory / "xdg"), "PYTHONUNBUFFERED": "1"}
     program = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", fenced_block(*PYTHON_BLOCK), env=env, stdout=asyncio.subprocess.PIPE, cwd=stack.directory
+        sys.executable, "-c", readme_python_block(), env=env, stdout=asyncio.subprocess.PIPE, cwd=stack.directory
     )
     assert program.stdout is not None
     lines: list[str] = []
