@@ -46,6 +46,7 @@ from missions.eventlog import EventPublisher, read_log
 from missions.health import HealthConditions
 from missions.metrics_http import serving
 from missions.retrying_publisher import RetryingPublisher
+from missions.startup import check_not_in_use
 from missions.topology import Topology
 from missions.v1 import events_pb2
 
@@ -152,8 +153,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
     health = HealthConditions(SERVICE_NAME, "publisher connection", "log connection", "log follower")
     await health.set("log follower", False)
     async with contextlib.AsyncExitStack() as stack:
-        # Before anything touches the broker: a second service on this directory stops here.
+        # Before anything touches the broker: a second service on this directory or this
+        # port stops here, with one line.
         stack.enter_context(StateLock.acquire(settings.state_dir))
+        check_not_in_use(settings.listen)
         spans = tracing.configure(settings.tracing, "mission-service", source)
         if spans is not None:
             stack.callback(spans.shutdown)  # after every span has ended

@@ -7,7 +7,7 @@ import socket
 
 import grpc
 
-__all__ = ["EXCLUSIVE_PORT", "AddressInUseError", "ListenError", "StartupError", "add_port"]
+__all__ = ["EXCLUSIVE_PORT", "AddressInUseError", "ListenError", "StartupError", "add_port", "check_not_in_use"]
 
 # grpcio sets SO_REUSEPORT by default, so a second process could bind the same port and
 # take a share of its connections; with it off, the second bind fails.
@@ -35,11 +35,21 @@ class AddressInUseError(ListenError):
         super().__init__(address, "address already in use")
 
 
+def check_not_in_use(address: str) -> None:
+    """Raise AddressInUseError if another socket already listens on ``address``: what a
+    process checks before it touches the broker, so a second one on the same port stops at
+    once, with one line."""
+    if isinstance(error := _why_not(address), AddressInUseError):
+        raise error
+
+
 def add_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCredentials | None = None) -> int:
     """Bind ``server`` (built with EXCLUSIVE_PORT) to ``address``; returns the port.
 
     Raises AddressInUseError when the port is taken, or ListenError for any other failure.
     """
+    # Checked first: gRPC's core would log a failed bind on a line of its own, beside ours.
+    check_not_in_use(address)
     try:
         port: int = (
             server.add_secure_port(address, credentials)
@@ -54,8 +64,9 @@ def add_port(server: grpc.aio.Server, address: str, credentials: grpc.ServerCred
 
 
 def _why_not(address: str) -> ListenError:
-    """The error of a failed bind. grpcio says only "Failed to bind" (its C core logs the
-    errno), so bind a plain socket to the same address and report what the OS says."""
+    """Why a bind of ``address`` fails (or would). grpcio says only "Failed to bind" (its C
+    core logs the errno), so bind a plain socket to the same address and report what the OS
+    says; the unknown reason when that bind works."""
     unknown = ListenError(address, "the gRPC server failed to bind it")
     host, _, port = address.rpartition(":")
     if not port.isdigit():  # not HOST:PORT (a unix: address, say)

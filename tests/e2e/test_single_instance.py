@@ -30,8 +30,9 @@ async def _refused(stack: Stack, name: str, **env: str) -> str:
 async def test_a_second_service_on_a_port_in_use_stops_with_address_already_in_use(stack: Stack) -> None:
     await stack.start_service()
     output = await _refused(stack, "same-port", MISSIONS_STATE_DIR=str(stack.directory / "other"))
-    assert f"ERROR missions.process: cannot listen on {stack.target}: address already in use\n" in output
-    assert "mission-service listening" not in output
+    # That one line and nothing else: no broker connection first, no line of gRPC's core.
+    assert output.endswith(f" ERROR missions.process: cannot listen on {stack.target}: address already in use\n")
+    assert len(output.splitlines()) == 1, output
     assert stack.service is not None and stack.service.alive
 
 
