@@ -3,8 +3,8 @@
 Each step of "Walk-through with missionctl" is replayed as the client call that does the
 same, against the real service and worker processes, and checked; a shorter pass does it
 with AsyncClient. The README's own lines start and stop the second worker, in a shell, as
-a reader runs them, and its "From Python" block (the same as docs/clients.md's) is run
-as it stands. The live views (``missionctl watch`` without ``--after``, ``top``) are the
+a reader runs them, and its "From Python" block (docs/clients.md shows the same) runs as
+it stands. The live views (``missionctl watch`` without ``--after``, ``top``) are the
 same calls (watch, workers, stats) refreshed, and are not replayed.
 """
 
