@@ -132,7 +132,7 @@ async def test_the_walk_through_step_by_step_with_the_client(stack: Stack) -> No
         assert await to_thread(client.result, hello.id, timeout=DEADLINE) == {"hello": "world"}
         # missionctl submit sleep --payload '{"seconds": 3}' --priority high --wait
         nap = await to_thread(client.submit, "sleep", {"seconds": 0.2}, priority="high")
-        assert nap.priority == M.PRIORITY_HIGH and nap.state == M.MISSION_STATE_QUEUED
+        assert nap.priority == M.PRIORITY_HIGH  # its state: QUEUED, or RUNNING if a worker was quick
         assert await to_thread(client.result, nap.id, timeout=DEADLINE) == {"slept": 0.2}
         # missionctl submit fail --payload '{"fail_times": 2}' --wait: two RETRYING, then SUCCEEDED
         flaky = await to_thread(client.submit, "fail", {"fail_times": 2})
