@@ -156,7 +156,8 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         # Before anything touches the broker: a second service on this directory or this
         # port stops here, with one line.
         stack.enter_context(StateLock.acquire(settings.state_dir))
-        check_not_in_use(settings.listen)
+        for address in filter(None, (settings.listen, settings.metrics_listen)):
+            check_not_in_use(address)
         spans = tracing.configure(settings.tracing, "mission-service", source)
         if spans is not None:
             stack.callback(spans.shutdown)  # after every span has ended

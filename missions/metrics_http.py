@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 
 from prometheus_client import CollectorRegistry, start_http_server
 
+from missions.startup import ListenError
+
 __all__ = ["serving", "split_listen"]
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,8 @@ async def serving(listen: str, registry: CollectorRegistry) -> AsyncIterator[int
     host, port = split_listen(listen)
     try:
         server, thread = start_http_server(port, host, registry=registry)
-    except OSError as exc:
-        raise OSError(f"cannot serve metrics on {listen} (--metrics-listen): {exc}") from exc
+    except OSError as exc:  # a one-line start-up error, as for a gRPC port
+        raise ListenError(listen, f"{(exc.strerror or str(exc)).lower()} (--metrics-listen)") from exc
     try:
         log.info("metrics on http://%s:%d/metrics", host, server.server_port)
         yield server.server_port

@@ -15,6 +15,7 @@ from missions.eventlog import EventPublisher
 from missions.health import HealthConditions, serving_health
 from missions.metrics_http import serving
 from missions.retrying_publisher import RetryingPublisher
+from missions.startup import check_not_in_use
 from missions.topology import Topology
 from worker_service.attempt import Attempts
 from worker_service.consumer import MissionConsumer
@@ -61,6 +62,8 @@ async def run_worker(
             stack.callback(spans.shutdown)  # last, after every attempt's span has ended
         if settings.metrics_listen:
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
+        if settings.health_listen:  # served once connected; checked before, so in use stops us at once
+            check_not_in_use(settings.health_listen)
         connection = await stack.enter_async_context(
             await amqp.connect(settings.amqp_url, f"mission-worker/{settings.worker_id}", settings.amqp_tls)
         )

@@ -31,6 +31,7 @@ from missions.metrics import (
 from missions.metrics_http import serving, split_listen
 from missions.options import METRICS_LISTEN, add_options
 from missions.outcomes import Outcome
+from missions.startup import StartupError
 from missions.v1 import events_pb2, mission_pb2
 from tests.unit.factories import EventLog, struct, time_of
 from worker_service.metrics import WorkerMetrics
@@ -164,9 +165,9 @@ async def test_the_endpoint_serves_the_registry_until_closed() -> None:
         await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/metrics")
 
 
-async def test_a_taken_port_is_an_error_naming_the_flag() -> None:
+async def test_a_taken_port_is_a_one_line_start_up_error_naming_the_flag() -> None:
     async with serving("127.0.0.1:0", CollectorRegistry()) as port:
-        with pytest.raises(OSError, match="--metrics-listen"):
+        with pytest.raises(StartupError, match=r"address already in use \(--metrics-listen\)$"):
             async with serving(f"127.0.0.1:{port}", CollectorRegistry()):
                 pass
 
