@@ -105,8 +105,9 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor, grpc.aio.Channel]):
     ) -> mission_pb2.Mission:
         """Queue a mission of handler ``type`` (e.g. ``"echo"``) with ``payload`` (JSON-like) and
         ``options`` (``SubmitOptions``: priority, labels, idempotency_key, max_attempts, timeout);
-        returns it QUEUED, with its id. ``correlation_id`` (up to 128 characters) becomes the
-        mission's, to find it in the caller's logs; without it the service makes one."""
+        returns it with its id, QUEUED (or further along if a worker was quick).
+        ``correlation_id`` (up to 128 characters) becomes the mission's, to find it in the
+        caller's logs; without it the service makes one."""
         request = submit_request(type, payload, **options)
         metadata = correlation(correlation_id)
         response: pb.SubmitMissionResponse = await self._call(self._stub.SubmitMission, request, metadata=metadata)
@@ -184,7 +185,8 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor, grpc.aio.Channel]):
         return response.mission
 
     async def redrive(self, mission_id: str, max_attempts: int = 0) -> mission_pb2.Mission:
-        """Queue a dead-lettered mission again; ``FailedPreconditionError`` unless it is dead-lettered."""
+        """Queue a dead-lettered mission again (returned QUEUED, or further along if a worker was quick);
+        ``FailedPreconditionError`` unless it is dead-lettered."""
         request = pb.RedriveMissionRequest(mission_id=mission_id, max_attempts=max_attempts)
         response: pb.RedriveMissionResponse = await self._call(self._stub.RedriveMission, request)
         return response.mission
@@ -255,7 +257,8 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor, grpc.aio.Channel]):
             await asyncio.sleep(delay)
 
     async def wait(self, mission_id: str, timeout: float | None = None) -> mission_pb2.Mission:
-        """The mission once it has finished (SUCCEEDED, FAILED or CANCELLED).
+        """The mission once it has finished (SUCCEEDED, FAILED or CANCELLED). A FAILED mission's
+        DEAD_LETTERED may follow a moment later: until then it is not ``dead_lettered`` yet.
 
         Raises:
             TimeoutError: it has not finished within ``timeout`` seconds.
