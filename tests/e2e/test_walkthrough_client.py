@@ -186,6 +186,10 @@ async def test_the_walk_through_step_by_step_with_the_client(stack: Stack) -> No
         rerun_kinds = [event.type for event in rerun]
         assert rerun_kinds.count(E.EVENT_TYPE_STARTED) == 5 and rerun_kinds[-1] == E.EVENT_TYPE_DEAD_LETTERED
         assert [mission.id for mission in await to_thread(list, client.dead_letters())] == [doomed.id]
+        # missionctl purge-dead-letters --type fail --dry-run: in bulk, which would be purged
+        would = await to_thread(client.purge_dead_letters, type="fail", dry_run=True)
+        assert (would.count, list(would.mission_ids)) == (1, [doomed.id])
+        assert (await to_thread(client.stats)).dead_letter_depth == 1  # what dead-letters lists
 
         # missionctl list --state succeeded -o jsonl: the service's pages, for scripts
         pages = await to_thread(list, client.list_pages(states=[M.MISSION_STATE_SUCCEEDED], page_size=2))
