@@ -54,5 +54,5 @@ def decode_page_token(token: str, states: Sequence[int], mission_type: str, more
     if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= _MAX_POSITION:
         raise InvalidArgumentError("page_token", "is not a page token issued for this list")
     if digest != _filter_digest(states, mission_type, more or {}):
-        raise InvalidArgumentError("page_token", "was issued for different filters")
+        raise InvalidArgumentError("page_token", "was issued for other filters or another order")
     return after

@@ -88,12 +88,15 @@ class MissionQueries:
         id_prefix = request.id_prefix.lower()  # ids are lower-case UUIDs
         create_time = validation.time_bounds(request, "min_create_time", "max_create_time")
         end_time = validation.time_bounds(request, "min_end_time", "max_end_time")
-        # The token is bound to every filter, so that a page of one list never continues another.
+        newest_first = validation.newest_first(request.order_by)
+        # The token is bound to every filter and the order, so that a page of one list never
+        # continues another (its position means "after" in one order and "before" in the other).
         more: paging.Filters = {
             "labels": labels,
             "id_prefix": id_prefix,
             "create_time": create_time if create_time != (None, None) else None,
             "end_time": end_time if end_time != (None, None) else None,
+            "newest_first": newest_first or None,
         }
         after = paging.decode_page_token(request.page_token, request.states, request.type, more)
         page = self._store.list(
@@ -105,6 +108,7 @@ class MissionQueries:
             id_prefix=id_prefix,
             create_time=create_time,
             end_time=end_time,
+            newest_first=newest_first,
         )
         token = (
             paging.encode_page_token(page.last_created_sequence, request.states, request.type, more)

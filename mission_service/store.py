@@ -94,6 +94,9 @@ class Page:
 Bounds = tuple[float | None, float | None]
 _UNBOUNDED: Bounds = (None, None)
 
+# Above every log position (SQLite's largest INTEGER): where a list of the newest first starts.
+_PAST_SEQUENCE = 2**63 - 1
+
 # Above every character of a mission id: the end of the id range a prefix spans.
 _PAST_ID = "\U0010ffff"
 
@@ -214,13 +217,15 @@ class MissionStore:
         id_prefix: str = "",
         create_time: Bounds = _UNBOUNDED,
         end_time: Bounds = _UNBOUNDED,
+        newest_first: bool = False,
     ) -> Page:
-        """Up to ``limit`` missions after ``after_created_sequence``, oldest first, that match
-        every filter given: ``labels`` all carried, an id starting with ``id_prefix``, an
-        error of ``error_type``, and create and end times within their bounds (a missing
-        end time is outside any)."""
-        clauses = ["created_sequence > ?"]
-        args: list[object] = [after_created_sequence]
+        """Up to ``limit`` missions past ``after_created_sequence`` (0: from the start), oldest
+        first or with ``newest_first`` newest first, that match every filter given: ``labels``
+        all carried, an id starting with ``id_prefix``, an error of ``error_type``, and create
+        and end times within their bounds (a missing end time is outside any)."""
+        start = _PAST_SEQUENCE if newest_first else 0
+        clauses = [f"created_sequence {'<' if newest_first else '>'} ?"]
+        args: list[object] = [after_created_sequence or start]
         if dead_lettered:
             clauses.append("dead_lettered = 1")
         if states:
@@ -243,7 +248,7 @@ class MissionStore:
         _within("end_time", end_time, clauses, args)
         rows = self._db.execute(
             f"SELECT created_sequence, body FROM missions WHERE {' AND '.join(clauses)}"
-            " ORDER BY created_sequence LIMIT ?",
+            f" ORDER BY created_sequence {'DESC' if newest_first else 'ASC'} LIMIT ?",
             [*args, limit + 1],
         ).fetchall()
         page = rows[:limit]

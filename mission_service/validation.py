@@ -16,6 +16,7 @@ from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
 __all__ = [
     "TimeBound",
+    "newest_first",
     "time_bounds",
     "validate_batch",
     "validate_list",
@@ -145,6 +146,27 @@ def validate_list(request: mission_service_pb2.ListMissionsRequest, limits: Limi
         )
     time_bounds(request, "min_create_time", "max_create_time")
     time_bounds(request, "min_end_time", "max_end_time")
+    newest_first(request.order_by)
+
+
+# ListMissionsRequest.order_by's orders, as words: AIP-132's grammar, with one field to sort on.
+_OLDEST_FIRST: tuple[list[str], ...] = ([], ["create_time"])
+_NEWEST_FIRST = ["create_time", "desc"]
+
+
+def newest_first(order_by: str) -> bool:
+    """Whether a ListMissions ``order_by`` lists the newest missions first; InvalidArgumentError
+    for an order it does not know. Spaces between its words do not matter (AIP-132)."""
+    words = order_by.split()
+    if words == _NEWEST_FIRST:
+        return True
+    if words in _OLDEST_FIRST:
+        return False
+    raise InvalidArgumentError(
+        "order_by",
+        f'{order_by[:70]!r} is not an order of this list: use "create_time" (oldest first, the default)'
+        ' or "create_time desc" (newest first)',
+    )
 
 
 def time_bounds(

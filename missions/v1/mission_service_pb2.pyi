@@ -86,13 +86,14 @@ class ListMissionsRequest(_message.Message):
     MIN_END_TIME_FIELD_NUMBER: _builtins.int
     MAX_END_TIME_FIELD_NUMBER: _builtins.int
     ID_PREFIX_FIELD_NUMBER: _builtins.int
+    ORDER_BY_FIELD_NUMBER: _builtins.int
     page_size: _builtins.int
     """Maximum missions per page: 0 means 100; larger values are capped at 1000;
     negative is INVALID_ARGUMENT.
     """
     page_token: _builtins.str
     """`next_page_token` of the previous page; empty for the first page. Only valid
-    with the same filters as the request that produced it.
+    with the same filters and order as the request that produced it.
     """
     type: _builtins.str
     """Only missions of this handler type; empty means every type."""
@@ -105,6 +106,12 @@ class ListMissionsRequest(_message.Message):
     """Only missions whose id starts with this prefix, in any case: 8 to 36 hexadecimal
     digits and dashes (a mission id's leading part, as `missionctl get e8987c7d`
     takes it), else INVALID_ARGUMENT; empty means every id.
+    """
+    order_by: _builtins.str
+    """The order of the list (AIP-132): empty or "create_time" lists the oldest first,
+    "create_time desc" the newest first (the most recent missions in one page);
+    spaces between the words do not matter, anything else is INVALID_ARGUMENT. A page
+    token is only valid with the order that produced it.
     """
     @_builtins.property
     def states(self) -> _containers.RepeatedScalarFieldContainer[_mission_pb2.MissionState.ValueType]:
@@ -148,10 +155,11 @@ class ListMissionsRequest(_message.Message):
         min_end_time: _timestamp_pb2.Timestamp | None = ...,
         max_end_time: _timestamp_pb2.Timestamp | None = ...,
         id_prefix: _builtins.str = ...,
+        order_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["max_create_time", b"max_create_time", "max_end_time", b"max_end_time", "min_create_time", b"min_create_time", "min_end_time", b"min_end_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["id_prefix", b"id_prefix", "label_selector", b"label_selector", "max_create_time", b"max_create_time", "max_end_time", b"max_end_time", "min_create_time", b"min_create_time", "min_end_time", b"min_end_time", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["id_prefix", b"id_prefix", "label_selector", b"label_selector", "max_create_time", b"max_create_time", "max_end_time", b"max_end_time", "min_create_time", b"min_create_time", "min_end_time", b"min_end_time", "order_by", b"order_by", "page_size", b"page_size", "page_token", b"page_token", "states", b"states", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -169,7 +177,7 @@ class ListMissionsResponse(_message.Message):
     """Token for the next page; empty when this is the last page."""
     @_builtins.property
     def missions(self) -> _containers.RepeatedCompositeFieldContainer[_mission_pb2.Mission]:
-        """The page of missions, oldest first."""
+        """The page of missions, in the request's `order_by` (oldest first by default)."""
 
     def __init__(
         self,

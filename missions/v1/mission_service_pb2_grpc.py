@@ -119,9 +119,9 @@ class MissionServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListMissions(self, request, context):
-        """Lists missions, oldest first, optionally filtered by state, type, labels,
-        creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
-        page token issued for other filters.
+        """Lists missions, oldest first or newest first (`order_by`), optionally filtered by
+        state, type, labels, creation and end time, and id prefix. INVALID_ARGUMENT for a
+        bad filter or order, or a page token issued for other filters or another order.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

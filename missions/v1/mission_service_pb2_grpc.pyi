@@ -42,9 +42,9 @@ class MissionServiceStub:
     GetMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.GetMissionRequest, _mission_service_pb2.GetMissionResponse]
     """Returns one mission. NOT_FOUND when the id is unknown."""
     ListMissions: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListMissionsRequest, _mission_service_pb2.ListMissionsResponse]
-    """Lists missions, oldest first, optionally filtered by state, type, labels,
-    creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
-    page token issued for other filters.
+    """Lists missions, oldest first or newest first (`order_by`), optionally filtered by
+    state, type, labels, creation and end time, and id prefix. INVALID_ARGUMENT for a
+    bad filter or order, or a page token issued for other filters or another order.
     """
     SubmitMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionRequest, _mission_service_pb2.SubmitMissionResponse]
     """Queues a new mission. Returns OK only once the broker has durably accepted its
@@ -125,9 +125,9 @@ class MissionServiceAsyncStub(MissionServiceStub):
     GetMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.GetMissionRequest, _mission_service_pb2.GetMissionResponse]  # type: ignore[assignment]
     """Returns one mission. NOT_FOUND when the id is unknown."""
     ListMissions: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListMissionsRequest, _mission_service_pb2.ListMissionsResponse]  # type: ignore[assignment]
-    """Lists missions, oldest first, optionally filtered by state, type, labels,
-    creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
-    page token issued for other filters.
+    """Lists missions, oldest first or newest first (`order_by`), optionally filtered by
+    state, type, labels, creation and end time, and id prefix. INVALID_ARGUMENT for a
+    bad filter or order, or a page token issued for other filters or another order.
     """
     SubmitMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.SubmitMissionRequest, _mission_service_pb2.SubmitMissionResponse]  # type: ignore[assignment]
     """Queues a new mission. Returns OK only once the broker has durably accepted its
@@ -217,9 +217,9 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _mission_service_pb2.ListMissionsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_mission_service_pb2.ListMissionsResponse, _abc.Awaitable[_mission_service_pb2.ListMissionsResponse]]:
-        """Lists missions, oldest first, optionally filtered by state, type, labels,
-        creation and end time, and id prefix. INVALID_ARGUMENT for a bad filter, or a
-        page token issued for other filters.
+        """Lists missions, oldest first or newest first (`order_by`), optionally filtered by
+        state, type, labels, creation and end time, and id prefix. INVALID_ARGUMENT for a
+        bad filter or order, or a page token issued for other filters or another order.
         """
 
     @_abc_1.abstractmethod

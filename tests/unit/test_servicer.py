@@ -188,6 +188,9 @@ async def test_same_key_with_another_request_is_already_exists(service: Service,
         ("ListMissions", pb.ListMissionsRequest(id_prefix="e8987c7"), "id_prefix"),
         ("ListMissions", pb.ListMissionsRequest(id_prefix="e8987c7d%"), "id_prefix"),
         ("ListMissions", pb.ListMissionsRequest(label_selector="team"), "label_selector"),
+        ("ListMissions", pb.ListMissionsRequest(order_by="create_time asc"), "order_by"),
+        ("ListMissions", pb.ListMissionsRequest(order_by="end_time desc"), "order_by"),
+        ("ListMissions", pb.ListMissionsRequest(order_by="-create_time"), "order_by"),
         (
             "ListMissions",
             pb.ListMissionsRequest(min_create_time=Timestamp(seconds=20), max_create_time=Timestamp(seconds=10)),
@@ -286,18 +289,70 @@ async def test_cancel_a_queued_mission_publishes_one_cancelled_event(service: Se
     assert cancelled[0].cancelled.previous_state == M.MISSION_STATE_QUEUED
 
 
-async def test_list_missions_pages_through_everything_oldest_first(service: Service) -> None:
-    submitted = [await service.submit(type="echo" if n % 2 else "sleep", payload=struct(n=n)) for n in range(5)]
+async def _pages(service: Service, **filters: Any) -> list[list[str]]:
+    """The ids of every page of a listing, following its tokens."""
     pages: list[list[str]] = []
     token = ""
     while True:
-        response = await service.stub.ListMissions(pb.ListMissionsRequest(page_size=2, page_token=token))
+        request = pb.ListMissionsRequest(page_token=token, **filters)
+        response = await service.stub.ListMissions(request, timeout=TIMEOUT)
         pages.append([mission.id for mission in response.missions])
         token = response.next_page_token
         if not token:
-            break
+            return pages
+
+
+async def test_list_missions_pages_through_everything_oldest_first(service: Service) -> None:
+    submitted = [await service.submit(type="echo" if n % 2 else "sleep", payload=struct(n=n)) for n in range(5)]
     ids = [mission.id for mission in submitted]
-    assert pages == [ids[0:2], ids[2:4], ids[4:5]]
+    assert await _pages(service, page_size=2) == [ids[0:2], ids[2:4], ids[4:5]]
+
+
+async def test_list_missions_pages_through_everything_newest_first(service: Service) -> None:
+    ids = [(await service.submit(type="echo" if n % 2 else "sleep")).id for n in range(5)]
+    newest = ids[::-1]
+    assert await _pages(service, page_size=2, order_by="create_time desc") == [newest[0:2], newest[2:4], newest[4:5]]
+    assert await _pages(service, page_size=1, order_by=" create_time   desc ", type="echo") == [[ids[3]], [ids[1]]]
+    assert await _pages(service, page_size=5, order_by="create_time") == [ids]
+
+
+async def test_a_newest_first_listing_goes_on_below_its_last_page_as_missions_come(service: Service) -> None:
+    ids = [(await service.submit()).id for _ in range(3)]
+    first = await service.stub.ListMissions(pb.ListMissionsRequest(page_size=2, order_by="create_time desc"))
+    await service.submit()  # newer than the first page: not met again further down
+    request = pb.ListMissionsRequest(page_size=2, order_by="create_time desc", page_token=first.next_page_token)
+    rest = await service.stub.ListMissions(request, timeout=TIMEOUT)
+    assert [mission.id for mission in first.missions] == [ids[2], ids[1]]
+    assert [mission.id for mission in rest.missions] == [ids[0]]
+    assert rest.next_page_token == ""
+
+
+@pytest.mark.parametrize(("given", "other"), [("", "create_time desc"), ("create_time desc", "create_time")])
+async def test_a_list_page_token_is_bound_to_its_order(service: Service, given: str, other: str) -> None:
+    for _ in range(3):
+        await service.submit()
+    first = await service.stub.ListMissions(pb.ListMissionsRequest(page_size=1, order_by=given))
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        request = pb.ListMissionsRequest(page_size=1, order_by=other, page_token=first.next_page_token)
+        await service.stub.ListMissions(request, timeout=TIMEOUT)
+    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert violated_fields(raised.value) == ["page_token"]
+
+
+async def test_an_unknown_order_names_the_orders_there_are(service: Service) -> None:
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await service.stub.ListMissions(pb.ListMissionsRequest(order_by="newest"), timeout=TIMEOUT)
+    details = raised.value.details() or ""
+    assert details.startswith("order_by: 'newest'")
+    assert '"create_time"' in details and '"create_time desc"' in details
+
+
+async def test_an_explicit_oldest_first_order_takes_the_default_orders_tokens(service: Service) -> None:
+    ids = [(await service.submit()).id for _ in range(2)]
+    first = await service.stub.ListMissions(pb.ListMissionsRequest(page_size=1))
+    request = pb.ListMissionsRequest(page_size=1, order_by="create_time", page_token=first.next_page_token)
+    second = await service.stub.ListMissions(request, timeout=TIMEOUT)
+    assert [mission.id for mission in second.missions] == [ids[1]]
 
 
 async def test_list_missions_filters_and_binds_the_token_to_them(service: Service) -> None:

@@ -150,6 +150,25 @@ def test_list_is_oldest_first_with_a_more_flag(populated: MissionStore) -> None:
     assert (_ids(third), third.last_created_sequence, third.more) == (["m7"], 7, False)
 
 
+def test_list_newest_first_pages_down_from_the_newest(populated: MissionStore) -> None:
+    def page(after: int, limit: int) -> tuple[list[str], int, bool]:
+        found = populated.list(states=[], mission_type="", after_created_sequence=after, limit=limit, newest_first=True)
+        return _ids(found), found.last_created_sequence, found.more
+
+    assert page(0, 3) == (["m7", "m6", "m5"], 5, True)
+    assert page(5, 3) == (["m4", "m3", "m2"], 2, True)
+    assert page(2, 3) == (["m1"], 1, False)
+    assert page(1, 3) == ([], 1, False)
+
+
+def test_list_newest_first_with_filters(populated: MissionStore) -> None:
+    queued = [M.MISSION_STATE_QUEUED]
+    first = populated.list(states=queued, mission_type="echo", after_created_sequence=0, limit=1, newest_first=True)
+    assert (_ids(first), first.last_created_sequence, first.more) == (["m3"], 3, True)
+    rest = populated.list(states=queued, mission_type="echo", after_created_sequence=3, limit=5, newest_first=True)
+    assert (_ids(rest), rest.more) == (["m1"], False)
+
+
 def test_list_page_exactly_at_the_end_has_no_more(populated: MissionStore) -> None:
     page = populated.list(states=[], mission_type="", after_created_sequence=4, limit=3)
     assert (_ids(page), page.more) == (["m5", "m6", "m7"], False)

@@ -309,3 +309,24 @@ def test_validate_mission_id() -> None:
     validation.validate_mission_id("m" * 128, LIMITS)
     assert _field_of(lambda: validation.validate_mission_id("", LIMITS)) == "mission_id"
     assert _field_of(lambda: validation.validate_mission_id("m" * 129, LIMITS)) == "mission_id"
+
+
+@pytest.mark.parametrize(
+    ("order_by", "newest"),
+    [
+        ("", False),
+        ("create_time", False),
+        ("  create_time ", False),
+        ("create_time desc", True),
+        ("create_time\tdesc", True),
+    ],
+)
+def test_list_orders(order_by: str, newest: bool) -> None:
+    assert validation.newest_first(order_by) is newest
+
+
+@pytest.mark.parametrize("order_by", ["create_time asc", "CREATE_TIME DESC", "desc", "create_time desc, id", "newest"])
+def test_an_unknown_list_order_is_refused(order_by: str) -> None:
+    with pytest.raises(InvalidArgumentError) as raised:
+        validation.newest_first(order_by)
+    assert raised.value.field == "order_by"
