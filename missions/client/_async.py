@@ -135,7 +135,7 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor, grpc.aio.Channel]):
     ) -> AsyncIterator[mission_pb2.Mission]:
         """Every mission (optionally only in ``states``, of ``type``, and matching ``filters``:
         ``labels``, ``id_prefix``, ``min_create_time`` and the other time bounds of
-        ``ListFilters``), oldest first, page by page."""
+        ``ListFilters``), oldest first (``newest_first=True``: newest first), page by page."""
         async for page in self.list_pages(states=states, type=type, page_size=page_size, **filters):
             for mission in page.missions:
                 yield mission

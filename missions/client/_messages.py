@@ -239,6 +239,8 @@ class ListFilters(TypedDict, total=False):
         min_create_time, max_create_time: only missions created at or after / before this instant.
         min_end_time, max_end_time: only missions that ended at or after / before this instant
             (either leaves out the missions not finished yet).
+        newest_first: the newest missions first (ListMissions' ``order_by="create_time desc"``);
+            without it, the oldest first.
 
     A naive datetime is taken as UTC, as protobuf's ``Timestamp.FromDatetime`` does.
     """
@@ -249,6 +251,7 @@ class ListFilters(TypedDict, total=False):
     max_create_time: datetime
     min_end_time: datetime
     max_end_time: datetime
+    newest_first: bool
 
 
 def _selector(labels: Mapping[str, str] | None) -> str:
@@ -265,6 +268,7 @@ def list_request(
         page_size=page_size,
         label_selector=_selector(filters.get("labels")),
         id_prefix=filters.get("id_prefix", ""),
+        order_by="create_time desc" if filters.get("newest_first") else "",
     )
     for bound in ("min_create_time", "max_create_time", "min_end_time", "max_end_time"):
         if (instant := filters.get(bound)) is not None:

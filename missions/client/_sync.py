@@ -128,7 +128,7 @@ class Client(ClientBase[Interceptor, grpc.Channel]):
     ) -> Iterator[mission_pb2.Mission]:
         """Every mission (optionally only in ``states``, of ``type``, and matching ``filters``:
         ``labels``, ``id_prefix``, ``min_create_time`` and the other time bounds of
-        ``ListFilters``), oldest first, page by page."""
+        ``ListFilters``), oldest first (``newest_first=True``: newest first), page by page."""
         for page in self.list_pages(states=states, type=type, page_size=page_size, **filters):
             yield from page.missions
 

@@ -277,7 +277,7 @@ async def test_list_follows_page_tokens(run: Run, service: FakeService) -> None:
     assert [found.id for found in listed] == [f"m-{n}" for n in range(5)]
     sent = service.requests["ListMissions"]
     assert [request.page_token for request in sent] == ["", "2", "4"]
-    assert {request.type for request in sent} == {"echo"}
+    assert {(request.type, request.order_by) for request in sent} == {("echo", "")}  # oldest first
 
 
 async def test_list_pages_gives_the_services_pages_from_a_page_token(run: Run, service: FakeService) -> None:
@@ -336,6 +336,7 @@ async def test_list_sends_its_filters_with_every_page(run: Run, service: FakeSer
                 id_prefix="e8987c7d",
                 min_create_time=since,
                 max_end_time=until,
+                newest_first=True,
             )
         )
     )
@@ -343,6 +344,7 @@ async def test_list_sends_its_filters_with_every_page(run: Run, service: FakeSer
     assert len(sent) == 2
     for request in sent:
         assert (request.label_selector, request.id_prefix) == ("team=ops,env=prod", "e8987c7d")
+        assert request.order_by == "create_time desc"
         assert (request.min_create_time.ToDatetime(UTC), request.max_end_time.ToDatetime(UTC)) == (since, until)
         assert not request.HasField("max_create_time")
         assert not request.HasField("min_end_time")
