@@ -134,6 +134,7 @@ def list_missions(client: Client, out: Output, args: argparse.Namespace) -> int:
         max_create_time=args.created_before,
         min_end_time=args.ended_after,
         max_end_time=args.ended_before,
+        newest_first=args.newest_first,
     )
     out.missions(_joined(pages, follow=args.all))
     return EXIT_OK

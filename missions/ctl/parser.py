@@ -215,12 +215,13 @@ def _add_queries(add: _Add) -> None:
     listing = _command(
         add,
         "list",
-        "list missions, oldest first",
-        "List missions, oldest first, a page at a time (--all for every page).",
+        "list missions, oldest first (or newest first)",
+        "List missions, oldest first (--newest-first: the most recent first), a page at a time (--all for every page).",
         (
             "missionctl list --state running --state retrying",
             "missionctl list --state failed --type resize --all -o jsonl | jq -r .mission.id",
             "missionctl list --label team=ops --ended-after 1h",
+            "missionctl list --newest-first --page-size 10",
         ),
     )
     listing.add_argument(
@@ -246,6 +247,9 @@ def _add_queries(add: _Add) -> None:
             help=f"only missions {what} TIME: ISO-8601 (local time without an offset) or a span ago"
             " (30s, 15m, 1h, 2d); default: unset",
         )
+    listing.add_argument(
+        "--newest-first", action="store_true", help="the most recent missions first (by creation), not the oldest"
+    )
     _add_paging(listing)
     listing.set_defaults(command=commands.list_missions)
     cancel = add("cancel", help="cancel a mission", description="Cancel a mission.")

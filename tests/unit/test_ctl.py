@@ -194,10 +194,11 @@ def test_global_options_also_work_after_the_command(
     assert json_lines(capsys.readouterr().out)[0]["mission"]["id"] == MISSION_ID
 
 
-def test_list_all_follows_page_tokens_with_the_same_filters(
+def test_list_all_follows_page_tokens_with_the_same_filters_and_order(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    done = run("-o", "json", "list", "--all", "--state", "queued", "--state", "running", "--type", "echo")
+    argv = ["list", "--all", "--state", "queued", "--state", "running", "--type", "echo", "--newest-first"]
+    done = run("-o", "json", *argv)
     first_page = pb.ListMissionsResponse(missions=[mission(id="a"), mission(id="b")], next_page_token="t1")
     _, first = answer(channel, "ListMissions", first_page)
     _, second = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[mission(id="c")]))
@@ -207,6 +208,7 @@ def test_list_all_follows_page_tokens_with_the_same_filters(
     assert (first.type, first.page_token, first.page_size) == ("echo", "", 0)
     assert list(second.states) == list(first.states)
     assert (second.type, second.page_token) == ("echo", "t1")
+    assert first.order_by == second.order_by == "create_time desc"
     [listing] = json_lines(capsys.readouterr().out)
     assert [found["id"] for found in listing["missions"]] == ["a", "b", "c"]
     assert "next_page_token" not in listing
@@ -241,7 +243,7 @@ def test_list_one_page_shows_a_table_and_how_to_continue(
     _, request = answer(channel, "ListMissions", page)
 
     assert done.result(timeout=10) == 0
-    assert request.page_size == 2
+    assert (request.page_size, request.order_by) == (2, "")  # oldest first
     captured = capsys.readouterr()
     rows = [line.split() for line in captured.out.splitlines()]
     assert rows[0][:3] == ["ID", "TYPE", "STATE"]
