@@ -15,7 +15,7 @@ from missions.ctl.enums import STATE, short
 from missions.events import TERMINAL_STATES, is_final
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["CAPACITY", "MissionBoard"]
+__all__ = ["CAPACITY", "MissionBoard", "rows_shown"]
 
 E = events_pb2
 M = mission_pb2
@@ -117,8 +117,7 @@ class MissionBoard:
         finished, as many as fit; the bar narrows (to nothing) before ids would be cut."""
         rows = list(self._rows.values())
         bar = min(_BAR_WIDTH, max(0, width - _ROOM_FOR_BAR))
-        limit = max(1, height - 3)  # the header, the summary and the cursor line
-        shown = _visible(rows, limit)
+        shown = _visible(rows, rows_shown(height))
         table = Table(box=None, header_style="bold", expand=False)
         # Every column keeps its width on a narrow terminal but MESSAGE, which ends in "…".
         widths = {
@@ -148,6 +147,11 @@ class MissionBoard:
         if hidden:
             summary.append(f" · {hidden} not shown (taller terminal, or --plain)", style="dim")
         return summary
+
+
+def rows_shown(height: int) -> int:
+    """How many missions the table shows on a terminal ``height`` lines tall."""
+    return max(1, height - 3)  # the header, the summary and the cursor line
 
 
 def _visible(rows: list[_Row], limit: int) -> list[_Row]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import itertools
 import re
 import sys
 import uuid
@@ -20,7 +21,7 @@ from missions import errors
 from missions.client import Client, DeadLetterFilters, WatchFilters
 from missions.client._payloads import struct_to_dict
 from missions.ctl import enums
-from missions.ctl.board import CAPACITY, MissionBoard
+from missions.ctl.board import CAPACITY, MissionBoard, rows_shown
 from missions.ctl.output import Output, warn
 from missions.ctl.render import event_line
 from missions.events import TERMINAL_STATES
@@ -240,7 +241,7 @@ def watch(client: Client, out: Output, args: argparse.Namespace) -> int:
     table = out.live and not args.plain
     seeds: list[mission_pb2.Mission] = []
     if table and args.after is None and not args.mission:
-        seeds, after = _unfinished(client, args)
+        seeds, after = _seeds(client, args, rows_shown(out.console.size.height))
         if after:
             filters["after_sequence"] = after
     try:
@@ -269,22 +270,51 @@ def _resume_point(exc: errors.ServiceError, last: int | None) -> int | None:
     return last
 
 
-def _unfinished(client: Client, args: argparse.Namespace) -> tuple[list[mission_pb2.Mission], int]:
-    """The missions not final yet that the watch's filters keep, at most as many as the table holds,
-    and the sequence to follow the log after so that nothing since the listing is missed (0: live)."""
+def _seeds(client: Client, args: argparse.Namespace, rows: int) -> tuple[list[mission_pb2.Mission], int]:
+    """The missions a watch's table starts with, oldest first: those not final yet, then the most
+    recent final ones to fill the screen's ``rows``, as the watch's filters keep them; and the
+    sequence to follow the log after so that nothing since the listings is missed (0: live)."""
     try:
-        # Taken before the listing: the stream then replays what happened meanwhile, and the
+        # Taken before the listings: the stream then replays what happened meanwhile, and the
         # table skips what a listed mission already shows (its last_sequence).
         after = client.stats().last_sequence
     except errors.ServiceError:
-        after = 0  # GetStats needs the operator role; the listing says where it stands
+        after = 0  # GetStats needs the operator role; the listings say where they stand
+    unfinished = _unfinished(client, args)
+    recent = _recent_final(client, args, min(rows, CAPACITY) - len(unfinished))
+    # A mission listed unfinished may have ended by the second listing: its later copy wins.
+    found = {mission.id: mission for mission in (*unfinished, *recent)}
+    seeds = sorted(found.values(), key=_created)
+    # Without GetStats, the newest change the first listing shows: a later listing's could be
+    # past changes of the missions the first one listed (their rows would miss them).
+    listed = unfinished or recent
+    return seeds, after or max((mission.last_sequence for mission in listed), default=0)
+
+
+def _unfinished(client: Client, args: argparse.Namespace) -> list[mission_pb2.Mission]:
+    """The missions not final yet that the watch's filters keep, oldest first, at most as many as
+    the table holds. The service finds them by state; the filters apply here, as a type filter
+    would have it read the type's whole history for the few missions not final."""
+    watched = (mission for mission in client.list(states=_UNFINISHED) if _watched(mission, args))
+    return list(itertools.islice(watched, CAPACITY))
+
+
+def _recent_final(client: Client, args: argparse.Namespace, count: int) -> list[mission_pb2.Mission]:
+    """The ``count`` most recently created final missions that the watch's filters keep, oldest
+    first. Listed newest first in any state, so that the service walks back from the newest
+    (a filter of the three final states would have it sort every final mission first)."""
+    if count <= 0:
+        return []
     found: list[mission_pb2.Mission] = []
-    for mission in client.list(states=_UNFINISHED):
-        if _watched(mission, args):
-            found.append(mission)
-            if len(found) == CAPACITY:
-                break
-    return found, after or max((mission.last_sequence for mission in found), default=0)
+    for mission_type in dict.fromkeys(args.mission_type or [""]):
+        listed = client.list(type=mission_type, labels=dict(args.label or ()), page_size=count, newest_first=True)
+        found += itertools.islice((mission for mission in listed if mission.state in TERMINAL_STATES), count)
+    newest = sorted(found, key=_created, reverse=True)[:count]  # stable: the service's order for a tie
+    return newest[::-1]
+
+
+def _created(mission: mission_pb2.Mission) -> int:
+    return int(mission.create_time.ToNanoseconds())
 
 
 def _watched(mission: mission_pb2.Mission, args: argparse.Namespace) -> bool:

@@ -266,9 +266,10 @@ def _add_watch(add: _Add) -> None:
         "Watch mission events until the stream ends (every watched --mission finished) or Ctrl-C. On a"
         " terminal, a live table keeps one row per mission (state, attempt, a progress bar and the last message"
         " or error; finished rows stay); without --mission or --after it starts with the missions not final yet"
-        " (up to 1000). With --plain, -o json/jsonl or when piped, one line per event, from now on.",
+        " (up to 1000) and the most recent final ones the screen has room for. With --plain, -o json/jsonl or"
+        " when piped, one line per event, from now on.",
         (
-            "missionctl watch                          the missions not final yet, then every change",
+            "missionctl watch                          the missions not final yet and the latest, then every change",
             "missionctl watch --mission ID             its history, then live; ends when it is final",
             "missionctl watch --after 0 --plain        the whole retained log, then live, one line per event",
             "missionctl watch --mission-type resize --label team=ops -o jsonl",

@@ -1159,20 +1159,30 @@ def table_rows(out: str) -> list[list[str]]:
     return [line.split() for line in out[out.rindex("ID") :].splitlines() if line.strip()]
 
 
-def test_watch_table_starts_with_the_missions_not_final_then_follows(
+def created_at(seconds: int) -> timestamp_pb2.Timestamp:
+    return timestamp_pb2.Timestamp(seconds=1_767_225_600 + seconds)
+
+
+def test_watch_table_starts_with_the_missions_not_final_and_the_most_recent_then_follows(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("LINES", "10")  # 7 rows of missions
     done = run("watch", "--mission-type", "echo")
     # "c" is created after GetStats and before ListMissions: the replay brings its CREATED again.
     answer(channel, "GetStats", pb.GetStatsResponse(last_sequence=40))
-    running = mission(mission_pb2.MISSION_STATE_RUNNING, id="a", attempt=1, progress=0.25, last_sequence=40)
+    running = mission(
+        mission_pb2.MISSION_STATE_RUNNING, id="a", attempt=1, progress=0.25, last_sequence=40, create_time=created_at(1)
+    )
     other_type = mission(mission_pb2.MISSION_STATE_QUEUED, id="b", type="resize")
     first_page = pb.ListMissionsResponse(missions=[running, other_type], next_page_token="t1")
     _, listing = answer(channel, "ListMissions", first_page)
-    queued = mission(id="c", last_sequence=41)
+    queued = mission(id="c", last_sequence=41, create_time=created_at(3))
     _, following = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[queued]))
+    # The most recent missions, newest first: the unfinished ones are in the table already.
+    done_d = mission(mission_pb2.MISSION_STATE_SUCCEEDED, id="d", progress=1.0, create_time=created_at(2))
+    _, recent = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[queued, done_d, running]))
     # The stream replays from the stats' sequence: "c"'s CREATED is already in its row.
     created = event(41, type=events_pb2.EVENT_TYPE_CREATED, mission_type="echo")
     created.event.mission_id = "c"
@@ -1187,30 +1197,98 @@ def test_watch_table_starts_with_the_missions_not_final_then_follows(
         mission_pb2.MISSION_STATE_RETRYING,
     }
     assert set(listing.states) == unfinished and following.page_token == "t1"
+    # Room for 7 - 2: any state (the final ones are kept here), of the watched type, newest first.
+    assert (list(recent.states), recent.type, recent.page_size) == ([], "echo", 5)
+    assert recent.order_by == "create_time desc"
     assert request.HasField("after_sequence") and request.after_sequence == 40
     assert list(request.mission_types) == ["echo"]
     rows = table_rows(capsys.readouterr().out)
-    assert [row[:4] for row in rows[1:3]] == [["a", "echo", "RUNNING", "1/3"], ["c", "echo", "RUNNING", "1/3"]]
+    assert [row[:4] for row in rows[1:4]] == [
+        ["a", "echo", "RUNNING", "1/3"],
+        ["d", "echo", "SUCCEEDED", "0/3"],
+        ["c", "echo", "RUNNING", "1/3"],
+    ]
     assert "25%" in rows[1]
-    assert "2 missions, 2 events" in " ".join(" ".join(row) for row in rows)
+    assert "3 missions, 2 events" in " ".join(" ".join(row) for row in rows)
 
 
-def test_watch_table_without_the_operator_role_follows_from_the_listing(
+def test_watch_table_fills_the_screen_with_the_most_recent_final_missions_of_each_type(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("COLUMNS", "200")
+    monkeypatch.setenv("LINES", "7")  # 4 rows of missions
+    done = run("watch", "--mission-type", "echo", "--mission-type", "resize", "--label", "team=ops")
+    answer(channel, "GetStats", pb.GetStatsResponse(last_sequence=50))
+    ops = {"team": "ops"}
+    running = mission(mission_pb2.MISSION_STATE_RUNNING, id="u", labels=ops, create_time=created_at(5))
+    unlabelled = mission(mission_pb2.MISSION_STATE_QUEUED, id="v", create_time=created_at(6))
+    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[running, unlabelled]))
+    ended = {
+        name: mission(state, id=name, type=kind, labels=ops, create_time=created_at(at))
+        for name, state, kind, at in [
+            ("e3", mission_pb2.MISSION_STATE_SUCCEEDED, "echo", 40),
+            ("e2", mission_pb2.MISSION_STATE_FAILED, "echo", 20),
+            ("e1", mission_pb2.MISSION_STATE_SUCCEEDED, "echo", 10),
+            ("r1", mission_pb2.MISSION_STATE_CANCELLED, "resize", 30),
+        ]
+    }
+    echo_page = pb.ListMissionsResponse(missions=[ended["e3"], running, ended["e2"], ended["e1"]])
+    _, echo = answer(channel, "ListMissions", echo_page)
+    _, resize = answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[ended["r1"]]))
+    stream(channel, [])
+
+    assert done.result(timeout=10) == 0
+    for listing, kind in ((echo, "echo"), (resize, "resize")):
+        assert (listing.type, listing.label_selector, listing.page_size) == (kind, "team=ops", 3)
+        assert listing.order_by == "create_time desc"
+    rows = table_rows(capsys.readouterr().out)
+    # The 3 newest final missions of both types, after the one not final, oldest first; none hidden.
+    assert [row[0] for row in rows[1:5]] == ["u", "e2", "r1", "e3"]
+    summary = " ".join(rows[5])
+    assert summary.startswith("4 missions") and "not shown" not in summary
+
+
+def test_watch_table_lists_no_recent_mission_when_those_not_final_fill_the_screen(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    monkeypatch.setenv("LINES", "5")  # 2 rows of missions
+    done = run("watch")
+    answer(channel, "GetStats", pb.GetStatsResponse(last_sequence=9))
+    listed = [mission(id="a"), mission(mission_pb2.MISSION_STATE_RUNNING, id="b")]
+    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=listed))
+    request = stream(channel, [])  # next comes WatchEvents: no listing of recent missions
+
+    assert done.result(timeout=10) == 0
+    assert request.after_sequence == 9
+
+
+@pytest.mark.parametrize(("unfinished", "after"), [(True, 9), (False, 12)])
+def test_watch_table_without_the_operator_role_follows_from_the_first_listing(
+    run: Run,
+    channel: Any,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    unfinished: bool,
+    after: int,
 ) -> None:
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     done = run("watch")
     answer(channel, "GetStats", pb.GetStatsResponse(), grpc.StatusCode.PERMISSION_DENIED, "operator only")
     listed = [mission(id="a", last_sequence=7), mission(mission_pb2.MISSION_STATE_RUNNING, id="b", last_sequence=9)]
-    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=listed))
+    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=listed if unfinished else []))
+    finished = mission(mission_pb2.MISSION_STATE_SUCCEEDED, id="c", last_sequence=12)
+    answer(channel, "ListMissions", pb.ListMissionsResponse(missions=[finished]))
     request = stream(channel, [])
 
     assert done.result(timeout=10) == 0
-    assert request.after_sequence == 9  # nothing after the newest listed change is missed
-    assert [row[:3] for row in table_rows(capsys.readouterr().out)[1:3]] == [
-        ["a", "echo", "QUEUED"],
-        ["b", "echo", "RUNNING"],
-    ]
+    # The newest change the listing of unfinished missions shows, else the recent one's: a
+    # later listing's could be past changes of "a" and "b", which their rows would miss.
+    assert request.after_sequence == after
+    shown = [row[:3] for row in table_rows(capsys.readouterr().out)[1:-1]]  # no header, no summary
+    first = [["a", "echo", "QUEUED"], ["b", "echo", "RUNNING"]] if unfinished else []
+    assert shown == [*first, ["c", "echo", "SUCCEEDED"]]
 
 
 @pytest.mark.parametrize("argv", [["--after", "5"], ["--plain"], ["-o", "jsonl"]])
