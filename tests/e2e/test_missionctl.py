@@ -6,8 +6,11 @@ import asyncio
 import json
 import os
 import pathlib
+import re
+import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -20,13 +23,19 @@ from tests.support import Stack, eventually, payload
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
 
-async def missionctl(stack: Stack, *argv: str, server_variable: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run ``missionctl ARGV...`` with no setting from this machine; MISSIONS_SERVER names ``stack``."""
+def missionctl_env(stack: Stack, server_variable: bool = True) -> dict[str, str]:
+    """This machine's environment with no missionctl setting; MISSIONS_SERVER names ``stack``."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("MISSIONS_")}
     env["XDG_CONFIG_HOME"] = str(stack.directory / "xdg")
     if server_variable:
         env["MISSIONS_SERVER"] = stack.target
+    return env
+
+
+async def missionctl(stack: Stack, *argv: str, server_variable: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run ``missionctl ARGV...`` with no setting from this machine; MISSIONS_SERVER names ``stack``."""
     command = [sys.executable, "-m", "missions.ctl", *argv]
+    env = missionctl_env(stack, server_variable)
     return await asyncio.to_thread(
         subprocess.run,
         command,
@@ -198,3 +207,70 @@ async def test_dead_letters_in_bulk_agree_with_stats_redrive_and_purge(stack: St
     assert "dead_letter_depth" not in json.loads(stats.stdout)  # proto3 JSON leaves out a zero
     again = await missionctl(stack, "redrive", submitted[2])
     assert again.returncode == 3 + grpc.StatusCode.FAILED_PRECONDITION.value[0], again.stderr
+
+
+async def _submit(stack: Stack, mission_type: str) -> str:
+    response: pb.SubmitMissionResponse = await stack.stub.SubmitMission(pb.SubmitMissionRequest(type=mission_type))
+    return response.mission.id
+
+
+async def _succeeded(stack: Stack, count: int) -> None:
+    async def done() -> bool:
+        request = pb.ListMissionsRequest(states=[mission_pb2.MISSION_STATE_SUCCEEDED])
+        return len((await stack.stub.ListMissions(request)).missions) == count
+
+    await eventually(done, f"{count} missions succeeded")
+
+
+async def test_list_newest_first_pages_from_the_most_recent_mission(stack: Stack) -> None:
+    await stack.start_service()
+    ids = [await _submit(stack, "echo") for _ in range(3)]
+
+    done = await missionctl(stack, "list", "--newest-first", "--page-size", "2", "--all", "-o", "json")
+
+    assert done.returncode == 0, done.stderr
+    assert [found["id"] for found in json.loads(done.stdout)["missions"]] == ids[::-1]
+
+
+async def test_watch_table_starts_with_the_unfinished_and_the_latest_missions_then_follows(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker()
+    finished = [await _submit(stack, "echo") for _ in range(3)]
+    await _succeeded(stack, 3)
+    waiting = await _submit(stack, "no-worker-handles-this")
+    env = missionctl_env(stack) | {"TTY_COMPATIBLE": "1", "COLUMNS": "200", "LINES": "6"}  # 3 rows of missions
+    watch = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "missions.ctl", "watch", env=env, stdout=asyncio.subprocess.PIPE
+    )
+    assert watch.stdout is not None
+    stdout = watch.stdout
+    out = ""
+
+    async def frame(holds: Callable[[str], bool]) -> str:
+        """Read the table's frames until one ``holds``; that frame."""
+        nonlocal out
+        async with asyncio.timeout(30):
+            while True:
+                # Each frame ends with its summary line, "N missions, M events ...".
+                frames = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", out).split(" events")
+                if found := next((text for text in frames if holds(text)), None):
+                    return found
+                chunk = await stdout.read(65536)
+                assert chunk, f"missionctl watch ended: {out}"
+                out += chunk.decode()
+
+    try:
+        # The one not final, then the two newest final ones: the room left on 3 rows.
+        first = await frame(lambda text: "missions," in text)
+        assert all(mission_id in first for mission_id in (waiting, finished[1], finished[2]))
+        assert finished[0] not in first
+        latest = await _submit(stack, "echo")
+        await frame(lambda text: re.search(rf"{latest}\s+echo\s+SUCCEEDED", text) is not None)
+    finally:
+        watch.send_signal(signal.SIGINT)
+        try:
+            code = await asyncio.wait_for(watch.wait(), 30)
+        finally:
+            if watch.returncode is None:
+                watch.kill()
+    assert code == 0
