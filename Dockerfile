@@ -1,5 +1,8 @@
 # One image, both entry points: `mission-service` (default) and `mission-worker`.
-FROM python:3.11-slim
+# PYTHON_IMAGE: any image with Python >= 3.11 whose `pip` installs into the `python` on PATH
+# (scripts/build-images makes one from Debian's packages where no registry is reachable).
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
 WORKDIR /app
