@@ -110,19 +110,21 @@ class FakeService(mission_service_pb2_grpc.MissionServiceServicer):
             ]
         )
 
+    def _page(self, page_token: str) -> tuple[list[mission_pb2.Mission], str]:
+        """The missions of the page at ``page_token`` (an index), and the next page's token."""
+        start = int(page_token or 0)
+        end = start + self.page_size
+        return self.missions[start:end], str(end) if end < len(self.missions) else ""
+
     async def ListMissions(self, request: pb.ListMissionsRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._answer("ListMissions", request, context)
-        start = int(request.page_token or 0)
-        end = start + self.page_size
-        token = str(end) if end < len(self.missions) else ""
-        return pb.ListMissionsResponse(missions=self.missions[start:end], next_page_token=token)
+        missions, token = self._page(request.page_token)
+        return pb.ListMissionsResponse(missions=missions, next_page_token=token)
 
     async def ListDeadLetters(self, request: pb.ListDeadLettersRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._answer("ListDeadLetters", request, context)
-        start = int(request.page_token or 0)
-        end = start + self.page_size
-        token = str(end) if end < len(self.missions) else ""
-        return pb.ListDeadLettersResponse(missions=self.missions[start:end], next_page_token=token)
+        missions, token = self._page(request.page_token)
+        return pb.ListDeadLettersResponse(missions=missions, next_page_token=token)
 
     async def RedriveDeadLetters(self, request: pb.RedriveDeadLettersRequest, context: grpc.aio.ServicerContext) -> Any:
         await self._answer("RedriveDeadLetters", request, context)
