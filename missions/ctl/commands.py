@@ -380,9 +380,10 @@ def _warn_without_worker(client: Client, mission: mission_pb2.Mission) -> None:
 
 
 def _wait(client: Client, out: Output, mission: mission_pb2.Mission, *, bar: bool) -> int:
-    """Follow the mission's events until its final one, then print it; 0 only if it SUCCEEDED."""
-    # An idempotent resubmission may return a mission that finished long ago: nothing to follow.
-    events = () if mission.state in TERMINAL_STATES else client.watch(mission_ids=[mission.id])
+    """Follow the mission's events (its history first) until its final one, then print it; 0
+    only if it SUCCEEDED. The submission's answer may show it finished already (a quick
+    worker): the history still shows how."""
+    events = client.watch(mission_ids=[mission.id])
     try:
         if bar:
             _progress_bar(out.console, mission, events)
@@ -392,6 +393,10 @@ def _wait(client: Client, out: Output, mission: mission_pb2.Mission, *, bar: boo
     except KeyboardInterrupt:
         warn(f"interrupted; mission {mission.id} goes on: missionctl watch --mission {mission.id}")
         return EXIT_INTERRUPTED
+    except errors.OutOfRangeError:
+        if mission.state not in TERMINAL_STATES:
+            raise
+        # An idempotent resubmission of a mission that ended before the log's retention.
     final = client.wait(mission.id)
     out.mission(pb.GetMissionResponse(mission=final))
     if final.state == mission_pb2.MISSION_STATE_SUCCEEDED:

@@ -60,7 +60,9 @@ async def test_submit_wait_jsonl_follows_the_mission_to_completed(stack: Stack) 
 
     assert done.returncode == 0, done.stderr
     lines = json_lines(done.stdout)
-    assert list(lines[0]) == ["mission"] and lines[0]["mission"]["state"] == "MISSION_STATE_QUEUED"
+    # The submission's answer: QUEUED, or further along when the worker was quicker.
+    assert list(lines[0]) == ["mission"]
+    assert lines[0]["mission"]["state"] in ("MISSION_STATE_QUEUED", "MISSION_STATE_RUNNING", "MISSION_STATE_SUCCEEDED")
     events = [line["event"] for line in lines if "event" in line]
     assert [event["type"] for event in events] == ["EVENT_TYPE_CREATED", "EVENT_TYPE_STARTED", "EVENT_TYPE_COMPLETED"]
     assert events[-1]["completed"]["result"] == {"hello": "world"}

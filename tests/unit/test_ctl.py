@@ -649,13 +649,28 @@ def test_submit_wait_exits_130_on_ctrl_c_and_says_how_to_follow(
     assert f"missionctl watch --mission {MISSION_ID}" in capsys.readouterr().err
 
 
-def test_submit_wait_on_an_already_finished_mission_does_not_watch(
+def test_submit_wait_on_a_mission_finished_already_still_shows_its_history(
+    run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    done = run("submit", "echo", "--wait")
+    finished = mission(mission_pb2.MISSION_STATE_SUCCEEDED)  # a worker quicker than the answer
+    answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=finished))
+    watch = stream(channel, progress_then_completed())
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=finished))
+
+    assert done.result(timeout=10) == 0
+    assert list(watch.mission_ids) == [MISSION_ID]
+    assert "COMPLETED" in capsys.readouterr().out
+
+
+def test_submit_wait_on_a_mission_whose_history_is_gone_prints_it(
     run: Run, channel: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     done = run("submit", "echo", "--idempotency-key", "k", "--wait")
     finished = mission(mission_pb2.MISSION_STATE_CANCELLED, idempotency_key="k")
     answer(channel, "SubmitMission", pb.SubmitMissionResponse(mission=finished))
-    answer(channel, "GetMission", pb.GetMissionResponse(mission=finished))  # no WatchEvents call in between
+    stream(channel, [], grpc.StatusCode.OUT_OF_RANGE, "sequence 1 is older than the log keeps")
+    answer(channel, "GetMission", pb.GetMissionResponse(mission=finished))
 
     assert done.result(timeout=10) == 1
     assert "did not succeed: CANCELLED" in capsys.readouterr().err
