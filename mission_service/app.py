@@ -5,8 +5,8 @@ hub, follower, commands, queries, servicer) to what the service needs of the bro
 (``BrokerSide``); the servicer tests call it with a fake broker. ``serve`` connects to
 RabbitMQ, builds the service, and runs it: resources are entered on one AsyncExitStack
 in dependency order, so they close in reverse, and the loops that run until the stop
-(follower, reaper, legacy work) share one TaskGroup; the follower or the reaper ending
-stops the replica (mission_service/loops.py).
+(follower, reaper, scheduler, legacy work) share one TaskGroup; the follower, the reaper or
+the scheduler ending stops the replica (mission_service/loops.py).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from mission_service.metrics import ServiceMetrics
 from mission_service.queries import MissionQueries, QueriesConfig, QueueDepths
 from mission_service.reaper import Reaper
 from mission_service.recent import RecentEvents
+from mission_service.scheduler import Scheduler
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings
 from mission_service.start_verdicts import StartVerdictSender
@@ -184,12 +185,14 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
         await service.workers.start(log_connection, names)
         reaper = Reaper(service.store, service.workers, service.commands.publish, source)
+        scheduler = Scheduler(service.store, reaper.leads, service.commands.fire)
         await _run(
             settings,
             service,
             _Running(health, spans, stop, bound),
             legacy=functools.partial(_clear_legacy, connection, publisher, names),
             reaping=functools.partial(reaper.run, log_connection, names, settings.reap_interval),
+            scheduling=scheduler.run,
         )
 
 
@@ -210,11 +213,13 @@ class _Running:
     bound: asyncio.Future[int] | None
 
 
-async def _run(settings: ServiceSettings, service: Service, running: _Running, *, legacy: Loop, reaping: Loop) -> None:
+async def _run(
+    settings: ServiceSettings, service: Service, running: _Running, *, legacy: Loop, reaping: Loop, scheduling: Loop
+) -> None:
     """Serve gRPC while the loops run, until the stop or until a loop fails (then raise its failure).
 
-    The reaper starts once the follower reads the log (a sweep judges what the store says);
-    the loops stop only after the server: its calls use them.
+    The reaper and the scheduler start once the follower reads the log (they judge what the
+    store says); the loops stop only after the server: its calls use them.
     """
     try:
         async with asyncio.TaskGroup() as group:
@@ -233,6 +238,7 @@ async def _run(settings: ServiceSettings, service: Service, running: _Running, *
                 if await _first(service.follower.attached.wait(), running.stop.wait(), loops.failed.wait()) == 0:
                     await running.health.set("log follower", True)
                     loops.start("reaper", reaping)
+                    loops.start("scheduler", scheduling)
                     await _first(running.stop.wait(), loops.failed.wait())
                 log.info("mission-service stopping")
             loops.stop()

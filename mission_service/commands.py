@@ -27,7 +27,7 @@ from missions.errors import (
     PermissionDeniedError,
 )
 from missions.eventlog import EventPublisher
-from missions.events import TERMINAL_STATES, new_event, now
+from missions.events import TERMINAL_STATES, is_scheduled, new_event, now
 from missions.logs import mission_fields
 from missions.metrics import PublishedEvents
 from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
@@ -104,13 +104,18 @@ class MissionCommands:
         )
         if request.HasField("timeout"):
             mission.timeout.CopyFrom(request.timeout)
+        due = validation.due_time(request, mission.create_time, limits)
+        if due is not None:
+            mission.due_time.CopyFrom(due)
+            if is_scheduled(mission):
+                mission.state = M.MISSION_STATE_SCHEDULED
         if not request.idempotency_key:
             return await self._create(mission, correlation_id)
         existing = self._store.get(mission.id)
         if existing is not None:
-            await self._dispatch_again(_same_submission(existing, mission))
+            await self._dispatch_again(_same_submission(existing, mission, request))
             return existing
-        return _same_submission(await self._create_once(mission, correlation_id), mission)
+        return _same_submission(await self._create_once(mission, correlation_id), mission, request)
 
     async def _create_once(self, mission: mission_pb2.Mission, correlation_id: str) -> mission_pb2.Mission:
         """``_create``, shared by the concurrent submissions of one key on this replica: one
@@ -131,11 +136,14 @@ class MissionCommands:
         """Append the mission's CREATED and dispatch its work message; the mission the log kept
         (another one with the same id when a concurrent submission's CREATED came first)."""
         event = _work(mission, self._config.source, correlation_id)
-        await self._append(event, priority=mission.priority, dispatch=True)
+        # A mission due later gets its work message when it is due (Scheduler, fire).
+        scheduled = is_scheduled(mission)
+        await self._append(event, priority=mission.priority, dispatch=not scheduled)
         log.debug(
-            "mission %s (%s) queued",
+            "mission %s (%s) %s",
             mission.id,
             mission.type,
+            "scheduled" if scheduled else "queued",
             extra=mission_fields(mission.id, correlation_id, mission.type),
         )
         return self._store.get(mission.id) or mission
@@ -208,6 +216,23 @@ class MissionCommands:
         if mission.state != M.MISSION_STATE_QUEUED or mission.attempt:
             return
         await self._dispatcher.dispatch(_work(mission, self._config.source, _correlation(mission)), mission.priority)
+
+    async def fire(self, mission: mission_pb2.Mission) -> None:
+        """Queue a SCHEDULED mission that is due: its DUE, then, once this replica's log shows
+        that DUE took effect, its work message. A DUE that the log shows second (another
+        replica fired the mission too, or it was cancelled meanwhile) is a duplicate and gets
+        no work message, so the mission gets one."""
+        correlation_id = _correlation(mission)
+        due = new_event(mission, events_pb2.EVENT_TYPE_DUE, source=self._config.source, correlation_id=correlation_id)
+        due.due.due_time.CopyFrom(mission.due_time)
+        work = _work(mission, self._config.source, correlation_id)
+        await self._dispatcher.append(due, mission.priority, self.publish, work=work)
+        log.debug(
+            "mission %s (%s) due",
+            mission.id,
+            mission.type,
+            extra=mission_fields(mission.id, correlation_id, mission.type),
+        )
 
     async def cancel(self, request: mission_service_pb2.CancelMissionRequest, caller: Principal) -> mission_pb2.Mission:
         """Cancel a queued, retrying or running mission; idempotent for a cancelled one.
@@ -359,11 +384,22 @@ def _correlation(mission: mission_pb2.Mission) -> str:
     return mission.correlation_id or mission.id
 
 
-def _same_submission(existing: mission_pb2.Mission, requested: mission_pb2.Mission) -> mission_pb2.Mission:
-    """The existing mission when ``requested`` asks for the same thing, else ALREADY_EXISTS."""
-    fields = ("type", "payload", "priority", "max_attempts", "timeout", "labels")
-    for name in fields:
-        if getattr(existing, name) != getattr(requested, name):
+def _same_submission(
+    existing: mission_pb2.Mission, requested: mission_pb2.Mission, request: mission_service_pb2.SubmitMissionRequest
+) -> mission_pb2.Mission:
+    """The existing mission when ``requested`` asks for the same thing, else ALREADY_EXISTS.
+
+    The due time is compared as the retry's ``request`` asks for it counted from the existing
+    mission's creation: a retry's own clock would move a ``delay`` on by however late it came.
+    """
+    retried = mission_pb2.Mission()
+    retried.CopyFrom(requested)
+    retried.ClearField("due_time")
+    due = validation.due_time(request, existing.create_time, None)
+    if due is not None:
+        retried.due_time.CopyFrom(due)
+    for name in ("type", "payload", "priority", "max_attempts", "timeout", "labels", "due_time"):
+        if getattr(existing, name) != getattr(retried, name):
             raise AlreadyExistsError(
                 f"idempotency_key {requested.idempotency_key!r} was used for a different request"
                 f" (mission {existing.id}, field {name} differs)"

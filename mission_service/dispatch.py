@@ -1,5 +1,6 @@
-"""Work messages: a mission reaches the work queue only after the log holds the event
-(CREATED or REDRIVEN) that queued it, so no worker event can precede that event in the log.
+"""Work messages: a mission reaches the work queue only after the log holds the event that
+queued it (CREATED, REDRIVEN, or DUE for a mission that was SCHEDULED), so no worker event
+can precede that event in the log.
 
 The log also decides which event queues a mission: when concurrent submissions with one
 idempotency key (or concurrent redrives) each append one, every replica's projection keeps
@@ -55,25 +56,36 @@ class Dispatcher:
         self._in_flight: dict[_Key, asyncio.Task[None]] = {}
         self._watching: set[asyncio.Task[None]] = set()  # unconfirmed appends, waiting to show in the log
 
-    async def append(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
+    async def append(
+        self,
+        event: events_pb2.MissionEvent,
+        priority: int | None,
+        append: Append,
+        *,
+        work: events_pb2.MissionEvent | None = None,
+    ) -> None:
         """``append`` the event, wait until the log shows it, then dispatch its work message
+        (``work``, by default the event itself: a DUE's work is its mission's CREATED)
         unless it was a duplicate; return once that is done. Raises what ``append`` raises;
         the work message then goes out only if the log shows the event within a minute
         (a lost confirm)."""
-        await self._start(event, self._append_then_dispatch(event, priority, append), join=False)
+        work = event if work is None else work
+        await self._start(event, self._append_then_dispatch(event, priority, append, work), join=False)
 
     async def dispatch(self, event: events_pb2.MissionEvent, priority: int | None) -> None:
         """Dispatch the work message of ``event``, whose mission the log already holds; joins
         the dispatch in flight for the same mission and generation, if there is one."""
         await self._start(event, self._retrying.dispatch(event, priority=priority), join=True)
 
-    async def _append_then_dispatch(self, event: events_pb2.MissionEvent, priority: int | None, append: Append) -> None:
+    async def _append_then_dispatch(
+        self, event: events_pb2.MissionEvent, priority: int | None, append: Append, work: events_pb2.MissionEvent
+    ) -> None:
         # Watched from before the append: the log may show the event before its confirm comes.
         shown = asyncio.ensure_future(self._logged(event.id))
         try:
             await append(event, priority)
         except BrokerUnavailableError:
-            watch = asyncio.create_task(self._dispatch_if_logged(event, priority, shown))
+            watch = asyncio.create_task(self._dispatch_if_logged(event, priority, shown, work))
             self._watching.add(watch)
             watch.add_done_callback(self._watching.discard)
             raise
@@ -81,10 +93,14 @@ class Dispatcher:
             shown.cancel()
             raise
         if await self._took_effect(event, shown, confirmed=True):
-            await self._retrying.dispatch(event, priority=priority)
+            await self._retrying.dispatch(work, priority=priority)
 
     async def _dispatch_if_logged(
-        self, event: events_pb2.MissionEvent, priority: int | None, shown: asyncio.Future[bool]
+        self,
+        event: events_pb2.MissionEvent,
+        priority: int | None,
+        shown: asyncio.Future[bool],
+        work: events_pb2.MissionEvent,
     ) -> None:
         """Dispatch the work message of ``event``, whose append was not confirmed, if the log
         shows it after all (the broker stored it and only its confirm was lost)."""
@@ -94,7 +110,7 @@ class Dispatcher:
                 event.mission_id,
                 events_pb2.EventType.Name(event.type),
             )
-            await self.dispatch(event, priority)
+            await self.dispatch(work, priority)
 
     @staticmethod
     async def _took_effect(

@@ -63,5 +63,6 @@ def limits_from_args(args: argparse.Namespace, parser: argparse.ArgumentParser) 
             parser.error(
                 f"{limit_flag(smaller)} ({values[smaller]}) must not exceed {limit_flag(larger)} ({values[larger]})"
             )
-    timeout = timedelta(seconds=values.pop("max_timeout"))
-    return Limits(max_timeout=timeout, **values)
+    # Limits of time are timedeltas, given in whole seconds.
+    timeout, delay = (timedelta(seconds=values.pop(name)) for name in ("max_timeout", "max_delay"))
+    return Limits(max_timeout=timeout, max_delay=delay, **values)

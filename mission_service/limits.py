@@ -48,6 +48,10 @@ class Limits:
     max_timeout: timedelta = field(
         default=timedelta(days=1), metadata={"help": "longest per-attempt timeout a request may ask for, in seconds"}
     )
+    max_delay: timedelta = field(
+        default=timedelta(days=365),
+        metadata={"help": "how far ahead of its submission a mission may be due (due_time, delay), in seconds"},
+    )
     default_page_size: int = field(default=100, metadata={"help": "page size of a list request with page_size 0"})
     max_page_size: int = field(
         default=1000, metadata={"help": "largest page of a list; larger page sizes are lowered to it"}

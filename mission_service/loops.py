@@ -1,4 +1,4 @@
-"""The loops a service replica runs until it stops (log follower, reaper, legacy work), in one TaskGroup.
+"""The loops a service replica runs until it stops (log follower, reaper, scheduler, legacy work), in one TaskGroup.
 
 A loop that ends, fails, or is cancelled by anyone but the stop (a library's
 cancellation from a broken connection) is a failure of the replica. It is recorded and

@@ -47,6 +47,7 @@ _COUNTED = {
     E.EVENT_TYPE_CANCELLED: ("missions_cancelled_total", "Missions cancelled (CANCELLED events in the log)."),
     E.EVENT_TYPE_REDRIVEN: ("missions_redriven_total", "Missions redriven (REDRIVEN events in the log)."),
     E.EVENT_TYPE_PURGED: ("missions_purged_total", "Dead letters purged (PURGED events in the log)."),
+    E.EVENT_TYPE_DUE: ("missions_due_total", "Delayed missions that reached their due time (DUE events in the log)."),
 }
 
 # Submission times kept for missions in flight; past this the oldest is forgotten, and
@@ -58,6 +59,11 @@ MissionLookup = Callable[[str], mission_pb2.Mission | None]
 
 def _seconds(stamp: timestamp_pb2.Timestamp) -> float:
     return stamp.seconds + stamp.nanos / 1e9
+
+
+def _ready(mission: mission_pb2.Mission) -> float:
+    """When ``mission`` could first run: its submission, or its due time if later."""
+    return max(_seconds(mission.create_time), _seconds(mission.due_time))
 
 
 class _SubmissionTimes:
@@ -72,7 +78,7 @@ class _SubmissionTimes:
     def remember(self, mission: mission_pb2.Mission) -> None:
         if len(self._times) >= self._bound:
             del self._times[next(iter(self._times))]  # the oldest: dicts keep insertion order
-        self._times[mission.id] = _seconds(mission.create_time)
+        self._times[mission.id] = _ready(mission)
 
     def pop(self, mission_id: str) -> float | None:
         submitted = self._times.pop(mission_id, None)
@@ -80,7 +86,7 @@ class _SubmissionTimes:
             mission = self._lookup(mission_id)
             if mission is None or not mission.HasField("create_time"):
                 return None
-            submitted = _seconds(mission.create_time)
+            submitted = _ready(mission)
         return submitted
 
 
@@ -103,7 +109,8 @@ class ServiceMetrics:
         self._end_to_end = ByType(
             Histogram(
                 "missions_end_to_end_seconds",
-                "From submission to the mission's final event (COMPLETED, CANCELLED, DEAD_LETTERED), by mission type.",
+                "From submission (or due time, if later) to the mission's final event (COMPLETED, CANCELLED,"
+                " DEAD_LETTERED), by mission type.",
                 ["type"],
                 buckets=DURATION_BUCKETS,
                 registry=self.registry,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from missions.events import TERMINAL_STATES
+from missions.events import TERMINAL_STATES, is_scheduled
 from missions.v1 import events_pb2, mission_pb2
 
 __all__ = ["apply", "is_duplicate"]
@@ -22,8 +22,8 @@ def is_duplicate(current: mission_pb2.Mission | None, event: events_pb2.MissionE
     (concurrent redrives and purges: only a dead letter takes either), a STARTED of an
     attempt that has already started (a copy of its work message, or a worker asking
     again: only the first STARTED runs), a STARTED of a mission already over (cancelled,
-    or finished: the service refuses it), and a withdrawn STARTED (its worker was
-    refused).
+    or finished: the service refuses it), a withdrawn STARTED (its worker was refused),
+    and a DUE of a mission no longer SCHEDULED (two replicas fired it, or it was cancelled).
     """
     if current is None:
         return False
@@ -31,6 +31,8 @@ def is_duplicate(current: mission_pb2.Mission | None, event: events_pb2.MissionE
         return True
     if event.type in (E.EVENT_TYPE_REDRIVEN, E.EVENT_TYPE_PURGED):
         return not current.dead_lettered
+    if event.type == E.EVENT_TYPE_DUE:
+        return current.state != M.MISSION_STATE_SCHEDULED
     if event.type == E.EVENT_TYPE_STARTED:
         return (
             event.started.withdrawn
@@ -54,7 +56,7 @@ def apply(current: mission_pb2.Mission | None, event: events_pb2.MissionEvent) -
         mission.CopyFrom(current)
     elif event.type == E.EVENT_TYPE_CREATED:
         mission.CopyFrom(event.created.mission)
-        mission.state = M.MISSION_STATE_QUEUED
+        mission.state = M.MISSION_STATE_SCHEDULED if is_scheduled(mission) else M.MISSION_STATE_QUEUED
         return _touch(mission, event)
     else:
         log.warning("event %s (sequence %d) for unknown mission %s", event.id, event.sequence, event.mission_id)
@@ -95,7 +97,10 @@ def _transition(mission: mission_pb2.Mission, event: events_pb2.MissionEvent) ->
         # The next attempt's STARTED reached the log first (a retry without delay): this
         # attempt's end no longer describes the mission.
         return
-    if kind == "started":
+    if kind == "due":
+        if mission.state == M.MISSION_STATE_SCHEDULED:
+            mission.state = M.MISSION_STATE_QUEUED
+    elif kind == "started":
         mission.state = M.MISSION_STATE_RUNNING
         mission.attempt = event.attempt
         mission.worker_id = event.started.worker_id

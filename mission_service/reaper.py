@@ -12,13 +12,15 @@ between its last attempt's FAILED and DEAD_LETTERED gets the DEAD_LETTERED.
 One replica sweeps at a time. Every replica publishes a tick into ``ns.leader``, a
 queue with a single active consumer; only the active consumer receives ticks, and a
 tick triggers a sweep. Event ids are derived from (mission, attempt), so the rare
-double sweep during a leadership change publishes the same ids twice.
+double sweep during a leadership change publishes the same ids twice. The ticks also say
+whether this replica leads (``leads``), which the scheduler of delayed missions asks.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -49,6 +51,8 @@ _EVENT_IDS = uuid.UUID("0b1d6c3e-8f7a-5e2d-9c4b-1a3f5e7d9b2c")
 _MAX_SWEEP = 10_000
 # How long a FAILED for good waits for its DEAD_LETTERED before the reaper publishes one.
 _STRANDED_GRACE_S = 10.0
+# Intervals without a tick after which a replica no longer counts itself the leader.
+_LEADERSHIP_TICKS = 3
 
 Publish = Callable[[events_pb2.MissionEvent, int | None], Awaitable[None]]
 
@@ -70,6 +74,8 @@ class Reaper:
         self._publish = publish
         self._source = source
         self._last_sweep = 0.0
+        self._last_tick = -math.inf  # monotonic
+        self._period = 1.0
 
     async def sweep(self) -> int:
         """One pass; returns the number of attempts declared lost or dead-lettered."""
@@ -155,9 +161,15 @@ class Reaper:
 
         return event
 
+    def leads(self) -> bool:
+        """Whether this replica is the leader: it received a tick within the last few intervals.
+        For a moment after a failover two replicas can both think so (the old leader until
+        its ticks are overdue): what either does as leader must be harmless twice."""
+        return time.monotonic() - self._last_tick < _LEADERSHIP_TICKS * self._period
+
     async def run(self, connection: AbstractConnection, names: Topology, interval: timedelta) -> None:
         """Tick and sweep (when this replica is the active consumer) until cancelled."""
-        period = interval.total_seconds()
+        period = self._period = interval.total_seconds()
         channel = await connection.channel()
         try:
             queue = await declare_leader_queue(channel, names, int(period * 1000))
@@ -177,7 +189,7 @@ class Reaper:
 
     async def _on_tick(self, message: AbstractIncomingMessage) -> None:
         # Every replica ticks; sweep at most about once per interval.
-        now = time.monotonic()
+        now = self._last_tick = time.monotonic()
         if now - self._last_sweep < 0.5:
             return
         self._last_sweep = now

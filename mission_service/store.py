@@ -26,9 +26,10 @@ log = logging.getLogger(__name__)
 
 # Bump when the tables or the sequences in them change (4: sequences of group commit; 5:
 # a STARTED of a mission already over is a duplicate; 6: create_time and the labels table,
-# for ListMissions' filters; 7: error_type, for ListDeadLetters' filter, and PURGED): an
-# older file is dropped and rebuilt from the log.
-SCHEMA_VERSION = 7
+# for ListMissions' filters; 7: error_type, for ListDeadLetters' filter, and PURGED; 8:
+# due_time and SCHEDULED, for delayed missions): an older file is dropped and rebuilt from
+# the log.
+SCHEMA_VERSION = 8
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
 # good if the worker died in between (the Reaper finishes those). A purged dead letter is
@@ -41,6 +42,10 @@ _STRANDED = f"state = {int(mission_pb2.MISSION_STATE_FAILED)} AND dead_lettered 
 # state in it, as SQLite still checks the index's own WHERE on each entry).
 _WAITING = f"state IN ({int(mission_pb2.MISSION_STATE_QUEUED)}, {int(mission_pb2.MISSION_STATE_RETRYING)})"
 
+# Missions waiting for their due time: the scheduler asks for the earliest every fraction of
+# a second, which a partial index on the due time answers without reading the rest.
+_SCHEDULED = f"state = {int(mission_pb2.MISSION_STATE_SCHEDULED)}"
+
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS missions (
     id TEXT PRIMARY KEY,
@@ -52,6 +57,7 @@ CREATE TABLE IF NOT EXISTS missions (
     end_time REAL,
     dead_lettered INTEGER NOT NULL DEFAULT 0,
     error_type TEXT,
+    due_time REAL,
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS missions_by_created ON missions (created_sequence);
@@ -61,6 +67,7 @@ CREATE INDEX IF NOT EXISTS missions_by_end ON missions (state, end_time);
 CREATE INDEX IF NOT EXISTS missions_dead ON missions (dead_lettered, created_sequence);
 CREATE INDEX IF NOT EXISTS missions_stranded ON missions (created_sequence) WHERE {_STRANDED};
 CREATE INDEX IF NOT EXISTS missions_waiting ON missions (type, state) WHERE {_WAITING};
+CREATE INDEX IF NOT EXISTS missions_scheduled ON missions (due_time) WHERE {_SCHEDULED};
 -- A mission's labels, set once at creation: ListMissions' label selector looks them up.
 CREATE TABLE IF NOT EXISTS labels (
     key TEXT NOT NULL,
@@ -126,7 +133,7 @@ def _runs(mission: mission_pb2.Mission | None, started: events_pb2.MissionEvent)
     )
 
 
-def _seconds(mission: mission_pb2.Mission, field: Literal["create_time", "end_time"]) -> float | None:
+def _seconds(mission: mission_pb2.Mission, field: Literal["create_time", "end_time", "due_time"]) -> float | None:
     """A timestamp of ``mission`` in epoch seconds, None when unset."""
     return getattr(mission, field).ToNanoseconds() / 1e9 if mission.HasField(field) else None
 
@@ -267,6 +274,22 @@ class MissionStore:
         )
         return [_decode(row[0]) for row in rows]
 
+    def due(self, at: float, limit: int) -> Sequence[mission_pb2.Mission]:
+        """SCHEDULED missions due at or before ``at`` (epoch seconds), the earliest due first."""
+        rows = self._db.execute(
+            f"SELECT body FROM missions INDEXED BY missions_scheduled WHERE {_SCHEDULED} AND due_time <= ?"
+            " ORDER BY due_time LIMIT ?",
+            (at, limit),
+        )
+        return [_decode(row[0]) for row in rows]
+
+    def next_due(self) -> float | None:
+        """The earliest due time (epoch seconds) of a SCHEDULED mission; None when none waits."""
+        row = self._db.execute(
+            f"SELECT MIN(due_time) FROM missions INDEXED BY missions_scheduled WHERE {_SCHEDULED}"
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     def duplicates_after(self, sequence: int) -> set[int]:
         """Sequences after ``sequence`` of the events recorded as duplicates (rare: a few per race)."""
         rows = self._db.execute("SELECT sequence FROM duplicates WHERE sequence > ?", (sequence,))
@@ -362,7 +385,7 @@ class MissionStore:
         self._db.execute(
             "INSERT OR REPLACE INTO missions"
             " (id, type, state, created_sequence, final_sequence, create_time, end_time, dead_lettered, error_type,"
-            " body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " due_time, body) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 mission.id,
                 mission.type,
@@ -373,6 +396,7 @@ class MissionStore:
                 _seconds(mission, "end_time"),
                 int(mission.dead_lettered),
                 mission.error.type or None,
+                _seconds(mission, "due_time"),
                 mission.SerializeToString(),
             ),
         )

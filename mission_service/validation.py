@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from typing import Literal
 
-from google.protobuf import struct_pb2
+from google.protobuf import struct_pb2, timestamp_pb2
 
 from mission_service.labels import check_label, parse_label_selector
 from mission_service.limits import Limits, check_count, named_limit
@@ -16,6 +16,7 @@ from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
 
 __all__ = [
     "TimeBound",
+    "due_time",
     "newest_first",
     "time_bounds",
     "validate_batch",
@@ -68,6 +69,44 @@ def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limit
         "idempotency_key", request.idempotency_key, limits.max_idempotency_key_length, "max_idempotency_key_length"
     )
     _check_labels(request.labels, limits)
+
+
+# The seconds a Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.
+_TIMESTAMP_SECONDS = range(-62_135_596_800, 253_402_300_800)
+
+
+def due_time(
+    request: mission_service_pb2.SubmitMissionRequest, created: timestamp_pb2.Timestamp, limits: Limits | None
+) -> timestamp_pb2.Timestamp | None:
+    """When the mission ``request`` submits at ``created`` is due: the later of its ``due_time``
+    and ``created`` + ``delay``, None when it gives neither. InvalidArgumentError naming the
+    field for a negative delay, a malformed time, or a due time beyond ``limits.max_delay``
+    (not checked without ``limits``: a keyed retry's request, counted from the creation of
+    the mission it repeats)."""
+    asked: list[tuple[int, str]] = []
+    if request.HasField("due_time"):
+        stamp = request.due_time
+        if stamp.seconds not in _TIMESTAMP_SECONDS or not 0 <= stamp.nanos < 1_000_000_000:
+            raise InvalidArgumentError("due_time", "is not a valid timestamp (years 1 to 9999)")
+        asked.append((stamp.ToNanoseconds(), "due_time"))
+    if request.HasField("delay"):
+        delay = request.delay.ToNanoseconds()
+        if delay < 0:
+            raise InvalidArgumentError("delay", f"must not be negative, got {delay / 1e9:g} s")
+        asked.append((created.ToNanoseconds() + delay, "delay"))
+    if not asked:
+        return None
+    due, field = max(asked)
+    limit = timedelta.max if limits is None else limits.max_delay
+    if due - created.ToNanoseconds() > limit // timedelta(microseconds=1) * 1000:
+        raise InvalidArgumentError(
+            field,
+            f"puts the due time more than {limit.total_seconds():.0f} s ({limit.days} days) ahead"
+            f" {named_limit('max_delay')}",
+        )
+    result = timestamp_pb2.Timestamp()
+    result.FromNanoseconds(due)
+    return result
 
 
 def _check_length(field: str, value: str, limit: int, name: str) -> None:

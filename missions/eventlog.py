@@ -41,6 +41,8 @@ __all__ = ["EventPublisher", "ReadTally", "read_log", "read_stream", "readable_e
 log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 10.0  # for a confirm
+# The service publishes these to the log only: no worker needs them on the control stream.
+_NOT_DECISIONS = frozenset({events_pb2.EVENT_TYPE_CREATED, events_pb2.EVENT_TYPE_DUE})
 # How long a stream reader with unacked records waits for more before acking them.
 _IDLE_CREDIT_S = 1.0
 
@@ -111,8 +113,9 @@ class EventPublisher:
         await self._confirmed(exchange, codec.encode(event, priority), routing_key, _TIMEOUT_S)
 
     def _exchange_of(self, event: events_pb2.MissionEvent) -> AbstractExchange:
-        """ns.decisions for the service's decisions, which every worker reads; ns.events otherwise."""
-        if self._decisions is not None and event.type != events_pb2.EVENT_TYPE_CREATED:
+        """ns.decisions for the service's decisions, which every worker reads; ns.events otherwise.
+        CREATED and DUE are not decisions a worker acts on: it learns of them from the work message."""
+        if self._decisions is not None and event.type not in _NOT_DECISIONS:
             return self._decisions
         return self._exchange
 

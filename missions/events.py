@@ -9,7 +9,16 @@ from google.protobuf import duration_pb2, timestamp_pb2
 
 from missions.v1 import events_pb2, mission_pb2
 
-__all__ = ["FINAL_EVENT_TYPES", "TERMINAL_STATES", "duration", "is_final", "new_event", "now", "reissued"]
+__all__ = [
+    "FINAL_EVENT_TYPES",
+    "TERMINAL_STATES",
+    "duration",
+    "is_final",
+    "is_scheduled",
+    "new_event",
+    "now",
+    "reissued",
+]
 
 E = events_pb2
 
@@ -38,6 +47,13 @@ def duration(span: timedelta) -> duration_pb2.Duration:
 
 def is_final(event: events_pb2.MissionEvent) -> bool:
     return event.type in FINAL_EVENT_TYPES
+
+
+def is_scheduled(mission: mission_pb2.Mission) -> bool:
+    """Whether ``mission`` as submitted waits for its due time (SCHEDULED): due after its
+    creation. Both times are in its CREATED event, so every reader of the log, and the
+    replica that submits it and so does not dispatch it yet, agree."""
+    return mission.HasField("due_time") and mission.due_time.ToNanoseconds() > mission.create_time.ToNanoseconds()
 
 
 def new_event(

@@ -159,6 +159,10 @@ class SubmitOptions(TypedDict, total=False):
         idempotency_key: a retry with the same key returns the original mission.
         max_attempts: attempts including the first; 0 means the service's default (3).
         timeout: one attempt's time limit, in seconds or a timedelta; the worker's default without.
+        delay: start no earlier than this long after the service accepts it, in seconds or a
+            timedelta; the mission is SCHEDULED until then.
+        due_time: start no earlier than this instant, a timezone-aware datetime (with ``delay``
+            too, the later of the two); one in the past starts at once.
     """
 
     priority: Priority
@@ -166,6 +170,8 @@ class SubmitOptions(TypedDict, total=False):
     idempotency_key: str
     max_attempts: int
     timeout: float | timedelta
+    delay: float | timedelta
+    due_time: datetime
 
 
 def submit_request(
@@ -181,8 +187,18 @@ def submit_request(
         max_attempts=options.get("max_attempts", 0),
     )
     if (timeout := options.get("timeout")) is not None:
-        request.timeout.FromTimedelta(timeout if isinstance(timeout, timedelta) else timedelta(seconds=timeout))
+        request.timeout.FromTimedelta(_span(timeout))
+    if (delay := options.get("delay")) is not None:
+        request.delay.FromTimedelta(_span(delay))
+    if (due_time := options.get("due_time")) is not None:
+        if due_time.tzinfo is None:
+            raise ValueError("due_time must be timezone-aware (a naive datetime could be any zone's)")
+        request.due_time.FromDatetime(due_time)
     return request
+
+
+def _span(value: float | timedelta) -> timedelta:
+    return value if isinstance(value, timedelta) else timedelta(seconds=value)
 
 
 def correlation(correlation_id: str | None) -> Metadata:

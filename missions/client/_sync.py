@@ -97,8 +97,9 @@ class Client(ClientBase[Interceptor, grpc.Channel]):
         **options: Unpack[SubmitOptions],
     ) -> mission_pb2.Mission:
         """Queue a mission of handler ``type`` (e.g. ``"echo"``) with ``payload`` (JSON-like) and
-        ``options`` (``SubmitOptions``: priority, labels, idempotency_key, max_attempts, timeout);
-        returns it with its id, QUEUED (or further along if a worker was quick).
+        ``options`` (``SubmitOptions``: priority, labels, idempotency_key, max_attempts, timeout,
+        delay, due_time); returns it with its id, QUEUED (SCHEDULED when due later; further
+        along if a worker was quick).
         ``correlation_id`` (up to 128 characters) becomes the mission's, to find it in the
         caller's logs; without it the service makes one."""
         request = submit_request(type, payload, **options)

@@ -11,8 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from missions.ctl import render
-from missions.ctl.enums import STATE, short
-from missions.events import TERMINAL_STATES, is_final
+from missions.ctl.enums import STATE, life_cycle_order, short
+from missions.events import TERMINAL_STATES, is_final, is_scheduled
 from missions.v1 import events_pb2, mission_pb2
 
 __all__ = ["CAPACITY", "MissionBoard", "rows_shown"]
@@ -30,6 +30,7 @@ _STATES = {
     E.EVENT_TYPE_CANCELLED: M.MISSION_STATE_CANCELLED,
     E.EVENT_TYPE_DEAD_LETTERED: M.MISSION_STATE_FAILED,
     E.EVENT_TYPE_REDRIVEN: M.MISSION_STATE_QUEUED,
+    E.EVENT_TYPE_DUE: M.MISSION_STATE_QUEUED,
 }
 # A watch of every mission on a busy system must not grow without bound.
 CAPACITY = 1000
@@ -81,6 +82,8 @@ class MissionBoard:
         row.message = render.event_details(event)
         match event.WhichOneof("details"):
             case "created":
+                if is_scheduled(event.created.mission):
+                    row.state = M.MISSION_STATE_SCHEDULED
                 row.max_attempts = event.created.mission.max_attempts
                 row.mission_type = row.mission_type or event.created.mission.type
             case "redriven":
@@ -140,7 +143,7 @@ class MissionBoard:
         for row in rows:
             counts[row.state] = counts.get(row.state, 0) + 1
         summary = Text(f"{len(rows)} missions, {self.events} events", style="dim")
-        for state, count in sorted(counts.items()):  # lifecycle order
+        for state, count in sorted(counts.items(), key=lambda item: life_cycle_order(item[0])):
             name = short(STATE, state) if state else "?"
             summary.append(f" · {count} ")
             summary.append(name, style=render.STYLES.get(name, ""))

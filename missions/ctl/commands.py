@@ -349,6 +349,8 @@ def submit(client: Client, out: Output, args: argparse.Namespace) -> int:
         idempotency_key=args.idempotency_key or "",
         max_attempts=args.max_attempts or 0,
         timeout=args.timeout_s,
+        delay=args.delay,
+        due_time=args.due_time,
     )
     response = pb.SubmitMissionResponse(mission=mission)
     if not args.wait:

@@ -9,7 +9,17 @@ from missions.v1 import events_pb2, mission_pb2, worker_pb2
 if TYPE_CHECKING:
     from google.protobuf.internal.enum_type_wrapper import _EnumTypeWrapper
 
-__all__ = ["EVENT", "PRIORITY", "STATE", "WORKER_STATE", "PrefixedEnum", "choices", "short", "value"]
+__all__ = [
+    "EVENT",
+    "PRIORITY",
+    "STATE",
+    "WORKER_STATE",
+    "PrefixedEnum",
+    "choices",
+    "life_cycle_order",
+    "short",
+    "value",
+]
 
 _V = TypeVar("_V", bound=int)
 
@@ -20,6 +30,15 @@ STATE = ("MISSION_STATE_", mission_pb2.MissionState)
 PRIORITY = ("PRIORITY_", mission_pb2.Priority)
 EVENT = ("EVENT_TYPE_", events_pb2.EventType)
 WORKER_STATE = ("WORKER_STATE_", worker_pb2.WorkerState)
+
+
+# SCHEDULED came to the enum last but comes first in a mission's life.
+_LIFE_CYCLE: dict[int, int] = {mission_pb2.MISSION_STATE_SCHEDULED: -1}
+
+
+def life_cycle_order(state: int) -> int:
+    """A sort key that puts mission states in the order a mission goes through them."""
+    return _LIFE_CYCLE.get(state, state)
 
 
 def choices(enum: PrefixedEnum) -> list[str]:

@@ -106,6 +106,23 @@ def _instant(text: str) -> datetime:
         ) from None
 
 
+def _delay(text: str) -> timedelta:
+    """--delay: a span such as 90s, 30m, 1h or 2d."""
+    if span := _AGO.fullmatch(text.strip()):
+        return timedelta(**{_UNITS[span[2]]: int(span[1])})
+    raise argparse.ArgumentTypeError(f"expected a span such as 90s, 30m, 1h or 2d, got {text!r}")
+
+
+def _due_time(text: str) -> datetime:
+    """--due-time: an ISO-8601 time; without an offset, local time."""
+    try:
+        return datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected an ISO-8601 time (2026-12-08T10:00:00Z, offset optional), got {text!r}"
+        ) from None
+
+
 # --- the commands ---
 
 
@@ -125,7 +142,9 @@ def _add_submit(add: _Add) -> None:
         "examples:\n"
         '  missionctl submit echo --payload \'{"hello": "world"}\' --wait\n'
         "  missionctl submit sleep --payload @job.json --priority high --label team=ops\n"
-        "  missionctl submit echo --idempotency-key order-42 -o json",
+        "  missionctl submit echo --idempotency-key order-42 -o json\n"
+        "  missionctl submit echo --delay 10s\n"
+        "  missionctl submit report --due-time 2026-12-08T10:00:00Z",
     )
     submit.add_argument("type", metavar="TYPE", help="handler name, e.g. echo")
     submit.add_argument(
@@ -139,6 +158,18 @@ def _add_submit(add: _Add) -> None:
     )
     submit.add_argument(
         "--timeout-s", type=_SECONDS, metavar="SECONDS", help="time allowed per attempt; default: the worker's"
+    )
+    submit.add_argument(
+        "--delay",
+        type=_delay,
+        metavar="SPAN",
+        help="start no earlier than this long from now (90s, 30m, 1h, 2d); SCHEDULED until then; default: at once",
+    )
+    submit.add_argument(
+        "--due-time",
+        type=_due_time,
+        metavar="TIME",
+        help="start no earlier than this ISO-8601 time (local without an offset); default: at once",
     )
     submit.add_argument(
         "--idempotency-key",

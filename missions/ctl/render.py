@@ -11,7 +11,8 @@ from rich.table import Table
 from rich.text import Text
 
 from missions.client._payloads import struct_to_dict
-from missions.ctl.enums import EVENT, PRIORITY, STATE, WORKER_STATE, short
+from missions.ctl.enums import EVENT, PRIORITY, STATE, WORKER_STATE, life_cycle_order, short
+from missions.events import is_scheduled
 from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
@@ -122,7 +123,7 @@ def mission_rows(mission: mission_pb2.Mission) -> Iterator[tuple[str, str]]:
     yield "payload", _compact(mission.payload)
     yield "result", _compact(mission.result) if mission.HasField("result") else ""
     yield "error", _error(mission.error) + (" (retryable)" if mission.error.retryable else "")
-    for name in ("create", "start", "end", "update"):
+    for name in ("create", "due", "start", "end", "update"):
         yield f"{name} time", _time(getattr(mission, f"{name}_time"))
     yield "last sequence", str(mission.last_sequence)
 
@@ -190,7 +191,7 @@ def rate(per_second: float | None) -> str:
 def state_counts(stats: pb.GetStatsResponse) -> list[tuple[str, int]]:
     """Every state with its count, in lifecycle order, so views keep their shape; the service omits zeros."""
     counts = {count.state: count.count for count in stats.states}
-    known = [number for number in STATE[1].values() if number]
+    known = sorted((number for number in STATE[1].values() if number), key=life_cycle_order)
     return [(short(STATE, number), counts.get(number, 0)) for number in known + sorted(counts.keys() - set(known))]
 
 
@@ -235,7 +236,8 @@ def event_details(event: events_pb2.MissionEvent) -> str:
     match event.WhichOneof("details"):
         case "created":
             mission = event.created.mission
-            return f"{mission.type} priority={short(PRIORITY, mission.priority).lower()}"
+            due = f" due at {_time(mission.due_time)}" if is_scheduled(mission) else ""
+            return f"{mission.type} priority={short(PRIORITY, mission.priority).lower()}{due}"
         case "started":
             return f"attempt {event.attempt} on {event.started.worker_id}"
         case "progress":
@@ -258,6 +260,8 @@ def event_details(event: events_pb2.MissionEvent) -> str:
             return budget + _by(redriven.requested_by)
         case "purged":
             return "purged from the dead letters" + _by(event.purged.requested_by)
+        case "due":
+            return f"due at {_time(event.due.due_time)}, queued"
     return ""
 
 

@@ -32,7 +32,9 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     EVENT_TYPE_UNSPECIFIED: _EventType.ValueType  # 0
     """Not used in events. In a WatchEvents filter, an empty list means every type."""
     EVENT_TYPE_CREATED: _EventType.ValueType  # 1
-    """The mission was accepted and queued."""
+    """The mission was accepted: queued, or SCHEDULED when it is due later (then DUE
+    follows at its due time).
+    """
     EVENT_TYPE_STARTED: _EventType.ValueType  # 2
     """A worker started an attempt. Each attempt has one: only the worker whose STARTED
     came first runs it.
@@ -60,6 +62,11 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     longer a dead letter, so it is neither listed nor can be redriven. Comes after the
     mission's final event.
     """
+    EVENT_TYPE_DUE: _EventType.ValueType  # 11
+    """A SCHEDULED mission reached its due time: it is QUEUED now and its work message
+    follows. Published by one service replica; a second DUE of the same mission (two
+    replicas firing it at once) is a duplicate that no reader sees.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of state change."""
@@ -67,7 +74,9 @@ class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
 EVENT_TYPE_UNSPECIFIED: EventType.ValueType  # 0
 """Not used in events. In a WatchEvents filter, an empty list means every type."""
 EVENT_TYPE_CREATED: EventType.ValueType  # 1
-"""The mission was accepted and queued."""
+"""The mission was accepted: queued, or SCHEDULED when it is due later (then DUE
+follows at its due time).
+"""
 EVENT_TYPE_STARTED: EventType.ValueType  # 2
 """A worker started an attempt. Each attempt has one: only the worker whose STARTED
 came first runs it.
@@ -94,6 +103,11 @@ EVENT_TYPE_PURGED: EventType.ValueType  # 10
 """A dead-lettered mission was purged by PurgeDeadLetters: it stays FAILED but is no
 longer a dead letter, so it is neither listed nor can be redriven. Comes after the
 mission's final event.
+"""
+EVENT_TYPE_DUE: EventType.ValueType  # 11
+"""A SCHEDULED mission reached its due time: it is QUEUED now and its work message
+follows. Published by one service replica; a second DUE of the same mission (two
+replicas firing it at once) is a duplicate that no reader sees.
 """
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
 
@@ -146,6 +160,7 @@ class MissionEvent(_message.Message):
     DEAD_LETTERED_FIELD_NUMBER: _builtins.int
     REDRIVEN_FIELD_NUMBER: _builtins.int
     PURGED_FIELD_NUMBER: _builtins.int
+    DUE_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the event (a UUID); a redelivered event keeps its id."""
     sequence: _builtins.int
@@ -222,6 +237,10 @@ class MissionEvent(_message.Message):
     def purged(self) -> Global___PurgedEvent:
         """Set for EVENT_TYPE_PURGED."""
 
+    @_builtins.property
+    def due(self) -> Global___DueEvent:
+        """Set for EVENT_TYPE_DUE."""
+
     def __init__(
         self,
         *,
@@ -246,12 +265,13 @@ class MissionEvent(_message.Message):
         dead_lettered: Global___DeadLetteredEvent | None = ...,
         redriven: Global___RedrivenEvent | None = ...,
         purged: Global___PurgedEvent | None = ...,
+        due: Global___DueEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "due", b"due", "failed", b"failed", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "due", b"due", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven", "purged"]  # noqa: Y015
+    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven", "purged", "due"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
@@ -295,7 +315,9 @@ class CreatedEvent(_message.Message):
     MISSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def mission(self) -> _mission_pb2.Mission:
-        """The mission as submitted, in state QUEUED with attempt 0."""
+        """The mission as submitted, with attempt 0: in state QUEUED, or SCHEDULED when its
+        due time is after its create time.
+        """
 
     def __init__(
         self,
@@ -309,6 +331,30 @@ class CreatedEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CreatedEvent: _TypeAlias = CreatedEvent  # noqa: Y015
+
+@_typing.final
+class DueEvent(_message.Message):
+    """Details of EVENT_TYPE_DUE."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """The mission's due time (Mission.due_time); the event's own `time` is when it fired."""
+
+    def __init__(
+        self,
+        *,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["due_time", b"due_time"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DueEvent: _TypeAlias = DueEvent  # noqa: Y015
 
 @_typing.final
 class StartedEvent(_message.Message):

@@ -27,7 +27,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19missions/v1/mission.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xca\x06\n\x07Mission\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x08priority\x18\x04 \x01(\x0e\x32\x15.missions.v1.Priority\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.missions.v1.MissionState\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\x05\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x06result\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05\x65rror\x18\n \x01(\x0b\x32\x19.missions.v1.MissionError\x12\x30\n\x06labels\x18\x0b \x03(\x0b\x32 .missions.v1.Mission.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x11 \x01(\x04\x12\x11\n\tworker_id\x18\x12 \x01(\t\x12\x10\n\x08progress\x18\x13 \x01(\x01\x12\x18\n\x10progress_message\x18\x14 \x01(\t\x12\x15\n\rdead_lettered\x18\x15 \x01(\x08\x12\x15\n\rredrive_count\x18\x16 \x01(\x05\x12\x14\n\x0csubmitted_by\x18\x17 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x18 \x01(\t\x12\x16\n\x0eworker_session\x18\x19 \x01(\t\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0cMissionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08*\xd2\x01\n\x0cMissionState\x12\x1d\n\x19MISSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MISSION_STATE_QUEUED\x10\x01\x12\x19\n\x15MISSION_STATE_RUNNING\x10\x02\x12\x1a\n\x16MISSION_STATE_RETRYING\x10\x03\x12\x1b\n\x17MISSION_STATE_SUCCEEDED\x10\x04\x12\x18\n\x14MISSION_STATE_FAILED\x10\x05\x12\x1b\n\x17MISSION_STATE_CANCELLED\x10\x06*u\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x12\x15\n\x11PRIORITY_CRITICAL\x10\x04\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19missions/v1/mission.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xf8\x06\n\x07Mission\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04type\x18\x02 \x01(\t\x12(\n\x07payload\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\'\n\x08priority\x18\x04 \x01(\x0e\x32\x15.missions.v1.Priority\x12(\n\x05state\x18\x05 \x01(\x0e\x32\x19.missions.v1.MissionState\x12\x0f\n\x07\x61ttempt\x18\x06 \x01(\x05\x12\x14\n\x0cmax_attempts\x18\x07 \x01(\x05\x12*\n\x07timeout\x18\x08 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\'\n\x06result\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12(\n\x05\x65rror\x18\n \x01(\x0b\x32\x19.missions.v1.MissionError\x12\x30\n\x06labels\x18\x0b \x03(\x0b\x32 .missions.v1.Mission.LabelsEntry\x12\x17\n\x0fidempotency_key\x18\x0c \x01(\t\x12/\n\x0b\x63reate_time\x18\r \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\nstart_time\x18\x0e \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0f \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rlast_sequence\x18\x11 \x01(\x04\x12\x11\n\tworker_id\x18\x12 \x01(\t\x12\x10\n\x08progress\x18\x13 \x01(\x01\x12\x18\n\x10progress_message\x18\x14 \x01(\t\x12\x15\n\rdead_lettered\x18\x15 \x01(\x08\x12\x15\n\rredrive_count\x18\x16 \x01(\x05\x12\x14\n\x0csubmitted_by\x18\x17 \x01(\t\x12\x16\n\x0e\x63orrelation_id\x18\x18 \x01(\t\x12\x16\n\x0eworker_session\x18\x19 \x01(\t\x12,\n\x08\x64ue_time\x18\x1a \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"@\n\x0cMissionError\x12\x0c\n\x04type\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12\x11\n\tretryable\x18\x03 \x01(\x08*\xef\x01\n\x0cMissionState\x12\x1d\n\x19MISSION_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14MISSION_STATE_QUEUED\x10\x01\x12\x19\n\x15MISSION_STATE_RUNNING\x10\x02\x12\x1a\n\x16MISSION_STATE_RETRYING\x10\x03\x12\x1b\n\x17MISSION_STATE_SUCCEEDED\x10\x04\x12\x18\n\x14MISSION_STATE_FAILED\x10\x05\x12\x1b\n\x17MISSION_STATE_CANCELLED\x10\x06\x12\x1b\n\x17MISSION_STATE_SCHEDULED\x10\x07*u\n\x08Priority\x12\x18\n\x14PRIORITY_UNSPECIFIED\x10\x00\x12\x10\n\x0cPRIORITY_LOW\x10\x01\x12\x13\n\x0fPRIORITY_NORMAL\x10\x02\x12\x11\n\rPRIORITY_HIGH\x10\x03\x12\x15\n\x11PRIORITY_CRITICAL\x10\x04\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,14 +36,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MISSION_LABELSENTRY']._loaded_options = None
   _globals['_MISSION_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_MISSIONSTATE']._serialized_start=1049
-  _globals['_MISSIONSTATE']._serialized_end=1259
-  _globals['_PRIORITY']._serialized_start=1261
-  _globals['_PRIORITY']._serialized_end=1378
+  _globals['_MISSIONSTATE']._serialized_start=1095
+  _globals['_MISSIONSTATE']._serialized_end=1334
+  _globals['_PRIORITY']._serialized_start=1336
+  _globals['_PRIORITY']._serialized_end=1453
   _globals['_MISSION']._serialized_start=138
-  _globals['_MISSION']._serialized_end=980
-  _globals['_MISSION_LABELSENTRY']._serialized_start=935
-  _globals['_MISSION_LABELSENTRY']._serialized_end=980
-  _globals['_MISSIONERROR']._serialized_start=982
-  _globals['_MISSIONERROR']._serialized_end=1046
+  _globals['_MISSION']._serialized_end=1026
+  _globals['_MISSION_LABELSENTRY']._serialized_start=981
+  _globals['_MISSION_LABELSENTRY']._serialized_end=1026
+  _globals['_MISSIONERROR']._serialized_start=1028
+  _globals['_MISSIONERROR']._serialized_end=1092
 # @@protoc_insertion_point(module_scope)

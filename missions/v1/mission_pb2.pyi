@@ -42,6 +42,10 @@ class _MissionStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_MissionS
     """Terminal: the last attempt failed, or the error was not retryable."""
     MISSION_STATE_CANCELLED: _MissionState.ValueType  # 6
     """Terminal: the mission was cancelled."""
+    MISSION_STATE_SCHEDULED: _MissionState.ValueType  # 7
+    """Submitted with a due time in the future, and waiting for it: no work message
+    exists yet. At its due time (EVENT_TYPE_DUE) it becomes QUEUED. Cancellable.
+    """
 
 class MissionState(_MissionState, metaclass=_MissionStateEnumTypeWrapper):
     """Where a mission is in its life cycle."""
@@ -60,6 +64,10 @@ MISSION_STATE_FAILED: MissionState.ValueType  # 5
 """Terminal: the last attempt failed, or the error was not retryable."""
 MISSION_STATE_CANCELLED: MissionState.ValueType  # 6
 """Terminal: the mission was cancelled."""
+MISSION_STATE_SCHEDULED: MissionState.ValueType  # 7
+"""Submitted with a due time in the future, and waiting for it: no work message
+exists yet. At its due time (EVENT_TYPE_DUE) it becomes QUEUED. Cancellable.
+"""
 Global___MissionState: _TypeAlias = MissionState  # noqa: Y015
 
 class _Priority:
@@ -148,6 +156,7 @@ class Mission(_message.Message):
     SUBMITTED_BY_FIELD_NUMBER: _builtins.int
     CORRELATION_ID_FIELD_NUMBER: _builtins.int
     WORKER_SESSION_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Output only. Unique id (a UUID). When the mission was submitted with an
     idempotency key the id derives deterministically from the key.
@@ -226,6 +235,13 @@ class Mission(_message.Message):
     def update_time(self) -> _timestamp_pb2.Timestamp:
         """Output only. When the last event was applied."""
 
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """When the mission is due to start: the later of the submission's `due_time` and its
+        creation plus `delay`. Unset when the submission gave neither. The mission is
+        SCHEDULED until then (when that is after `create_time`), then QUEUED.
+        """
+
     def __init__(
         self,
         *,
@@ -254,10 +270,11 @@ class Mission(_message.Message):
         submitted_by: _builtins.str = ...,
         correlation_id: _builtins.str = ...,
         worker_session: _builtins.str = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "end_time", b"end_time", "error", b"error", "payload", b"payload", "result", b"result", "start_time", b"start_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "due_time", b"due_time", "end_time", b"end_time", "error", b"error", "payload", b"payload", "result", b"result", "start_time", b"start_time", "timeout", b"timeout", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_sequence", b"last_sequence", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "redrive_count", b"redrive_count", "result", b"result", "start_time", b"start_time", "state", b"state", "submitted_by", b"submitted_by", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id", "worker_session", b"worker_session"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "correlation_id", b"correlation_id", "create_time", b"create_time", "dead_lettered", b"dead_lettered", "due_time", b"due_time", "end_time", b"end_time", "error", b"error", "id", b"id", "idempotency_key", b"idempotency_key", "labels", b"labels", "last_sequence", b"last_sequence", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "progress", b"progress", "progress_message", b"progress_message", "redrive_count", b"redrive_count", "result", b"result", "start_time", b"start_time", "state", b"state", "submitted_by", b"submitted_by", "timeout", b"timeout", "type", b"type", "update_time", b"update_time", "worker_id", b"worker_id", "worker_session", b"worker_session"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

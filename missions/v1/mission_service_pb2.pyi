@@ -226,6 +226,8 @@ class SubmitMissionRequest(_message.Message):
     TIMEOUT_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     LABELS_FIELD_NUMBER: _builtins.int
+    DUE_TIME_FIELD_NUMBER: _builtins.int
+    DELAY_FIELD_NUMBER: _builtins.int
     type: _builtins.str
     """Handler name, e.g. "echo". Required; letters, digits, '_', '-', '.' and ':',
     starting with a letter, at most 128 characters.
@@ -255,6 +257,22 @@ class SubmitMissionRequest(_message.Message):
     def labels(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
         """Free-form labels: at most 64, keys up to 63 and values up to 256 characters."""
 
+    @_builtins.property
+    def due_time(self) -> _timestamp_pb2.Timestamp:
+        """Start the mission no earlier than this instant: until then it is SCHEDULED, then it
+        is queued (within about a second). A time in the past, or now, queues it at once.
+        At most the service's --max-delay (default 365 days) ahead, else INVALID_ARGUMENT.
+        With `delay` too, the later of the two applies.
+        """
+
+    @_builtins.property
+    def delay(self) -> _duration_pb2.Duration:
+        """Start the mission no earlier than this long after it is accepted (as `due_time`,
+        counted from the service's clock). Negative, or more than --max-delay, is
+        INVALID_ARGUMENT. A retry with the same idempotency key is the same request when it
+        asks for the same due time counted from the mission's `create_time`.
+        """
+
     def __init__(
         self,
         *,
@@ -265,10 +283,12 @@ class SubmitMissionRequest(_message.Message):
         timeout: _duration_pb2.Duration | None = ...,
         idempotency_key: _builtins.str = ...,
         labels: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        due_time: _timestamp_pb2.Timestamp | None = ...,
+        delay: _duration_pb2.Duration | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["payload", b"payload", "timeout", b"timeout"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "due_time", b"due_time", "payload", b"payload", "timeout", b"timeout"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["idempotency_key", b"idempotency_key", "labels", b"labels", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["delay", b"delay", "due_time", b"due_time", "idempotency_key", b"idempotency_key", "labels", b"labels", "max_attempts", b"max_attempts", "payload", b"payload", "priority", b"priority", "timeout", b"timeout", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -283,7 +303,9 @@ class SubmitMissionResponse(_message.Message):
     MISSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def mission(self) -> _mission_pb2.Mission:
-        """The queued mission, with its id."""
+        """The mission, with its id, as this replica shows it once its CREATED is applied:
+        QUEUED, or already further along when a worker was quicker than the answer.
+        """
 
     def __init__(
         self,
@@ -903,7 +925,9 @@ class RedriveMissionResponse(_message.Message):
     MISSION_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def mission(self) -> _mission_pb2.Mission:
-        """The mission, QUEUED again."""
+        """The mission as this replica shows it once the REDRIVEN is applied: QUEUED again,
+        or already further along when a worker was quicker than the answer.
+        """
 
     def __init__(
         self,

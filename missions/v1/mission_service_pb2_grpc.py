@@ -142,14 +142,15 @@ class MissionServiceServicer:
         GetMission on the same replica right after this returns the mission. OK waits for
         the work message's confirm too: a replica that answered before it and then died
         would leave the mission queued with no work message, and no other process could
-        tell.
+        tell. A mission due later (`due_time`, `delay`) is SCHEDULED instead: OK once the log
+        holds its CREATED; its work message leaves at its due time.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def CancelMission(self, request, context):
-        """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
+        """Cancels a scheduled, queued, retrying or running mission. FAILED_PRECONDITION when the
         mission has already finished.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

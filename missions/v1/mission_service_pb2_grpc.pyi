@@ -61,10 +61,11 @@ class MissionServiceStub:
     GetMission on the same replica right after this returns the mission. OK waits for
     the work message's confirm too: a replica that answered before it and then died
     would leave the mission queued with no work message, and no other process could
-    tell.
+    tell. A mission due later (`due_time`, `delay`) is SCHEDULED instead: OK once the log
+    holds its CREATED; its work message leaves at its due time.
     """
     CancelMission: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.CancelMissionRequest, _mission_service_pb2.CancelMissionResponse]
-    """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
+    """Cancels a scheduled, queued, retrying or running mission. FAILED_PRECONDITION when the
     mission has already finished.
     """
     WatchEvents: _grpc.UnaryStreamMultiCallable[_mission_service_pb2.WatchEventsRequest, _mission_service_pb2.WatchEventsResponse]
@@ -144,10 +145,11 @@ class MissionServiceAsyncStub(MissionServiceStub):
     GetMission on the same replica right after this returns the mission. OK waits for
     the work message's confirm too: a replica that answered before it and then died
     would leave the mission queued with no work message, and no other process could
-    tell.
+    tell. A mission due later (`due_time`, `delay`) is SCHEDULED instead: OK once the log
+    holds its CREATED; its work message leaves at its due time.
     """
     CancelMission: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.CancelMissionRequest, _mission_service_pb2.CancelMissionResponse]  # type: ignore[assignment]
-    """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
+    """Cancels a scheduled, queued, retrying or running mission. FAILED_PRECONDITION when the
     mission has already finished.
     """
     WatchEvents: _aio.UnaryStreamMultiCallable[_mission_service_pb2.WatchEventsRequest, _mission_service_pb2.WatchEventsResponse]  # type: ignore[assignment]
@@ -242,7 +244,8 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         GetMission on the same replica right after this returns the mission. OK waits for
         the work message's confirm too: a replica that answered before it and then died
         would leave the mission queued with no work message, and no other process could
-        tell.
+        tell. A mission due later (`due_time`, `delay`) is SCHEDULED instead: OK once the log
+        holds its CREATED; its work message leaves at its due time.
         """
 
     @_abc_1.abstractmethod
@@ -251,7 +254,7 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _mission_service_pb2.CancelMissionRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_mission_service_pb2.CancelMissionResponse, _abc.Awaitable[_mission_service_pb2.CancelMissionResponse]]:
-        """Cancels a queued, retrying or running mission. FAILED_PRECONDITION when the
+        """Cancels a scheduled, queued, retrying or running mission. FAILED_PRECONDITION when the
         mission has already finished.
         """
 

@@ -83,6 +83,18 @@ class EventLog:
         event.created.mission.CopyFrom(mission)
         return event
 
+    def scheduled(self, mission_id: str, due_in: int = 10, mission_type: str = "echo") -> events_pb2.MissionEvent:
+        """A CREATED of a mission due ``due_in`` seconds after its creation (SCHEDULED)."""
+        event = self.created(mission_id, mission_type)
+        event.created.mission.due_time.FromSeconds(event.time.seconds + due_in)
+        self._missions[mission_id].due_time.CopyFrom(event.created.mission.due_time)
+        return event
+
+    def due(self, mission_id: str) -> events_pb2.MissionEvent:
+        event = self._next(mission_id, E.EVENT_TYPE_DUE)
+        event.due.due_time.CopyFrom(self._missions[mission_id].due_time)
+        return event
+
     def _snapshot(self, mission_id: str, state: mission_pb2.MissionState.ValueType) -> mission_pb2.Mission:
         """The mission as an event carries it: as created, at its attempt and generation (redrive_count)."""
         mission = M.Mission()

@@ -754,6 +754,7 @@ def test_stats_shows_every_state_and_the_queues(run: Run, channel: Any, capsys: 
 
     assert done.result(timeout=10) == 0
     assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
+        ["SCHEDULED", "0"],
         ["QUEUED", "3"],
         ["RUNNING", "0"],
         ["RETRYING", "0"],
@@ -791,9 +792,9 @@ def test_stats_shows_a_table_per_type_and_flags_types_without_a_live_worker(
 
     assert done.result(timeout=10) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[12].split() == ["last", "sequence", "42"]
-    assert lines[13] == ""
-    assert [line.split() for line in lines[14:]] == [
+    assert lines[13].split() == ["last", "sequence", "42"]
+    assert lines[14] == ""
+    assert [line.split() for line in lines[15:]] == [
         ["TYPE", "WAITING", "DEPTH", "WORKERS"],
         ["echo", "1", "1", "2"],
         ["resize-image", "2", "2", "0", "no", "worker"],

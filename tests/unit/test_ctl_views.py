@@ -152,7 +152,7 @@ def test_top_frame_shows_states_queues_rates_and_workers() -> None:
 
     rows = rows_of(text_of(frame_view(second, measure(first, second), interval=2)))
     assert rows[0][:4] == ["missionctl", "top", "every", "2s"]
-    assert " ".join(rows[1]) == "missions QUEUED 4 RUNNING 0 RETRYING 0 SUCCEEDED 30 FAILED 0 CANCELLED 0"
+    assert " ".join(rows[1]) == ("missions SCHEDULED 0 QUEUED 4 RUNNING 0 RETRYING 0 SUCCEEDED 30 FAILED 0 CANCELLED 0")
     assert " ".join(rows[2]) == "queues depth 4 dead letters 1 running 2 workers 1 active"
     assert " ".join(rows[3]).startswith("rates 10.0/s events 2.0/s submitted 2.0/s succeeded 0.0/s failed")
     assert rows[4][:7] == ["ID", "HOST", "PID", "STATE", "RUNNING", "FINISHED", "RATE"]

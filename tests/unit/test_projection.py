@@ -453,3 +453,39 @@ def test_other_events_of_a_known_mission_are_not_duplicates() -> None:
         log.dead_lettered("m1"),
     ):
         assert not is_duplicate(mission, event), event.type
+
+
+def test_a_mission_due_after_its_creation_is_scheduled_until_due_then_queued() -> None:
+    log = EventLog()
+    log.scheduled("m1", due_in=10)
+    log.due("m1")
+    log.started("m1")
+    assert _states(log.events) == [M.MISSION_STATE_SCHEDULED, M.MISSION_STATE_QUEUED, M.MISSION_STATE_RUNNING]
+
+
+def test_a_mission_due_at_or_before_its_creation_is_queued_at_once() -> None:
+    log = EventLog()
+    created = log.scheduled("m1", due_in=0)
+    mission = apply(None, created)
+    assert mission is not None
+    assert mission.state == M.MISSION_STATE_QUEUED
+    assert mission.due_time == created.created.mission.due_time
+
+
+def test_a_second_due_is_a_duplicate_that_changes_nothing() -> None:
+    log = EventLog()
+    scheduled = apply(None, log.scheduled("m1"))
+    queued = apply(scheduled, log.due("m1"))
+    second = log.due("m1")
+    assert not is_duplicate(scheduled, log.events[1])
+    assert is_duplicate(queued, second)
+
+
+def test_a_scheduled_mission_can_be_cancelled_and_a_late_due_is_then_a_duplicate() -> None:
+    log = EventLog()
+    log.scheduled("m1")
+    log.cancelled("m1")
+    cancelled = _fold(log.events)
+    assert cancelled is not None
+    assert cancelled.state == M.MISSION_STATE_CANCELLED
+    assert is_duplicate(cancelled, log.due("m1"))

@@ -677,3 +677,34 @@ def test_a_started_of_an_old_generation_is_refused(store: MissionStore) -> None:
     stale.generation = 0  # a late copy of generation 0's work message
     assert _verdicts(store, log.events) == [("s-a", True), ("s-b", False)]
     assert stale.sequence in store.duplicates_after(0)
+
+
+def test_due_lists_scheduled_missions_due_by_a_time_earliest_first(store: MissionStore) -> None:
+    log = EventLog()
+    later = log.scheduled("later", due_in=30)
+    sooner = log.scheduled("sooner", due_in=20)
+    log.created("queued")
+    log.scheduled("cancelled", due_in=10)
+    log.cancelled("cancelled")
+    store.apply_batch(log.events)
+    due_of = {
+        "later": later.created.mission.due_time.seconds,
+        "sooner": sooner.created.mission.due_time.seconds,
+    }
+
+    assert store.next_due() == due_of["sooner"]
+    assert [mission.id for mission in store.due(due_of["later"], limit=10)] == ["sooner", "later"]
+    assert [mission.id for mission in store.due(due_of["later"], limit=1)] == ["sooner"]
+    assert store.due(due_of["sooner"] - 1, limit=10) == []
+    store.apply_batch([log.due("sooner"), log.due("later")])
+    assert store.next_due() is None
+    fired = store.get("sooner")
+    assert fired is not None
+    assert fired.state == mission_pb2.MISSION_STATE_QUEUED
+
+
+def test_a_second_due_is_recorded_as_a_duplicate(store: MissionStore) -> None:
+    log = EventLog()
+    log.scheduled("m1")
+    first, second = log.due("m1"), log.due("m1")
+    assert store.apply_batch([*log.events[:1], first, second]) == {second.sequence}

@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from google.protobuf import duration_pb2, struct_pb2
+from google.protobuf import duration_pb2, struct_pb2, timestamp_pb2
 
 from mission_service import paging, validation
 from mission_service.labels import parse_label_selector
@@ -33,7 +33,7 @@ def _nested(levels: int) -> struct_pb2.Struct:
 def _valid(**fields: Any) -> pb.SubmitMissionRequest:
     request = pb.SubmitMissionRequest(type="echo", payload=struct(text="hi"), labels={"team": "ops"})
     for name, value in fields.items():
-        if isinstance(value, struct_pb2.Struct | duration_pb2.Duration):
+        if isinstance(value, struct_pb2.Struct | duration_pb2.Duration | timestamp_pb2.Timestamp):
             getattr(request, name).CopyFrom(value)
         elif name == "labels":
             request.labels.clear()
@@ -330,3 +330,51 @@ def test_an_unknown_list_order_is_refused(order_by: str) -> None:
     with pytest.raises(InvalidArgumentError) as raised:
         validation.newest_first(order_by)
     assert raised.value.field == "order_by"
+
+
+_CREATED = timestamp_pb2.Timestamp(seconds=1_800_000_000, nanos=5)
+_DAY = 86_400
+
+
+def _due(**fields: Any) -> timestamp_pb2.Timestamp | None:
+    return validation.due_time(_valid(**fields), _CREATED, LIMITS)
+
+
+def test_the_due_time_is_the_later_of_due_time_and_creation_plus_delay() -> None:
+    assert _due() is None
+    assert _due(delay=duration_pb2.Duration(seconds=30)) == timestamp_pb2.Timestamp(seconds=1_800_000_030, nanos=5)
+    at = timestamp_pb2.Timestamp(seconds=1_800_000_100)
+    assert _due(due_time=at) == at
+    assert _due(due_time=at, delay=duration_pb2.Duration(seconds=30)) == at
+    later = duration_pb2.Duration(seconds=200)
+    assert _due(due_time=at, delay=later) == timestamp_pb2.Timestamp(seconds=1_800_000_200, nanos=5)
+
+
+def test_a_due_time_in_the_past_is_kept_as_asked() -> None:
+    past = timestamp_pb2.Timestamp(seconds=1_000)
+    assert _due(due_time=past) == past
+    assert _due(delay=duration_pb2.Duration()) == _CREATED
+
+
+@pytest.mark.parametrize(
+    ("fields", "field"),
+    [
+        ({"delay": duration_pb2.Duration(seconds=-1)}, "delay"),
+        ({"delay": duration_pb2.Duration(seconds=366 * _DAY)}, "delay"),
+        ({"due_time": timestamp_pb2.Timestamp(seconds=_CREATED.seconds + 2 * 365 * _DAY)}, "due_time"),
+        ({"due_time": timestamp_pb2.Timestamp(seconds=_CREATED.seconds, nanos=-1)}, "due_time"),
+        ({"due_time": timestamp_pb2.Timestamp(seconds=2**62)}, "due_time"),
+        # The later of the two names the field that breaks the limit.
+        ({"due_time": timestamp_pb2.Timestamp(seconds=1), "delay": duration_pb2.Duration(seconds=400 * _DAY)}, "delay"),
+    ],
+)
+def test_a_bad_due_time_or_delay_is_refused_naming_the_field(fields: dict[str, Any], field: str) -> None:
+    assert _field_of(lambda: _due(**fields)) == field
+
+
+def test_the_longest_delay_is_a_limit_named_with_its_flag() -> None:
+    limits = Limits(max_delay=timedelta(seconds=60))
+    assert validation.due_time(_valid(delay=duration_pb2.Duration(seconds=60)), _CREATED, limits) is not None
+    with pytest.raises(InvalidArgumentError) as raised:
+        validation.due_time(_valid(delay=duration_pb2.Duration(seconds=61)), _CREATED, limits)
+    assert "(max_delay, --max-delay)" in raised.value.description
