@@ -15,9 +15,11 @@ no work message (MissionCommands.fire).
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from mission_service.store import MissionStore
 from missions.v1 import mission_pb2
@@ -27,17 +29,22 @@ __all__ = ["Scheduler"]
 log = logging.getLogger(__name__)
 
 # The longest the scheduler sleeps between looks at the store: how late a mission can be
-# after a new leader takes over, or when it is due sooner than anything seen before. A
-# look is one indexed SQLite query.
+# after a new leader takes over, or when it is due sooner than anything seen before, and how
+# soon one that could not be fired is tried again. A look is one indexed SQLite query.
 _MAX_SLEEP_S = 0.25
-# Missions fired at once (their DUE events share log records, their confirms overlap).
-_BATCH = 1000
+# Missions being fired at once (their DUE events share log records, their confirms overlap).
+_IN_FLIGHT = 1000
 
-Fire = Callable[[mission_pb2.Mission], Awaitable[None]]
+Fire = Callable[[mission_pb2.Mission], Coroutine[Any, Any, None]]
 
 
 class Scheduler:
-    """Fires the SCHEDULED missions that are due while ``leads()`` says this replica leads."""
+    """Fires the SCHEDULED missions that are due while ``leads()`` says this replica leads.
+
+    Firings overlap: each look starts those due and not being fired already, without waiting
+    for the ones before (a DUE and a work message each wait for a confirm and for the log),
+    so a burst of missions due at once does not make the later ones wait in line.
+    """
 
     def __init__(
         self,
@@ -52,26 +59,36 @@ class Scheduler:
         self._fire = fire
         self._clock = clock
         self._max_sleep = max_sleep
+        self._firing: dict[str, asyncio.Task[None]] = {}  # by mission id
 
     async def run(self) -> None:
-        """Sleep until the next due time (at most ``max_sleep``), fire what is due; until cancelled."""
-        failed = False
-        while True:
-            await asyncio.sleep(self._max_sleep if failed else self._pause())
-            failed = self._leads() and await self.fire_due() < 0
+        """Look, then sleep until the next due time (at most ``max_sleep``); until cancelled."""
+        try:
+            while True:
+                now = self._clock()
+                if self._leads():
+                    self.fire_due(now)
+                upcoming = self._store.next_due(after=now)
+                await asyncio.sleep(self._max_sleep if upcoming is None else min(self._max_sleep, upcoming - now))
+        finally:
+            for task in self._firing.values():
+                task.cancel()  # a dispatch under way goes on without us (Dispatcher)
 
-    def _pause(self) -> float:
-        due = self._store.next_due()
-        return self._max_sleep if due is None else min(self._max_sleep, max(0.0, due - self._clock()))
+    def fire_due(self, now: float) -> list[asyncio.Task[None]]:
+        """Start firing the missions due at ``now`` that are not being fired already; their tasks."""
+        started = []
+        for mission in self._store.due(now, _IN_FLIGHT):
+            if mission.id in self._firing or len(self._firing) >= _IN_FLIGHT:
+                continue
+            task = asyncio.create_task(self._fire(mission), name=f"fire {mission.id}")
+            self._firing[mission.id] = task
+            task.add_done_callback(functools.partial(self._fired, mission.id))
+            started.append(task)
+        return started
 
-    async def fire_due(self) -> int:
-        """Fire the missions due now: how many, or -1 when one could not be (it stays
-        SCHEDULED, and the next look tries it again)."""
-        due = self._store.due(self._clock(), _BATCH)
-        outcomes = await asyncio.gather(*(self._fire(mission) for mission in due), return_exceptions=True)
-        failed = [(mission, outcome) for mission, outcome in zip(due, outcomes, strict=True) if outcome is not None]
-        for mission, outcome in failed:
-            if not isinstance(outcome, Exception):
-                raise outcome
-            log.warning("mission %s: not fired at its due time (%s); trying again", mission.id, outcome)
-        return -1 if failed else len(due)
+    def _fired(self, mission_id: str, task: asyncio.Task[None]) -> None:
+        del self._firing[mission_id]
+        if not task.cancelled() and (error := task.exception()) is not None:
+            # Still SCHEDULED (or its DUE's work message follows once the log shows it):
+            # the next look tries it again.
+            log.warning("mission %s: not fired at its due time (%s); trying again", mission_id, error)

@@ -283,10 +283,11 @@ class MissionStore:
         )
         return [_decode(row[0]) for row in rows]
 
-    def next_due(self) -> float | None:
-        """The earliest due time (epoch seconds) of a SCHEDULED mission; None when none waits."""
+    def next_due(self, after: float) -> float | None:
+        """The earliest due time (epoch seconds) after ``after`` of a SCHEDULED mission; None when none waits."""
         row = self._db.execute(
-            f"SELECT MIN(due_time) FROM missions INDEXED BY missions_scheduled WHERE {_SCHEDULED}"
+            f"SELECT MIN(due_time) FROM missions INDEXED BY missions_scheduled WHERE {_SCHEDULED} AND due_time > ?",
+            (after,),
         ).fetchone()
         return None if row[0] is None else float(row[0])
 

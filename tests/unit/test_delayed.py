@@ -4,8 +4,8 @@ message, fired once by MissionCommands.fire, and the Scheduler that calls it whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Callable
 from typing import Any
 
 import grpc
@@ -83,7 +83,7 @@ async def test_a_scheduled_mission_can_be_cancelled_and_never_fires(service: Ser
     [cancelled] = published_events(service, E.EVENT_TYPE_CANCELLED)
     assert cancelled.cancelled.previous_state == M.MISSION_STATE_SCHEDULED
     assert service.broker.work == []
-    assert service.store.next_due() is None
+    assert service.store.next_due(after=0) is None
 
 
 async def test_a_keyed_retry_with_the_same_delay_is_the_same_request(service: Service) -> None:
@@ -121,56 +121,75 @@ async def test_a_bad_schedule_is_invalid_argument_naming_the_field(
 
 
 class _Firings:
-    """A fire function that records the missions it was given; ``failing`` raise instead."""
+    """A fire function that records the missions it was given; ``failing`` raise instead, and
+    while ``held`` is clear every firing waits for it."""
 
     def __init__(self) -> None:
         self.fired: list[str] = []
         self.failing: set[str] = set()
         self.any = asyncio.Event()
+        self.held = asyncio.Event()
+        self.held.set()
 
     async def __call__(self, mission: mission_pb2.Mission) -> None:
+        await self.held.wait()
         if mission.id in self.failing:
             raise BrokerUnavailableError("broker away")
         self.fired.append(mission.id)
         self.any.set()
 
 
-def _scheduled_store(*due_in: int) -> tuple[MissionStore, Callable[[], float]]:
+def _scheduled_store(*due_in: int) -> tuple[MissionStore, float]:
     """A store with missions m0, m1, ... due ``due_in`` seconds after their creation, and the
-    clock at the creation of the first."""
+    creation time of the first."""
     store = MissionStore(":memory:")
     log = EventLog()
     for index, seconds in enumerate(due_in):
         log.scheduled(f"m{index}", due_in=seconds)
     store.apply_batch(log.events)
-    start = float(log.events[0].time.seconds)
-    return store, lambda: start
+    return store, float(log.events[0].time.seconds)
+
+
+async def _fire_due(scheduler: Scheduler, now: float) -> None:
+    await asyncio.gather(*scheduler.fire_due(now), return_exceptions=True)
 
 
 async def test_the_scheduler_fires_what_is_due_earliest_first() -> None:
-    store, clock = _scheduled_store(30, 5, 10)
+    store, start = _scheduled_store(30, 5, 10)
     firings = _Firings()
-    now = clock() + 12
-    scheduler = Scheduler(store, lambda: True, firings, clock=lambda: now)
+    scheduler = Scheduler(store, lambda: True, firings)
 
-    assert await scheduler.fire_due() == 2
+    await _fire_due(scheduler, start + 12)
     assert firings.fired == ["m1", "m2"]
 
 
 async def test_a_mission_that_could_not_be_fired_is_tried_again_by_the_next_look() -> None:
-    store, clock = _scheduled_store(1, 1)
+    store, start = _scheduled_store(1, 1)
     firings = _Firings()
     firings.failing = {"m0"}
-    scheduler = Scheduler(store, lambda: True, firings, clock=lambda: clock() + 5)
+    scheduler = Scheduler(store, lambda: True, firings)
 
-    assert await scheduler.fire_due() == -1
+    await _fire_due(scheduler, start + 5)
     firings.failing.clear()
-    assert await scheduler.fire_due() == 2  # the fake fires without changing the store: both again
+    await _fire_due(scheduler, start + 5)  # the fake fires without changing the store: both again
     assert firings.fired == ["m1", "m0", "m1"]
 
 
+async def test_a_mission_being_fired_is_not_fired_again_meanwhile() -> None:
+    store, start = _scheduled_store(1)
+    firings = _Firings()
+    firings.held.clear()
+    scheduler = Scheduler(store, lambda: True, firings)
+
+    [firing] = scheduler.fire_due(start + 5)
+    assert scheduler.fire_due(start + 6) == []
+    firings.held.set()
+    await firing
+    assert firings.fired == ["m0"]
+
+
 async def test_the_scheduler_fires_only_while_this_replica_leads() -> None:
-    store, clock = _scheduled_store(1)
+    store, start = _scheduled_store(1)
     firings = _Firings()
     leading = False
     asked = asyncio.Semaphore(0)
@@ -179,7 +198,7 @@ async def test_the_scheduler_fires_only_while_this_replica_leads() -> None:
         asked.release()
         return leading
 
-    scheduler = Scheduler(store, leads, firings, clock=lambda: clock() + 5, max_sleep=0.01)
+    scheduler = Scheduler(store, leads, firings, clock=lambda: start + 5, max_sleep=0.01)
     running = asyncio.create_task(scheduler.run())
     try:
         for _ in range(3):  # three looks as a follower
@@ -190,4 +209,6 @@ async def test_the_scheduler_fires_only_while_this_replica_leads() -> None:
         assert firings.fired[0] == "m0"
     finally:
         running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
         store.close()

@@ -692,12 +692,13 @@ def test_due_lists_scheduled_missions_due_by_a_time_earliest_first(store: Missio
         "sooner": sooner.created.mission.due_time.seconds,
     }
 
-    assert store.next_due() == due_of["sooner"]
+    assert store.next_due(after=0) == due_of["sooner"]
+    assert store.next_due(after=due_of["sooner"]) == due_of["later"]
     assert [mission.id for mission in store.due(due_of["later"], limit=10)] == ["sooner", "later"]
     assert [mission.id for mission in store.due(due_of["later"], limit=1)] == ["sooner"]
     assert store.due(due_of["sooner"] - 1, limit=10) == []
     store.apply_batch([log.due("sooner"), log.due("later")])
-    assert store.next_due() is None
+    assert store.next_due(after=0) is None
     fired = store.get("sooner")
     assert fired is not None
     assert fired.state == mission_pb2.MISSION_STATE_QUEUED
