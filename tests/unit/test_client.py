@@ -12,7 +12,7 @@ import inspect
 import pathlib
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import grpc
@@ -471,3 +471,12 @@ def test_settings_come_from_the_argument_then_the_variable_then_the_profile(
     monkeypatch.setenv("MISSIONS_SERVER", "variable:1")
     assert resolved() == ("variable:1", 3.0)
     assert resolved(server="argument:2", timeout=1.5) == ("argument:2", 1.5)
+
+
+def test_submit_request_carries_a_delay_and_an_aware_due_time() -> None:
+    due = datetime(2026, 12, 8, 11, 0, tzinfo=timezone(timedelta(hours=1)))
+    request = submit_request("echo", delay=2.5, due_time=due)
+    assert request.delay.ToTimedelta() == timedelta(seconds=2.5)
+    assert request.due_time.ToDatetime(tzinfo=UTC) == datetime(2026, 12, 8, 10, 0, tzinfo=UTC)
+    with pytest.raises(ValueError, match="timezone-aware"):
+        submit_request("echo", due_time=datetime(2026, 12, 8, 10, 0))
