@@ -31,6 +31,7 @@ from mission_service.legacy_dead_letters import drop_dead_letter_events
 from mission_service.legacy_work import drain_legacy_work
 from mission_service.loops import Loop, Loops
 from mission_service.metrics import ServiceMetrics
+from mission_service.operations import MissionOperations
 from mission_service.queries import MissionQueries, QueriesConfig, QueueDepths
 from mission_service.reaper import Reaper
 from mission_service.recent import RecentEvents
@@ -40,6 +41,7 @@ from mission_service.settings import ServiceSettings
 from mission_service.start_verdicts import StartVerdictSender
 from mission_service.state_lock import StateLock
 from mission_service.store import MissionStore
+from mission_service.tokens import reloaded_on_sighup
 from mission_service.watch import Hub
 from mission_service.worker_registry import WorkerRegistry
 from missions import amqp, tracing
@@ -87,6 +89,7 @@ class Service:
     dispatcher: Dispatcher
     commands: MissionCommands
     queries: MissionQueries
+    operations: MissionOperations
     servicer: MissionServicer
 
 
@@ -132,9 +135,9 @@ def build_service(
         workers,
         broker.queue_depths,
     )
-    mtls = settings.tls is not None and settings.tls.ca is not None
-    servicer = MissionServicer(commands, queries, client_certificates=mtls)
-    return Service(store, hub, follower, workers, dispatcher, commands, queries, servicer)
+    operations = MissionOperations(commands, queries)
+    servicer = MissionServicer(operations, client_certificates=settings.client_certificates)
+    return Service(store, hub, follower, workers, dispatcher, commands, queries, operations, servicer)
 
 
 def _count_then_publish(metrics: ServiceMetrics, hub: Hub, batch: Sequence[events_pb2.MissionEvent]) -> None:
@@ -146,8 +149,9 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
     """Run the service until ``stop`` is set; ``bound`` receives the listening port.
 
     Stops in this order: health NOT_SERVING, watch streams ended with their position, the
-    gRPC server after its grace period, the loops, work messages in flight, the publisher,
-    SQLite, the broker connections, tracing, the state directory's lock.
+    gRPC server after its grace period, the loops,
+    work messages in flight, the publisher, SQLite, the broker connections, tracing, the
+    state directory's lock.
     """
     names = Topology(settings.namespace)
     source = f"mission-service/{socket.gethostname()}:{os.getpid()}"
@@ -226,12 +230,16 @@ async def _run(
             loops = Loops(group)
             loops.start("log-follower", service.follower.run)
             loops.start("legacy", legacy, may_end=True)
-            async with serving_grpc(settings, service.servicer, service.hub, running.health, running.spans) as port:
+            async with contextlib.AsyncExitStack() as servers:
+                tokens = servers.enter_context(reloaded_on_sighup(settings.tokens_file))
+                port = await servers.enter_async_context(
+                    serving_grpc(settings, service.servicer, service.hub, running.health, running.spans, tokens)
+                )
                 log.info(
                     "mission-service listening on %s (namespace %r, %s)",
                     settings.listen,
                     settings.namespace,
-                    posture(settings),
+                    posture(settings, settings.listen),
                 )
                 if running.bound is not None:
                     running.bound.set_result(port)

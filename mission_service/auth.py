@@ -20,7 +20,7 @@ from mission_service.tokens import Principal, Role, TokenFile
 from missions.errors import PermissionDeniedError, ServiceError, UnauthenticatedError
 from missions.v1 import mission_service_pb2
 
-__all__ = ["AuthInterceptor", "allowed_roles", "caller"]
+__all__ = ["AuthInterceptor", "allowed_roles", "authorize", "caller"]
 
 log = logging.getLogger(__name__)
 
@@ -91,21 +91,46 @@ def _refusal(handler: grpc.RpcMethodHandler | None, error: ServiceError) -> grpc
     return cast(grpc.RpcMethodHandler, factory(deny))
 
 
-def _bearer(metadata: Sequence[tuple[str, str | bytes]] | None) -> str:
-    """The token of the one ``authorization: Bearer <token>`` entry; ValueError says what is wrong."""
-    values = [value for key, value in metadata or () if key == "authorization"]
+def _bearer(values: Sequence[str | bytes]) -> str:
+    """The token of the one ``authorization: Bearer <token>`` value; ValueError says what is wrong."""
     if not values:
-        raise ValueError("missing 'authorization: Bearer <token>' metadata")
+        raise ValueError("missing 'authorization: Bearer <token>'")
     if len(values) > 1:
-        raise ValueError("more than one authorization metadata entry")
+        raise ValueError("more than one authorization entry")
     value = values[0] if isinstance(values[0], str) else ""
     scheme, _, token = value.partition(" ")
     token = token.strip()
     if scheme.lower() != "bearer" or not token or len(token) > _MAX_TOKEN:
-        raise ValueError(
-            f"the authorization metadata must be 'Bearer <token>' (a token of 1 to {_MAX_TOKEN} characters)"
-        )
+        raise ValueError(f"the authorization must be 'Bearer <token>' (a token of 1 to {_MAX_TOKEN} characters)")
     return token
+
+
+def authorize(tokens: TokenFile, method: str, authorizations: Sequence[str | bytes]) -> Principal | None:
+    """The principal whose bearer token ``authorizations`` holds (the values of the call's
+    ``authorization`` metadata or header) if it may call ``method``; None when ``method`` needs no token.
+
+    Raises UnauthenticatedError (TOKEN_MISSING, TOKEN_UNKNOWN) or PermissionDeniedError
+    (ROLE_REQUIRED), and logs the refusal: the gRPC interceptor and the HTTP API both ask here.
+    """
+    roles = allowed_roles(method)
+    if roles is None:
+        return None
+    try:
+        token = _bearer(authorizations)
+    except ValueError as exc:
+        log.info("refused %s: %s", method, exc)
+        raise UnauthenticatedError(str(exc), reason="TOKEN_MISSING") from None
+    principal = tokens.lookup(token)
+    if principal is None:
+        log.info("refused %s: unknown token", method)
+        raise UnauthenticatedError("unknown bearer token", reason="TOKEN_UNKNOWN")
+    if not principal.roles & roles:
+        have = ", ".join(sorted(principal.roles))
+        need = ", ".join(sorted(roles))
+        message = f"principal {principal.name!r} (roles: {have}) may not call {method}; it needs one of: {need}"
+        log.info("refused: %s", message)
+        raise PermissionDeniedError(message, reason="ROLE_REQUIRED")
+    return principal
 
 
 class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -119,25 +144,14 @@ class AuthInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
         handler_call_details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
-        method: str = handler_call_details.method
-        roles = allowed_roles(method)
         handler = await continuation(handler_call_details)
-        if roles is None:
-            return handler
+        metadata = handler_call_details.invocation_metadata or ()
         try:
-            token = _bearer(handler_call_details.invocation_metadata)
-        except ValueError as exc:
-            log.info("refused %s: %s", method, exc)
-            return _refusal(handler, UnauthenticatedError(str(exc), reason="TOKEN_MISSING"))
-        principal = self._tokens.lookup(token)
-        if principal is None:
-            log.info("refused %s: unknown token", method)
-            return _refusal(handler, UnauthenticatedError("unknown bearer token", reason="TOKEN_UNKNOWN"))
-        if not principal.roles & roles:
-            have = ", ".join(sorted(principal.roles))
-            need = ", ".join(sorted(roles))
-            message = f"principal {principal.name!r} (roles: {have}) may not call {method}; it needs one of: {need}"
-            log.info("refused: %s", message)
-            return _refusal(handler, PermissionDeniedError(message, reason="ROLE_REQUIRED"))
-        _CALLER.set(principal)
+            principal = authorize(
+                self._tokens, handler_call_details.method, [value for key, value in metadata if key == "authorization"]
+            )
+        except ServiceError as exc:
+            return _refusal(handler, exc)
+        if principal is not None:
+            _CALLER.set(principal)
         return handler

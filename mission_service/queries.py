@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -161,11 +161,17 @@ class MissionQueries:
     def workers(self, request: mission_service_pb2.ListWorkersRequest) -> mission_service_pb2.ListWorkersResponse:
         return mission_service_pb2.ListWorkersResponse(workers=self._workers.list(request.include_gone))
 
-    async def watch(
+    @contextlib.asynccontextmanager
+    async def watching(
         self, request: mission_service_pb2.WatchEventsRequest, caller: Principal
-    ) -> AsyncGenerator[events_pb2.MissionEvent | Idle, None]:
-        """The events ``request`` asks for, then Idle while none come; counts against the
-        caller's WatchEvents streams (ResourceExhaustedError past the limit)."""
+    ) -> AsyncIterator[AsyncIterator[events_pb2.MissionEvent | Idle]]:
+        """The events ``request`` asks for, then Idle while none come, for as long as the block
+        runs; counts against the caller's WatchEvents streams (ResourceExhaustedError past the limit).
+
+        What refuses a request (the limit, a bad field, an unknown mission) raises on entry,
+        before the first item: the HTTP API answers it with a status of its own rather than
+        inside an event stream it has begun.
+        """
         with self._watch_quota.stream(caller):
             validation.validate_watch(request, self._config.limits)
             event_filter = EventFilter(
@@ -190,5 +196,4 @@ class MissionQueries:
             idle = self._config.watch_heartbeat.total_seconds()
             stream = watch(self._hub, self._follower.replay, event_filter, start, finished, generations, idle=idle)
             async with contextlib.aclosing(stream) as events:
-                async for event in events:
-                    yield event
+                yield events

@@ -92,9 +92,14 @@ class ServiceSettings:
         )
 
     @property
+    def client_certificates(self) -> bool:
+        """Whether clients must present a certificate signed by the client CA (mTLS), whose name identifies them."""
+        return self.tls is not None and self.tls.ca is not None
+
+    @property
     def authenticated(self) -> bool:
         """Whether callers must prove who they are: a bearer token, or a client certificate (mTLS)."""
-        return self.tokens_file is not None or (self.tls is not None and self.tls.ca is not None)
+        return self.tokens_file is not None or self.client_certificates
 
     def exposure_problem(self) -> str | None:
         """Why ``listen`` is unsafe as configured, or None: off loopback, TLS and authentication are required."""

@@ -1,8 +1,9 @@
 """Domain errors -> gRPC status: one table (missions/status_codes.py), one translation, with google.rpc error details.
 
-Every error the service answers with passes through ``to_status``: the servicer's
-methods (``translate_errors``), the auth interceptor and the malformed-request
-interceptor (``abort``), and each result of a SubmitMissions batch (``to_submit_error``).
+Every error the service answers with passes through ``classify``: into ``to_status`` from the
+servicer's methods (``translate_errors``), the auth interceptor and the malformed-request
+interceptor (``abort``), into each result of a SubmitMissions batch (``to_submit_error``), and
+into the HTTP API's error bodies (mission_service/http/errors.py), with the same ``error_details``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from missions.metadata import LAST_SEQUENCE_KEY
 from missions.status_codes import STATUS_CODES
 from missions.v1 import mission_service_pb2 as pb
 
-__all__ = ["DOMAIN", "abort", "to_status", "to_submit_error", "translate_errors"]
+__all__ = ["DOMAIN", "abort", "classify", "error_details", "to_status", "to_submit_error", "translate_errors"]
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ DOMAIN = "missions.v1"
 """The ErrorInfo domain of every error the service answers with."""
 
 
-def _classify(exc: BaseException) -> tuple[grpc.StatusCode, errors.ServiceError]:
+def classify(exc: BaseException) -> tuple[grpc.StatusCode, errors.ServiceError]:
     """The code of ``exc`` and the error to describe to the client: an unexpected one is
     logged and replaced by an INTERNAL error naming a log id (never its own words)."""
     if isinstance(exc, errors.ServiceError):
@@ -50,20 +51,26 @@ def _packed(message: Any) -> any_pb2.Any:
     return packed
 
 
-def to_status(exc: BaseException) -> grpc.Status:
-    """The status a client receives for ``exc``.
-
-    The message is the error's; the details hold an ErrorInfo (reason, ``DOMAIN``,
-    metadata) and, for INVALID_ARGUMENT, a BadRequest naming the field. A stream that
-    ended early also carries its position as ``LAST_SEQUENCE_KEY`` trailing metadata.
-    Unexpected errors become INTERNAL with a logged id.
-    """
-    code, error = _classify(exc)
+def error_details(error: errors.ServiceError) -> list[any_pb2.Any]:
+    """The google.rpc details of ``error``: an ErrorInfo (reason, ``DOMAIN``, metadata) and, for
+    INVALID_ARGUMENT, a BadRequest naming the field."""
     info = error_details_pb2.ErrorInfo(reason=error.reason, domain=DOMAIN, metadata=error.metadata)
     details = [_packed(info)]
     if isinstance(error, errors.InvalidArgumentError):
         violation = error_details_pb2.BadRequest.FieldViolation(field=error.field, description=error.description)
         details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
+    return details
+
+
+def to_status(exc: BaseException) -> grpc.Status:
+    """The status a client receives for ``exc``.
+
+    The message is the error's, the details ``error_details``. A stream that
+    ended early also carries its position as ``LAST_SEQUENCE_KEY`` trailing metadata.
+    Unexpected errors become INTERNAL with a logged id.
+    """
+    code, error = classify(exc)
+    details = error_details(error)
     status = rpc_status.to_status(status_pb2.Status(code=code.value[0], message=str(error), details=details))
     if isinstance(error, errors.StreamEndedError):
         position = ((LAST_SEQUENCE_KEY, str(error.last_sequence)),)
@@ -73,7 +80,7 @@ def to_status(exc: BaseException) -> grpc.Status:
 
 def to_submit_error(exc: BaseException) -> pb.SubmitMissionError:
     """What SubmitMission would have answered for ``exc``, as one result of a SubmitMissions batch."""
-    code, error = _classify(exc)
+    code, error = classify(exc)
     field = error.field if isinstance(error, errors.InvalidArgumentError) else ""
     return pb.SubmitMissionError(code=code.value[0], message=str(error), reason=error.reason, field=field)
 

@@ -10,6 +10,8 @@ TOML, or JSON when the name ends in ``.json``, with the same shape::
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import enum
 import hashlib
 import hmac
@@ -18,13 +20,14 @@ import logging
 import os
 import pathlib
 import re
+import signal
 import time
 import tomllib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Principal", "Role", "TokenFile", "TokenFileError", "TokenTable", "hash_token"]
+__all__ = ["Principal", "Role", "TokenFile", "TokenFileError", "TokenTable", "hash_token", "reloaded_on_sighup"]
 
 log = logging.getLogger(__name__)
 
@@ -163,3 +166,19 @@ class TokenFile:
             if self._stat() != self._signature:
                 self.reload()
         return self._table.lookup(token)
+
+
+@contextlib.contextmanager
+def reloaded_on_sighup(path: pathlib.Path | None) -> Iterator[TokenFile | None]:
+    """The TokenFile of ``path`` (None: authentication off), reloaded on SIGHUP while the block runs:
+    one for the process, which its gRPC and HTTP servers share (a signal has one handler)."""
+    if path is None:
+        yield None
+        return
+    tokens = TokenFile(path)
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGHUP, tokens.reload)
+    try:
+        yield tokens
+    finally:
+        loop.remove_signal_handler(signal.SIGHUP)

@@ -25,10 +25,11 @@ from mission_service.app import BrokerSide, build_service
 from mission_service.commands import MissionCommands
 from mission_service.follower import LogFollower
 from mission_service.grpc_server import SERVICE_NAME, serving_grpc
+from mission_service.operations import MissionOperations
 from mission_service.recent import DEFAULT_RECENT_EVENTS
 from mission_service.settings import DEFAULT_MAX_WATCH_STREAMS, ServiceSettings
 from mission_service.store import MissionStore
-from mission_service.tokens import hash_token
+from mission_service.tokens import TokenFile, hash_token
 from mission_service.watch import EventFilter, Hub, Subscription
 from mission_service.worker_registry import WorkerRegistry
 from missions.errors import BrokerUnavailableError
@@ -185,6 +186,8 @@ class Service:
     follower: LogFollower
     workers: WorkerRegistry
     commands: MissionCommands
+    operations: MissionOperations
+    tokens: TokenFile | None
 
     async def worker_publishes(self, *events: events_pb2.MissionEvent) -> None:
         """Publish as a worker would, and wait until the follower has applied the last one."""
@@ -261,7 +264,8 @@ async def running_service(
             workers=WorkerRegistry(clock),
         )
         health = HealthConditions(SERVICE_NAME)
-        async with serving_grpc(settings, built.servicer, built.hub, health, None) as port:
+        tokens = TokenFile(tokens_file) if tokens_file is not None else None
+        async with serving_grpc(settings, built.servicer, built.hub, health, None, tokens) as port:
             following = asyncio.create_task(built.follower.run())
             channel = grpc.aio.insecure_channel(f"127.0.0.1:{port}")
             try:
@@ -273,6 +277,8 @@ async def running_service(
                     follower=built.follower,
                     workers=built.workers,
                     commands=built.commands,
+                    operations=built.operations,
+                    tokens=tokens,
                 )
             finally:
                 await channel.close()
