@@ -27,6 +27,7 @@ from mission_service.commands import CommandsConfig, MissionCommands
 from mission_service.dispatch import Dispatcher
 from mission_service.follower import LogFollower, ReadLog
 from mission_service.grpc_server import SERVICE_NAME, posture, serving_grpc
+from mission_service.http.server import serving_http
 from mission_service.legacy_dead_letters import drop_dead_letter_events
 from mission_service.legacy_work import drain_legacy_work
 from mission_service.loops import Loop, Loops
@@ -148,8 +149,8 @@ def _count_then_publish(metrics: ServiceMetrics, hub: Hub, batch: Sequence[event
 async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.Future[int] | None = None) -> None:
     """Run the service until ``stop`` is set; ``bound`` receives the listening port.
 
-    Stops in this order: health NOT_SERVING, watch streams ended with their position, the
-    gRPC server after its grace period, the loops,
+    Stops in this order: health NOT_SERVING, watch streams (gRPC and SSE) ended with their
+    position, the gRPC server after its grace period, the HTTP API after its own, the loops,
     work messages in flight, the publisher, SQLite, the broker connections, tracing, the
     state directory's lock.
     """
@@ -161,7 +162,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
         # Before anything touches the broker: a second service on this directory or this
         # port stops here, with one line.
         stack.enter_context(StateLock.acquire(settings.state_dir))
-        for address in filter(None, (settings.listen, settings.metrics_listen)):
+        for address in filter(None, (settings.listen, settings.http_listen, settings.metrics_listen)):
             check_not_in_use(address)
         spans = tracing.configure(settings.tracing, "mission-service", source)
         if spans is not None:
@@ -220,10 +221,10 @@ class _Running:
 async def _run(
     settings: ServiceSettings, service: Service, running: _Running, *, legacy: Loop, reaping: Loop, scheduling: Loop
 ) -> None:
-    """Serve gRPC while the loops run, until the stop or until a loop fails (then raise its failure).
+    """Serve gRPC (and HTTP) while the loops run, until the stop or until a loop fails (then raise its failure).
 
     The reaper and the scheduler start once the follower reads the log (they judge what the
-    store says); the loops stop only after the server: its calls use them.
+    store says); the loops stop only after the servers: their calls use them.
     """
     try:
         async with asyncio.TaskGroup() as group:
@@ -232,6 +233,10 @@ async def _run(
             loops.start("legacy", legacy, may_end=True)
             async with contextlib.AsyncExitStack() as servers:
                 tokens = servers.enter_context(reloaded_on_sighup(settings.tokens_file))
+                if settings.http_listen:
+                    # Entered first, so it stops last: the gRPC server's stop ends every watch
+                    # stream, SSE ones too, with its position before either server waits for calls.
+                    await servers.enter_async_context(serving_http(settings, service.operations, tokens))
                 port = await servers.enter_async_context(
                     serving_grpc(settings, service.servicer, service.hub, running.health, running.spans, tokens)
                 )

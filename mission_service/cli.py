@@ -25,6 +25,7 @@ from missions.options import (
     amqp_tls,
     boolean,
     integer,
+    listen_address,
     retention_from_args,
     seconds,
 )
@@ -37,6 +38,14 @@ __all__ = ["build_parser", "main"]
 
 _SERVICE = (
     Option("--listen", "MISSIONS_LISTEN", "gRPC bind address, HOST:PORT", default=DEFAULT_ADDRESS),
+    Option(
+        "--http-listen",
+        "MISSIONS_HTTP_LISTEN",
+        "serve the HTTP/JSON API (docs/http.md) on this HOST:PORT too, e.g. 127.0.0.1:8080, with the TLS and"
+        " tokens of the gRPC port; off when empty",
+        listen_address,
+        default="",
+    ),
     Option("--state-dir", "MISSIONS_STATE_DIR", "SQLite location", pathlib.Path, default=".state"),
     Option(
         "--shutdown-grace",
@@ -105,7 +114,7 @@ _SECURITY = (
     Option(
         "--insecure",
         "MISSIONS_INSECURE",
-        "allow a non-loopback --listen without TLS or authentication",
+        "allow a non-loopback --listen or --http-listen without TLS or authentication",
         boolean,
     ),
     Option(
@@ -139,6 +148,7 @@ def parse(argv: list[str] | None = None) -> tuple[ServiceSettings, argparse.Name
         amqp_url=args.amqp_url,
         namespace=args.namespace,
         listen=args.listen,
+        http_listen=args.http_listen,
         state_dir=args.state_dir,
         shutdown_grace=args.shutdown_grace,
         reap_interval=args.reap_interval,

@@ -39,6 +39,8 @@ class ServiceSettings:
         amqp_url: broker URL (MISSIONS_AMQP_URL), default amqp://guest:guest@localhost:5672/.
         namespace: prefix of every exchange and queue (MISSIONS_NAMESPACE), default "missions".
         listen: gRPC bind address (MISSIONS_LISTEN), default 127.0.0.1:50051.
+        http_listen: bind address of the HTTP/JSON API (MISSIONS_HTTP_LISTEN, docs/http.md);
+            "" (the default) serves none. Same TLS, authentication and exposure rules as ``listen``.
         state_dir: directory of the SQLite read model (MISSIONS_STATE_DIR), default ./.state.
         shutdown_grace: how long in-flight RPCs get to finish on SIGTERM, default 5 s.
         reap_interval: how often lost workers' attempts are looked for, default 1 s.
@@ -53,7 +55,7 @@ class ServiceSettings:
             (--tls-cert, --tls-key, --tls-client-ca); None serves plaintext.
         tokens_file: bearer tokens and their principals (--tokens-file); None turns
             authentication off and every caller may do everything.
-        insecure: allow a non-loopback ``listen`` without TLS or authentication (--insecure).
+        insecure: allow a non-loopback ``listen`` or ``http_listen`` without TLS or authentication (--insecure).
         max_watch_streams: concurrent WatchEvents streams per authenticated principal,
             default 100; 0 for no limit.
         amqp_tls: broker CA and client certificate for an amqps:// URL.
@@ -66,6 +68,7 @@ class ServiceSettings:
     amqp_url: str = "amqp://guest:guest@localhost:5672/"
     namespace: str = "missions"
     listen: str = DEFAULT_ADDRESS
+    http_listen: str = ""
     state_dir: pathlib.Path = pathlib.Path(".state")
     shutdown_grace: timedelta = timedelta(seconds=5)
     reap_interval: timedelta = timedelta(seconds=1)
@@ -87,7 +90,8 @@ class ServiceSettings:
     def __repr__(self) -> str:
         return (
             f"ServiceSettings(amqp_url={redact_url(self.amqp_url)!r}, namespace={self.namespace!r},"
-            f" listen={self.listen!r}, state_dir={str(self.state_dir)!r}, tls={self.tls is not None},"
+            f" listen={self.listen!r}, http_listen={self.http_listen!r}, state_dir={str(self.state_dir)!r},"
+            f" tls={self.tls is not None},"
             f" tokens_file={str(self.tokens_file) if self.tokens_file else None!r})"
         )
 
@@ -102,16 +106,20 @@ class ServiceSettings:
         return self.tokens_file is not None or self.client_certificates
 
     def exposure_problem(self) -> str | None:
-        """Why ``listen`` is unsafe as configured, or None: off loopback, TLS and authentication are required."""
-        if is_loopback(self.listen):
-            return None
+        """Why ``listen`` or ``http_listen`` is unsafe as configured, or None: off loopback, TLS and
+        authentication are required."""
         missing = [
             name for name, ok in (("TLS", self.tls is not None), ("authentication", self.authenticated)) if not ok
         ]
-        if not missing:
+        exposed = [
+            f"{flag} {address}"
+            for flag, address in (("--listen", self.listen), ("--http-listen", self.http_listen))
+            if address and not is_loopback(address)
+        ]
+        if not missing or not exposed:
             return None
         return (
-            f"--listen {self.listen} is not a loopback address and the service has no {' and no '.join(missing)}"
+            f"{' and '.join(exposed)}: not a loopback address and the service has no {' and no '.join(missing)}"
             " (--tls-cert/--tls-key, --tokens-file or --tls-client-ca); pass --insecure to serve it anyway"
         )
 

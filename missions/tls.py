@@ -70,6 +70,17 @@ class TlsFiles:
         )
         return credentials
 
+    def server_context(self) -> ssl.SSLContext:
+        """``server_credentials`` as an SSL context, for a server on asyncio (the HTTP API)."""
+        _, cert_flag, key_flag = self.flags
+        if self.cert is None or self.key is None:
+            raise TlsConfigError(f"server TLS needs {cert_flag} and {key_flag}")
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH, cafile=self.ca)
+        context.load_cert_chain(self.cert, self.key)
+        if self.ca is not None:
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
     def channel_credentials(self) -> grpc.ChannelCredentials:
         """Client TLS: verify the server with ``ca`` (else the system's CAs), present ``cert`` if given."""
         ca_flag, cert_flag, key_flag = self.flags

@@ -235,6 +235,7 @@ async def running_service(
     queue_timeout: float = 5.0,
     tokens_file: pathlib.Path | None = None,
     max_watch_streams: int = DEFAULT_MAX_WATCH_STREAMS,
+    watch_heartbeat: timedelta = timedelta(seconds=15),
 ) -> AsyncIterator[Service]:
     """The service as app.build_service wires it and grpc_server serves it (its interceptors
     included), with the broker faked; ``buffer`` is each watcher's live buffer.
@@ -252,6 +253,7 @@ async def running_service(
         queue_timeout=timedelta(seconds=queue_timeout),
         tokens_file=tokens_file,
         max_watch_streams=max_watch_streams,
+        watch_heartbeat=watch_heartbeat,
     )
     broker = FakeBroker()
     with MissionStore(":memory:") as store:
