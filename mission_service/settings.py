@@ -10,7 +10,8 @@ from datetime import timedelta
 from mission_service.limits import Limits
 from mission_service.recent import DEFAULT_RECENT_BYTES, DEFAULT_RECENT_EVENTS
 from mission_service.watch import DEFAULT_BUFFER
-from missions.amqp import LogRetention, redact_url
+from missions.amqp import LogRetention
+from missions.brokers import redact_url
 from missions.metadata import DEFAULT_ADDRESS
 from missions.tls import TlsFiles
 

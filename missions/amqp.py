@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import ssl
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aio_pika
 import aiormq
@@ -20,8 +21,10 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from pamqp.common import FieldTable
+from yarl import URL
 
 from missions import topology
+from missions.brokers import FailoverConnection, broker_urls, redact_url
 from missions.errors import BrokerUnavailableError
 from missions.tls import TlsFiles
 from missions.topology import Topology
@@ -38,7 +41,6 @@ __all__ = [
     "declare_work_queue",
     "delete_topology",
     "message_counts",
-    "redact_url",
 ]
 
 log = logging.getLogger(__name__)
@@ -108,27 +110,41 @@ class RetentionMismatchError(RuntimeError):
     """A stream exists with other retention arguments than this process declares."""
 
 
-def redact_url(url: str) -> str:
-    """The URL with its password replaced, for logs."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
 async def connect(url: str, name: str, tls: TlsFiles | None = None) -> AbstractRobustConnection:
-    """A robust connection that fails fast if the broker is unreachable at start-up.
+    """A robust connection that fails fast if no broker is reachable at start-up.
 
-    An ``amqps://`` URL connects over TLS: with ``tls``, the broker is verified with its CA
-    (else the system's) and presents its client certificate; without, aiormq builds the
-    context from the URL's own query (``cafile``, ``certfile``, ``keyfile``).
+    ``url`` may list the nodes of one cluster separated by commas: each is tried in turn
+    at start-up, and the connection moves on to the next when it loses one
+    (missions/brokers.py). An ``amqps://`` URL connects over TLS: with ``tls``, the broker
+    is verified with its CA (else the system's) and presents its client certificate;
+    without, aiormq builds the context from the URL's own query (``cafile``, ``certfile``,
+    ``keyfile``).
     """
-    if tls is not None and tls.configured and urlsplit(url).scheme != "amqps":
+    urls = broker_urls(url)
+    if tls is not None and tls.configured and any(urlsplit(one).scheme != "amqps" for one in urls):
         raise ValueError(f"{'/'.join(tls.flags)} need an amqps:// URL, got {redact_url(url)}")
     context = tls.client_context() if tls is not None and tls.configured else None
-    connection = await aio_pika.connect_robust(url, client_properties={"connection_name": name}, ssl_context=context)
-    log.info("connected to %s as %s", redact_url(url), name)
+    for position in range(len(urls) - 1):
+        try:
+            return await _connect_at(urls, position, name, context)
+        except (*BROKER_ERRORS, OSError) as exc:
+            log.warning("cannot connect to %s (%r): trying the next", redact_url(urls[position]), exc)
+    return await _connect_at(urls, len(urls) - 1, name, context)
+
+
+async def _connect_at(
+    urls: Sequence[str], position: int, name: str, context: ssl.SSLContext | None
+) -> AbstractRobustConnection:
+    """A robust connection to ``urls[position]``; with several URLs, one that moves on to the next."""
+    connection = await aio_pika.connect_robust(
+        urls[position],
+        client_properties={"connection_name": name},
+        ssl_context=context,
+        connection_class=FailoverConnection if len(urls) > 1 else aio_pika.RobustConnection,
+    )
+    if isinstance(connection, FailoverConnection):
+        connection.urls = [URL(one) for one in (*urls[position:], *urls[:position])]
+    log.info("connected to %s as %s", redact_url(urls[position]), name)
     return connection
 
 

@@ -25,6 +25,7 @@ from datetime import timedelta
 from typing import Any
 
 from missions.amqp import LogRetention
+from missions.brokers import broker_urls
 from missions.metrics_http import split_listen
 from missions.tls import TlsConfigError, TlsFiles
 from missions.tracing import MODES, installed
@@ -257,7 +258,13 @@ def add_options(
 
 # --- the options both processes take ---
 
-AMQP_URL = Option("--amqp-url", "MISSIONS_AMQP_URL", "broker URL", default=DEFAULT_AMQP_URL)
+AMQP_URL = Option(
+    "--amqp-url",
+    "MISSIONS_AMQP_URL",
+    "broker URL; the nodes of one cluster as several URLs separated by commas (tried in turn, and the"
+    " next one when a node is lost)",
+    default=DEFAULT_AMQP_URL,
+)
 _AMQPS = "amqps:// only: "
 COMMON = (
     AMQP_URL,
@@ -324,7 +331,7 @@ def amqp_tls(parser: argparse.ArgumentParser, args: argparse.Namespace) -> TlsFi
     files = TlsFiles(args.amqp_ca, args.amqp_cert, args.amqp_key, flags=("--amqp-ca", "--amqp-cert", "--amqp-key"))
     if not files.configured:
         return None
-    if not args.amqp_url.startswith("amqps://"):
+    if not all(url.startswith("amqps://") for url in broker_urls(args.amqp_url)):
         parser.error("--amqp-ca, --amqp-cert and --amqp-key need an amqps:// --amqp-url")
     try:
         files.validate()

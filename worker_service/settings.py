@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from missions.amqp import redact_url
+from missions.brokers import redact_url
 from missions.tls import TlsFiles
 from worker_service.ledger import DEFAULT_REMEMBER_FINISHED
 
