@@ -37,6 +37,7 @@ from mission_service.queries import MissionQueries, QueriesConfig, QueueDepths
 from mission_service.reaper import Reaper
 from mission_service.recent import RecentEvents
 from mission_service.scheduler import Scheduler
+from mission_service.schedules import Schedules
 from mission_service.servicer import MissionServicer
 from mission_service.settings import ServiceSettings
 from mission_service.start_verdicts import StartVerdictSender
@@ -90,6 +91,7 @@ class Service:
     dispatcher: Dispatcher
     commands: MissionCommands
     queries: MissionQueries
+    schedules: Schedules
     operations: MissionOperations
     servicer: MissionServicer
 
@@ -136,9 +138,10 @@ def build_service(
         workers,
         broker.queue_depths,
     )
-    operations = MissionOperations(commands, queries)
+    schedules = Schedules(commands, store, settings.limits, source)
+    operations = MissionOperations(commands, queries, schedules)
     servicer = MissionServicer(operations, client_certificates=settings.client_certificates)
-    return Service(store, hub, follower, workers, dispatcher, commands, queries, operations, servicer)
+    return Service(store, hub, follower, workers, dispatcher, commands, queries, schedules, operations, servicer)
 
 
 def _count_then_publish(metrics: ServiceMetrics, hub: Hub, batch: Sequence[events_pb2.MissionEvent]) -> None:
@@ -190,7 +193,10 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             await stack.enter_async_context(serving(settings.metrics_listen, metrics.registry))
         await service.workers.start(log_connection, names)
         reaper = Reaper(service.store, service.workers, service.commands.publish, source)
-        scheduler = Scheduler(service.store, reaper.leads, service.commands.fire)
+        scheduler = Scheduler(service.store.due, service.store.next_due, reaper.leads, service.commands.fire)
+        recurring = Scheduler(
+            service.store.schedules_due, service.store.next_schedule_due, reaper.leads, service.schedules.fire
+        )
         await _run(
             settings,
             service,
@@ -198,6 +204,7 @@ async def serve(settings: ServiceSettings, stop: asyncio.Event, bound: asyncio.F
             legacy=functools.partial(_clear_legacy, connection, publisher, names),
             reaping=functools.partial(reaper.run, log_connection, names, settings.reap_interval),
             scheduling=scheduler.run,
+            firing=recurring.run,
         )
 
 
@@ -219,12 +226,20 @@ class _Running:
 
 
 async def _run(
-    settings: ServiceSettings, service: Service, running: _Running, *, legacy: Loop, reaping: Loop, scheduling: Loop
+    settings: ServiceSettings,
+    service: Service,
+    running: _Running,
+    *,
+    legacy: Loop,
+    reaping: Loop,
+    scheduling: Loop,
+    firing: Loop,
 ) -> None:
     """Serve gRPC (and HTTP) while the loops run, until the stop or until a loop fails (then raise its failure).
 
-    The reaper and the scheduler start once the follower reads the log (they judge what the
-    store says); the loops stop only after the servers: their calls use them.
+    The reaper and the schedulers (delayed missions, recurring schedules) start once the follower
+    reads the log (they judge what the store says); the loops stop only after the servers: their
+    calls use them.
     """
     try:
         async with asyncio.TaskGroup() as group:
@@ -252,6 +267,7 @@ async def _run(
                     await running.health.set("log follower", True)
                     loops.start("reaper", reaping)
                     loops.start("scheduler", scheduling)
+                    loops.start("schedules", firing)
                     await _first(running.stop.wait(), loops.failed.wait())
                 log.info("mission-service stopping")
             loops.stop()

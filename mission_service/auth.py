@@ -34,11 +34,13 @@ _WRITE = frozenset({Role.SUBMITTER, Role.ADMIN})
 _ADMIN = frozenset({Role.ADMIN})
 _OPERATIONS = frozenset({Role.READER, Role.ADMIN})
 
-# The roles that may call each method; CancelMission checks ownership after this.
+# The roles that may call each method; CancelMission and Pause/Resume/DeleteSchedule check
+# ownership after this.
 _POLICY: dict[str, frozenset[Role]] = {
-    **{name: _READ for name in ("GetMission", "ListMissions", "WatchEvents")},
+    **{name: _READ for name in ("GetMission", "ListMissions", "WatchEvents", "GetSchedule", "ListSchedules")},
     **{name: _OPERATIONS for name in ("ListWorkers", "GetStats", "ListDeadLetters")},
     **{name: _WRITE for name in ("SubmitMission", "SubmitMissions", "CancelMission")},
+    **{name: _WRITE for name in ("CreateSchedule", "PauseSchedule", "ResumeSchedule", "DeleteSchedule")},
     **{name: _ADMIN for name in ("RedriveMission", "RedriveDeadLetters", "PurgeDeadLetters")},
 }
 

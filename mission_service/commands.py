@@ -4,7 +4,6 @@ appending their events to the log (and their work messages to the work queues)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import uuid
@@ -167,6 +166,18 @@ class MissionCommands:
         if self._published is not None:
             self._published.count(event)
 
+    async def append(self, event: events_pb2.MissionEvent, priority: int | None = None) -> bool:
+        """Publish ``event`` and wait (at most 5 s) until this replica's store reflects it: True
+        once it took effect, False when the store recorded it as a duplicate or the wait ran out."""
+        applied = self._follower.expect(event.id)
+        try:
+            await self.publish(event, priority)
+            return await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
+        except TimeoutError:
+            return False
+        finally:
+            applied.cancel()
+
     async def _append(
         self, event: events_pb2.MissionEvent, priority: int | None = None, *, dispatch: bool = False
     ) -> None:
@@ -182,13 +193,7 @@ class MissionCommands:
             finally:
                 queuing.cancel()  # a client gone, or told UNAVAILABLE: the dispatch goes on without it
             return
-        applied = self._follower.expect(event.id)
-        try:
-            await self.publish(event, priority)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(applied), self._config.read_your_writes_timeout)
-        finally:
-            applied.cancel()
+        await self.append(event, priority)
 
     async def _while_confirming(self, queuing: asyncio.Future[None], mission_id: str) -> None:
         """Wait for ``queuing`` for as long as the broker keeps confirming this replica's

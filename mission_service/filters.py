@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from missions.events import is_schedule_event
 from missions.v1 import events_pb2
 
 __all__ = ["EventFilter", "IndexKey", "LabelLookup", "event_keys"]
@@ -48,6 +49,8 @@ class EventFilter:
             return False
         if self.types and event.type not in self.types:
             return False
+        if is_schedule_event(event) and not self.types:
+            return False  # only for those who ask by type: clients built before schedules cannot read them
         if self.mission_types and event.mission_type not in self.mission_types:
             return False
         if self.labels:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from mission_service.commands import MissionCommands
 from mission_service.queries import MissionQueries
+from mission_service.schedules import Schedules
 from mission_service.status import to_submit_error
 from mission_service.tokens import Principal
 from mission_service.watch import Idle
@@ -60,11 +61,12 @@ async def _responses(
 
 
 class MissionOperations:
-    """MissionService over MissionCommands (the write side) and MissionQueries (the read side)."""
+    """MissionService over MissionCommands (the write side), MissionQueries (the read side) and Schedules."""
 
-    def __init__(self, commands: MissionCommands, queries: MissionQueries) -> None:
+    def __init__(self, commands: MissionCommands, queries: MissionQueries, schedules: Schedules) -> None:
         self._commands = commands
         self._queries = queries
+        self._schedules = schedules
 
     async def GetMission(self, request: pb.GetMissionRequest, call: Call) -> pb.GetMissionResponse:
         return pb.GetMissionResponse(mission=self._queries.get(request.mission_id))
@@ -113,3 +115,21 @@ class MissionOperations:
     async def PurgeDeadLetters(self, request: pb.PurgeDeadLettersRequest, call: Call) -> pb.PurgeDeadLettersResponse:
         count, ids = await self._commands.purge_dead_letters(request, call.caller.name)
         return pb.PurgeDeadLettersResponse(count=count, mission_ids=ids)
+
+    async def CreateSchedule(self, request: pb.CreateScheduleRequest, call: Call) -> pb.CreateScheduleResponse:
+        return pb.CreateScheduleResponse(schedule=await self._schedules.create(request, call.caller))
+
+    async def GetSchedule(self, request: pb.GetScheduleRequest, call: Call) -> pb.GetScheduleResponse:
+        return pb.GetScheduleResponse(schedule=self._schedules.get(request.schedule_id))
+
+    async def ListSchedules(self, request: pb.ListSchedulesRequest, call: Call) -> pb.ListSchedulesResponse:
+        return self._schedules.list(request)
+
+    async def PauseSchedule(self, request: pb.PauseScheduleRequest, call: Call) -> pb.PauseScheduleResponse:
+        return pb.PauseScheduleResponse(schedule=await self._schedules.pause(request.schedule_id, call.caller))
+
+    async def ResumeSchedule(self, request: pb.ResumeScheduleRequest, call: Call) -> pb.ResumeScheduleResponse:
+        return pb.ResumeScheduleResponse(schedule=await self._schedules.resume(request.schedule_id, call.caller))
+
+    async def DeleteSchedule(self, request: pb.DeleteScheduleRequest, call: Call) -> pb.DeleteScheduleResponse:
+        return pb.DeleteScheduleResponse(schedule=await self._schedules.delete(request.schedule_id, call.caller))

@@ -104,3 +104,39 @@ class MissionServicer(mission_service_pb2_grpc.MissionServiceServicer):
         self, request: pb.PurgeDeadLettersRequest, context: grpc.aio.ServicerContext
     ) -> pb.PurgeDeadLettersResponse:
         return await self._operations.PurgeDeadLetters(request, self._call(context))
+
+    @translate_errors
+    async def CreateSchedule(
+        self, request: pb.CreateScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.CreateScheduleResponse:
+        return await self._operations.CreateSchedule(request, self._call(context))
+
+    @translate_errors
+    async def GetSchedule(
+        self, request: pb.GetScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetScheduleResponse:
+        return await self._operations.GetSchedule(request, self._call(context))
+
+    @translate_errors
+    async def ListSchedules(
+        self, request: pb.ListSchedulesRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListSchedulesResponse:
+        return await self._operations.ListSchedules(request, self._call(context))
+
+    @translate_errors
+    async def PauseSchedule(
+        self, request: pb.PauseScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PauseScheduleResponse:
+        return await self._operations.PauseSchedule(request, self._call(context))
+
+    @translate_errors
+    async def ResumeSchedule(
+        self, request: pb.ResumeScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ResumeScheduleResponse:
+        return await self._operations.ResumeSchedule(request, self._call(context))
+
+    @translate_errors
+    async def DeleteSchedule(
+        self, request: pb.DeleteScheduleRequest, context: grpc.aio.ServicerContext
+    ) -> pb.DeleteScheduleResponse:
+        return await self._operations.DeleteSchedule(request, self._call(context))

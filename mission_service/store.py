@@ -1,4 +1,4 @@
-"""The SQLite read model: missions by id plus the log position they reflect.
+"""The SQLite read model: missions and schedules by id plus the log position they reflect.
 
 One writer (the log follower) applies batches of events; each batch and the new
 checkpoint commit in one transaction, so after a crash the follower resumes exactly
@@ -16,20 +16,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
+from mission_service import schedule_projection
 from mission_service.projection import apply, is_duplicate
-from missions.events import is_final
-from missions.v1 import events_pb2, mission_pb2
+from missions.events import is_final, is_schedule_event
+from missions.v1 import events_pb2, mission_pb2, schedule_pb2
 
-__all__ = ["Bounds", "MissionStore", "Page"]
+__all__ = ["Bounds", "MissionStore", "Page", "SchedulePage"]
 
 log = logging.getLogger(__name__)
 
 # Bump when the tables or the sequences in them change (4: sequences of group commit; 5:
 # a STARTED of a mission already over is a duplicate; 6: create_time and the labels table,
 # for ListMissions' filters; 7: error_type, for ListDeadLetters' filter, and PURGED; 8:
-# due_time and SCHEDULED, for delayed missions): an older file is dropped and rebuilt from
-# the log.
-SCHEMA_VERSION = 8
+# due_time and SCHEDULED, for delayed missions; 9: schedules): an older file is dropped and
+# rebuilt from the log.
+SCHEMA_VERSION = 9
 
 # FAILED for good without DEAD_LETTERED: only between a worker's two publishes, or for
 # good if the worker died in between (the Reaper finishes those). A purged dead letter is
@@ -45,6 +46,9 @@ _WAITING = f"state IN ({int(mission_pb2.MISSION_STATE_QUEUED)}, {int(mission_pb2
 # Missions waiting for their due time: the scheduler asks for the earliest every fraction of
 # a second, which a partial index on the due time answers without reading the rest.
 _SCHEDULED = f"state = {int(mission_pb2.MISSION_STATE_SCHEDULED)}"
+
+# Schedules that fire: the leader asks for the earliest every fraction of a second too.
+_SCHEDULE_DUE = "deleted = 0 AND next_fire_time IS NOT NULL"
 
 _SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS missions (
@@ -75,9 +79,20 @@ CREATE TABLE IF NOT EXISTS labels (
     mission_id TEXT NOT NULL,
     PRIMARY KEY (key, value, mission_id)
 ) WITHOUT ROWID;
+-- Recurring schedules. A deleted one keeps its row (and so its id, never reused: the
+-- idempotency keys of its missions name it), out of every answer.
+CREATE TABLE IF NOT EXISTS schedules (
+    id TEXT PRIMARY KEY,
+    created_sequence INTEGER NOT NULL,
+    deleted INTEGER NOT NULL DEFAULT 0,
+    next_fire_time REAL,
+    body BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_by_created ON schedules (created_sequence) WHERE deleted = 0;
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_fire_time) WHERE {_SCHEDULE_DUE};
 CREATE TABLE IF NOT EXISTS duplicates (
     sequence INTEGER PRIMARY KEY,
-    mission_id TEXT NOT NULL,
+    mission_id TEXT NOT NULL, -- or the schedule id of a schedule's event
     body BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS duplicates_by_mission ON duplicates (mission_id);
@@ -86,6 +101,15 @@ CREATE TABLE IF NOT EXISTS checkpoint (
     sequence INTEGER NOT NULL
 );
 """
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulePage:
+    """One page of ListSchedules; ``last_created_sequence`` positions the next page."""
+
+    schedules: list[schedule_pb2.Schedule]
+    last_created_sequence: int
+    more: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,7 +183,7 @@ class MissionStore:
                 log.warning("read model schema %d is not %d: rebuilding it from the log", version, SCHEMA_VERSION)
             self._db.executescript(
                 "DROP TABLE IF EXISTS missions; DROP TABLE IF EXISTS labels; DROP TABLE IF EXISTS duplicates;"
-                " DROP TABLE IF EXISTS checkpoint;"
+                " DROP TABLE IF EXISTS checkpoint; DROP TABLE IF EXISTS schedules;"
             )
         self._db.executescript(_SCHEMA)
         self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -291,6 +315,47 @@ class MissionStore:
         ).fetchone()
         return None if row[0] is None else float(row[0])
 
+    def get_schedule(self, schedule_id: str) -> schedule_pb2.Schedule | None:
+        """The schedule, None when unknown or deleted."""
+        row = self._db.execute("SELECT body FROM schedules WHERE id = ? AND deleted = 0", (schedule_id,)).fetchone()
+        return schedule_pb2.Schedule.FromString(row[0]) if row else None
+
+    def schedule_id_taken(self, schedule_id: str) -> bool:
+        """Whether a schedule, deleted or not, has this id."""
+        return self._db.execute("SELECT 1 FROM schedules WHERE id = ?", (schedule_id,)).fetchone() is not None
+
+    def list_schedules(self, after_created_sequence: int, limit: int) -> SchedulePage:
+        """Up to ``limit`` schedules not deleted, created after ``after_created_sequence``, oldest first."""
+        rows = self._db.execute(
+            "SELECT created_sequence, body FROM schedules INDEXED BY schedules_by_created"
+            " WHERE deleted = 0 AND created_sequence > ? ORDER BY created_sequence LIMIT ?",
+            (after_created_sequence, limit + 1),
+        ).fetchall()
+        page = rows[:limit]
+        return SchedulePage(
+            schedules=[schedule_pb2.Schedule.FromString(row[1]) for row in page],
+            last_created_sequence=int(page[-1][0]) if page else after_created_sequence,
+            more=len(rows) > limit,
+        )
+
+    def schedules_due(self, at: float, limit: int) -> Sequence[schedule_pb2.Schedule]:
+        """Schedules whose next firing time is at or before ``at`` (epoch seconds), the earliest first."""
+        rows = self._db.execute(
+            f"SELECT body FROM schedules INDEXED BY schedules_due WHERE {_SCHEDULE_DUE} AND next_fire_time <= ?"
+            " ORDER BY next_fire_time LIMIT ?",
+            (at, limit),
+        )
+        return [schedule_pb2.Schedule.FromString(row[0]) for row in rows]
+
+    def next_schedule_due(self, after: float) -> float | None:
+        """The earliest next firing time (epoch seconds) after ``after``; None when no schedule fires."""
+        row = self._db.execute(
+            f"SELECT MIN(next_fire_time) FROM schedules INDEXED BY schedules_due"
+            f" WHERE {_SCHEDULE_DUE} AND next_fire_time > ?",
+            (after,),
+        ).fetchone()
+        return None if row[0] is None else float(row[0])
+
     def duplicates_after(self, sequence: int) -> set[int]:
         """Sequences after ``sequence`` of the events recorded as duplicates (rare: a few per race)."""
         rows = self._db.execute("SELECT sequence FROM duplicates WHERE sequence > ?", (sequence,))
@@ -345,15 +410,14 @@ class MissionStore:
     def _apply(self, event: events_pb2.MissionEvent) -> tuple[bool, mission_pb2.Mission | None]:
         """Project one event: False when it is a duplicate (recorded, nothing else changes),
         and the mission as the event leaves it (None if it names no mission known)."""
+        if is_schedule_event(event):
+            return self._apply_schedule(event), None
         row = self._db.execute(
             "SELECT body, created_sequence, final_sequence FROM missions WHERE id = ?", (event.mission_id,)
         ).fetchone()
         current = _decode(row[0]) if row else None
         if is_duplicate(current, event):
-            self._db.execute(
-                "INSERT OR IGNORE INTO duplicates (sequence, mission_id, body) VALUES (?, ?, ?)",
-                (event.sequence, event.mission_id, event.SerializeToString()),
-            )
+            self._record_duplicate(event, event.mission_id)
             if current is not None and event.type == events_pb2.EVENT_TYPE_STARTED:
                 self._show_runner(current)
             return False, current
@@ -367,6 +431,35 @@ class MissionStore:
                 )
             self._put(mission, created=created, final=row[2] if row else None, event=event)
         return True, mission
+
+    def _apply_schedule(self, event: events_pb2.MissionEvent) -> bool:
+        """Project one event of a schedule; False when it is a duplicate (recorded only)."""
+        row = self._db.execute(
+            "SELECT body, created_sequence, deleted FROM schedules WHERE id = ?", (event.schedule_id,)
+        ).fetchone()
+        current = schedule_pb2.Schedule.FromString(row[0]) if row else None
+        if schedule_projection.is_duplicate(current, bool(row and row[2]), event):
+            self._record_duplicate(event, event.schedule_id)
+            return False
+        schedule = schedule_projection.apply(current, event)
+        self._db.execute(
+            "INSERT OR REPLACE INTO schedules (id, created_sequence, deleted, next_fire_time, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (
+                schedule.id,
+                int(row[1]) if row else event.sequence,
+                int(event.type == events_pb2.EVENT_TYPE_SCHEDULE_DELETED),
+                schedule.next_fire_time.ToNanoseconds() / 1e9 if schedule.HasField("next_fire_time") else None,
+                schedule.SerializeToString(),
+            ),
+        )
+        return True
+
+    def _record_duplicate(self, event: events_pb2.MissionEvent, owner: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO duplicates (sequence, mission_id, body) VALUES (?, ?, ?)",
+            (event.sequence, owner, event.SerializeToString()),
+        )
 
     def _show_runner(self, mission: mission_pb2.Mission) -> None:
         """Show the worker that runs the current attempt: after a withdrawal, the first of

@@ -11,8 +11,9 @@ from google.protobuf import struct_pb2, timestamp_pb2
 
 from mission_service.labels import check_label, parse_label_selector
 from mission_service.limits import Limits, check_count, named_limit
+from mission_service.recurrence import RecurrenceError, recurrence
 from missions.errors import InvalidArgumentError
-from missions.v1 import events_pb2, mission_pb2, mission_service_pb2
+from missions.v1 import events_pb2, mission_pb2, mission_service_pb2, schedule_pb2
 
 __all__ = [
     "TimeBound",
@@ -22,6 +23,8 @@ __all__ = [
     "validate_batch",
     "validate_list",
     "validate_mission_id",
+    "validate_schedule",
+    "validate_schedule_id",
     "validate_states",
     "validate_submission",
     "validate_watch",
@@ -69,6 +72,45 @@ def validate_submission(request: mission_service_pb2.SubmitMissionRequest, limit
         "idempotency_key", request.idempotency_key, limits.max_idempotency_key_length, "max_idempotency_key_length"
     )
     _check_labels(request.labels, limits)
+
+
+# AIP-122 resource ids: what CreateSchedule accepts as schedule_id.
+_SCHEDULE_ID_PATTERN = re.compile(r"[a-z]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def validate_schedule_id(schedule_id: str, field: str = "schedule_id") -> None:
+    """An id of an existing schedule: given, and not longer than a generated one or a chosen one."""
+    if not schedule_id or len(schedule_id) > 63:
+        raise InvalidArgumentError(field, "must be 1 to 63 characters")
+
+
+def validate_schedule(
+    request: mission_service_pb2.CreateScheduleRequest,
+    submission: mission_service_pb2.SubmitMissionRequest,
+    limits: Limits,
+) -> None:
+    """A CreateSchedule request, whose firings each submit ``submission`` (its template, as a
+    firing submits it); InvalidArgumentError names the field at fault."""
+    if request.schedule_id and not _SCHEDULE_ID_PATTERN.fullmatch(request.schedule_id):
+        raise InvalidArgumentError(
+            "schedule_id",
+            "must be 1 to 63 lowercase letters, digits and '-', starting with a letter and not ending with '-'",
+        )
+    schedule = request.schedule
+    if not schedule.HasField("mission_template"):
+        raise InvalidArgumentError("schedule.mission_template", "is required")
+    try:
+        validate_submission(submission, limits)
+    except InvalidArgumentError as exc:
+        raise InvalidArgumentError(f"schedule.mission_template.{exc.field}", exc.description) from None
+    if schedule.overlap_policy not in schedule_pb2.OverlapPolicy.values():
+        raise InvalidArgumentError("schedule.overlap_policy", f"unknown value {schedule.overlap_policy}")
+    if schedule.catch_up_policy not in schedule_pb2.CatchUpPolicy.values():
+        raise InvalidArgumentError("schedule.catch_up_policy", f"unknown value {schedule.catch_up_policy}")
+    try:
+        recurrence(schedule)
+    except RecurrenceError as exc:
+        raise InvalidArgumentError(exc.field, exc.description) from None
 
 
 # The seconds a Timestamp may hold: 0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z.

@@ -12,6 +12,7 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from missions import tracing
 from missions.errors import DecodeError
+from missions.events import is_schedule_event
 from missions.topology import MISSION_TYPE_HEADER
 from missions.v1 import events_pb2
 
@@ -163,8 +164,10 @@ def _check_schema(headers: Mapping[str, Any] | None) -> None:
 
 
 def _check(event: events_pb2.MissionEvent) -> None:
-    if not event.id or not event.mission_id or event.WhichOneof("details") is None:
-        raise DecodeError("MissionEvent lacks id, mission_id or details")
+    # A schedule's events name the schedule, not a mission.
+    owner = event.schedule_id if is_schedule_event(event) else event.mission_id
+    if not event.id or not owner or event.WhichOneof("details") is None:
+        raise DecodeError("MissionEvent lacks id, mission_id (schedule_id in a schedule's event) or details")
     if _DETAILS.get(event.type) != event.WhichOneof("details"):
         raise DecodeError(f"event type {event.type} does not match its details")
 

@@ -32,6 +32,7 @@ from missions.amqp import (
     declare_work_queue,
 )
 from missions.errors import BrokerUnavailableError, DecodeError, LogTruncatedError
+from missions.events import SCHEDULE_EVENT_TYPES
 from missions.group_commit import GroupCommit
 from missions.topology import Topology
 from missions.v1 import events_pb2
@@ -42,7 +43,7 @@ log = logging.getLogger(__name__)
 
 _TIMEOUT_S = 10.0  # for a confirm
 # The service publishes these to the log only: no worker needs them on the control stream.
-_NOT_DECISIONS = frozenset({events_pb2.EVENT_TYPE_CREATED, events_pb2.EVENT_TYPE_DUE})
+_NOT_DECISIONS = frozenset({events_pb2.EVENT_TYPE_CREATED, events_pb2.EVENT_TYPE_DUE, *SCHEDULE_EVENT_TYPES})
 # How long a stream reader with unacked records waits for more before acking them.
 _IDLE_CREDIT_S = 1.0
 
@@ -114,7 +115,8 @@ class EventPublisher:
 
     def _exchange_of(self, event: events_pb2.MissionEvent) -> AbstractExchange:
         """ns.decisions for the service's decisions, which every worker reads; ns.events otherwise.
-        CREATED and DUE are not decisions a worker acts on: it learns of them from the work message."""
+        CREATED and DUE are not decisions a worker acts on: it learns of them from the work message;
+        nor are a schedule's events (its missions are submitted like any other)."""
         if self._decisions is not None and event.type not in _NOT_DECISIONS:
             return self._decisions
         return self._exchange

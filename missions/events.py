@@ -11,9 +11,11 @@ from missions.v1 import events_pb2, mission_pb2
 
 __all__ = [
     "FINAL_EVENT_TYPES",
+    "SCHEDULE_EVENT_TYPES",
     "TERMINAL_STATES",
     "duration",
     "is_final",
+    "is_schedule_event",
     "is_scheduled",
     "new_event",
     "now",
@@ -24,6 +26,16 @@ E = events_pb2
 
 # The last event a mission ever emits; a watch of that mission may end after it.
 FINAL_EVENT_TYPES = frozenset({E.EVENT_TYPE_COMPLETED, E.EVENT_TYPE_CANCELLED, E.EVENT_TYPE_DEAD_LETTERED})
+# The events of a schedule rather than of a mission: they name it in ``schedule_id``.
+SCHEDULE_EVENT_TYPES = frozenset(
+    {
+        E.EVENT_TYPE_SCHEDULE_CREATED,
+        E.EVENT_TYPE_SCHEDULE_PAUSED,
+        E.EVENT_TYPE_SCHEDULE_RESUMED,
+        E.EVENT_TYPE_SCHEDULE_DELETED,
+        E.EVENT_TYPE_SCHEDULE_FIRED,
+    }
+)
 TERMINAL_STATES = frozenset(
     {
         mission_pb2.MISSION_STATE_SUCCEEDED,
@@ -47,6 +59,11 @@ def duration(span: timedelta) -> duration_pb2.Duration:
 
 def is_final(event: events_pb2.MissionEvent) -> bool:
     return event.type in FINAL_EVENT_TYPES
+
+
+def is_schedule_event(event: events_pb2.MissionEvent) -> bool:
+    """Whether ``event`` is a schedule's (no mission's): readers of missions pass it by."""
+    return event.type in SCHEDULE_EVENT_TYPES
 
 
 def is_scheduled(mission: mission_pb2.Mission) -> bool:

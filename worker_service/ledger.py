@@ -36,6 +36,7 @@ from aio_pika.abc import AbstractConnection, AbstractRobustConnection
 from missions.amqp import broker_call
 from missions.errors import BrokerUnavailableError
 from missions.eventlog import read_stream, readable_events
+from missions.events import is_schedule_event
 from missions.topology import Topology
 from missions.v1 import events_pb2, mission_pb2
 
@@ -76,6 +77,8 @@ class MissionLedger:
         self._cancel_listeners.append(listener)
 
     def observe(self, event: events_pb2.MissionEvent) -> None:
+        if is_schedule_event(event):
+            return  # never on the control stream; a schedule's missions come as work like any other
         entry = self._heard_of(event.mission_id)
         if entry is None or event.generation > entry.generation:
             entry = self._new_entry(event.mission_id, event.generation)

@@ -22,15 +22,17 @@ __all__ = ["API_PREFIX", "ROUTES", "Route", "build_app"]
 
 API_PREFIX = "/api/v1"
 _SERVICE = pb.DESCRIPTOR.services_by_name["MissionService"]
-# A mission id in a path: anything but the separators of the path and of a custom method.
+# A mission or schedule id in a path: anything but the separators of the path and of a custom method.
 _ID = "{mission_id:[^/:]+}"
+_SCHEDULE_ID = "{schedule_id:[^/:]+}"
 _MAX_BODY = web.AppKey("max_body_bytes", int)
 
 
 @dataclass(frozen=True, slots=True)
 class Route:
-    """``verb path`` calls the MissionService method ``rpc``. A GET takes the request's fields as
-    query parameters, a POST as a JSON body; ``{mission_id}`` in the path sets that field."""
+    """``verb path`` calls the MissionService method ``rpc``. A GET (and a DELETE) takes the request's
+    fields as query parameters, a POST as a JSON body; ``{mission_id}`` or ``{schedule_id}`` in the
+    path sets that field."""
 
     verb: str
     path: str
@@ -60,6 +62,12 @@ ROUTES = (
     Route("GET", f"{API_PREFIX}/dead-letters", "ListDeadLetters"),
     Route("POST", f"{API_PREFIX}/dead-letters:redrive", "RedriveDeadLetters"),
     Route("POST", f"{API_PREFIX}/dead-letters:purge", "PurgeDeadLetters"),
+    Route("GET", f"{API_PREFIX}/schedules", "ListSchedules"),
+    Route("POST", f"{API_PREFIX}/schedules", "CreateSchedule"),
+    Route("GET", f"{API_PREFIX}/schedules/{_SCHEDULE_ID}", "GetSchedule"),
+    Route("POST", f"{API_PREFIX}/schedules/{_SCHEDULE_ID}:pause", "PauseSchedule"),
+    Route("POST", f"{API_PREFIX}/schedules/{_SCHEDULE_ID}:resume", "ResumeSchedule"),
+    Route("DELETE", f"{API_PREFIX}/schedules/{_SCHEDULE_ID}", "DeleteSchedule"),
 )
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -68,7 +76,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 async def _request(request: web.Request, route: Route) -> Any:
     """The request message of ``route`` that ``request`` carries."""
     message: Any
-    if request.method == "GET":
+    if request.method in ("GET", "DELETE"):
         message = from_query({name: request.query.getall(name) for name in request.query}, route.request_type)
     else:
         # Only JSON: a cross-site page cannot send it without a CORS preflight, which this API
@@ -76,11 +84,10 @@ async def _request(request: web.Request, route: Route) -> Any:
         if request.content_type != "application/json":
             raise web.HTTPUnsupportedMediaType(text="the body must be JSON, sent as Content-Type: application/json")
         message = from_json_body(await request.read(), route.request_type)
-    if "mission_id" in request.match_info:
-        mission_id = request.match_info["mission_id"]
-        if message.mission_id and message.mission_id != mission_id:
-            raise InvalidArgumentError("mission_id", f"the body names {message.mission_id!r}, the path {mission_id!r}")
-        message.mission_id = mission_id
+    for field, value in request.match_info.items():  # mission_id or schedule_id
+        if getattr(message, field) and getattr(message, field) != value:
+            raise InvalidArgumentError(field, f"the body names {getattr(message, field)!r}, the path {value!r}")
+        setattr(message, field, value)
     return message
 
 

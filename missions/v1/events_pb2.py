@@ -26,9 +26,10 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from missions.v1 import mission_pb2 as missions_dot_v1_dot_mission__pb2
+from missions.v1 import schedule_pb2 as missions_dot_v1_dot_schedule__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18missions/v1/events.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19missions/v1/mission.proto\"\xe5\x06\n\x0cMissionEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x12\n\nmission_id\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.missions.v1.EventType\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\x12\x31\n\x04meta\x18\t \x03(\x0b\x32#.missions.v1.MissionEvent.MetaEntry\x12\x14\n\x0cmission_type\x18\n \x01(\t\x12\x12\n\ngeneration\x18\x0b \x01(\x05\x12,\n\x07\x63reated\x18\x14 \x01(\x0b\x32\x19.missions.v1.CreatedEventH\x00\x12,\n\x07started\x18\x15 \x01(\x0b\x32\x19.missions.v1.StartedEventH\x00\x12.\n\x08progress\x18\x16 \x01(\x0b\x32\x1a.missions.v1.ProgressEventH\x00\x12\x30\n\tcompleted\x18\x17 \x01(\x0b\x32\x1b.missions.v1.CompletedEventH\x00\x12*\n\x06\x66\x61iled\x18\x18 \x01(\x0b\x32\x18.missions.v1.FailedEventH\x00\x12.\n\x08retrying\x18\x19 \x01(\x0b\x32\x1a.missions.v1.RetryingEventH\x00\x12\x30\n\tcancelled\x18\x1a \x01(\x0b\x32\x1b.missions.v1.CancelledEventH\x00\x12\x37\n\rdead_lettered\x18\x1b \x01(\x0b\x32\x1e.missions.v1.DeadLetteredEventH\x00\x12.\n\x08redriven\x18\x1c \x01(\x0b\x32\x1a.missions.v1.RedrivenEventH\x00\x12*\n\x06purged\x18\x1d \x01(\x0b\x32\x18.missions.v1.PurgedEventH\x00\x12$\n\x03\x64ue\x18\x1e \x01(\x0b\x32\x15.missions.v1.DueEventH\x00\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07\x64\x65tails\"7\n\nEventBatch\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.missions.v1.MissionEvent\"5\n\x0c\x43reatedEvent\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"8\n\x08\x44ueEvent\x12,\n\x08\x64ue_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x0cStartedEvent\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0eworker_session\x18\x02 \x01(\t\x12\x11\n\twithdrawn\x18\x03 \x01(\x08\"2\n\rProgressEvent\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\"f\n\x0e\x43ompletedEvent\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"x\n\x0b\x46\x61iledEvent\x12(\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionError\x12\x12\n\nwill_retry\x18\x02 \x01(\x08\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc1\x01\n\rRetryingEvent\x12(\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionError\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11next_attempt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07mission\x18\x04 \x01(\x0b\x32\x14.missions.v1.Mission\"i\n\x0e\x43\x61ncelledEvent\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x02 \x01(\t\x12\x31\n\x0eprevious_state\x18\x03 \x01(\x0e\x32\x19.missions.v1.MissionState\"y\n\x11\x44\x65\x61\x64LetteredEvent\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12-\n\nlast_error\x18\x02 \x01(\x0b\x32\x19.missions.v1.MissionError\x12%\n\x07mission\x18\x03 \x01(\x0b\x32\x14.missions.v1.Mission\"c\n\rRedrivenEvent\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12\x15\n\rredrive_count\x18\x03 \x01(\x05\"#\n\x0bPurgedEvent\x12\x14\n\x0crequested_by\x18\x01 \x01(\t*\xb6\x02\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_TYPE_CREATED\x10\x01\x12\x16\n\x12\x45VENT_TYPE_STARTED\x10\x02\x12\x17\n\x13\x45VENT_TYPE_PROGRESS\x10\x03\x12\x18\n\x14\x45VENT_TYPE_COMPLETED\x10\x04\x12\x15\n\x11\x45VENT_TYPE_FAILED\x10\x05\x12\x17\n\x13\x45VENT_TYPE_RETRYING\x10\x06\x12\x18\n\x14\x45VENT_TYPE_CANCELLED\x10\x07\x12\x1c\n\x18\x45VENT_TYPE_DEAD_LETTERED\x10\x08\x12\x17\n\x13\x45VENT_TYPE_REDRIVEN\x10\t\x12\x15\n\x11\x45VENT_TYPE_PURGED\x10\n\x12\x12\n\x0e\x45VENT_TYPE_DUE\x10\x0b\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18missions/v1/events.proto\x12\x0bmissions.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x19missions/v1/mission.proto\x1a\x1amissions/v1/schedule.proto\"\xb0\t\n\x0cMissionEvent\x12\n\n\x02id\x18\x01 \x01(\t\x12\x10\n\x08sequence\x18\x02 \x01(\x04\x12\x12\n\nmission_id\x18\x03 \x01(\t\x12$\n\x04type\x18\x04 \x01(\x0e\x32\x16.missions.v1.EventType\x12(\n\x04time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06source\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x16\n\x0e\x63orrelation_id\x18\x08 \x01(\t\x12\x31\n\x04meta\x18\t \x03(\x0b\x32#.missions.v1.MissionEvent.MetaEntry\x12\x14\n\x0cmission_type\x18\n \x01(\t\x12\x12\n\ngeneration\x18\x0b \x01(\x05\x12\x13\n\x0bschedule_id\x18\x0c \x01(\t\x12,\n\x07\x63reated\x18\x14 \x01(\x0b\x32\x19.missions.v1.CreatedEventH\x00\x12,\n\x07started\x18\x15 \x01(\x0b\x32\x19.missions.v1.StartedEventH\x00\x12.\n\x08progress\x18\x16 \x01(\x0b\x32\x1a.missions.v1.ProgressEventH\x00\x12\x30\n\tcompleted\x18\x17 \x01(\x0b\x32\x1b.missions.v1.CompletedEventH\x00\x12*\n\x06\x66\x61iled\x18\x18 \x01(\x0b\x32\x18.missions.v1.FailedEventH\x00\x12.\n\x08retrying\x18\x19 \x01(\x0b\x32\x1a.missions.v1.RetryingEventH\x00\x12\x30\n\tcancelled\x18\x1a \x01(\x0b\x32\x1b.missions.v1.CancelledEventH\x00\x12\x37\n\rdead_lettered\x18\x1b \x01(\x0b\x32\x1e.missions.v1.DeadLetteredEventH\x00\x12.\n\x08redriven\x18\x1c \x01(\x0b\x32\x1a.missions.v1.RedrivenEventH\x00\x12*\n\x06purged\x18\x1d \x01(\x0b\x32\x18.missions.v1.PurgedEventH\x00\x12$\n\x03\x64ue\x18\x1e \x01(\x0b\x32\x15.missions.v1.DueEventH\x00\x12=\n\x10schedule_created\x18\x1f \x01(\x0b\x32!.missions.v1.ScheduleCreatedEventH\x00\x12<\n\x0fschedule_paused\x18  \x01(\x0b\x32!.missions.v1.ScheduleChangedEventH\x00\x12=\n\x10schedule_resumed\x18! \x01(\x0b\x32!.missions.v1.ScheduleChangedEventH\x00\x12=\n\x10schedule_deleted\x18\" \x01(\x0b\x32!.missions.v1.ScheduleChangedEventH\x00\x12\x39\n\x0eschedule_fired\x18# \x01(\x0b\x32\x1f.missions.v1.ScheduleFiredEventH\x00\x1a+\n\tMetaEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x42\t\n\x07\x64\x65tails\"7\n\nEventBatch\x12)\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x19.missions.v1.MissionEvent\"5\n\x0c\x43reatedEvent\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\"8\n\x08\x44ueEvent\x12,\n\x08\x64ue_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"L\n\x0cStartedEvent\x12\x11\n\tworker_id\x18\x01 \x01(\t\x12\x16\n\x0eworker_session\x18\x02 \x01(\t\x12\x11\n\twithdrawn\x18\x03 \x01(\x08\"2\n\rProgressEvent\x12\x10\n\x08\x66raction\x18\x01 \x01(\x01\x12\x0f\n\x07message\x18\x02 \x01(\t\"f\n\x0e\x43ompletedEvent\x12\'\n\x06result\x18\x01 \x01(\x0b\x32\x17.google.protobuf.Struct\x12+\n\x08\x64uration\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\"x\n\x0b\x46\x61iledEvent\x12(\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionError\x12\x12\n\nwill_retry\x18\x02 \x01(\x08\x12+\n\x08\x64uration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"\xc1\x01\n\rRetryingEvent\x12(\n\x05\x65rror\x18\x01 \x01(\x0b\x32\x19.missions.v1.MissionError\x12(\n\x05\x64\x65lay\x18\x02 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x35\n\x11next_attempt_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12%\n\x07mission\x18\x04 \x01(\x0b\x32\x14.missions.v1.Mission\"i\n\x0e\x43\x61ncelledEvent\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x14\n\x0c\x63\x61ncelled_by\x18\x02 \x01(\t\x12\x31\n\x0eprevious_state\x18\x03 \x01(\x0e\x32\x19.missions.v1.MissionState\"y\n\x11\x44\x65\x61\x64LetteredEvent\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12-\n\nlast_error\x18\x02 \x01(\x0b\x32\x19.missions.v1.MissionError\x12%\n\x07mission\x18\x03 \x01(\x0b\x32\x14.missions.v1.Mission\"c\n\rRedrivenEvent\x12%\n\x07mission\x18\x01 \x01(\x0b\x32\x14.missions.v1.Mission\x12\x14\n\x0crequested_by\x18\x02 \x01(\t\x12\x15\n\rredrive_count\x18\x03 \x01(\x05\"#\n\x0bPurgedEvent\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"?\n\x14ScheduleCreatedEvent\x12\'\n\x08schedule\x18\x01 \x01(\x0b\x32\x15.missions.v1.Schedule\",\n\x14ScheduleChangedEvent\x12\x14\n\x0crequested_by\x18\x01 \x01(\t\"\x85\x01\n\x12ScheduleFiredEvent\x12-\n\tfire_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nmission_id\x18\x02 \x01(\t\x12,\n\x0bskip_reason\x18\x03 \x01(\x0e\x32\x17.missions.v1.SkipReason*\xd8\x03\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_TYPE_CREATED\x10\x01\x12\x16\n\x12\x45VENT_TYPE_STARTED\x10\x02\x12\x17\n\x13\x45VENT_TYPE_PROGRESS\x10\x03\x12\x18\n\x14\x45VENT_TYPE_COMPLETED\x10\x04\x12\x15\n\x11\x45VENT_TYPE_FAILED\x10\x05\x12\x17\n\x13\x45VENT_TYPE_RETRYING\x10\x06\x12\x18\n\x14\x45VENT_TYPE_CANCELLED\x10\x07\x12\x1c\n\x18\x45VENT_TYPE_DEAD_LETTERED\x10\x08\x12\x17\n\x13\x45VENT_TYPE_REDRIVEN\x10\t\x12\x15\n\x11\x45VENT_TYPE_PURGED\x10\n\x12\x12\n\x0e\x45VENT_TYPE_DUE\x10\x0b\x12\x1f\n\x1b\x45VENT_TYPE_SCHEDULE_CREATED\x10\x0c\x12\x1e\n\x1a\x45VENT_TYPE_SCHEDULE_PAUSED\x10\r\x12\x1f\n\x1b\x45VENT_TYPE_SCHEDULE_RESUMED\x10\x0e\x12\x1f\n\x1b\x45VENT_TYPE_SCHEDULE_DELETED\x10\x0f\x12\x1d\n\x19\x45VENT_TYPE_SCHEDULE_FIRED\x10\x10*Z\n\nSkipReason\x12\x1b\n\x17SKIP_REASON_UNSPECIFIED\x10\x00\x12\x17\n\x13SKIP_REASON_OVERLAP\x10\x01\x12\x16\n\x12SKIP_REASON_MISSED\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,34 +38,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_MISSIONEVENT_METAENTRY']._loaded_options = None
   _globals['_MISSIONEVENT_METAENTRY']._serialized_options = b'8\001'
-  _globals['_EVENTTYPE']._serialized_start=2126
-  _globals['_EVENTTYPE']._serialized_end=2436
-  _globals['_MISSIONEVENT']._serialized_start=164
-  _globals['_MISSIONEVENT']._serialized_end=1033
-  _globals['_MISSIONEVENT_METAENTRY']._serialized_start=979
-  _globals['_MISSIONEVENT_METAENTRY']._serialized_end=1022
-  _globals['_EVENTBATCH']._serialized_start=1035
-  _globals['_EVENTBATCH']._serialized_end=1090
-  _globals['_CREATEDEVENT']._serialized_start=1092
-  _globals['_CREATEDEVENT']._serialized_end=1145
-  _globals['_DUEEVENT']._serialized_start=1147
-  _globals['_DUEEVENT']._serialized_end=1203
-  _globals['_STARTEDEVENT']._serialized_start=1205
-  _globals['_STARTEDEVENT']._serialized_end=1281
-  _globals['_PROGRESSEVENT']._serialized_start=1283
-  _globals['_PROGRESSEVENT']._serialized_end=1333
-  _globals['_COMPLETEDEVENT']._serialized_start=1335
-  _globals['_COMPLETEDEVENT']._serialized_end=1437
-  _globals['_FAILEDEVENT']._serialized_start=1439
-  _globals['_FAILEDEVENT']._serialized_end=1559
-  _globals['_RETRYINGEVENT']._serialized_start=1562
-  _globals['_RETRYINGEVENT']._serialized_end=1755
-  _globals['_CANCELLEDEVENT']._serialized_start=1757
-  _globals['_CANCELLEDEVENT']._serialized_end=1862
-  _globals['_DEADLETTEREDEVENT']._serialized_start=1864
-  _globals['_DEADLETTEREDEVENT']._serialized_end=1985
-  _globals['_REDRIVENEVENT']._serialized_start=1987
-  _globals['_REDRIVENEVENT']._serialized_end=2086
-  _globals['_PURGEDEVENT']._serialized_start=2088
-  _globals['_PURGEDEVENT']._serialized_end=2123
+  _globals['_EVENTTYPE']._serialized_start=2732
+  _globals['_EVENTTYPE']._serialized_end=3204
+  _globals['_SKIPREASON']._serialized_start=3206
+  _globals['_SKIPREASON']._serialized_end=3296
+  _globals['_MISSIONEVENT']._serialized_start=192
+  _globals['_MISSIONEVENT']._serialized_end=1392
+  _globals['_MISSIONEVENT_METAENTRY']._serialized_start=1338
+  _globals['_MISSIONEVENT_METAENTRY']._serialized_end=1381
+  _globals['_EVENTBATCH']._serialized_start=1394
+  _globals['_EVENTBATCH']._serialized_end=1449
+  _globals['_CREATEDEVENT']._serialized_start=1451
+  _globals['_CREATEDEVENT']._serialized_end=1504
+  _globals['_DUEEVENT']._serialized_start=1506
+  _globals['_DUEEVENT']._serialized_end=1562
+  _globals['_STARTEDEVENT']._serialized_start=1564
+  _globals['_STARTEDEVENT']._serialized_end=1640
+  _globals['_PROGRESSEVENT']._serialized_start=1642
+  _globals['_PROGRESSEVENT']._serialized_end=1692
+  _globals['_COMPLETEDEVENT']._serialized_start=1694
+  _globals['_COMPLETEDEVENT']._serialized_end=1796
+  _globals['_FAILEDEVENT']._serialized_start=1798
+  _globals['_FAILEDEVENT']._serialized_end=1918
+  _globals['_RETRYINGEVENT']._serialized_start=1921
+  _globals['_RETRYINGEVENT']._serialized_end=2114
+  _globals['_CANCELLEDEVENT']._serialized_start=2116
+  _globals['_CANCELLEDEVENT']._serialized_end=2221
+  _globals['_DEADLETTEREDEVENT']._serialized_start=2223
+  _globals['_DEADLETTEREDEVENT']._serialized_end=2344
+  _globals['_REDRIVENEVENT']._serialized_start=2346
+  _globals['_REDRIVENEVENT']._serialized_end=2445
+  _globals['_PURGEDEVENT']._serialized_start=2447
+  _globals['_PURGEDEVENT']._serialized_end=2482
+  _globals['_SCHEDULECREATEDEVENT']._serialized_start=2484
+  _globals['_SCHEDULECREATEDEVENT']._serialized_end=2547
+  _globals['_SCHEDULECHANGEDEVENT']._serialized_start=2549
+  _globals['_SCHEDULECHANGEDEVENT']._serialized_end=2593
+  _globals['_SCHEDULEFIREDEVENT']._serialized_start=2596
+  _globals['_SCHEDULEFIREDEVENT']._serialized_end=2729
 # @@protoc_insertion_point(module_scope)

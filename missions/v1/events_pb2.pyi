@@ -12,6 +12,7 @@ from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from missions.v1 import mission_pb2 as _mission_pb2
+from missions.v1 import schedule_pb2 as _schedule_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -67,6 +68,22 @@ class _EventTypeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_EventType.V
     follows. Published by one service replica; a second DUE of the same mission (two
     replicas firing it at once) is a duplicate that no reader sees.
     """
+    EVENT_TYPE_SCHEDULE_CREATED: _EventType.ValueType  # 12
+    """A schedule was created (CreateSchedule). This and the other SCHEDULE_* types are
+    events of a schedule, not of a mission: `schedule_id` names it and `mission_id` is
+    empty; WatchEvents sends them only to a stream whose `types` names them.
+    """
+    EVENT_TYPE_SCHEDULE_PAUSED: _EventType.ValueType  # 13
+    """A schedule was paused (PauseSchedule)."""
+    EVENT_TYPE_SCHEDULE_RESUMED: _EventType.ValueType  # 14
+    """A paused schedule was resumed (ResumeSchedule)."""
+    EVENT_TYPE_SCHEDULE_DELETED: _EventType.ValueType  # 15
+    """A schedule was deleted (DeleteSchedule); no event of it follows."""
+    EVENT_TYPE_SCHEDULE_FIRED: _EventType.ValueType  # 16
+    """A firing time of a schedule came: the mission it submitted (whose CREATED precedes
+    this event in the log), or why the firing was skipped. Published by one service
+    replica; a second one for the same firing time is a duplicate that no reader sees.
+    """
 
 class EventType(_EventType, metaclass=_EventTypeEnumTypeWrapper):
     """Kind of state change."""
@@ -109,12 +126,53 @@ EVENT_TYPE_DUE: EventType.ValueType  # 11
 follows. Published by one service replica; a second DUE of the same mission (two
 replicas firing it at once) is a duplicate that no reader sees.
 """
+EVENT_TYPE_SCHEDULE_CREATED: EventType.ValueType  # 12
+"""A schedule was created (CreateSchedule). This and the other SCHEDULE_* types are
+events of a schedule, not of a mission: `schedule_id` names it and `mission_id` is
+empty; WatchEvents sends them only to a stream whose `types` names them.
+"""
+EVENT_TYPE_SCHEDULE_PAUSED: EventType.ValueType  # 13
+"""A schedule was paused (PauseSchedule)."""
+EVENT_TYPE_SCHEDULE_RESUMED: EventType.ValueType  # 14
+"""A paused schedule was resumed (ResumeSchedule)."""
+EVENT_TYPE_SCHEDULE_DELETED: EventType.ValueType  # 15
+"""A schedule was deleted (DeleteSchedule); no event of it follows."""
+EVENT_TYPE_SCHEDULE_FIRED: EventType.ValueType  # 16
+"""A firing time of a schedule came: the mission it submitted (whose CREATED precedes
+this event in the log), or why the firing was skipped. Published by one service
+replica; a second one for the same firing time is a duplicate that no reader sees.
+"""
 Global___EventType: _TypeAlias = EventType  # noqa: Y015
+
+class _SkipReason:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _SkipReasonEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_SkipReason.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    SKIP_REASON_UNSPECIFIED: _SkipReason.ValueType  # 0
+    """Not skipped."""
+    SKIP_REASON_OVERLAP: _SkipReason.ValueType  # 1
+    """The previous firing's mission had not finished (OVERLAP_POLICY_SKIP)."""
+    SKIP_REASON_MISSED: _SkipReason.ValueType  # 2
+    """The firing came more than 10 s late (CATCH_UP_POLICY_SKIP)."""
+
+class SkipReason(_SkipReason, metaclass=_SkipReasonEnumTypeWrapper):
+    """Why a schedule's firing submitted no mission."""
+
+SKIP_REASON_UNSPECIFIED: SkipReason.ValueType  # 0
+"""Not skipped."""
+SKIP_REASON_OVERLAP: SkipReason.ValueType  # 1
+"""The previous firing's mission had not finished (OVERLAP_POLICY_SKIP)."""
+SKIP_REASON_MISSED: SkipReason.ValueType  # 2
+"""The firing came more than 10 s late (CATCH_UP_POLICY_SKIP)."""
+Global___SkipReason: _TypeAlias = SkipReason  # noqa: Y015
 
 @_typing.final
 class MissionEvent(_message.Message):
-    """One state change of one mission. Events are published to the broker once and
-    kept in a durable, ordered log; WatchEvents streams them.
+    """One state change of one mission, or of one schedule (the SCHEDULE_* types). Events are
+    published to the broker once and kept in a durable, ordered log; WatchEvents streams
+    them (schedule events only to a stream whose `types` names them).
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -150,6 +208,7 @@ class MissionEvent(_message.Message):
     META_FIELD_NUMBER: _builtins.int
     MISSION_TYPE_FIELD_NUMBER: _builtins.int
     GENERATION_FIELD_NUMBER: _builtins.int
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
     CREATED_FIELD_NUMBER: _builtins.int
     STARTED_FIELD_NUMBER: _builtins.int
     PROGRESS_FIELD_NUMBER: _builtins.int
@@ -161,6 +220,11 @@ class MissionEvent(_message.Message):
     REDRIVEN_FIELD_NUMBER: _builtins.int
     PURGED_FIELD_NUMBER: _builtins.int
     DUE_FIELD_NUMBER: _builtins.int
+    SCHEDULE_CREATED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_PAUSED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_RESUMED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_DELETED_FIELD_NUMBER: _builtins.int
+    SCHEDULE_FIRED_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Unique id of the event (a UUID); a redelivered event keeps its id."""
     sequence: _builtins.int
@@ -171,7 +235,9 @@ class MissionEvent(_message.Message):
     subtracting sequences. Assigned by the log, so it is 0 in the message as published.
     """
     mission_id: _builtins.str
-    """The mission the event belongs to."""
+    """The mission the event belongs to; empty in the events of a schedule (the SCHEDULE_*
+    types), which set `schedule_id` instead.
+    """
     type: Global___EventType.ValueType
     """What happened; always matches the field set in `details`."""
     source: _builtins.str
@@ -183,12 +249,16 @@ class MissionEvent(_message.Message):
     client in the `x-correlation-id` metadata or generated by the service.
     """
     mission_type: _builtins.str
-    """The mission's handler type, so subscribers can filter without a lookup."""
+    """The mission's handler type, so subscribers can filter without a lookup; in the
+    events of a schedule, the type of the missions it submits.
+    """
     generation: _builtins.int
     """The mission's generation: how many times it had been redriven out of the
     dead-letter queue when this event was emitted (0 before any redrive). Attempt
     numbers restart at 1 in every generation.
     """
+    schedule_id: _builtins.str
+    """The schedule the event belongs to: set in the SCHEDULE_* types only."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
         """When the emitting process produced the event."""
@@ -241,6 +311,26 @@ class MissionEvent(_message.Message):
     def due(self) -> Global___DueEvent:
         """Set for EVENT_TYPE_DUE."""
 
+    @_builtins.property
+    def schedule_created(self) -> Global___ScheduleCreatedEvent:
+        """Set for EVENT_TYPE_SCHEDULE_CREATED."""
+
+    @_builtins.property
+    def schedule_paused(self) -> Global___ScheduleChangedEvent:
+        """Set for EVENT_TYPE_SCHEDULE_PAUSED."""
+
+    @_builtins.property
+    def schedule_resumed(self) -> Global___ScheduleChangedEvent:
+        """Set for EVENT_TYPE_SCHEDULE_RESUMED."""
+
+    @_builtins.property
+    def schedule_deleted(self) -> Global___ScheduleChangedEvent:
+        """Set for EVENT_TYPE_SCHEDULE_DELETED."""
+
+    @_builtins.property
+    def schedule_fired(self) -> Global___ScheduleFiredEvent:
+        """Set for EVENT_TYPE_SCHEDULE_FIRED."""
+
     def __init__(
         self,
         *,
@@ -255,6 +345,7 @@ class MissionEvent(_message.Message):
         meta: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
         mission_type: _builtins.str = ...,
         generation: _builtins.int = ...,
+        schedule_id: _builtins.str = ...,
         created: Global___CreatedEvent | None = ...,
         started: Global___StartedEvent | None = ...,
         progress: Global___ProgressEvent | None = ...,
@@ -266,12 +357,17 @@ class MissionEvent(_message.Message):
         redriven: Global___RedrivenEvent | None = ...,
         purged: Global___PurgedEvent | None = ...,
         due: Global___DueEvent | None = ...,
+        schedule_created: Global___ScheduleCreatedEvent | None = ...,
+        schedule_paused: Global___ScheduleChangedEvent | None = ...,
+        schedule_resumed: Global___ScheduleChangedEvent | None = ...,
+        schedule_deleted: Global___ScheduleChangedEvent | None = ...,
+        schedule_fired: Global___ScheduleFiredEvent | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "due", b"due", "failed", b"failed", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "started", b"started", "time", b"time"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["cancelled", b"cancelled", "completed", b"completed", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "due", b"due", "failed", b"failed", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "schedule_created", b"schedule_created", "schedule_deleted", b"schedule_deleted", "schedule_fired", b"schedule_fired", "schedule_paused", b"schedule_paused", "schedule_resumed", b"schedule_resumed", "started", b"started", "time", b"time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "due", b"due", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attempt", b"attempt", "cancelled", b"cancelled", "completed", b"completed", "correlation_id", b"correlation_id", "created", b"created", "dead_lettered", b"dead_lettered", "details", b"details", "due", b"due", "failed", b"failed", "generation", b"generation", "id", b"id", "meta", b"meta", "mission_id", b"mission_id", "mission_type", b"mission_type", "progress", b"progress", "purged", b"purged", "redriven", b"redriven", "retrying", b"retrying", "schedule_created", b"schedule_created", "schedule_deleted", b"schedule_deleted", "schedule_fired", b"schedule_fired", "schedule_id", b"schedule_id", "schedule_paused", b"schedule_paused", "schedule_resumed", b"schedule_resumed", "sequence", b"sequence", "source", b"source", "started", b"started", "time", b"time", "type", b"type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven", "purged", "due"]  # noqa: Y015
+    _WhichOneofReturnType_details: _TypeAlias = _typing.Literal["created", "started", "progress", "completed", "failed", "retrying", "cancelled", "dead_lettered", "redriven", "purged", "due", "schedule_created", "schedule_paused", "schedule_resumed", "schedule_deleted", "schedule_fired"]  # noqa: Y015
     _WhichOneofArgType_details: _TypeAlias = _typing.Literal["details", b"details"]  # noqa: Y015
     def WhichOneof(self, oneof_group: _WhichOneofArgType_details) -> _WhichOneofReturnType_details | None: ...
 
@@ -645,3 +741,85 @@ class PurgedEvent(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___PurgedEvent: _TypeAlias = PurgedEvent  # noqa: Y015
+
+@_typing.final
+class ScheduleCreatedEvent(_message.Message):
+    """Details of EVENT_TYPE_SCHEDULE_CREATED."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SCHEDULE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def schedule(self) -> _schedule_pb2.Schedule:
+        """The schedule as created: ACTIVE, with its first `next_fire_time`."""
+
+    def __init__(
+        self,
+        *,
+        schedule: _schedule_pb2.Schedule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["schedule", b"schedule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleCreatedEvent: _TypeAlias = ScheduleCreatedEvent  # noqa: Y015
+
+@_typing.final
+class ScheduleChangedEvent(_message.Message):
+    """Details of EVENT_TYPE_SCHEDULE_PAUSED, EVENT_TYPE_SCHEDULE_RESUMED and
+    EVENT_TYPE_SCHEDULE_DELETED.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REQUESTED_BY_FIELD_NUMBER: _builtins.int
+    requested_by: _builtins.str
+    """Who asked for the change (see CancelledEvent.cancelled_by)."""
+    def __init__(
+        self,
+        *,
+        requested_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["requested_by", b"requested_by"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleChangedEvent: _TypeAlias = ScheduleChangedEvent  # noqa: Y015
+
+@_typing.final
+class ScheduleFiredEvent(_message.Message):
+    """Details of EVENT_TYPE_SCHEDULE_FIRED."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    FIRE_TIME_FIELD_NUMBER: _builtins.int
+    MISSION_ID_FIELD_NUMBER: _builtins.int
+    SKIP_REASON_FIELD_NUMBER: _builtins.int
+    mission_id: _builtins.str
+    """The mission submitted; empty when the firing was skipped."""
+    skip_reason: Global___SkipReason.ValueType
+    """Why the firing was skipped; UNSPECIFIED when it submitted `mission_id`."""
+    @_builtins.property
+    def fire_time(self) -> _timestamp_pb2.Timestamp:
+        """The firing time (not when it fired: that is the event's `time`). With catch-up ONE,
+        the latest of the firing times missed; the earlier ones are not told apart.
+        """
+
+    def __init__(
+        self,
+        *,
+        fire_time: _timestamp_pb2.Timestamp | None = ...,
+        mission_id: _builtins.str = ...,
+        skip_reason: Global___SkipReason.ValueType = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["fire_time", b"fire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["fire_time", b"fire_time", "mission_id", b"mission_id", "skip_reason", b"skip_reason"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ScheduleFiredEvent: _TypeAlias = ScheduleFiredEvent  # noqa: Y015

@@ -100,6 +100,36 @@ class MissionServiceStub:
                 request_serializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersRequest.SerializeToString,
                 response_deserializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersResponse.FromString,
                 _registered_method=True)
+        self.CreateSchedule = channel.unary_unary(
+                '/missions.v1.MissionService/CreateSchedule',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.CreateScheduleRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.CreateScheduleResponse.FromString,
+                _registered_method=True)
+        self.GetSchedule = channel.unary_unary(
+                '/missions.v1.MissionService/GetSchedule',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.GetScheduleRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.GetScheduleResponse.FromString,
+                _registered_method=True)
+        self.ListSchedules = channel.unary_unary(
+                '/missions.v1.MissionService/ListSchedules',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.ListSchedulesRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.ListSchedulesResponse.FromString,
+                _registered_method=True)
+        self.PauseSchedule = channel.unary_unary(
+                '/missions.v1.MissionService/PauseSchedule',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.PauseScheduleRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.PauseScheduleResponse.FromString,
+                _registered_method=True)
+        self.ResumeSchedule = channel.unary_unary(
+                '/missions.v1.MissionService/ResumeSchedule',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.ResumeScheduleRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.ResumeScheduleResponse.FromString,
+                _registered_method=True)
+        self.DeleteSchedule = channel.unary_unary(
+                '/missions.v1.MissionService/DeleteSchedule',
+                request_serializer=missions_dot_v1_dot_mission__service__pb2.DeleteScheduleRequest.SerializeToString,
+                response_deserializer=missions_dot_v1_dot_mission__service__pb2.DeleteScheduleResponse.FromString,
+                _registered_method=True)
 
 
 class MissionServiceServicer:
@@ -235,6 +265,58 @@ class MissionServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateSchedule(self, request, context):
+        """Creates a recurring schedule: at each firing time the leading replica submits a
+        mission from its template, with the idempotency key `schedule:<id>:<firing time>`, so
+        a restart or a second replica never submits one firing twice. Answers once this
+        replica's log shows its SCHEDULE_CREATED. INVALID_ARGUMENT naming the field for a bad
+        template, cron expression, time zone or interval; ALREADY_EXISTS when `schedule_id`
+        is taken (deleted schedules keep theirs), unless the existing schedule was created
+        by the same request.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSchedule(self, request, context):
+        """Returns one schedule. NOT_FOUND when the id is unknown or deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSchedules(self, request, context):
+        """Lists the schedules that are not deleted, oldest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PauseSchedule(self, request, context):
+        """Stops a schedule from firing until ResumeSchedule; a paused schedule is returned as
+        it is. Only its creator or an admin may pause it (PERMISSION_DENIED).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResumeSchedule(self, request, context):
+        """Lets a paused schedule fire again, from its next firing time after now (the times
+        that passed while paused are not caught up); an active schedule is returned as it is.
+        Only its creator or an admin may resume it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSchedule(self, request, context):
+        """Deletes a schedule: it fires no more; the missions it submitted stay. Its id is not
+        reused. Only its creator or an admin may delete it; NOT_FOUND once deleted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_MissionServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -297,6 +379,36 @@ def add_MissionServiceServicer_to_server(servicer, server):
                     servicer.PurgeDeadLetters,
                     request_deserializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersRequest.FromString,
                     response_serializer=missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersResponse.SerializeToString,
+            ),
+            'CreateSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSchedule,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.CreateScheduleRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.CreateScheduleResponse.SerializeToString,
+            ),
+            'GetSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSchedule,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.GetScheduleRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.GetScheduleResponse.SerializeToString,
+            ),
+            'ListSchedules': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSchedules,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.ListSchedulesRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.ListSchedulesResponse.SerializeToString,
+            ),
+            'PauseSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.PauseSchedule,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.PauseScheduleRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.PauseScheduleResponse.SerializeToString,
+            ),
+            'ResumeSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResumeSchedule,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.ResumeScheduleRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.ResumeScheduleResponse.SerializeToString,
+            ),
+            'DeleteSchedule': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSchedule,
+                    request_deserializer=missions_dot_v1_dot_mission__service__pb2.DeleteScheduleRequest.FromString,
+                    response_serializer=missions_dot_v1_dot_mission__service__pb2.DeleteScheduleResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -629,6 +741,168 @@ class MissionService:
             '/missions.v1.MissionService/PurgeDeadLetters',
             missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersRequest.SerializeToString,
             missions_dot_v1_dot_mission__service__pb2.PurgeDeadLettersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/CreateSchedule',
+            missions_dot_v1_dot_mission__service__pb2.CreateScheduleRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.CreateScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/GetSchedule',
+            missions_dot_v1_dot_mission__service__pb2.GetScheduleRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.GetScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSchedules(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/ListSchedules',
+            missions_dot_v1_dot_mission__service__pb2.ListSchedulesRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.ListSchedulesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PauseSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/PauseSchedule',
+            missions_dot_v1_dot_mission__service__pb2.PauseScheduleRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.PauseScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResumeSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/ResumeSchedule',
+            missions_dot_v1_dot_mission__service__pb2.ResumeScheduleRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.ResumeScheduleResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSchedule(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/missions.v1.MissionService/DeleteSchedule',
+            missions_dot_v1_dot_mission__service__pb2.DeleteScheduleRequest.SerializeToString,
+            missions_dot_v1_dot_mission__service__pb2.DeleteScheduleResponse.FromString,
             options,
             channel_credentials,
             insecure,

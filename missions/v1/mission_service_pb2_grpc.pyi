@@ -111,6 +111,32 @@ class MissionServiceStub:
     and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
     only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
     """
+    CreateSchedule: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.CreateScheduleRequest, _mission_service_pb2.CreateScheduleResponse]
+    """Creates a recurring schedule: at each firing time the leading replica submits a
+    mission from its template, with the idempotency key `schedule:<id>:<firing time>`, so
+    a restart or a second replica never submits one firing twice. Answers once this
+    replica's log shows its SCHEDULE_CREATED. INVALID_ARGUMENT naming the field for a bad
+    template, cron expression, time zone or interval; ALREADY_EXISTS when `schedule_id`
+    is taken (deleted schedules keep theirs), unless the existing schedule was created
+    by the same request.
+    """
+    GetSchedule: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.GetScheduleRequest, _mission_service_pb2.GetScheduleResponse]
+    """Returns one schedule. NOT_FOUND when the id is unknown or deleted."""
+    ListSchedules: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ListSchedulesRequest, _mission_service_pb2.ListSchedulesResponse]
+    """Lists the schedules that are not deleted, oldest first."""
+    PauseSchedule: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.PauseScheduleRequest, _mission_service_pb2.PauseScheduleResponse]
+    """Stops a schedule from firing until ResumeSchedule; a paused schedule is returned as
+    it is. Only its creator or an admin may pause it (PERMISSION_DENIED).
+    """
+    ResumeSchedule: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.ResumeScheduleRequest, _mission_service_pb2.ResumeScheduleResponse]
+    """Lets a paused schedule fire again, from its next firing time after now (the times
+    that passed while paused are not caught up); an active schedule is returned as it is.
+    Only its creator or an admin may resume it.
+    """
+    DeleteSchedule: _grpc.UnaryUnaryMultiCallable[_mission_service_pb2.DeleteScheduleRequest, _mission_service_pb2.DeleteScheduleResponse]
+    """Deletes a schedule: it fires no more; the missions it submitted stay. Its id is not
+    reused. Only its creator or an admin may delete it; NOT_FOUND once deleted.
+    """
 
 @_typing.type_check_only
 class MissionServiceAsyncStub(MissionServiceStub):
@@ -194,6 +220,32 @@ class MissionServiceAsyncStub(MissionServiceStub):
     """Purges every dead-lettered mission that matches the filter: each gets a PURGED event
     and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
     only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
+    """
+    CreateSchedule: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.CreateScheduleRequest, _mission_service_pb2.CreateScheduleResponse]  # type: ignore[assignment]
+    """Creates a recurring schedule: at each firing time the leading replica submits a
+    mission from its template, with the idempotency key `schedule:<id>:<firing time>`, so
+    a restart or a second replica never submits one firing twice. Answers once this
+    replica's log shows its SCHEDULE_CREATED. INVALID_ARGUMENT naming the field for a bad
+    template, cron expression, time zone or interval; ALREADY_EXISTS when `schedule_id`
+    is taken (deleted schedules keep theirs), unless the existing schedule was created
+    by the same request.
+    """
+    GetSchedule: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.GetScheduleRequest, _mission_service_pb2.GetScheduleResponse]  # type: ignore[assignment]
+    """Returns one schedule. NOT_FOUND when the id is unknown or deleted."""
+    ListSchedules: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ListSchedulesRequest, _mission_service_pb2.ListSchedulesResponse]  # type: ignore[assignment]
+    """Lists the schedules that are not deleted, oldest first."""
+    PauseSchedule: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.PauseScheduleRequest, _mission_service_pb2.PauseScheduleResponse]  # type: ignore[assignment]
+    """Stops a schedule from firing until ResumeSchedule; a paused schedule is returned as
+    it is. Only its creator or an admin may pause it (PERMISSION_DENIED).
+    """
+    ResumeSchedule: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.ResumeScheduleRequest, _mission_service_pb2.ResumeScheduleResponse]  # type: ignore[assignment]
+    """Lets a paused schedule fire again, from its next firing time after now (the times
+    that passed while paused are not caught up); an active schedule is returned as it is.
+    Only its creator or an admin may resume it.
+    """
+    DeleteSchedule: _aio.UnaryUnaryMultiCallable[_mission_service_pb2.DeleteScheduleRequest, _mission_service_pb2.DeleteScheduleResponse]  # type: ignore[assignment]
+    """Deletes a schedule: it fires no more; the missions it submitted stay. Its id is not
+    reused. Only its creator or an admin may delete it; NOT_FOUND once deleted.
     """
 
 class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -347,6 +399,68 @@ class MissionServiceServicer(metaclass=_abc_1.ABCMeta):
         """Purges every dead-lettered mission that matches the filter: each gets a PURGED event
         and stays FAILED, no longer listed by ListDeadLetters nor redrivable. With `dry_run`
         only counts and names them. Needs the admin role; errors as RedriveDeadLetters.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateSchedule(
+        self,
+        request: _mission_service_pb2.CreateScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.CreateScheduleResponse, _abc.Awaitable[_mission_service_pb2.CreateScheduleResponse]]:
+        """Creates a recurring schedule: at each firing time the leading replica submits a
+        mission from its template, with the idempotency key `schedule:<id>:<firing time>`, so
+        a restart or a second replica never submits one firing twice. Answers once this
+        replica's log shows its SCHEDULE_CREATED. INVALID_ARGUMENT naming the field for a bad
+        template, cron expression, time zone or interval; ALREADY_EXISTS when `schedule_id`
+        is taken (deleted schedules keep theirs), unless the existing schedule was created
+        by the same request.
+        """
+
+    @_abc_1.abstractmethod
+    def GetSchedule(
+        self,
+        request: _mission_service_pb2.GetScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.GetScheduleResponse, _abc.Awaitable[_mission_service_pb2.GetScheduleResponse]]:
+        """Returns one schedule. NOT_FOUND when the id is unknown or deleted."""
+
+    @_abc_1.abstractmethod
+    def ListSchedules(
+        self,
+        request: _mission_service_pb2.ListSchedulesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.ListSchedulesResponse, _abc.Awaitable[_mission_service_pb2.ListSchedulesResponse]]:
+        """Lists the schedules that are not deleted, oldest first."""
+
+    @_abc_1.abstractmethod
+    def PauseSchedule(
+        self,
+        request: _mission_service_pb2.PauseScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.PauseScheduleResponse, _abc.Awaitable[_mission_service_pb2.PauseScheduleResponse]]:
+        """Stops a schedule from firing until ResumeSchedule; a paused schedule is returned as
+        it is. Only its creator or an admin may pause it (PERMISSION_DENIED).
+        """
+
+    @_abc_1.abstractmethod
+    def ResumeSchedule(
+        self,
+        request: _mission_service_pb2.ResumeScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.ResumeScheduleResponse, _abc.Awaitable[_mission_service_pb2.ResumeScheduleResponse]]:
+        """Lets a paused schedule fire again, from its next firing time after now (the times
+        that passed while paused are not caught up); an active schedule is returned as it is.
+        Only its creator or an admin may resume it.
+        """
+
+    @_abc_1.abstractmethod
+    def DeleteSchedule(
+        self,
+        request: _mission_service_pb2.DeleteScheduleRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_mission_service_pb2.DeleteScheduleResponse, _abc.Awaitable[_mission_service_pb2.DeleteScheduleResponse]]:
+        """Deletes a schedule: it fires no more; the missions it submitted stay. Its id is not
+        reused. Only its creator or an admin may delete it; NOT_FOUND once deleted.
         """
 
 def add_MissionServiceServicer_to_server(servicer: MissionServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

@@ -150,14 +150,14 @@ def _scheduled_store(*due_in: int) -> tuple[MissionStore, float]:
     return store, float(log.events[0].time.seconds)
 
 
-async def _fire_due(scheduler: Scheduler, now: float) -> None:
+async def _fire_due(scheduler: Scheduler[mission_pb2.Mission], now: float) -> None:
     await asyncio.gather(*scheduler.fire_due(now), return_exceptions=True)
 
 
 async def test_the_scheduler_fires_what_is_due_earliest_first() -> None:
     store, start = _scheduled_store(30, 5, 10)
     firings = _Firings()
-    scheduler = Scheduler(store, lambda: True, firings)
+    scheduler = Scheduler(store.due, store.next_due, lambda: True, firings)
 
     await _fire_due(scheduler, start + 12)
     assert firings.fired == ["m1", "m2"]
@@ -167,7 +167,7 @@ async def test_a_mission_that_could_not_be_fired_is_tried_again_by_the_next_look
     store, start = _scheduled_store(1, 1)
     firings = _Firings()
     firings.failing = {"m0"}
-    scheduler = Scheduler(store, lambda: True, firings)
+    scheduler = Scheduler(store.due, store.next_due, lambda: True, firings)
 
     await _fire_due(scheduler, start + 5)
     firings.failing.clear()
@@ -179,7 +179,7 @@ async def test_a_mission_being_fired_is_not_fired_again_meanwhile() -> None:
     store, start = _scheduled_store(1)
     firings = _Firings()
     firings.held.clear()
-    scheduler = Scheduler(store, lambda: True, firings)
+    scheduler = Scheduler(store.due, store.next_due, lambda: True, firings)
 
     [firing] = scheduler.fire_due(start + 5)
     assert scheduler.fire_due(start + 6) == []
@@ -198,7 +198,7 @@ async def test_the_scheduler_fires_only_while_this_replica_leads() -> None:
         asked.release()
         return leading
 
-    scheduler = Scheduler(store, leads, firings, clock=lambda: start + 5, max_sleep=0.01)
+    scheduler = Scheduler(store.due, store.next_due, leads, firings, clock=lambda: start + 5, max_sleep=0.01)
     running = asyncio.create_task(scheduler.run())
     try:
         for _ in range(3):  # three looks as a follower
