@@ -13,8 +13,10 @@ from missions.client._messages import (
     WATCH_RETRIES,
     DeadLetterFilters,
     ListFilters,
+    ScheduleOptions,
     SubmitOptions,
     WatchFilters,
+    schedule_request,
     submit_request,
 )
 from missions.client._payloads import payload_dict, result_dict
@@ -31,10 +33,12 @@ __all__ = [
     "ListFilters",
     "MissionCancelled",
     "MissionFailed",
+    "ScheduleOptions",
     "SubmitOptions",
     "WatchFilters",
     "payload_dict",
     "result_dict",
+    "schedule_request",
     "status_code",
     "submit_request",
 ]

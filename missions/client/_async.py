@@ -20,6 +20,7 @@ from missions.client._messages import (
     ClientBase,
     DeadLetterFilters,
     ListFilters,
+    ScheduleOptions,
     State,
     SubmitOptions,
     WatchFilters,
@@ -31,13 +32,14 @@ from missions.client._messages import (
     list_request,
     next_page,
     outcome,
+    schedule_request,
     submit_request,
     wait_cursor,
     watch_request,
 )
 from missions.client._watch import WatchCursor
 from missions.events import TERMINAL_STATES
-from missions.v1 import events_pb2, mission_pb2, worker_pb2
+from missions.v1 import events_pb2, mission_pb2, schedule_pb2, worker_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = ["AsyncClient"]
@@ -282,3 +284,43 @@ class AsyncClient(ClientBase[grpc.aio.ClientInterceptor, grpc.aio.Channel]):
             TimeoutError: it has not finished within ``timeout`` seconds.
         """
         return outcome(await self.wait(mission_id, timeout))
+
+    async def create_schedule(
+        self, type: str, payload: dict[str, Any] | None = None, **options: Unpack[ScheduleOptions]
+    ) -> schedule_pb2.Schedule:
+        """Create a schedule that submits a mission of handler ``type`` with ``payload`` at each firing
+        time (``options``: ``ScheduleOptions``, with ``cron`` or ``interval``); returns it ACTIVE with
+        its ``next_fire_time``. ``AlreadyExistsError`` when ``schedule_id`` is taken."""
+        request = schedule_request(type, payload, **options)
+        response: pb.CreateScheduleResponse = await self._call(self._stub.CreateSchedule, request)
+        return response.schedule
+
+    async def get_schedule(self, schedule_id: str) -> schedule_pb2.Schedule:
+        """The schedule; ``NotFoundError`` for an unknown or deleted id."""
+        request = pb.GetScheduleRequest(schedule_id=schedule_id)
+        response: pb.GetScheduleResponse = await self._call(self._stub.GetSchedule, request)
+        return response.schedule
+
+    async def list_schedules(self, *, page_size: int = 0) -> AsyncIterator[schedule_pb2.Schedule]:
+        """Every schedule not deleted, oldest first, page by page."""
+        async for page in self._pages(self._stub.ListSchedules, pb.ListSchedulesRequest(page_size=page_size)):
+            for schedule in page.schedules:
+                yield schedule
+
+    async def pause_schedule(self, schedule_id: str) -> schedule_pb2.Schedule:
+        """Stop a schedule from firing until ``resume_schedule`` (its creator or an admin)."""
+        request = pb.PauseScheduleRequest(schedule_id=schedule_id)
+        response: pb.PauseScheduleResponse = await self._call(self._stub.PauseSchedule, request)
+        return response.schedule
+
+    async def resume_schedule(self, schedule_id: str) -> schedule_pb2.Schedule:
+        """Let a paused schedule fire again, from its next firing time after now."""
+        request = pb.ResumeScheduleRequest(schedule_id=schedule_id)
+        response: pb.ResumeScheduleResponse = await self._call(self._stub.ResumeSchedule, request)
+        return response.schedule
+
+    async def delete_schedule(self, schedule_id: str) -> schedule_pb2.Schedule:
+        """Delete a schedule (its missions stay); returns it as it was."""
+        request = pb.DeleteScheduleRequest(schedule_id=schedule_id)
+        response: pb.DeleteScheduleResponse = await self._call(self._stub.DeleteSchedule, request)
+        return response.schedule

@@ -22,7 +22,7 @@ from missions.client._settings import ClientSettings
 from missions.client._watch import WatchCursor
 from missions.events import FINAL_EVENT_TYPES
 from missions.metadata import CORRELATION_KEY
-from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc
+from missions.v1 import events_pb2, mission_pb2, mission_service_pb2_grpc, schedule_pb2
 from missions.v1 import mission_service_pb2 as pb
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "DeadLetterFilters",
     "ListFilters",
     "Priority",
+    "ScheduleOptions",
     "State",
     "SubmitOptions",
     "WatchFilters",
@@ -43,6 +44,7 @@ __all__ = [
     "list_request",
     "next_page",
     "outcome",
+    "schedule_request",
     "submit_request",
     "wait_cursor",
     "watch_request",
@@ -195,6 +197,65 @@ def submit_request(
             raise ValueError("due_time must be timezone-aware (a naive datetime could be any zone's)")
         request.due_time.FromDatetime(due_time)
     return request
+
+
+class ScheduleOptions(TypedDict, total=False):
+    """When a schedule fires and what its missions are; ``cron`` or ``interval`` is required.
+
+    Attributes:
+        schedule_id: its id (lowercase letters, digits and '-', AIP-122); the service makes one without.
+        cron: a 5-field cron expression, read in ``time_zone`` (an IANA name; UTC without).
+        time_zone: the time zone of ``cron``.
+        interval: fire every this long from its creation, in seconds or a timedelta.
+        overlap: ``"skip"`` (the default: no firing while the previous mission runs) or ``"allow"``.
+        catch_up: ``"one"`` (the default: one late firing for those missed while no service ran)
+            or ``"skip"``.
+        priority, labels, max_attempts, timeout: of each mission, as in ``SubmitOptions``.
+    """
+
+    schedule_id: str
+    cron: str
+    time_zone: str
+    interval: float | timedelta
+    overlap: str
+    catch_up: str
+    priority: Priority
+    labels: Mapping[str, str]
+    max_attempts: int
+    timeout: float | timedelta
+
+
+def schedule_request(
+    type: str, payload: dict[str, Any] | None = None, **options: Unpack[ScheduleOptions]
+) -> pb.CreateScheduleRequest:
+    """The CreateScheduleRequest of a schedule that submits missions of handler ``type``."""
+    mission = submit_request(
+        type,
+        payload,
+        priority=options.get("priority", mission_pb2.PRIORITY_UNSPECIFIED),
+        labels=options.get("labels", {}),
+        max_attempts=options.get("max_attempts", 0),
+    )
+    schedule = schedule_pb2.Schedule(
+        mission_template=schedule_pb2.MissionTemplate(
+            type=mission.type,
+            payload=mission.payload,
+            priority=mission.priority,
+            max_attempts=mission.max_attempts,
+            labels=mission.labels,
+        ),
+        cron=options.get("cron", ""),
+        time_zone=options.get("time_zone", ""),
+    )
+    if (timeout := options.get("timeout")) is not None:
+        schedule.mission_template.timeout.FromTimedelta(_span(timeout))
+    if (interval := options.get("interval")) is not None:
+        schedule.interval.FromTimedelta(_span(interval))
+    if overlap := options.get("overlap"):
+        schedule.overlap_policy = schedule_pb2.OverlapPolicy.Value(f"OVERLAP_POLICY_{overlap.upper()}")
+    if catch_up := options.get("catch_up"):
+        schedule.catch_up_policy = schedule_pb2.CatchUpPolicy.Value(f"CATCH_UP_POLICY_{catch_up.upper()}")
+    return pb.CreateScheduleRequest(schedule=schedule, schedule_id=options.get("schedule_id", ""))
 
 
 def _span(value: float | timedelta) -> timedelta:
