@@ -75,7 +75,7 @@ async def test_an_interval_schedule_fires_once_per_firing_time_across_a_restart(
     due = (await stack.stub.GetSchedule(pb.GetScheduleRequest(schedule_id="every-2s"), timeout=30)).schedule
     assert stack.service is not None and stack.service.stop() == 0
     # Down for at least two more firing times: those are missed, and caught up once.
-    missed_until = due.next_fire_time.ToNanoseconds() + 2 * 2 * _SECOND
+    missed_until: int = due.next_fire_time.ToNanoseconds() + 2 * 2 * _SECOND
 
     async def missed() -> bool:
         return time.time_ns() > missed_until
