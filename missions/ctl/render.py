@@ -262,7 +262,23 @@ def event_details(event: events_pb2.MissionEvent) -> str:
             return "purged from the dead letters" + _by(event.purged.requested_by)
         case "due":
             return f"due at {_time(event.due.due_time)}, queued"
+        case ("schedule_paused" | "schedule_resumed" | "schedule_deleted") as kind:
+            return f"schedule {event.schedule_id}" + _by(getattr(event, kind).requested_by)
+        case "schedule_created" | "schedule_fired":
+            return f"schedule {event.schedule_id}" + _fired(event)
     return ""
+
+
+def _fired(event: events_pb2.MissionEvent) -> str:
+    """What a schedule's firing did (nothing to say of its creation)."""
+    if event.type != events_pb2.EVENT_TYPE_SCHEDULE_FIRED:
+        return ""
+    fired = event.schedule_fired
+    outcome = (
+        fired.mission_id
+        or f"skipped ({events_pb2.SkipReason.Name(fired.skip_reason).removeprefix('SKIP_REASON_').lower()})"
+    )
+    return f" for {_time(fired.fire_time)}: {outcome}"
 
 
 def event_line(event: events_pb2.MissionEvent) -> Text:
