@@ -16,7 +16,7 @@ from typing import Any
 from google.protobuf import struct_pb2
 
 from missions.client._settings import CONFIG_VARIABLE, OPTIONS, PROFILE_VARIABLE, NotGiven, positive_seconds
-from missions.ctl import commands, completion, enums, top
+from missions.ctl import commands, completion, enums, schedules, top
 from missions.options import Option, argument_type, boolean, integer, variable
 
 __all__ = ["build_parser"]
@@ -530,11 +530,13 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     _add_global_options(common, defaults=False)
     subparsers = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
-    add = functools.partial(subparsers.add_parser, parents=[common], formatter_class=_HelpFormatter)
+    shared: dict[str, Any] = {"parents": [common], "formatter_class": _HelpFormatter}
+    add = functools.partial(subparsers.add_parser, **shared)
     _add_submit(add)
     _add_queries(add)
     _add_watch(add)
     _add_operations(add)
     _add_top(add)
+    schedules.add_schedule(add, shared, _payload, _label, _SECONDS)
     _add_completion(add)
     return parser

@@ -50,7 +50,7 @@ NO_WORKER = "no worker"
 # --- values ---
 
 
-def _time(stamp: timestamp_pb2.Timestamp) -> str:
+def time(stamp: timestamp_pb2.Timestamp) -> str:
     if not stamp.seconds and not stamp.nanos:
         return ""
     return stamp.ToDatetime(tzinfo=UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -72,11 +72,11 @@ def _age(stamp: timestamp_pb2.Timestamp, now: datetime, unset: str = "") -> str:
     return f"{minutes}m{secs:02}s ago" if minutes else f"{secs}s ago"
 
 
-def _seconds(span: duration_pb2.Duration) -> str:
+def seconds(span: duration_pb2.Duration) -> str:
     return f"{span.ToTimedelta().total_seconds():g}s"
 
 
-def _compact(struct: struct_pb2.Struct, limit: int = 0) -> str:
+def compact(struct: struct_pb2.Struct, limit: int = 0) -> str:
     text = json.dumps(struct_to_dict(struct), separators=(",", ":"), ensure_ascii=False)
     return text if not limit or len(text) <= limit else text[: limit - 1] + "…"
 
@@ -117,14 +117,14 @@ def mission_rows(mission: mission_pb2.Mission) -> Iterator[tuple[str, str]]:
     if mission.progress or mission.progress_message:
         yield "progress", f"{mission.progress:.0%} {mission.progress_message}".rstrip()
     yield "worker", mission.worker_id
-    yield "timeout", _seconds(mission.timeout) if mission.HasField("timeout") else ""
+    yield "timeout", seconds(mission.timeout) if mission.HasField("timeout") else ""
     yield "labels", ", ".join(f"{key}={value}" for key, value in sorted(mission.labels.items()))
     yield "idempotency key", mission.idempotency_key
-    yield "payload", _compact(mission.payload)
-    yield "result", _compact(mission.result) if mission.HasField("result") else ""
+    yield "payload", compact(mission.payload)
+    yield "result", compact(mission.result) if mission.HasField("result") else ""
     yield "error", _error(mission.error) + (" (retryable)" if mission.error.retryable else "")
     for name in ("create", "due", "start", "end", "update"):
-        yield f"{name} time", _time(getattr(mission, f"{name}_time"))
+        yield f"{name} time", time(getattr(mission, f"{name}_time"))
     yield "last sequence", str(mission.last_sequence)
 
 
@@ -144,7 +144,7 @@ def missions_table(missions: Iterable[mission_pb2.Mission], *, last_error: bool)
             short(PRIORITY, mission.priority).lower(),
             f"{mission.attempt}/{mission.max_attempts}",
             f"{mission.progress:.0%}",
-            _time(mission.create_time),
+            time(mission.create_time),
         ]
         if last_error:
             cells.append(Text(_error(mission.error)))
@@ -236,7 +236,7 @@ def event_details(event: events_pb2.MissionEvent) -> str:
     match event.WhichOneof("details"):
         case "created":
             mission = event.created.mission
-            due = f" due at {_time(mission.due_time)}" if is_scheduled(mission) else ""
+            due = f" due at {time(mission.due_time)}" if is_scheduled(mission) else ""
             return f"{mission.type} priority={short(PRIORITY, mission.priority).lower()}{due}"
         case "started":
             return f"attempt {event.attempt} on {event.started.worker_id}"
@@ -244,12 +244,12 @@ def event_details(event: events_pb2.MissionEvent) -> str:
             return f"{event.progress.fraction:.0%} {event.progress.message}".rstrip()
         case "completed":
             completed = event.completed
-            return f"in {_seconds(completed.duration)} result={_compact(completed.result, 80)}"
+            return f"in {seconds(completed.duration)} result={compact(completed.result, 80)}"
         case "failed":
             retry = " (will retry)" if event.failed.will_retry else ""
             return f"attempt {event.attempt}: {_error(event.failed.error)}{retry}"
         case "retrying":
-            return f"next attempt in {_seconds(event.retrying.delay)}"
+            return f"next attempt in {seconds(event.retrying.delay)}"
         case "cancelled":
             return (event.cancelled.reason or "no reason given") + _by(event.cancelled.cancelled_by)
         case "dead_lettered":
@@ -261,7 +261,7 @@ def event_details(event: events_pb2.MissionEvent) -> str:
         case "purged":
             return "purged from the dead letters" + _by(event.purged.requested_by)
         case "due":
-            return f"due at {_time(event.due.due_time)}, queued"
+            return f"due at {time(event.due.due_time)}, queued"
         case ("schedule_paused" | "schedule_resumed" | "schedule_deleted") as kind:
             return f"schedule {event.schedule_id}" + _by(getattr(event, kind).requested_by)
         case "schedule_created" | "schedule_fired":
@@ -278,13 +278,13 @@ def _fired(event: events_pb2.MissionEvent) -> str:
         fired.mission_id
         or f"skipped ({events_pb2.SkipReason.Name(fired.skip_reason).removeprefix('SKIP_REASON_').lower()})"
     )
-    return f" for {_time(fired.fire_time)}: {outcome}"
+    return f" for {time(fired.fire_time)}: {outcome}"
 
 
 def event_line(event: events_pb2.MissionEvent) -> Text:
     """One event as one line: sequence, time, mission id, type and details."""
     kind = short(EVENT, event.type)
-    line = Text(f"{event.sequence:>9}  {_time(event.time) or '-'}  {event.mission_id}  ")
+    line = Text(f"{event.sequence:>9}  {time(event.time) or '-'}  {event.mission_id}  ")
     line.append(f"{kind:<13}", style=STYLES.get(kind, "cyan"))
     line.append(f" {event_details(event)}")
     return line

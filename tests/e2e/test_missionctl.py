@@ -276,3 +276,30 @@ async def test_watch_table_starts_with_the_unfinished_and_the_latest_missions_th
             if watch.returncode is None:
                 watch.kill()
     assert code == 0
+
+
+async def test_schedule_commands_create_list_pause_resume_and_delete(stack: Stack) -> None:
+    await stack.start_service()
+    stack.start_worker()
+
+    created = await missionctl(stack, "schedule", "create", "echo", "--every", "1", "--id", "beat", "-o", "json")
+    assert created.returncode == 0, created.stderr
+    schedule = json.loads(created.stdout)["schedule"]
+    assert (schedule["id"], schedule["state"], schedule["interval"]) == ("beat", "SCHEDULE_STATE_ACTIVE", "1s")
+
+    async def fired() -> bool:
+        listed = await stack.stub.ListMissions(pb.ListMissionsRequest(label_selector="missions.schedule=beat"))
+        return bool(listed.missions)
+
+    await eventually(fired, "a mission of the schedule", timeout=60)
+    listed = await missionctl(stack, "schedule", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[1].split()[:5] == ["beat", "ACTIVE", "every", "1s", "echo"]
+    paused = await missionctl(stack, "schedule", "pause", "beat", "-o", "json")
+    assert json.loads(paused.stdout)["schedule"]["state"] == "SCHEDULE_STATE_PAUSED", paused.stderr
+    resumed = await missionctl(stack, "schedule", "resume", "beat")
+    assert ["state", "ACTIVE"] in (line.split() for line in resumed.stdout.splitlines()), resumed.stderr
+    deleted = await missionctl(stack, "schedule", "delete", "beat")
+    assert deleted.returncode == 0, deleted.stderr
+    gone = await missionctl(stack, "schedule", "get", "beat")
+    assert gone.returncode == 3 + grpc.StatusCode.NOT_FOUND.value[0], gone.stderr
