@@ -11,9 +11,11 @@ from aiohttp import web
 from google.protobuf.message import Message
 
 from mission_service.http.access import Access
+from mission_service.http.dashboard import add_dashboard
 from mission_service.http.errors import error_response, http_error_response
 from mission_service.http.events import stream_events
 from mission_service.http.proto_json import from_json_body, from_query, to_json
+from mission_service.http.signin import add_sign_in
 from mission_service.operations import MissionOperations
 from missions.errors import InvalidArgumentError
 from missions.v1 import mission_service_pb2 as pb
@@ -132,4 +134,6 @@ def build_app(operations: MissionOperations, access: Access, *, max_body_bytes: 
     app[_MAX_BODY] = max_body_bytes
     for route in ROUTES:
         app.router.add_route(route.verb, route.path, _handler(route, operations, access))
+    add_sign_in(app, access)
+    add_dashboard(app)
     return app

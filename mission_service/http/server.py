@@ -42,6 +42,7 @@ async def serving_http(
         tokens,
         client_certificates=settings.client_certificates,
         loopback_hosts_only=not settings.authenticated and is_loopback(settings.http_listen),
+        secure_cookies=settings.tls is not None,
     )
     app = build_app(operations, access, max_body_bytes=settings.limits.max_request_bytes)
     runner = web.AppRunner(
@@ -61,8 +62,9 @@ async def serving_http(
             raise ListenError(settings.http_listen, f"{(exc.strerror or str(exc)).lower()} (--http-listen)") from exc
         bound = int(runner.addresses[0][1])
         scheme = "http" if context is None else "https"
-        where = f"{scheme}://{settings.http_listen.rpartition(':')[0]}:{bound}{API_PREFIX}/"
-        log.info("HTTP API on %s (%s)", where, posture(settings, settings.http_listen))
+        root = f"{scheme}://{settings.http_listen.rpartition(':')[0]}:{bound}"
+        how = posture(settings, settings.http_listen)
+        log.info("dashboard on %s/, HTTP API on %s%s/ (%s)", root, root, API_PREFIX, how)
         yield bound
     finally:
         await runner.cleanup()

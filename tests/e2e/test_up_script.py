@@ -11,13 +11,14 @@ import re
 import signal
 import subprocess
 import threading
+import urllib.request
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import IO
 
 import pytest
 
-from tests.support import Process, Stack, wait_serving
+from tests.support import Process, Stack, free_port, wait_serving
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
 
@@ -118,15 +119,17 @@ def _copy(source: IO[bytes], log_path: pathlib.Path, loop: asyncio.AbstractEvent
 def _start_up(stack: Stack, *worker_args: str) -> Up:
     """scripts/up on the stack's namespace, port and state directory (a Process only for its
     output and liveness: it is no python -m module)."""
-    process = Process([str(UP), *worker_args], stack.env(), stack.directory / "up.err")
-    popen = process.popen = subprocess.Popen(
-        process.argv,
-        env={**os.environ, **process.env},
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    env = {**stack.env(), "MISSIONS_HTTP_LISTEN": f"127.0.0.1:{free_port()}"}
+    process = Process([str(UP), *worker_args], env, stack.directory / "up.err")
+    with (stack.directory / "up.out").open("wb") as out:
+        popen = process.popen = subprocess.Popen(
+            process.argv,
+            env={**os.environ, **process.env},
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
     assert popen.stderr is not None
     lines: Lines = asyncio.Queue()
     pump = threading.Thread(
@@ -155,6 +158,10 @@ async def _both_serving(stack: Stack) -> AsyncIterator[tuple[Up, dict[str, int]]
             tasks.create_task(wait_serving(stack.target, up.process, timeout=_READY_S))
         children = _children(up.popen.pid)
         assert set(children) == {"mission-service", "mission-worker"}, up.process.output()
+        url = f"http://{up.process.env['MISSIONS_HTTP_LISTEN']}/"
+        assert f"Dashboard: {url} " in (stack.directory / "up.out").read_text()
+        dashboard = await asyncio.to_thread(urllib.request.urlopen, url, timeout=_EXIT_S)
+        assert b"<title>Missions</title>" in dashboard.read()
         yield up, children
 
 

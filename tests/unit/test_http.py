@@ -16,6 +16,7 @@ from typing import Any
 import aiohttp
 import grpc
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from grpc_status import rpc_status
 
@@ -24,6 +25,7 @@ from mission_service.http.access import Access
 from mission_service.http.proto_json import to_json
 from mission_service.http.routes import ROUTES, build_app
 from mission_service.http.server import serving_http
+from mission_service.http.sessions import Sessions
 from mission_service.limits import Limits
 from mission_service.operations import MissionOperations
 from mission_service.settings import ServiceSettings
@@ -169,7 +171,7 @@ async def test_errors_are_the_grpc_ports_in_aip_193_bodies(api: tuple[Service, T
 async def test_routing_refusals_have_the_same_body(api: tuple[Service, TestClient[Any, Any]]) -> None:
     _, client = api
     assert _error(await _json(await client.get("/api/v1/nothing"), 404))[:3] == (404, "NOT_FOUND", "NOT_FOUND")
-    assert _error(await _json(await client.get("/"), 404))[0] == 404
+    assert _error(await _json(await client.get("/nothing"), 404))[0] == 404
     wrong = await client.delete("/api/v1/missions")
     assert _error(await _json(wrong, 405))[2] == "METHOD_NOT_ALLOWED"
     assert set(wrong.headers["Allow"].split(",")) == {"GET", "POST"}
@@ -337,3 +339,84 @@ async def test_serving_http_with_mtls_names_callers_by_their_certificate(tmp_pat
             trusting.load_cert_chain(client.cert, client.key)
             async with session.post(url, json={"type": "echo"}, ssl=trusting) as response:
                 assert (await _json(response))["mission"]["submitted_by"] == "dashboard"
+
+
+async def test_a_browser_signs_in_with_a_token_and_its_cookie_stands_for_it_with_a_csrf_token(
+    tmp_path: pathlib.Path,
+) -> None:
+    tokens = tokens_file(tmp_path, alice="submitter")
+    async with _api(tokens, loopback_hosts_only=False) as (_, client):
+        assert _error(await _json(await client.get("/api/v1/session"), 401))[2] == "TOKEN_MISSING"
+        form = await client.post("/api/v1/session", data={"token": "alice-token"})
+        assert _error(await _json(form, 415))[2] == "UNSUPPORTED_MEDIA_TYPE"
+        wrong = await client.post("/api/v1/session", json={"token": "mallory-token"})
+        assert _error(await _json(wrong, 401))[2] == "TOKEN_UNKNOWN"
+
+        signed_in = await client.post("/api/v1/session", json={"token": "alice-token"})
+        who = await _json(signed_in)
+        assert (who["principal"], who["roles"], who["authenticated"], who["sign_in"]) == (
+            "alice",
+            ["submitter"],
+            True,
+            True,
+        )
+        cookie = signed_in.headers["Set-Cookie"]
+        assert all(flag in cookie for flag in ("missions_session=", "HttpOnly", "SameSite=Strict", "Path=/"))
+        assert "Secure" not in cookie  # plaintext here; Sessions(secure=True) under TLS
+        csrf = {"X-CSRF-Token": who["csrf_token"]}
+        assert (await _json(await client.get("/api/v1/session")))["csrf_token"] == who["csrf_token"]
+
+        # The cookie is the token: its roles apply, reads need nothing more.
+        await _json(await client.get("/api/v1/missions"))
+        assert _error(await _json(await client.get("/api/v1/stats"), 403))[2] == "ROLE_REQUIRED"
+        # Every state-changing request shows the session's CSRF token, which a cross-site page cannot read.
+        for headers in ({}, {"X-CSRF-Token": "guess"}):
+            refused = await client.post("/api/v1/missions", json={"type": "echo"}, headers=headers)
+            assert _error(await _json(refused, 403))[:3] == (403, "PERMISSION_DENIED", "CSRF_TOKEN_INVALID")
+        mission = (await _json(await client.post("/api/v1/missions", json={"type": "echo"}, headers=csrf)))["mission"]
+        assert mission["submitted_by"] == "alice"
+
+        assert _error(await _json(await client.delete("/api/v1/session"), 403))[2] == "CSRF_TOKEN_INVALID"
+        session_id = client.session.cookie_jar.filter_cookies(client.make_url("/"))["missions_session"].value
+        signed_out = await client.delete("/api/v1/session", headers=csrf)
+        await _json(signed_out)
+        assert 'missions_session=""' in signed_out.headers["Set-Cookie"]
+        ended = await client.get("/api/v1/missions", cookies={"missions_session": session_id})
+        assert _error(await _json(ended, 401))[2] == "SESSION_UNKNOWN"
+
+
+async def test_without_tokens_there_is_no_sign_in(api: tuple[Service, TestClient[Any, Any]]) -> None:
+    _, client = api
+    who = await _json(await client.get("/api/v1/session"))
+    assert (who["authenticated"], who["sign_in"], "csrf_token" in who) == (False, False, False)
+    refused = await client.post("/api/v1/session", json={"token": "anything"})
+    assert _error(await _json(refused, 400))[1] == "FAILED_PRECONDITION"
+
+
+def test_sessions_end_when_they_expire_and_the_oldest_gives_way() -> None:
+    clock = [0.0]
+    sessions = Sessions(secure=True, lifetime=10, limit=2, clock=lambda: clock[0])
+    first, _ = sessions.start("a")
+    second, session = sessions.start("b")
+    assert sessions.get(second) == session and session.token == "b"
+    third, _ = sessions.start("c")
+    assert (sessions.get(first), sessions.get(third) is not None) == (None, True)
+    clock[0] = 10
+    assert sessions.get(second) is None
+    response = web.Response()
+    sessions.set_cookie(response, third)
+    assert response.cookies["missions_session"]["secure"] is True
+
+
+async def test_the_dashboard_is_served_at_the_root_with_a_strict_content_security_policy(
+    api: tuple[Service, TestClient[Any, Any]],
+) -> None:
+    _, client = api
+    page = await client.get("/")
+    assert page.status == 200 and "<title>Missions</title>" in await page.text()
+    assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    for asset in ("js/app.js", "js/pages/mission.js", "style.css", "favicon.svg"):
+        response = await client.get(f"/dashboard/{asset}")
+        assert response.status == 200, asset
+    assert (await client.get("/dashboard/../sessions.py")).status == 404
