@@ -70,17 +70,23 @@ export default function mission(main, { match, link, showLive, can, session }) {
   let current = null;
   let stopped = false;
   const events = [];
+  let shown = "";
   const drawActions = (m) => {
     const mine = !session.authenticated || m.submitted_by === session.principal || can("admin");
+    const cancel = !FINAL_STATES.has(m.state) && can("submit") && mine;
+    const redrive = m.dead_lettered && can("admin");
+    // Only when they change: a live update must not take away a question being answered.
+    if (shown === `${cancel} ${redrive}`) return;
+    shown = `${cancel} ${redrive}`;
     fill(actions,
-      !FINAL_STATES.has(m.state) && can("submit") && mine
+      cancel
         ? confirmButton("Cancel", "Cancel this mission?", async () => {
           const answer = await post(`missions/${encodeURIComponent(id)}:cancel`, { reason: "cancelled in the dashboard" });
           draw(answer.mission);
           return "Cancelled.";
         }, { danger: true })
         : null,
-      m.dead_lettered && can("admin")
+      redrive
         ? confirmButton("Redrive", "Run this dead letter again?", async () => {
           const answer = await post(`missions/${encodeURIComponent(id)}:redrive`, {});
           draw(answer.mission);
