@@ -64,15 +64,15 @@ def add_schedule(
     create.set_defaults(command=_create)
     listing = verb("list", help="list schedules", description="List the schedules, oldest first.")
     listing.set_defaults(command=_list)
-    for name, what, command in (
-        ("get", "show a schedule", _get),
-        ("pause", "stop a schedule firing (its creator or an admin)", _pause),
-        ("resume", "let a paused schedule fire again", _resume),
-        ("delete", "delete a schedule; its missions stay", _delete),
+    for name, what, action in (
+        ("get", "show a schedule", Client.get_schedule),
+        ("pause", "stop a schedule firing (its creator or an admin)", Client.pause_schedule),
+        ("resume", "let a paused schedule fire again", Client.resume_schedule),
+        ("delete", "delete a schedule; its missions stay", Client.delete_schedule),
     ):
         one = verb(name, help=what, description=f"{what[0].upper()}{what[1:]}.")
         one.add_argument("id", metavar="ID", help="the schedule's id")
-        one.set_defaults(command=command)
+        one.set_defaults(command=_on_one(action))
 
 
 def _create(client: Client, out: Output, args: argparse.Namespace) -> int:
@@ -106,24 +106,14 @@ def _list(client: Client, out: Output, args: argparse.Namespace) -> int:
     return _EXIT_OK
 
 
-def _get(client: Client, out: Output, args: argparse.Namespace) -> int:
-    _show(out, client.get_schedule(args.id))
-    return _EXIT_OK
+def _on_one(action: Callable[[Client, str], schedule_pb2.Schedule]) -> Callable[..., int]:
+    """The command that applies ``action`` to the schedule ``args.id`` names and shows the result."""
 
+    def run(client: Client, out: Output, args: argparse.Namespace) -> int:
+        _show(out, action(client, args.id))
+        return _EXIT_OK
 
-def _pause(client: Client, out: Output, args: argparse.Namespace) -> int:
-    _show(out, client.pause_schedule(args.id))
-    return _EXIT_OK
-
-
-def _resume(client: Client, out: Output, args: argparse.Namespace) -> int:
-    _show(out, client.resume_schedule(args.id))
-    return _EXIT_OK
-
-
-def _delete(client: Client, out: Output, args: argparse.Namespace) -> int:
-    _show(out, client.delete_schedule(args.id))
-    return _EXIT_OK
+    return run
 
 
 def _show(out: Output, schedule: schedule_pb2.Schedule) -> None:
