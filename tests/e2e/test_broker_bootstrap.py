@@ -6,8 +6,10 @@ own (the shared broker on 5672 is never touched)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import pathlib
+import pwd
 import random
 import shutil
 import socket
@@ -72,7 +74,10 @@ async def local_node() -> AsyncIterator[int]:
     yield port
     if not _free(port):
         await rabbitmqctl("-n", f"missions-{port}@localhost", "stop")
+    # Where scripts/broker put the node's files: the checkout, or the rabbitmq user's home (root).
     shutil.rmtree(ROOT / ".state" / f"rabbitmq-{port}", ignore_errors=True)
+    with contextlib.suppress(KeyError):
+        shutil.rmtree(pathlib.Path(pwd.getpwnam("rabbitmq").pw_dir) / f"missions-{port}", ignore_errors=True)
 
 
 def _succeeds(*argv: str) -> bool:
