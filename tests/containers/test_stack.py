@@ -1,10 +1,11 @@
 """The compose stack in containers, end to end, through its published ports: submit and
-watch, three workers with one container killed mid-run, the service container restarted
-under a watch.
+watch, the dashboard and HTTP API, three workers with one container killed mid-run, the
+service container restarted under a watch.
 
 scripts/container-test brings the stack up and sets MISSIONS_CONTAINER_TEST_SERVER (the
-service's published address) and MISSIONS_CONTAINER_TEST_COMPOSE (the Compose command, with
-COMPOSE_PROJECT_NAME and COMPOSE_FILE in the environment); without them every test skips.
+service's published gRPC address), MISSIONS_CONTAINER_TEST_HTTP (its dashboard and HTTP API)
+and MISSIONS_CONTAINER_TEST_COMPOSE (the Compose command, with COMPOSE_PROJECT_NAME and
+COMPOSE_FILE in the environment); without them every test skips.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import shlex
 from collections import Counter, defaultdict
 from collections.abc import AsyncIterator
 
+import aiohttp
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -25,6 +27,7 @@ from missions.v1 import events_pb2, mission_pb2, worker_pb2
 from tests.support import eventually
 
 SERVER = os.environ.get("MISSIONS_CONTAINER_TEST_SERVER")
+HTTP = os.environ.get("MISSIONS_CONTAINER_TEST_HTTP")
 COMPOSE = shlex.split(os.environ.get("MISSIONS_CONTAINER_TEST_COMPOSE", "docker-compose"))
 
 pytestmark = [
@@ -112,6 +115,19 @@ async def test_submit_and_watch_through_the_published_port(client: AsyncClient) 
     assert E.EVENT_TYPE_STARTED in types
     assert types[-1] == E.EVENT_TYPE_COMPLETED
     assert await client.result(mission.id, timeout=60) == {"hello": "containers"}
+
+
+async def test_the_dashboard_and_the_http_api_through_the_published_port(client: AsyncClient) -> None:
+    assert HTTP is not None
+    mission = await client.submit("echo", {"over": "http"})
+    await client.result(mission.id, timeout=60)
+    async with aiohttp.ClientSession(f"http://{HTTP}", timeout=aiohttp.ClientTimeout(total=30)) as http:
+        async with http.get(f"/api/v1/missions/{mission.id}") as answer:
+            assert answer.status == 200
+            body = await answer.json()
+        assert (body["mission"]["state"], body["mission"]["result"]) == ("MISSION_STATE_SUCCEEDED", {"over": "http"})
+        async with http.get("/") as page:
+            assert page.status == 200 and page.content_type == "text/html"
 
 
 async def test_missions_of_a_killed_worker_container_finish_once_elsewhere(client: AsyncClient) -> None:
