@@ -14,7 +14,8 @@ import pathlib
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Literal
+
+from google.protobuf.message import Message
 
 from mission_service import schedule_projection
 from mission_service.projection import apply, is_duplicate
@@ -157,9 +158,9 @@ def _runs(mission: mission_pb2.Mission | None, started: events_pb2.MissionEvent)
     )
 
 
-def _seconds(mission: mission_pb2.Mission, field: Literal["create_time", "end_time", "due_time"]) -> float | None:
-    """A timestamp of ``mission`` in epoch seconds, None when unset."""
-    return getattr(mission, field).ToNanoseconds() / 1e9 if mission.HasField(field) else None
+def _seconds(message: Message, field: str) -> float | None:
+    """A timestamp of a mission or schedule in epoch seconds, None when unset."""
+    return getattr(message, field).ToNanoseconds() / 1e9 if message.HasField(field) else None
 
 
 def _decode(body: bytes) -> mission_pb2.Mission:
@@ -449,7 +450,7 @@ class MissionStore:
                 schedule.id,
                 int(row[1]) if row else event.sequence,
                 int(event.type == events_pb2.EVENT_TYPE_SCHEDULE_DELETED),
-                schedule.next_fire_time.ToNanoseconds() / 1e9 if schedule.HasField("next_fire_time") else None,
+                _seconds(schedule, "next_fire_time"),
                 schedule.SerializeToString(),
             ),
         )
